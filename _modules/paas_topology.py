@@ -1,0 +1,136 @@
+"""
+Read the platform's topology (the ``paas`` pillar key) on a minion.
+
+States and templates read addresses, roles and peers through these functions and
+never work them out by themselves. Every function but ``validate`` and ``node_ids``
+refuses an invalid topology with every error in the message, so that a state that
+renders from it stops before it changes anything.
+
+:depends: the ``paas_topology`` utils module (``_utils/``), synced with the modules
+:configuration: the ``paas`` pillar key, documented in ``pillar.example``
+"""
+
+from __future__ import annotations
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "paas_topology"
+
+
+def __virtual__():
+    if "paas_topology.validate" not in __utils__:
+        return (False, "paas_topology: the paas_topology utils module is not synced")
+    return __virtualname__
+
+
+def validate(topology: dict | None = None) -> list[str]:
+    """
+    Return every error in the topology, one message each, naming node and field.
+
+    An empty list means the topology is valid.
+
+    topology
+        The value of a ``paas`` key to check instead of this minion's pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.validate
+    """
+    if topology is None:
+        topology = __pillar__.get("paas")
+    if topology is None:
+        return ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
+    return [str(error) for error in __utils__["paas_topology.validate"](topology)]
+
+
+def get() -> dict:
+    """
+    Return the validated topology with every optional key filled in.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.get
+    """
+    errors = validate()
+    if errors:
+        raise CommandExecutionError("the paas topology is invalid:\n  " + "\n  ".join(errors))
+    return __utils__["paas_topology.with_defaults"](__pillar__["paas"])
+
+
+def node(node_id: str | None = None) -> dict | None:
+    """
+    Return one node's entry (this minion's by default), or ``None`` if it has none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.node
+        salt-call paas_topology.node etcd1
+    """
+    return __utils__["paas_topology.node"](get(), node_id or __opts__["id"])
+
+
+def roles(node_id: str | None = None) -> list[str]:
+    """
+    Return the roles of one node (this minion's by default); ``[]`` if it has none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.roles
+    """
+    entry = node(node_id)
+    return list(entry["roles"]) if entry else []
+
+
+def nodes(role: str | None = None) -> list[dict]:
+    """
+    Return the nodes, in pillar order, optionally only those holding ``role``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.nodes role=etcd
+    """
+    topology = get()
+    if role is not None and role not in __utils__["paas_topology.roles"]():
+        raise SaltInvocationError(
+            f"unknown role {role!r}; roles are: {', '.join(__utils__['paas_topology.roles']())}"
+        )
+    return __utils__["paas_topology.nodes"](topology, role)
+
+
+def node_ids(role: str | None = None) -> list[str]:
+    """
+    Return the node ids, tolerating a malformed topology (bad entries are skipped).
+
+    Orchestrations use this to compute targets while they render; their first step
+    validates the topology and stops the run when it is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.node_ids role=gateway
+    """
+    return __utils__["paas_topology.node_ids"](__pillar__.get("paas"), role)
+
+
+def hosts() -> list[list]:
+    """
+    Return the ``[address, [names]]`` entries of the platform's ``/etc/hosts``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.hosts
+    """
+    return [[address, names] for address, names in __utils__["paas_topology.hosts"](get())]

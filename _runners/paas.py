@@ -1,0 +1,75 @@
+"""
+What a platform engineer runs on the master.
+
+``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file.
+
+:depends: the ``paas_topology`` utils module (``utils_dirs`` in the master config)
+"""
+
+from __future__ import annotations
+
+import salt.pillar
+import salt.utils.files
+import salt.utils.yaml
+from salt.exceptions import SaltRunnerError
+
+__virtualname__ = "paas"
+
+
+def __virtual__():
+    if "paas_topology.validate" not in __utils__:
+        return (False, "paas: the paas_topology utils module is not on the master's utils_dirs")
+    return __virtualname__
+
+
+def validate(topology: str | None = None) -> dict:
+    """
+    Check the platform's topology and list every error with its node and field.
+
+    Exits non-zero when the topology is invalid.
+
+    topology
+        A YAML file holding a ``paas:`` key, to check instead of the pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.validate
+        salt-run paas.validate topology=pillar.example
+    """
+    if topology is None:
+        source = "pillar"
+        data = _master_pillar().get("paas")
+        if data is None:
+            raise SaltRunnerError("the pillar has no paas key (is pillar/top.sls assigning it?)")
+    else:
+        source = topology
+        data = _load_topology_file(topology)
+    errors = [str(error) for error in __utils__["paas_topology.validate"](data)]
+    if errors:
+        __context__["retcode"] = 1
+        return {"valid": False, "source": source, "errors": errors}
+    nodes = __utils__["paas_topology.node_ids"](data)
+    return {"valid": True, "source": source, "nodes": len(nodes)}
+
+
+def _master_pillar() -> dict:
+    # The pillar the master's own minion (the one that runs orchestrations) sees.
+    pillar = salt.pillar.get_pillar(
+        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
+    )
+    return pillar.compile_pillar()
+
+
+def _load_topology_file(path: str) -> dict:
+    try:
+        with salt.utils.files.fopen(path) as handle:
+            document = salt.utils.yaml.safe_load(handle)
+    except OSError as err:
+        raise SaltRunnerError(f"cannot read topology file {path}: {err.strerror}") from err
+    except salt.utils.yaml.YAMLError as err:
+        raise SaltRunnerError(f"topology file {path} is not valid YAML: {err}") from err
+    if not isinstance(document, dict) or "paas" not in document:
+        raise SaltRunnerError(f"topology file {path} has no top-level paas key")
+    return document["paas"]

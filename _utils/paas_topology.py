@@ -1,0 +1,488 @@
+"""
+The platform's topology: its schema, its defaults and its validator.
+
+Everything the platform builds is derived from one pillar key, ``paas``. This module
+is the only code that knows its shape. It is plain Python with no Salt dunders, so the
+same code is used by the ``paas_topology`` execution and state modules (through
+``__utils__``), by the ``paas`` runner on the master, and by the lab tool.
+
+:depends: nothing beyond the standard library
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("gateway", "etcd", "control-plane", "worker")
+NETWORKS = ("public", "private")
+
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class TopologyError:
+    """One thing wrong with a topology: where it is and what is wrong."""
+
+    field: str
+    message: str
+    node: str | None = None
+
+    def __str__(self) -> str:
+        where = f"node {self.node}: {self.field}" if self.node else self.field
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Field:
+    """What one key of the topology may hold."""
+
+    kind: str
+    required: bool = False
+    default: Any = None
+    fields: dict[str, Field] | None = None
+    item: Field | None = None
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+def _mapping(fields: dict[str, Field], required: bool = False) -> Field:
+    return Field("mapping", required=required, fields=fields)
+
+
+_NETWORK_FIELDS = {
+    "cidr": Field("network", required=True),
+    "vip": Field("address", required=True),
+    "vrrp_router_id": Field("integer", required=True, minimum=1, maximum=255),
+}
+
+SCHEMA = _mapping(
+    {
+        "cluster": _mapping(
+            {
+                "name": Field("hostname", required=True),
+                "domain": Field("domain", default="paas.internal"),
+            },
+            required=True,
+        ),
+        "networks": _mapping(
+            {
+                "public": _mapping(
+                    {**_NETWORK_FIELDS, "gateway": Field("address", required=True)},
+                    required=True,
+                ),
+                "private": _mapping(_NETWORK_FIELDS, required=True),
+            },
+            required=True,
+        ),
+        "master": _mapping({"address": Field("address", required=True)}, required=True),
+        "nodes": Field(
+            "list",
+            required=True,
+            item=_mapping(
+                {
+                    "id": Field("hostname", required=True),
+                    "roles": Field("list", required=True, item=Field("string", choices=ROLES)),
+                    "addresses": _mapping(
+                        {
+                            "public": Field("address"),
+                            "private": Field("address", required=True),
+                        },
+                        required=True,
+                    ),
+                }
+            ),
+        ),
+        "versions": _mapping(
+            {
+                "etcd": Field("version", default="3.5", choices=("3.4", "3.5")),
+                "kubernetes": Field("version", default="1.31"),
+            }
+        ),
+        "pki": _mapping(
+            {
+                "key_type": Field("string", default="ec", choices=("ec", "rsa")),
+                "ca_days": Field("integer", default=3650, minimum=1),
+                "leaf_days": Field("integer", default=365, minimum=1),
+                "renew_days": Field("integer", default=30, minimum=1),
+            }
+        ),
+        "dr": _mapping(
+            {
+                "snapshot_interval_minutes": Field("integer", default=30, minimum=1),
+                "snapshot_retention": Field("integer", default=48, minimum=1),
+                "unhealthy_reports_before_action": Field("integer", default=3, minimum=1),
+            }
+        ),
+        "time": _mapping({"ntp_servers": Field("list", default=[], item=Field("string"))}),
+        "lookup": Field("free"),
+    }
+)
+
+
+def validate(topology: Any) -> list[TopologyError]:
+    """
+    Return every error in ``topology`` (the value of the ``paas`` pillar key).
+
+    An empty list means the topology is valid. Shape errors (unknown keys, missing
+    fields, wrong types) are reported first; the rules between fields (addresses,
+    role counts) are checked only on a topology whose shape is right, so that one
+    mistake is not reported many times over.
+    """
+    errors: list[TopologyError] = []
+    _check_shape(topology, SCHEMA, "paas", errors, node=None)
+    if errors:
+        return errors
+    _check_nodes(topology, errors)
+    _check_addresses(topology, errors)
+    _check_roles(topology, errors)
+    _check_settings(topology, errors)
+    return errors
+
+
+def with_defaults(topology: dict) -> dict:
+    """Return a copy of a valid ``topology`` with every optional key filled in."""
+    return _fill(copy.deepcopy(topology), SCHEMA)
+
+
+def roles() -> tuple[str, ...]:
+    """The roles a node may hold."""
+    return ROLES
+
+
+def nodes(topology: dict, role: str | None = None) -> list[dict]:
+    """The nodes of ``topology``, in pillar order, optionally only those with ``role``."""
+    return [node for node in topology["nodes"] if role is None or role in node["roles"]]
+
+
+def node_ids(topology: Any, role: str | None = None) -> list[str]:
+    """
+    The ids of the nodes, tolerating a malformed topology.
+
+    Orchestration files compute their targets with this while they render, before the
+    validator has run; a malformed entry is skipped here and reported by the validator.
+    """
+    entries = topology.get("nodes") if isinstance(topology, dict) else None
+    if not isinstance(entries, list):
+        return []
+    ids = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        roles = entry.get("roles")
+        if role is None or (isinstance(roles, list) and role in roles):
+            ids.append(entry["id"])
+    return ids
+
+
+def node(topology: dict, node_id: str) -> dict | None:
+    """The node called ``node_id``, or ``None`` when the topology has no such node."""
+    for entry in topology["nodes"]:
+        if entry["id"] == node_id:
+            return entry
+    return None
+
+
+def hosts(topology: dict) -> list[tuple[str, list[str]]]:
+    """
+    The name-to-address entries every node's ``/etc/hosts`` holds.
+
+    A node's names resolve to its private address, where the cluster's traffic runs;
+    a gateway's public address is ``<id>-public``. The master answers to ``salt``, the
+    name a minion looks for by default, and the VIPs have names of their own.
+    """
+    domain = topology["cluster"]["domain"]
+    name = topology["cluster"]["name"]
+    entries = [(topology["master"]["address"], [f"salt.{domain}", "salt"])]
+    for entry in topology["nodes"]:
+        entries.append((entry["addresses"]["private"], [f"{entry['id']}.{domain}", entry["id"]]))
+        public = entry["addresses"].get("public")
+        if public:
+            entries.append((public, [f"{entry['id']}-public.{domain}", f"{entry['id']}-public"]))
+    for network in NETWORKS:
+        vip = topology["networks"][network]["vip"]
+        entries.append((vip, [f"{name}-{network}-vip.{domain}", f"{name}-{network}-vip"]))
+    return entries
+
+
+def _check_shape(value: Any, field: Field, path: str, errors: list, node: str | None) -> None:
+    if field.kind == "free":
+        if not isinstance(value, dict):
+            errors.append(TopologyError(path, f"must be a mapping, not {_type_name(value)}", node))
+        return
+    if field.kind == "mapping":
+        _check_mapping(value, field, path, errors, node)
+    elif field.kind == "list":
+        if not isinstance(value, list):
+            errors.append(TopologyError(path, f"must be a list, not {_type_name(value)}", node))
+            return
+        for index, item in enumerate(value):
+            item_node = node
+            if path == "paas:nodes":
+                item_node = _node_label(item, index)
+            _check_shape(item, field.item, f"{path}[{index}]", errors, item_node)
+    else:
+        message = _check_scalar(value, field)
+        if message:
+            errors.append(TopologyError(path, message, node))
+
+
+def _check_mapping(value: Any, field: Field, path: str, errors: list, node: str | None) -> None:
+    if not isinstance(value, dict):
+        errors.append(TopologyError(path, f"must be a mapping, not {_type_name(value)}", node))
+        return
+    for key in value:
+        if key not in field.fields:
+            known = ", ".join(sorted(field.fields))
+            errors.append(
+                TopologyError(f"{path}:{key}", f"unknown key (known keys: {known})", node)
+            )
+    for key, child in field.fields.items():
+        if key in value:
+            _check_shape(value[key], child, f"{path}:{key}", errors, node)
+        elif child.required:
+            errors.append(TopologyError(f"{path}:{key}", "missing required field", node))
+
+
+def _check_scalar(value: Any, field: Field) -> str | None:
+    if field.kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an integer, not {_type_name(value)}"
+        if field.minimum is not None and value < field.minimum:
+            return f"must be at least {field.minimum}, not {value}"
+        if field.maximum is not None and value > field.maximum:
+            return f"must be at most {field.maximum}, not {value}"
+        return None
+    if not isinstance(value, str):
+        return f"must be a string, not {_type_name(value)}"
+    if field.kind == "address":
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            return f"{value!r} is not an IPv4 address"
+    elif field.kind == "network":
+        try:
+            ipaddress.IPv4Network(value)
+        except ValueError:
+            return f"{value!r} is not an IPv4 network in CIDR form (like 198.18.1.0/24)"
+    elif field.kind == "hostname" and not _HOSTNAME.match(value):
+        return f"{value!r} is not a valid host name (lower-case letters, digits and '-')"
+    elif field.kind == "domain" and not _DOMAIN.match(value):
+        return f"{value!r} is not a valid DNS domain"
+    elif field.kind == "version" and not _VERSION.match(value):
+        return f"{value!r} is not a version like 1.31 or 1.31.2"
+    if field.choices and _choice_of(value, field) not in field.choices:
+        return f"{value!r} is not one of: {', '.join(field.choices)}"
+    return None
+
+
+def _choice_of(value: str, field: Field) -> str:
+    # A version field accepts any patch release of an allowed minor line.
+    if field.kind == "version":
+        return ".".join(value.split(".")[:2])
+    return value
+
+
+def _check_nodes(topology: dict, errors: list) -> None:
+    counts = Counter(entry["id"] for entry in topology["nodes"])
+    for index, entry in enumerate(topology["nodes"]):
+        path = f"paas:nodes[{index}]"
+        if counts[entry["id"]] > 1:
+            errors.append(
+                TopologyError(f"{path}:id", f"duplicate node id {entry['id']!r}", entry["id"])
+            )
+        roles = Counter(entry["roles"])
+        if not roles:
+            errors.append(
+                TopologyError(f"{path}:roles", "a node needs at least one role", entry["id"])
+            )
+        for role, count in roles.items():
+            if count > 1:
+                errors.append(
+                    TopologyError(f"{path}:roles", f"role {role!r} is listed twice", entry["id"])
+                )
+        is_gateway = "gateway" in roles
+        has_public = "public" in entry["addresses"]
+        if is_gateway and not has_public:
+            errors.append(
+                TopologyError(
+                    f"{path}:addresses:public", "a gateway needs a public address", entry["id"]
+                )
+            )
+        if has_public and not is_gateway:
+            errors.append(
+                TopologyError(
+                    f"{path}:addresses:public",
+                    "only gateways have a public address; every other node is private",
+                    entry["id"],
+                )
+            )
+
+
+def _check_addresses(topology: dict, errors: list) -> None:
+    networks = {
+        name: ipaddress.IPv4Network(topology["networks"][name]["cidr"], strict=False)
+        for name in NETWORKS
+    }
+    for name, network in networks.items():
+        cidr = topology["networks"][name]["cidr"]
+        if str(network) != cidr:
+            errors.append(
+                TopologyError(
+                    f"paas:networks:{name}:cidr",
+                    f"{cidr!r} has host bits set; the network is {network}",
+                )
+            )
+    if networks["public"].overlaps(networks["private"]):
+        errors.append(
+            TopologyError(
+                "paas:networks:private:cidr",
+                f"{networks['private']} overlaps the public network {networks['public']}",
+            )
+        )
+
+    # Every address the platform owns, with where it was declared, in pillar order.
+    owned: list[tuple[str, str, str, str | None]] = [
+        (topology["master"]["address"], "private", "paas:master:address", None),
+        (topology["networks"]["public"]["gateway"], "public", "paas:networks:public:gateway", None),
+    ]
+    for index, entry in enumerate(topology["nodes"]):
+        for network, address in entry["addresses"].items():
+            owned.append(
+                (address, network, f"paas:nodes[{index}]:addresses:{network}", entry["id"])
+            )
+    vips = [
+        (topology["networks"][name]["vip"], name, f"paas:networks:{name}:vip", None)
+        for name in NETWORKS
+    ]
+
+    for address, network, path, node_id in owned + vips:
+        parsed = ipaddress.IPv4Address(address)
+        subnet = networks[network]
+        if parsed not in subnet:
+            errors.append(
+                TopologyError(path, f"{address} is outside the {network} network {subnet}", node_id)
+            )
+        elif parsed in (subnet.network_address, subnet.broadcast_address):
+            errors.append(
+                TopologyError(
+                    path, f"{address} is the network or broadcast address of {subnet}", node_id
+                )
+            )
+
+    first_owner: dict[str, str] = {}
+    for address, _network, path, node_id in owned:
+        if address in first_owner:
+            errors.append(
+                TopologyError(
+                    path, f"address {address} is already used by {first_owner[address]}", node_id
+                )
+            )
+        else:
+            first_owner[address] = f"node {node_id}" if node_id else path
+    for address, _network, path, _node_id in vips:
+        if address in first_owner:
+            errors.append(
+                TopologyError(
+                    path,
+                    f"VIP {address} is the address of {first_owner[address]}; a VIP must be free",
+                )
+            )
+    if topology["networks"]["public"]["vip"] == topology["networks"]["private"]["vip"]:
+        errors.append(
+            TopologyError("paas:networks:private:vip", "the two VIPs are the same address")
+        )
+    if (
+        topology["networks"]["public"]["vrrp_router_id"]
+        == topology["networks"]["private"]["vrrp_router_id"]
+    ):
+        errors.append(
+            TopologyError(
+                "paas:networks:private:vrrp_router_id",
+                "must differ from the public network's vrrp_router_id",
+            )
+        )
+
+
+def _check_roles(topology: dict, errors: list) -> None:
+    counts = Counter(role for entry in topology["nodes"] for role in set(entry["roles"]))
+    if counts["gateway"] < 2:
+        errors.append(
+            TopologyError(
+                "paas:nodes",
+                f"{counts['gateway']} gateway node(s); the platform needs at least 2 "
+                "so that no gateway is a single point of failure",
+            )
+        )
+    etcd = counts["etcd"]
+    if etcd < 3 or etcd % 2 == 0:
+        errors.append(
+            TopologyError(
+                "paas:nodes",
+                f"{etcd} etcd node(s); etcd needs an odd count of at least 3 (3, 5 or 7) "
+                "to keep quorum when a member is lost",
+            )
+        )
+    for role in ("control-plane", "worker"):
+        if counts[role] == 0:
+            errors.append(TopologyError("paas:nodes", f"no {role} node; the platform needs one"))
+
+
+def _check_settings(topology: dict, errors: list) -> None:
+    pki = with_defaults(topology)["pki"]
+    if pki["renew_days"] >= pki["leaf_days"]:
+        errors.append(
+            TopologyError(
+                "paas:pki:renew_days",
+                f"{pki['renew_days']} must be shorter than leaf_days ({pki['leaf_days']}), "
+                "or every certificate would renew on every run",
+            )
+        )
+    if pki["leaf_days"] > pki["ca_days"]:
+        errors.append(
+            TopologyError(
+                "paas:pki:leaf_days",
+                f"{pki['leaf_days']} is longer than the CA's lifetime ca_days ({pki['ca_days']})",
+            )
+        )
+
+
+def _fill(value: Any, field: Field) -> Any:
+    if field.kind == "mapping":
+        for key, child in field.fields.items():
+            if key not in value:
+                if child.kind == "mapping":
+                    value[key] = _fill({}, child)
+                elif child.default is not None:
+                    value[key] = copy.deepcopy(child.default)
+            else:
+                value[key] = _fill(value[key], child)
+    elif field.kind == "list" and field.item is not None:
+        return [_fill(item, field.item) for item in value]
+    return value
+
+
+def _node_label(item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return item["id"]
+    return f"#{index}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)

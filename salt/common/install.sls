@@ -1,0 +1,5 @@
+{%- from "common/map.jinja" import common with context %}
+
+common-install-packages:
+  pkg.installed:
+    - pkgs: {{ common.packages | json }}
