@@ -1,0 +1,128 @@
+"""
+The lab's command line: `python -m lab up|down|status`.
+
+up      build the image if its recipe changed, wire the network, start the master,
+        boot every machine of pillar/paas.sls, wait for their minions, converge the
+        platform with orch.cluster. On a running lab it re-converges.
+down    remove every trace: machines, overlays, master, namespaces, bridges, state.
+status  list the machines with their roles, addresses, systemd state and minion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from lab import image, machines, master, network
+from lab.config import STATE_DIR, Lab, LabError, load_lab
+from lab.processes import wait_for
+from lab.shell import fail, run, step
+
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "mount")
+MINION_WAIT = 300
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab makes namespaces, bridges and containers: run it as root")
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise LabError(f"missing host tools: {', '.join(missing)} (run `make lab`)")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        raise LabError("the kernel has no overlay filesystem (modprobe overlay)")
+
+
+def up(lab: Lab, converge: bool) -> None:
+    check_host()
+    rootfs = image.ensure_image()
+    network.up_bridges(lab)
+    for machine in lab.machines:
+        network.up_machine_network(machine, lab)
+    step(f"network: bridges and {len(lab.machines)} namespaces up")
+    master.ensure_keys()
+    master.up(lab)
+    machines.up(lab, rootfs)
+    wait_for_minions(lab)
+    if converge:
+        step("converge: salt-run state.orchestrate orch.cluster")
+        result = master.salt("salt-run", "state.orchestrate", "orch.cluster", timeout=1800)
+        print(result.stdout, end="", flush=True)
+        if result.returncode != 0:
+            raise LabError(f"orch.cluster failed (exit {result.returncode}):\n{result.stderr}")
+        step("converge: done")
+    status(lab)
+
+
+def wait_for_minions(lab: Lab) -> None:
+    ids = [machine.id for machine in lab.machines]
+    answering: set[str] = set()
+
+    def all_answer() -> bool:
+        answering.update(master.answering(sorted(set(ids) - answering)))
+        step(f"minions: {len(answering)}/{len(ids)} answering")
+        return answering == set(ids)
+
+    if not wait_for(all_answer, timeout=MINION_WAIT, interval=2):
+        silent = ", ".join(sorted(set(ids) - answering))
+        raise LabError(
+            f"minions did not answer within {MINION_WAIT}s: {silent}; see "
+            f"{STATE_DIR}/nodes/<id>/console.log and `python -m lab status`"
+        )
+
+
+def down() -> None:
+    machines.down()
+    master.down()
+    for namespace in network.lab_namespaces():
+        # Whatever a test left running inside a namespace goes with it.
+        for pid in run("ip", "netns", "pids", namespace, check=False).split():
+            run("kill", "-9", pid, check=False)
+    network.down()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    step("down: no machine, namespace, bridge or master of the lab is left")
+
+
+def status(lab: Lab) -> None:
+    answering = master.answering([machine.id for machine in lab.machines], timeout=3)
+    rows = [("NODE", "ROLES", "PUBLIC", "PRIVATE", "MACHINE", "MINION")]
+    for machine in lab.machines:
+        rows.append(
+            (
+                machine.id,
+                ",".join(machine.roles),
+                machine.address("public") or "-",
+                machine.address("private") or "-",
+                machines.systemd_state(machine),
+                "up" if machine.id in answering else "down",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="build, boot and converge the lab")
+    up_parser.add_argument(
+        "--no-converge", action="store_true", help="boot the machines but do not run orch.cluster"
+    )
+    commands.add_parser("down", help="remove every trace of the lab")
+    commands.add_parser("status", help="list the machines and their minions")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up(load_lab(), converge=not args.no_converge)
+        elif args.command == "down":
+            down()
+        else:
+            status(load_lab())
+    except LabError as err:
+        fail(str(err))
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""
+The lab's machine image: Debian 13 with systemd, Salt in a venv, the role packages.
+
+The image is built once per recipe and cached under CACHE_DIR/images/<hash>, where the
+hash covers everything that goes into it (this file, the package lists, the Python
+requirements and their pins), so a change to any of them builds a new image and an
+unchanged recipe reuses the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from lab.config import CACHE_DIR, REPO, LabError
+from lab.shell import run, step
+
+SUITE = "trixie"
+MIRROR = "http://deb.debian.org/debian"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+NODE_REQUIREMENTS = REPO / "lab" / "requirements-node.txt"
+CONSTRAINTS = REPO / "requirements.lock"
+MINION_UNIT = REPO / "lab" / "files" / "salt-minion.service"
+
+# A booting systemd, and what building Salt's wheels needs (timelib has no wheel).
+SYSTEM_PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "iproute2", "iputils-ping", "procps",
+    "ca-certificates", "python3", "python3-venv", "python3-dev", "gcc",
+]  # fmt: skip
+# The roles' packages, so that pkg.installed finds them on machines with no way out.
+ROLE_PACKAGES = [
+    "etcd-server", "etcd-client", "keepalived", "haproxy", "nftables",
+    "conntrackd", "conntrack", "openssl", "curl",
+]  # fmt: skip
+# Daemons the packages enable; the platform's states decide when they run.
+DISABLED_SERVICES = ["etcd", "haproxy", "keepalived", "conntrackd", "nftables"]
+
+
+def formula_packages() -> list[str]:
+    """Every package a formula's defaults.yaml lists, so the image always has them."""
+    packages = []
+    for defaults in sorted((REPO / "salt").glob("*/defaults.yaml")):
+        for settings in (yaml.safe_load(defaults.read_text()) or {}).values():
+            packages.extend(settings.get("packages", []))
+    return packages
+
+
+def packages() -> list[str]:
+    return sorted(set(SYSTEM_PACKAGES + ROLE_PACKAGES + formula_packages()))
+
+
+def recipe_hash() -> str:
+    recipe = {
+        "suite": SUITE,
+        "mirror": MIRROR,
+        "packages": packages(),
+        "builder": Path(__file__).read_text(),
+        "requirements": NODE_REQUIREMENTS.read_text(),
+        "constraints": CONSTRAINTS.read_text(),
+        "minion_unit": MINION_UNIT.read_text(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ensure_image() -> Path:
+    """Return the root of the image for the current recipe, building it if needed."""
+    digest = recipe_hash()
+    final = CACHE_DIR / "images" / digest
+    if (final / "rootfs").is_dir():
+        step(f"image {digest}: cached in {final}")
+        return final / "rootfs"
+    building = final.with_name(f"{digest}.building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    rootfs = building / "rootfs"
+    step(f"image {digest}: debootstrap {SUITE} ({len(packages())} packages, a few minutes)")
+    run(
+        "debootstrap", "--variant=minbase", f"--include={','.join(packages())}",
+        SUITE, str(rootfs), MIRROR,
+    )  # fmt: skip
+    step(f"image {digest}: Salt venv in /opt/salt (wheels built here, installed offline)")
+    _install_salt(rootfs)
+    step(f"image {digest}: configure")
+    _configure(rootfs)
+    building.rename(final)
+    step(f"image {digest}: ready in {final}")
+    return final / "rootfs"
+
+
+def _in_image(rootfs: Path, *argv: str, binds: tuple[str, ...] = ()) -> str:
+    # A one-shot container (not booted) on the host's network: /proc, /dev and DNS are
+    # set up by systemd-nspawn, which a bare chroot would need done by hand.
+    options = [f"--bind={bind}" for bind in binds]
+    return run(
+        "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--pipe",
+        f"--directory={rootfs}", *options, *argv,
+    )  # fmt: skip
+
+
+def _install_salt(rootfs: Path) -> None:
+    wheels = CACHE_DIR / "wheels" / "trixie"
+    wheels.mkdir(parents=True, exist_ok=True)
+    staging = rootfs / "tmp" / "lab"
+    staging.mkdir(parents=True)
+    shutil.copy(NODE_REQUIREMENTS, staging / "requirements.txt")
+    shutil.copy(CONSTRAINTS, staging / "constraints.txt")
+    shutil.copy(HOST_CA_BUNDLE, staging / "ca-bundle.crt")
+    binds = (f"{wheels}:/var/cache/lab-wheels",)
+    requirements = ("-r", "/tmp/lab/requirements.txt", "-c", "/tmp/lab/constraints.txt")
+    _in_image(rootfs, "python3", "-m", "venv", "/opt/salt")
+    _in_image(
+        rootfs, "/opt/salt/bin/pip", "wheel", "--quiet", "--cert", "/tmp/lab/ca-bundle.crt",
+        "--wheel-dir", "/var/cache/lab-wheels", *requirements, binds=binds,
+    )  # fmt: skip
+    _in_image(
+        rootfs, "/opt/salt/bin/pip", "install", "--quiet", "--no-index",
+        "--find-links", "/var/cache/lab-wheels", *requirements, binds=binds,
+    )  # fmt: skip
+    shutil.rmtree(staging)
+    for tool in ("salt-call", "salt-minion"):
+        (rootfs / "usr/local/bin" / tool).symlink_to(f"/opt/salt/bin/{tool}")
+
+
+def _configure(rootfs: Path) -> None:
+    unit = rootfs / "etc/systemd/system/salt-minion.service"
+    shutil.copy(MINION_UNIT, unit)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "salt-minion.service").symlink_to("/etc/systemd/system/salt-minion.service")
+    for service in DISABLED_SERVICES:
+        _in_image(rootfs, "systemctl", "disable", "--quiet", f"{service}.service")
+    # The machines have no way to a mirror: apt has no sources, so a refresh is a no-op.
+    for sources in [rootfs / "etc/apt/sources.list", *rootfs.glob("etc/apt/sources.list.d/*")]:
+        sources.unlink(missing_ok=True)
+    _in_image(rootfs, "apt-get", "clean")
+    # Each machine gets its own machine-id and host name from the lab at boot.
+    (rootfs / "etc/machine-id").write_text("")
+    (rootfs / "etc/hostname").unlink(missing_ok=True)
+    (rootfs / "etc/salt/minion.d").mkdir(parents=True, exist_ok=True)
+    if not (rootfs / "opt/salt/bin/salt-minion").exists():
+        raise LabError(f"image build: {rootfs}/opt/salt/bin/salt-minion is missing")

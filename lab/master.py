@@ -1,0 +1,113 @@
+"""The lab's salt-master: the repository's etc/salt on the host's private address."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import salt.crypt
+import yaml
+
+from lab.config import MASTER_CONFIG_DIR, MASTER_LAB_CONFIG, MASTER_ROOT, REPO, Lab, LabError
+from lab.processes import running, stop, wait_for
+from lab.shell import run, step
+
+BIN = Path(sys.executable).parent
+PKI_DIR = MASTER_ROOT / "etc/salt/pki/master"
+PIDFILE = MASTER_ROOT / "var/run/salt-master.pid"
+LOG = MASTER_ROOT / "var/log/salt/master"
+SHIPPED_ROOT = "/srv/paas"
+
+
+def lab_config(lab: Lab) -> dict:
+    """The master.d override: the shipped config's /srv/paas paths moved to this
+    checkout, the lab's own state directory, and the private address to listen on."""
+    shipped = yaml.safe_load((MASTER_CONFIG_DIR / "master").read_text())
+    overrides = {
+        key: _relocate(value) for key, value in shipped.items() if _relocate(value) != value
+    }
+    return {
+        **overrides,
+        "root_dir": str(MASTER_ROOT),
+        "interface": lab.master_address,
+    }
+
+
+def _relocate(value):
+    if isinstance(value, str) and value.startswith(SHIPPED_ROOT):
+        return str(REPO) + value[len(SHIPPED_ROOT) :]
+    if isinstance(value, list):
+        return [_relocate(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _relocate(item) for key, item in value.items()}
+    return value
+
+
+def ensure_keys() -> None:
+    """The master's key pair, made by the lab so that minions can be given its public
+    key before they first connect (no trust on first use)."""
+    PKI_DIR.mkdir(parents=True, exist_ok=True)
+    (PKI_DIR / "minions").mkdir(exist_ok=True)
+    if not (PKI_DIR / "master.pem").exists():
+        salt.crypt.write_keys(str(PKI_DIR), "master", 2048)
+
+
+def master_public_key() -> str:
+    return (PKI_DIR / "master.pub").read_text()
+
+
+def accept(minion_id: str, public_key: str) -> None:
+    """Pre-accept a minion: its public key where `salt-key -a` would put it."""
+    (PKI_DIR / "minions" / minion_id).write_text(public_key)
+
+
+def up(lab: Lab) -> None:
+    """Write the lab's master config and start the master unless it already runs."""
+    MASTER_LAB_CONFIG.parent.mkdir(exist_ok=True)
+    MASTER_LAB_CONFIG.write_text(
+        "# Written by the lab (lab/master.py) for this checkout; `make lab-down` removes it.\n"
+        + yaml.safe_dump(lab_config(lab), default_flow_style=False)
+    )
+    if running(PIDFILE, "salt-master"):
+        step("master: already running")
+        return
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    run(str(BIN / "salt-master"), "--config-dir", str(MASTER_CONFIG_DIR), "--daemon", cwd=REPO)
+    if not wait_for(lambda: running(PIDFILE, "salt-master"), timeout=30):
+        raise LabError(f"salt-master did not start; see {LOG}")
+    step(f"master: running on {lab.master_address} (log {LOG})")
+
+
+def down() -> None:
+    master = running(PIDFILE, "salt-master")
+    if master:
+        stop([master], grace=15)
+    MASTER_LAB_CONFIG.unlink(missing_ok=True)
+
+
+def salt(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a salt CLI (salt, salt-run) from the repository root, where the Saltfile
+    points it at etc/salt."""
+    return subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]],
+        cwd=REPO,
+        check=False,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def answering(minion_ids: list[str], timeout: int = 5) -> set[str]:
+    """The minions among ``minion_ids`` that answer test.ping."""
+    result = salt(
+        "salt", "--static", "--out=json", f"--timeout={timeout}", "-L",
+        ",".join(minion_ids), "test.ping",
+    )  # fmt: skip
+    try:
+        replies = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        return set()
+    return {minion for minion, reply in replies.items() if reply is True}

@@ -1,0 +1,63 @@
+"""The lab's wiring: two bridges on the host, a network namespace per machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.config import BRIDGES, PREFIX, Lab, Machine
+from lab.shell import run
+
+NETNS_DIR = Path("/run/netns")
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def up_bridges(lab: Lab) -> None:
+    """Create both bridges with the host's address on each; keep ones that exist."""
+    for network, bridge in BRIDGES.items():
+        if not link_exists(bridge):
+            run("ip", "link", "add", bridge, "type", "bridge")
+        address = f"{lab.host_address(network)}/{lab.prefix(network)}"
+        if address not in run("ip", "-o", "addr", "show", "dev", bridge):
+            run("ip", "addr", "add", address, "dev", bridge)
+        run("ip", "link", "set", bridge, "up")
+
+
+def up_machine_network(machine: Machine, lab: Lab) -> None:
+    """Give a machine its namespace, one veth per network, its addresses and routes."""
+    if not (NETNS_DIR / machine.netns).exists():
+        run("ip", "netns", "add", machine.netns)
+    in_ns = ("ip", "-n", machine.netns)
+    run(*in_ns, "link", "set", "lo", "up")
+    for interface in machine.interfaces:
+        if not link_exists(interface.host_name):
+            run(
+                "ip", "link", "add", interface.host_name, "type", "veth",
+                "peer", "name", interface.name, "netns", machine.netns,
+            )  # fmt: skip
+        run("ip", "link", "set", interface.host_name, "master", BRIDGES[interface.network], "up")
+        address = f"{interface.address}/{interface.prefix}"
+        if address not in run(*in_ns, "-o", "addr", "show", "dev", interface.name):
+            run(*in_ns, "addr", "add", address, "dev", interface.name)
+        run(*in_ns, "link", "set", interface.name, "up")
+    # A gateway's way out is the public side's upstream router (the host, in the lab).
+    if machine.address("public"):
+        run(*in_ns, "route", "replace", "default", "via", lab.host_address("public"))
+
+
+def lab_namespaces() -> list[str]:
+    """Every network namespace the lab made, whether or not it still knows the machine."""
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(path.name for path in NETNS_DIR.iterdir() if path.name.startswith(PREFIX))
+
+
+def down() -> None:
+    """Remove every namespace and bridge the lab made (their veths go with them)."""
+    for name in lab_namespaces():
+        run("ip", "netns", "delete", name)
+    for bridge in BRIDGES.values():
+        if link_exists(bridge):
+            run("ip", "link", "delete", bridge)

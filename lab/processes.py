@@ -1,0 +1,67 @@
+"""Starting and stopping the lab's long-running processes by their PIDs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+
+def start(argv: list[str], log: Path, pidfile: Path, env: dict | None = None) -> int:
+    """Start a detached process, logging to ``log``, and record its PID."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    pidfile.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def running(pidfile: Path, name: str) -> psutil.Process | None:
+    """The live process recorded in ``pidfile`` if its command is ``name``, else None."""
+    try:
+        process = psutil.Process(int(pidfile.read_text().strip()))
+        if process.status() != psutil.STATUS_ZOMBIE and name in process.name():
+            return process
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
+
+
+def stop(processes: list[psutil.Process], grace: float) -> None:
+    """SIGTERM each process, wait up to ``grace`` seconds, then SIGKILL what is left
+    together with every descendant."""
+    family = []
+    for process in processes:
+        try:
+            family.extend([process, *process.children(recursive=True)])
+            process.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            continue
+    _gone, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive + family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(family, timeout=5)
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
