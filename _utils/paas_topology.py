@@ -15,8 +15,7 @@ import copy
 import ipaddress
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 ROLES = ("gateway", "etcd", "control-plane", "worker")
 NETWORKS = ("public", "private")
@@ -26,8 +25,9 @@ _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
-@dataclass(frozen=True)
-class TopologyError:
+# NamedTuple, not dataclass: Salt's loader runs this module without registering it
+# in sys.modules, which dataclasses need to resolve postponed annotations.
+class TopologyError(NamedTuple):
     """One thing wrong with a topology: where it is and what is wrong."""
 
     field: str
@@ -39,8 +39,7 @@ class TopologyError:
         return f"{where}: {self.message}"
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """What one key of the topology may hold."""
 
     kind: str

@@ -20,7 +20,7 @@ from lab.config import STATE_DIR, Lab, LabError, load_lab
 from lab.processes import wait_for
 from lab.shell import fail, run, step
 
-REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nsenter", "mount")
+REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nft", "nsenter", "mount")
 MINION_WAIT = 300
 
 
@@ -37,6 +37,7 @@ def check_host() -> None:
 def up(lab: Lab, converge: bool) -> None:
     check_host()
     rootfs = image.ensure_image()
+    network.up_guard()
     network.up_bridges(lab)
     for machine in lab.machines:
         network.up_machine_network(machine, lab)
@@ -47,7 +48,7 @@ def up(lab: Lab, converge: bool) -> None:
     wait_for_minions(lab)
     if converge:
         step("converge: salt-run state.orchestrate orch.cluster")
-        result = master.salt("salt-run", "state.orchestrate", "orch.cluster", timeout=1800)
+        result = master.salt_cli("salt-run", "state.orchestrate", "orch.cluster", timeout=1800)
         print(result.stdout, end="", flush=True)
         if result.returncode != 0:
             raise LabError(f"orch.cluster failed (exit {result.returncode}):\n{result.stderr}")

@@ -104,16 +104,16 @@ def _in_image(rootfs: Path, *argv: str, binds: tuple[str, ...] = ()) -> str:
 def _install_salt(rootfs: Path) -> None:
     wheels = CACHE_DIR / "wheels" / "trixie"
     wheels.mkdir(parents=True, exist_ok=True)
-    staging = rootfs / "tmp" / "lab"
+    staging = rootfs / "var/tmp/lab"
     staging.mkdir(parents=True)
     shutil.copy(NODE_REQUIREMENTS, staging / "requirements.txt")
     shutil.copy(CONSTRAINTS, staging / "constraints.txt")
     shutil.copy(HOST_CA_BUNDLE, staging / "ca-bundle.crt")
     binds = (f"{wheels}:/var/cache/lab-wheels",)
-    requirements = ("-r", "/tmp/lab/requirements.txt", "-c", "/tmp/lab/constraints.txt")
+    requirements = ("-r", "/var/tmp/lab/requirements.txt", "-c", "/var/tmp/lab/constraints.txt")
     _in_image(rootfs, "python3", "-m", "venv", "/opt/salt")
     _in_image(
-        rootfs, "/opt/salt/bin/pip", "wheel", "--quiet", "--cert", "/tmp/lab/ca-bundle.crt",
+        rootfs, "/opt/salt/bin/pip", "wheel", "--quiet", "--cert", "/var/tmp/lab/ca-bundle.crt",
         "--wheel-dir", "/var/cache/lab-wheels", *requirements, binds=binds,
     )  # fmt: skip
     _in_image(
@@ -137,6 +137,10 @@ def _configure(rootfs: Path) -> None:
     for sources in [rootfs / "etc/apt/sources.list", *rootfs.glob("etc/apt/sources.list.d/*")]:
         sources.unlink(missing_ok=True)
     _in_image(rootfs, "apt-get", "clean")
+    # The lab has no DNS (names come from /etc/hosts): no resolver of the host's, which
+    # the machines could not reach and would wait for.
+    (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
+    (rootfs / "etc/resolv.conf").write_text("# The lab has no DNS: names come from /etc/hosts.\n")
     # Each machine gets its own machine-id and host name from the lab at boot.
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "etc/hostname").unlink(missing_ok=True)

@@ -87,7 +87,7 @@ def down() -> None:
     MASTER_LAB_CONFIG.unlink(missing_ok=True)
 
 
-def salt(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def salt_cli(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a salt CLI (salt, salt-run) from the repository root, where the Saltfile
     points it at etc/salt."""
     return subprocess.run(
@@ -102,7 +102,7 @@ def salt(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def answering(minion_ids: list[str], timeout: int = 5) -> set[str]:
     """The minions among ``minion_ids`` that answer test.ping."""
-    result = salt(
+    result = salt_cli(
         "salt", "--static", "--out=json", f"--timeout={timeout}", "-L",
         ",".join(minion_ids), "test.ping",
     )  # fmt: skip

@@ -14,6 +14,24 @@ def link_exists(name: str) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
+# Whatever the host's own forwarding setting, nothing from the lab's bridges is routed
+# anywhere but between them: the lab's machines never reach a real network.
+GUARD_TABLE = f"""
+table inet {PREFIX} {{
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        iifname "{PREFIX}-*" oifname != "{PREFIX}-*" drop
+        oifname "{PREFIX}-*" iifname != "{PREFIX}-*" drop
+    }}
+}}
+"""
+
+
+def up_guard() -> None:
+    run("nft", "delete", "table", "inet", PREFIX, check=False)
+    run("nft", "-f", "-", input=GUARD_TABLE)
+
+
 def up_bridges(lab: Lab) -> None:
     """Create both bridges with the host's address on each; keep ones that exist."""
     for network, bridge in BRIDGES.items():
@@ -61,3 +79,4 @@ def down() -> None:
     for bridge in BRIDGES.values():
         if link_exists(bridge):
             run("ip", "link", "delete", bridge)
+    run("nft", "delete", "table", "inet", PREFIX, check=False)

@@ -27,10 +27,11 @@ def start(argv: list[str], log: Path, pidfile: Path, env: dict | None = None) ->
 
 
 def running(pidfile: Path, name: str) -> psutil.Process | None:
-    """The live process recorded in ``pidfile`` if its command is ``name``, else None."""
+    """The live process recorded in ``pidfile`` if it runs program ``name``, else None."""
     try:
         process = psutil.Process(int(pidfile.read_text().strip()))
-        if process.status() != psutil.STATUS_ZOMBIE and name in process.name():
+        program = [Path(arg).name for arg in process.cmdline()[:2]]
+        if process.status() != psutil.STATUS_ZOMBIE and name in program:
             return process
     except (OSError, ValueError, psutil.Error):
         pass

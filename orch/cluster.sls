@@ -1,17 +1,28 @@
 {#- Converge the whole platform, layer by layer. Each step requires the one before;
     the first checks the topology, and a failure stops the run before any node changes. #}
-{%- set nodes = salt["paas_topology.node_ids"]() %}
+{%- set nodes = salt["paas_topology.node_ids"]() | join(",") %}
 
 paas-cluster-topology-valid:
   paas_topology.valid:
     - failhard: True
 
+# The states render with the custom modules (paas_topology first of all).
+paas-cluster-sync-modules:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ nodes }}
+    - tgt_type: list
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - paas_topology: paas-cluster-topology-valid
+
 paas-cluster-common:
   salt.state:
-    - tgt: {{ nodes | join(",") }}
+    - tgt: {{ nodes }}
     - tgt_type: list
     - sls: common
     - expect_minions: True
     - failhard: True
     - require:
-      - paas_topology: paas-cluster-topology-valid
+      - salt: paas-cluster-sync-modules

@@ -1,0 +1,66 @@
+"""Driving the lab and the salt CLIs from the e2e tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_STATE = Path("/var/lib/paas-lab")
+
+
+def lab_command(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *argv], cwd=REPO, check=False, text=True, **kwargs
+    )
+
+
+def salt_json(*argv: str, timeout: int = 900) -> dict:
+    """Run a salt CLI from the repository root (the Saltfile points it at etc/salt)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / argv[0]), "--out=json", "--static", *argv[1:]],
+        cwd=REPO,
+        check=False,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"{' '.join(argv)} gave no JSON (exit {result.returncode}):\n{result}")
+
+
+def _lines(*argv: str) -> list[str]:
+    return subprocess.run(argv, check=False, capture_output=True, text=True).stdout.splitlines()
+
+
+def leftovers() -> list[str]:
+    """What of the lab is still on this host, found without asking the lab's own code."""
+    found = [
+        f"namespace {line.split()[0]}"
+        for line in _lines("ip", "netns", "list")
+        if line.startswith("paas-lab")
+    ]
+    found += [
+        f"link {line.split()[1]}"
+        for line in _lines("ip", "-o", "link", "show")
+        if "paas-lab" in line or " pl" in line
+    ]
+    found += [
+        f"process {line.strip()}"
+        for line in _lines("ps", "-eo", "pid=,args=")
+        if ("systemd-nspawn" in line and str(LAB_STATE) in line)
+        or ("salt-master" in line and str(REPO / "etc/salt") in line)
+    ]
+    mounts = Path("/proc/self/mounts").read_text().splitlines()
+    found += [f"mount {line.split()[1]}" for line in mounts if str(LAB_STATE) in line]
+    if LAB_STATE.exists():
+        found.append(f"directory {LAB_STATE}")
+    if (REPO / "etc/salt/master.d/lab.conf").exists():
+        found.append("file etc/salt/master.d/lab.conf")
+    return found
