@@ -8,8 +8,8 @@ paas-cluster-topology-valid:
 
 # The states render with the custom modules (paas_topology first of all).
 paas-cluster-sync-modules:
-  salt.function:
-    - name: saltutil.sync_all
+  salt.state:
+    - sls: sync_modules
     - tgt: {{ nodes }}
     - tgt_type: list
     - expect_minions: True

@@ -3,17 +3,19 @@
 include:
   - common.config
 
-{#- A container takes its clock from its host: timesyncd's unit skips itself there,
-    so it is only enabled; on a machine it runs. #}
-common-service-timesyncd:
-{%- if grains.get("virtual") == "container" %}
+common-service-timesyncd-enabled:
   service.enabled:
-{%- else %}
-  service.running:
-    - enable: True
-    - watch:
-      - file: common-config-timesyncd
-{%- endif %}
     - name: {{ common.timesyncd_service }}
     - require:
       - sls: common.config
+
+# A container takes its clock from its host, and timesyncd's unit skips itself there;
+# systemd's own detection decides, as it does for the unit.
+common-service-timesyncd-running:
+  service.running:
+    - name: {{ common.timesyncd_service }}
+    - unless: systemd-detect-virt --quiet --container
+    - watch:
+      - file: common-config-timesyncd
+    - require:
+      - service: common-service-timesyncd-enabled

@@ -21,8 +21,10 @@ def lab_command(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 
 def salt_json(*argv: str, timeout: int = 900) -> dict:
     """Run a salt CLI from the repository root (the Saltfile points it at etc/salt)."""
+    # salt streams one JSON document per minion unless told to wait for all of them.
+    static = ["--static"] if argv[0] == "salt" else []
     result = subprocess.run(
-        [str(Path(sys.executable).parent / argv[0]), "--out=json", "--static", *argv[1:]],
+        [str(Path(sys.executable).parent / argv[0]), "--out=json", *static, *argv[1:]],
         cwd=REPO,
         check=False,
         text=True,

@@ -28,7 +28,7 @@ def test_every_minion_answers_with_grains_that_match_the_topology(lab):
         assert expected <= set(node["ipv4"]), machine.id
         assert node["host"] == machine.id
         assert node["init"] == "systemd"
-        assert node["virtual"] == "container"
+        assert node["virtual"] == "systemd-nspawn"
         # Only gateways have an address on the public network.
         public = ipaddress.ip_network(lab.topology["networks"]["public"]["cidr"])
         on_public = [a for a in node["ipv4"] if ipaddress.ip_address(a) in public]
@@ -50,9 +50,10 @@ def _step(steps: dict, state_id: str) -> dict:
 def test_baseline_applied_again_changes_nothing(lab):
     # `lab up` converged the platform once; a second run must find nothing to do.
     steps = _orchestrate_cluster()
-    common = _step(steps, "paas-cluster-common")
-    assert common["result"] is True, common["comment"]
-    assert common["changes"] == {}, common["changes"]
+    assert _step(steps, "paas-cluster-common")["result"] is True
+    for name, step in steps.items():
+        assert step["result"] is True, (name, step["comment"])
+        assert step["changes"] == {}, (name, step["changes"])
 
 
 def test_baseline_gives_every_node_its_name_hosts_and_sysctls(lab):
