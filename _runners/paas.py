@@ -47,11 +47,13 @@ def validate(topology: str | None = None) -> dict:
         source = topology
         data = _load_topology_file(topology)
     errors = [str(error) for error in __utils__["paas_topology.validate"](data)]
+    # salt-run takes its exit code from the "retcode" of the return; an orchestration's
+    # salt.runner step takes the run's success from __context__.
     if errors:
         __context__["retcode"] = 1
-        return {"valid": False, "source": source, "errors": errors}
+        return {"valid": False, "source": source, "errors": errors, "retcode": 1}
     nodes = __utils__["paas_topology.node_ids"](data)
-    return {"valid": True, "source": source, "nodes": len(nodes)}
+    return {"valid": True, "source": source, "nodes": len(nodes), "retcode": 0}
 
 
 def _master_pillar() -> dict:

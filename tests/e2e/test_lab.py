@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.lab_helpers import REPO, lab_command, leftovers, salt_json
 
@@ -103,6 +105,49 @@ def test_lab_up_again_reconverges_instead_of_failing(lab):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "master: already running" in result.stdout
     assert "machines: all running" in result.stdout
+
+
+def _salt_run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "salt-run"), *argv],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_validate_runner_accepts_the_pillar_topology(lab):
+    result = _salt_run("--out=json", "paas.validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {
+        "valid": True,
+        "source": "pillar",
+        "nodes": 9,
+        "retcode": 0,
+    }
+
+
+def test_validate_runner_lists_every_error_of_a_topology_file_and_fails(lab, tmp_path):
+    topology = yaml.safe_load((REPO / "pillar/paas.sls").read_text())
+    topology["paas"]["nodes"][3]["addresses"]["private"] = "198.18.2.5"
+    topology["paas"]["nodes"][4]["id"] = "etcd1"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(topology))
+    result = _salt_run("paas.validate", f"topology={path}")
+    assert result.returncode != 0
+    assert "node etcd2: paas:nodes[3]:addresses:private: 198.18.2.5 is outside" in result.stdout
+    assert "node etcd1: paas:nodes[4]:id: duplicate node id 'etcd1'" in result.stdout
+
+
+def test_validate_runner_explains_an_unreadable_topology_file(lab, tmp_path):
+    missing = _salt_run("paas.validate", f"topology={tmp_path / 'missing.yaml'}")
+    assert missing.returncode != 0
+    assert "cannot read topology file" in missing.stdout + missing.stderr
+    (tmp_path / "nokey.yaml").write_text("cluster: {name: x}\n")
+    no_key = _salt_run("paas.validate", f"topology={tmp_path / 'nokey.yaml'}")
+    assert no_key.returncode != 0
+    assert "has no top-level paas key" in no_key.stdout + no_key.stderr
 
 
 @pytest.fixture
