@@ -123,6 +123,20 @@ def node_ids(role: str | None = None) -> list[str]:
     return __utils__["paas_topology.node_ids"](__pillar__.get("paas"), role)
 
 
+def master_id() -> str:
+    """
+    Return the id of the master's own minion (it holds the CA), tolerating a malformed
+    topology like ``node_ids``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.master_id
+    """
+    return __utils__["paas_topology.master_id"](__pillar__.get("paas"))
+
+
 def hosts() -> list[list]:
     """
     Return the ``[address, [names]]`` entries of the platform's ``/etc/hosts``.

@@ -8,6 +8,7 @@ What a platform engineer runs on the master.
 
 from __future__ import annotations
 
+import salt.client
 import salt.pillar
 import salt.utils.files
 import salt.utils.yaml
@@ -54,6 +55,62 @@ def validate(topology: str | None = None) -> dict:
         return {"valid": False, "source": source, "errors": errors, "retcode": 1}
     nodes = __utils__["paas_topology.node_ids"](data)
     return {"valid": True, "source": source, "nodes": len(nodes), "retcode": 0}
+
+
+def certs(timeout: int = 30) -> list[dict] | str:
+    """
+    The inventory of every certificate the platform issued, as installed on the nodes
+    and the master's minion: node, profile, serial, names, expiry, days left, problems.
+
+    A readable table by default; the data itself with ``--out=json`` or ``--out=yaml``.
+    A minion that does not answer is listed with the problem.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.certs
+        salt-run paas.certs --out=json
+    """
+    topology = _master_pillar().get("paas")
+    if __utils__["paas_topology.validate"](topology or {}):
+        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
+    minions = [
+        *__utils__["paas_topology.node_ids"](topology),
+        __utils__["paas_topology.master_id"](topology),
+    ]
+    with salt.client.LocalClient(mopts=__opts__) as client:
+        replies = client.cmd(minions, "paas_pki.certificates", tgt_type="list", timeout=timeout)
+    rows = []
+    for minion in minions:
+        reply = replies.get(minion)
+        if not isinstance(reply, list):
+            rows.append({"node": minion, "profile": "-", "problems": [f"no answer: {reply!r}"]})
+            continue
+        rows.extend(reply)
+    if __opts__.get("output") in (None, "nested", "txt"):
+        return _certificate_table(rows)
+    return rows
+
+
+def _certificate_table(rows: list[dict]) -> str:
+    header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "PROBLEMS")
+    table = [header] + [
+        (
+            row["node"],
+            row["profile"],
+            row.get("serial", "-")[:23],
+            row.get("not_after", "-"),
+            str(row.get("days_left", "-")),
+            "; ".join(row.get("problems", [])) or "ok",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
 
 
 def _master_pillar() -> dict:

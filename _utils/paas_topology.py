@@ -81,7 +81,13 @@ SCHEMA = _mapping(
             },
             required=True,
         ),
-        "master": _mapping({"address": Field("address", required=True)}, required=True),
+        "master": _mapping(
+            {
+                "id": Field("hostname", default="paas-master"),
+                "address": Field("address", required=True),
+            },
+            required=True,
+        ),
         "nodes": Field(
             "list",
             required=True,
@@ -107,6 +113,8 @@ SCHEMA = _mapping(
         ),
         "pki": _mapping(
             {
+                "dir": Field("path", default="/etc/paas/pki"),
+                "ca_dir": Field("path", default="/etc/paas/ca"),
                 "key_type": Field("string", default="ec", choices=("ec", "rsa")),
                 "ca_days": Field("integer", default=3650, minimum=1),
                 "leaf_days": Field("integer", default=365, minimum=1),
@@ -179,6 +187,14 @@ def node_ids(topology: Any, role: str | None = None) -> list[str]:
         if role is None or (isinstance(roles, list) and role in roles):
             ids.append(entry["id"])
     return ids
+
+
+def master_id(topology: Any) -> str:
+    """The id of the master's own minion, tolerating a malformed topology like node_ids."""
+    master = topology.get("master") if isinstance(topology, dict) else None
+    if isinstance(master, dict) and isinstance(master.get("id"), str):
+        return master["id"]
+    return SCHEMA.fields["master"].fields["id"].default
 
 
 def node(topology: dict, node_id: str) -> dict | None:
@@ -275,6 +291,8 @@ def _check_scalar(value: Any, field: Field) -> str | None:
         return f"{value!r} is not a valid host name (lower-case letters, digits and '-')"
     elif field.kind == "domain" and not _DOMAIN.match(value):
         return f"{value!r} is not a valid DNS domain"
+    elif field.kind == "path" and not value.startswith("/"):
+        return f"{value!r} is not an absolute path"
     elif field.kind == "version" and not _VERSION.match(value):
         return f"{value!r} is not a version like 1.31 or 1.31.2"
     if field.choices and _choice_of(value, field) not in field.choices:
@@ -291,6 +309,13 @@ def _choice_of(value: str, field: Field) -> str:
 
 def _check_nodes(topology: dict, errors: list) -> None:
     counts = Counter(entry["id"] for entry in topology["nodes"])
+    master_id = with_defaults(topology)["master"]["id"]
+    if master_id in counts:
+        errors.append(
+            TopologyError(
+                "paas:master:id", f"{master_id!r} is also a node's id; the master is not a node"
+            )
+        )
     for index, entry in enumerate(topology["nodes"]):
         path = f"paas:nodes[{index}]"
         if counts[entry["id"]] > 1:

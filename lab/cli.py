@@ -44,6 +44,7 @@ def up(lab: Lab, converge: bool) -> None:
     step(f"network: bridges and {len(lab.machines)} namespaces up")
     master.ensure_keys()
     master.up(lab)
+    master.master_minion_up(lab)
     machines.up(lab, rootfs)
     wait_for_minions(lab)
     if converge:
@@ -56,8 +57,13 @@ def up(lab: Lab, converge: bool) -> None:
     status(lab)
 
 
+def minion_ids(lab: Lab) -> list[str]:
+    """The lab's minions: every machine, and the master's own minion."""
+    return [machine.id for machine in lab.machines] + [lab.topology["master"]["id"]]
+
+
 def wait_for_minions(lab: Lab) -> None:
-    ids = [machine.id for machine in lab.machines]
+    ids = minion_ids(lab)
     answering: set[str] = set()
 
     def all_answer() -> bool:
@@ -86,7 +92,7 @@ def down() -> None:
 
 
 def status(lab: Lab) -> None:
-    answering = master.answering([machine.id for machine in lab.machines], timeout=3)
+    answering = master.answering(minion_ids(lab), timeout=3)
     rows = [("NODE", "ROLES", "PUBLIC", "PRIVATE", "MACHINE", "MINION")]
     for machine in lab.machines:
         rows.append(
@@ -99,6 +105,17 @@ def status(lab: Lab) -> None:
                 "up" if machine.id in answering else "down",
             )
         )
+    master_id = lab.topology["master"]["id"]
+    rows.append(
+        (
+            master_id,
+            "master (this host)",
+            "-",
+            lab.master_address,
+            "host",
+            "up" if master_id in answering else "down",
+        )
+    )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print(

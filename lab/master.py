@@ -10,7 +10,15 @@ from pathlib import Path
 import salt.crypt
 import yaml
 
-from lab.config import MASTER_CONFIG_DIR, MASTER_LAB_CONFIG, MASTER_ROOT, REPO, Lab, LabError
+from lab.config import (
+    MASTER_CONFIG_DIR,
+    MASTER_LAB_CONFIG,
+    MASTER_ROOT,
+    REPO,
+    STATE_DIR,
+    Lab,
+    LabError,
+)
 from lab.processes import running, stop, wait_for
 from lab.shell import run, step
 
@@ -18,6 +26,10 @@ BIN = Path(sys.executable).parent
 PKI_DIR = MASTER_ROOT / "etc/salt/pki/master"
 PIDFILE = MASTER_ROOT / "var/run/salt-master.pid"
 LOG = MASTER_ROOT / "var/log/salt/master"
+# The master's own minion (it holds the CA), on this host like the master.
+CA_MINION_ROOT = STATE_DIR / "master-minion"
+CA_MINION_CONFIG_DIR = CA_MINION_ROOT / "etc/salt"
+CA_MINION_PIDFILE = CA_MINION_ROOT / "var/run/salt-minion.pid"
 SHIPPED_ROOT = "/srv/paas"
 
 
@@ -80,10 +92,41 @@ def up(lab: Lab) -> None:
     step(f"master: running on {lab.master_address} (log {LOG})")
 
 
+def master_minion_up(lab: Lab) -> None:
+    """Start the master's own minion on this host, pre-accepted, unless it runs."""
+    minion_id = lab.topology["master"]["id"]
+    CA_MINION_CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    (CA_MINION_CONFIG_DIR / "minion").write_text(
+        "# Written by the lab (lab/master.py): the master's own minion, which holds the CA.\n"
+        + yaml.safe_dump(
+            {
+                "id": minion_id,
+                "master": lab.master_address,
+                "root_dir": str(CA_MINION_ROOT),
+                "acceptance_wait_time": 1,
+                "random_reauth_delay": 0,
+            }
+        )
+    )
+    pki = CA_MINION_ROOT / "etc/salt/pki/minion"
+    if not (pki / "minion.pem").exists():
+        pki.mkdir(parents=True, exist_ok=True, mode=0o700)
+        salt.crypt.write_keys(str(pki), "minion", 2048)
+    (pki / "minion_master.pub").write_text(master_public_key())
+    accept(minion_id, (pki / "minion.pub").read_text())
+    if running(CA_MINION_PIDFILE, "salt-minion"):
+        return
+    run(str(BIN / "salt-minion"), "--config-dir", str(CA_MINION_CONFIG_DIR), "--daemon")
+    step(f"master: its own minion {minion_id} started (it holds the CA)")
+
+
 def down() -> None:
-    master = running(PIDFILE, "salt-master")
-    if master:
-        stop([master], grace=15)
+    processes = [
+        process
+        for process in (running(CA_MINION_PIDFILE, "salt-minion"), running(PIDFILE, "salt-master"))
+        if process
+    ]
+    stop(processes, grace=15)
     MASTER_LAB_CONFIG.unlink(missing_ok=True)
 
 

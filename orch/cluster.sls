@@ -1,6 +1,11 @@
 {#- Converge the whole platform, layer by layer. Each step requires the one before;
     the first checks the topology, and a failure stops the run before any node changes. #}
 {%- set nodes = salt["paas_topology.node_ids"]() | join(",") %}
+{%- set master = salt["paas_topology.master_id"]() %}
+{#- Who holds certificates: etcd members, control planes (the apiserver's etcd client)
+    and the master's minion (the admin client). #}
+{%- set certificate_holders = (salt["paas_topology.node_ids"]("etcd")
+      + salt["paas_topology.node_ids"]("control-plane") + [master]) | unique | join(",") %}
 
 paas-cluster-topology-valid:
   paas_topology.valid:
@@ -10,7 +15,7 @@ paas-cluster-topology-valid:
 paas-cluster-sync-modules:
   salt.state:
     - sls: sync_modules
-    - tgt: {{ nodes }}
+    - tgt: {{ nodes }},{{ master }}
     - tgt_type: list
     - expect_minions: True
     - failhard: True
@@ -26,3 +31,22 @@ paas-cluster-common:
     - failhard: True
     - require:
       - salt: paas-cluster-sync-modules
+
+paas-cluster-pki-ca:
+  salt.state:
+    - tgt: {{ master }}
+    - sls: pki.ca
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: paas-cluster-common
+
+paas-cluster-pki:
+  salt.state:
+    - tgt: {{ certificate_holders }}
+    - tgt_type: list
+    - sls: pki
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: paas-cluster-pki-ca

@@ -15,6 +15,7 @@ paas:
       vip: 198.18.1.10
       vrrp_router_id: 52
   master:
+    id: paas-master
     address: 198.18.1.1
   nodes:
     - id: gw1
@@ -44,3 +45,6 @@ paas:
     - id: worker1
       roles: [worker]
       addresses: {private: 198.18.1.41}
+  pki:
+    # The lab's master is this host: its CA lives with the rest of the lab's state.
+    ca_dir: /var/lib/paas-lab/ca

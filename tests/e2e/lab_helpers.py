@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.config import load_lab
+from lab.machines import leader_pid
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_STATE = Path("/var/lib/paas-lab")
 
@@ -66,3 +69,16 @@ def leftovers() -> list[str]:
     if (REPO / "etc/salt/master.d/lab.conf").exists():
         found.append("file etc/salt/master.d/lab.conf")
     return found
+
+
+def node_python(machine_id: str, script: str) -> str:
+    """Run a Python script with the node's Salt (as its minion would) inside a machine."""
+    (machine,) = [m for m in load_lab().machines if m.id == machine_id]
+    result = subprocess.run(
+        ["nsenter", "-t", str(leader_pid(machine)), "-a", "/opt/salt/bin/python", "-"],
+        input=script,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.lab_helpers import REPO, lab_command, leftovers, salt_json
+from tests.e2e.lab_helpers import REPO, lab_command, leftovers, node_python, salt_json
 
 pytestmark = pytest.mark.e2e
 
@@ -148,6 +148,118 @@ def test_validate_runner_explains_an_unreadable_topology_file(lab, tmp_path):
     no_key = _salt_run("paas.validate", f"topology={tmp_path / 'nokey.yaml'}")
     assert no_key.returncode != 0
     assert "has no top-level paas key" in no_key.stdout + no_key.stderr
+
+
+def _certificate_rows() -> list[dict]:
+    result = _salt_run("--out=json", "paas.certs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_every_node_has_the_certificates_its_roles_need(lab):
+    held = {(row["node"], row["profile"]): row for row in _certificate_rows()}
+    expected = {
+        *[
+            (node, profile)
+            for node in ("etcd1", "etcd2", "etcd3")
+            for profile in ("etcd-server", "etcd-peer", "etcd-healthcheck-client")
+        ],
+        *[(n, "kube-apiserver-etcd-client") for n in ("cp1", "cp2", "cp3")],
+        ("paas-master", "etcd-admin-client"),
+    }
+    assert set(held) == expected
+    for row in held.values():
+        assert row["problems"] == [], row
+        assert row["days_left"] >= 364
+    table = _salt_run("paas.certs").stdout.splitlines()
+    assert table[0].split() == ["NODE", "PROFILE", "SERIAL", "NOT", "AFTER", "DAYS", "PROBLEMS"]
+    assert len(table) == 1 + len(expected)
+
+
+def test_certificate_in_its_renewal_window_is_renewed_and_leaks_no_key(lab):
+    old = {row["profile"]: row["serial"] for row in _certificate_rows() if row["node"] == "etcd1"}
+    events = subprocess.Popen(
+        [str(Path(sys.executable).parent / "salt-run"), "state.event", "pretty=True"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        renew = json.dumps({"paas": {"pki": {"renew_days": 364}}})
+        applied = salt_json("salt", "etcd1", "state.apply", "pki", f"pillar={renew}")["etcd1"]
+    finally:
+        events.terminate()
+        captured, _ = events.communicate(timeout=30)
+    renewed = [step for step in applied.values() if step["changes"].get("serial")]
+    assert len(renewed) == 3, applied
+    new = {row["profile"]: row["serial"] for row in _certificate_rows() if row["node"] == "etcd1"}
+    for profile, serial in old.items():
+        assert new[profile] != serial
+    on_disk = salt_json(
+        "salt", "etcd1", "cmd.run",
+        "for f in /etc/paas/pki/etcd-*.crt; do openssl x509 -noout -serial -in $f; done",
+    )["etcd1"]  # fmt: skip
+    for serial in old.values():
+        assert serial.replace(":", "") not in on_disk
+    again = salt_json("salt", "etcd1", "state.apply", "pki")["etcd1"]
+    assert all(step["changes"] == {} for step in again.values())
+    # No private key in what the run put on the event bus, nor in any cache or pillar.
+    # (The searches spell the pattern so that their own job records do not match it.)
+    assert "salt/job/" in captured
+    assert "PRIVATE KEY" not in captured
+    master_caches = subprocess.run(
+        ["grep", "-rlE", "PRIVATE[ ]KEY", "/var/lib/paas-lab/master/var/cache",
+         "/var/lib/paas-lab/master-minion/var/cache"],
+        check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    assert master_caches.stdout == ""
+    ids = ",".join(machine.id for machine in lab.machines)
+    caches = salt_json(
+        "salt", "-L", ids, "cmd.run", "grep -rlE 'PRIVATE[ ]KEY' /var/cache/salt || true"
+    )
+    assert set(caches.values()) == {""}, caches
+    pillars = salt_json("salt", "-L", ids + ",paas-master", "pillar.items")
+    assert "PRIVATE KEY" not in json.dumps(pillars)
+
+
+REFUSED_REQUEST = """
+import json
+import salt.client
+
+caller = salt.client.Caller()
+csr = caller.cmd("x509.create_csr", private_key="/etc/paas/pki/etcd-peer.key", **{ARGS})
+reply = caller.cmd(
+    "publish.publish", "paas-master", "paas_pki.sign", arg=[csr, "{PROFILE}"], timeout=60
+)
+print(json.dumps(reply))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "profile", "reason"),
+    [
+        (
+            {"CN": "etcd2", "subjectAltName": "IP:198.18.1.21"},
+            "etcd-peer",
+            "names that are not etcd2's: IP:198.18.1.21",
+        ),
+        ({"CN": "etcd1"}, "etcd-peer", "CN=etcd1 is not etcd2"),
+        (
+            {"CN": "etcd2", "basicConstraints": "critical, CA:TRUE"},
+            "etcd-peer",
+            "a CA certificate, which no node may have",
+        ),
+        ({"CN": "etcd2"}, "etcd-ca", "a CA certificate never is"),
+        ({"CN": "kube-apiserver-etcd-client"}, "kube-apiserver-etcd-client", "control-plane role"),
+    ],
+)
+def test_minion_asking_for_what_is_not_its_own_is_refused(lab, args, profile, reason):
+    script = REFUSED_REQUEST.replace("{ARGS}", repr(args)).replace("{PROFILE}", profile)
+    reply = json.loads(node_python("etcd2", script))
+    assert reason in reply["paas-master"]["error"]
+    assert "certificate" not in reply["paas-master"]
 
 
 @pytest.fixture

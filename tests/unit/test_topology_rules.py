@@ -246,6 +246,20 @@ CASES = [
         "must differ",
     ),
     (
+        "master minion id taken by a node",
+        _set(("master", "id"), "cp1"),
+        None,
+        "paas:master:id",
+        "is also a node's id",
+    ),
+    (
+        "relative certificate directory",
+        _set(("pki",), {"dir": "etc/pki"}),
+        None,
+        "paas:pki:dir",
+        "is not an absolute path",
+    ),
+    (
         "renewal window as long as the lifetime",
         _set(("pki",), {"leaf_days": 30, "renew_days": 30}),
         None,
@@ -295,12 +309,17 @@ def test_defaults_fill_every_optional_key_without_touching_the_input():
     filled = rules.with_defaults(topology)
     assert filled["versions"]["etcd"] == "3.5"
     assert filled["pki"] == {
+        "dir": "/etc/paas/pki",
+        "ca_dir": "/var/lib/paas-lab/ca",
         "key_type": "ec",
         "ca_days": 3650,
         "leaf_days": 365,
         "renew_days": 30,
     }
     assert filled["cluster"]["domain"] == "paas.lab"
+    assert (
+        rules.with_defaults({"master": {"address": "198.18.1.1"}})["master"]["id"] == "paas-master"
+    )
     assert filled["time"]["ntp_servers"] == []
     assert topology == LAB
 

@@ -1,0 +1,450 @@
+"""
+The PKI module's certificates, issued as a node and the CA would issue them, and used by
+a real three-member etcd cluster (the host's etcd 3.4) with client and peer certificate
+authentication. Each member runs in a network namespace of its own on a test bridge, so
+that it speaks from its own address, as etcd's peer certificate checks expect.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import salt.config
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+from saltfactories.utils.functional import Loaders
+
+REPO = Path(__file__).resolve().parents[2]
+ETCD_NODES = {"etcd1": "198.19.1.21", "etcd2": "198.19.1.22", "etcd3": "198.19.1.23"}
+BRIDGE = "paas-ft-br"
+
+# A topology of its own, on the test bridge (this host is its master, 198.19.1.1).
+TOPOLOGY = {
+    "cluster": {"name": "ft", "domain": "ft.test"},
+    "networks": {
+        "public": {
+            "cidr": "198.19.0.0/24",
+            "gateway": "198.19.0.1",
+            "vip": "198.19.0.10",
+            "vrrp_router_id": 51,
+        },
+        "private": {"cidr": "198.19.1.0/24", "vip": "198.19.1.10", "vrrp_router_id": 52},
+    },
+    "master": {"id": "paas-master", "address": "198.19.1.1"},
+    "nodes": [
+        {
+            "id": "gw1",
+            "roles": ["gateway"],
+            "addresses": {"public": "198.19.0.11", "private": "198.19.1.11"},
+        },
+        {
+            "id": "gw2",
+            "roles": ["gateway"],
+            "addresses": {"public": "198.19.0.12", "private": "198.19.1.12"},
+        },
+        *[
+            {"id": node, "roles": ["etcd"], "addresses": {"private": address}}
+            for node, address in ETCD_NODES.items()
+        ],
+        {"id": "cp1", "roles": ["control-plane"], "addresses": {"private": "198.19.1.31"}},
+        {"id": "worker1", "roles": ["worker"], "addresses": {"private": "198.19.1.41"}},
+    ],
+}
+
+
+def _minion(minion_id: str, tmp: Path, topology: dict) -> Loaders:
+    pillar_topology = copy.deepcopy(topology)
+    pillar_topology["pki"] = {
+        **pillar_topology.get("pki", {}),
+        "dir": str(tmp / minion_id / "pki"),
+        "ca_dir": str(tmp / "ca"),
+    }
+    opts = salt.config.minion_config(None)
+    opts.update(
+        id=minion_id,
+        file_client="local",
+        cachedir=str(tmp / minion_id / "cache"),
+        pillar={"paas": pillar_topology},
+        module_dirs=[str(REPO / "_modules")],
+        states_dirs=[str(REPO / "_states")],
+        utils_dirs=[str(REPO / "_utils")],
+    )
+    # Each minion gets its own module namespace, as it would in its own process.
+    return Loaders(opts, loaded_base_name=f"salt.loaded.{minion_id.replace('-', '_')}_{id(opts)}")
+
+
+def _issue(node: Loaders, ca: Loaders, profile: str) -> dict:
+    reply = ca.modules.paas_pki.sign(
+        node.modules.paas_pki.csr(profile), profile, __pub_id=node.opts["id"]
+    )
+    assert "error" not in reply, reply
+    return node.modules.paas_pki.install(profile, reply["certificate"], reply["ca"])
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """Every node's certificates, issued through the module as the lab would issue them."""
+    tmp = tmp_path_factory.mktemp("pki")
+    ca = _minion("paas-master", tmp, TOPOLOGY)
+    ca.modules.paas_pki.create_ca()
+    minions = {node: _minion(node, tmp, TOPOLOGY) for node in [*ETCD_NODES, "cp1", "paas-master"]}
+    minions["paas-master"] = ca
+    for minion in minions.values():
+        for profile in minion.modules.paas_pki.profiles():
+            _issue(minion, ca, profile)
+    yield {"tmp": tmp, "ca": ca, "minions": minions}
+
+
+def _paths(pki, node: str, profile: str) -> dict:
+    return pki["minions"][node].modules.paas_pki.profile(profile)
+
+
+def _openssl_verify(pki, node: str, profile: str, purpose: str) -> bool:
+    paths = _paths(pki, node, profile)
+    result = subprocess.run(
+        ["openssl", "verify", "-CAfile", paths["ca"], "-purpose", purpose, paths["cert"]],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("node", "profile", "allowed", "refused"),
+    [
+        ("etcd1", "etcd-server", "sslserver", "sslclient"),
+        ("etcd1", "etcd-healthcheck-client", "sslclient", "sslserver"),
+        ("cp1", "kube-apiserver-etcd-client", "sslclient", "sslserver"),
+        ("paas-master", "etcd-admin-client", "sslclient", "sslserver"),
+    ],
+)
+def test_certificate_passes_its_purpose_and_fails_the_other(pki, node, profile, allowed, refused):
+    assert _openssl_verify(pki, node, profile, allowed)
+    assert not _openssl_verify(pki, node, profile, refused)
+
+
+def test_peer_certificate_serves_and_authenticates(pki):
+    assert _openssl_verify(pki, "etcd2", "etcd-peer", "sslserver")
+    assert _openssl_verify(pki, "etcd2", "etcd-peer", "sslclient")
+
+
+def test_server_certificate_has_what_etcd_needs(pki):
+    details = pki["minions"]["etcd1"].modules.x509.read_certificate(
+        _paths(pki, "etcd1", "etcd-server")["cert"]
+    )
+    extensions = details["extensions"]
+    assert extensions["keyUsage"]["digitalSignature"] and extensions["keyUsage"]["keyEncipherment"]
+    assert extensions["extendedKeyUsage"]["value"] == ["serverAuth"]
+    assert sorted(extensions["subjectAltName"]["value"]) == sorted(
+        ["IP:198.19.1.21", "DNS:etcd1", "DNS:etcd1.ft.test", "IP:127.0.0.1", "DNS:localhost"]
+    )
+    assert pki["minions"]["etcd1"].modules.paas_pki.check("etcd-server") == []
+
+
+def test_keys_are_private_to_their_owner(pki):
+    server_key = Path(_paths(pki, "etcd1", "etcd-server")["key"])
+    assert server_key.stat().st_mode & 0o777 == 0o600
+    assert server_key.owner() == "etcd"
+    client_key = Path(_paths(pki, "cp1", "kube-apiserver-etcd-client")["key"])
+    assert client_key.stat().st_mode & 0o777 == 0o600
+    assert client_key.owner() == "root"
+    ca_key = pki["tmp"] / "ca" / "ca.key"
+    assert ca_key.stat().st_mode & 0o777 == 0o400
+
+
+def _refusal(pki, node: str, profile: str, csr: str) -> str:
+    reply = pki["ca"].modules.paas_pki.sign(csr, profile, __pub_id=node)
+    assert "certificate" not in reply
+    return reply["error"]
+
+
+def test_ca_refuses_another_nodes_address(pki):
+    etcd2 = pki["minions"]["etcd2"].modules
+    csr = etcd2.x509.create_csr(
+        private_key=_paths(pki, "etcd2", "etcd-peer")["key"],
+        CN="etcd2",
+        subjectAltName="IP:198.19.1.21, DNS:etcd2",
+    )
+    error = _refusal(pki, "etcd2", "etcd-peer", csr)
+    assert "names that are not etcd2's: IP:198.19.1.21" in error
+
+
+def test_ca_refuses_another_nodes_name(pki):
+    etcd2 = pki["minions"]["etcd2"].modules
+    csr = etcd2.x509.create_csr(private_key=_paths(pki, "etcd2", "etcd-peer")["key"], CN="etcd1")
+    assert "CN=etcd1 is not etcd2" in _refusal(pki, "etcd2", "etcd-peer", csr)
+
+
+def test_ca_refuses_a_profile_the_node_roles_do_not_have(pki):
+    etcd2 = pki["minions"]["etcd2"].modules
+    csr = etcd2.x509.create_csr(
+        private_key=_paths(pki, "etcd2", "etcd-peer")["key"], CN="kube-apiserver-etcd-client"
+    )
+    error = _refusal(pki, "etcd2", "kube-apiserver-etcd-client", csr)
+    assert "that profile is for the control-plane role" in error
+
+
+def test_ca_refuses_a_ca_certificate(pki):
+    etcd2 = pki["minions"]["etcd2"].modules
+    key = _paths(pki, "etcd2", "etcd-peer")["key"]
+    csr = etcd2.x509.create_csr(private_key=key, CN="etcd2", basicConstraints="critical, CA:TRUE")
+    assert "a CA certificate, which no node may have" in _refusal(pki, "etcd2", "etcd-peer", csr)
+    assert "a CA certificate never is" in _refusal(pki, "etcd2", "etcd-ca", csr)
+
+
+def test_ca_refuses_a_request_without_a_known_requester(pki):
+    csr = pki["minions"]["etcd2"].modules.paas_pki.csr("etcd-peer")
+    assert (
+        "requesting minion is unknown" in pki["ca"].modules.paas_pki.sign(csr, "etcd-peer")["error"]
+    )
+
+
+def test_unknown_profile_and_unknown_node_are_clear_errors(pki):
+    with pytest.raises(SaltInvocationError, match="unknown certificate profile 'etcd-client'"):
+        pki["minions"]["etcd1"].modules.paas_pki.profile("etcd-client")
+    with pytest.raises(SaltInvocationError, match="ghost is neither a node of the topology"):
+        pki["ca"].modules.paas_pki.profile("etcd-server", node_id="ghost")
+
+
+def test_expired_ca_signs_nothing_and_changes_no_file(tmp_path):
+    topology = copy.deepcopy(TOPOLOGY)
+    topology["pki"] = {"ca_days": 2, "leaf_days": 2, "renew_days": 1}
+    ca = _minion("paas-master", tmp_path, topology)
+    ca.modules.paas_pki.create_ca()
+    # Replace the CA certificate with one that has already expired, on the same key.
+    expired = ca.modules.x509.create_certificate(
+        signing_private_key=str(tmp_path / "ca/ca.key"),
+        CN="ft etcd CA",
+        basicConstraints="critical, CA:TRUE",
+        not_before="2020-01-01 00:00:00",
+        not_after="2020-01-02 00:00:00",
+    )
+    (tmp_path / "ca/ca.crt").write_text(expired)
+    etcd1 = _minion("etcd1", tmp_path, topology)
+    csr = etcd1.modules.paas_pki.csr("etcd-server")
+    before = sorted(path.name for path in (tmp_path / "etcd1/pki").iterdir())
+    reply = ca.modules.paas_pki.sign(csr, "etcd-server", __pub_id="etcd1")
+    assert "the CA certificate expired on 2020-01-02" in reply["error"]
+    assert sorted(path.name for path in (tmp_path / "etcd1/pki").iterdir()) == before
+    assert not list((tmp_path / "ca/issued").iterdir())
+
+
+def test_create_ca_refuses_to_replace_a_ca(pki):
+    with pytest.raises(CommandExecutionError, match="never replaced"):
+        pki["ca"].modules.paas_pki.create_ca()
+
+
+def test_install_refuses_a_certificate_for_another_key(pki):
+    etcd3 = pki["minions"]["etcd3"].modules
+    etcd1_cert = Path(_paths(pki, "etcd1", "etcd-server")["cert"]).read_text()
+    ca = Path(_paths(pki, "etcd1", "etcd-server")["ca"]).read_text()
+    before = Path(_paths(pki, "etcd3", "etcd-server")["cert"]).read_text()
+    with pytest.raises(CommandExecutionError, match="does not match"):
+        etcd3.paas_pki.install("etcd-server", etcd1_cert, ca)
+    assert Path(_paths(pki, "etcd3", "etcd-server")["cert"]).read_text() == before
+
+
+def test_issued_certificates_are_recorded_on_the_ca(pki):
+    records = [json.loads(path.read_text()) for path in (pki["tmp"] / "ca/issued").iterdir()]
+    issued = {(record["node"], record["profile"]) for record in records}
+    assert ("etcd2", "etcd-peer") in issued
+    assert ("cp1", "kube-apiserver-etcd-client") in issued
+    assert not any(
+        "PRIVATE KEY" in path.read_text() for path in (pki["tmp"] / "ca/issued").iterdir()
+    )
+
+
+# The cluster itself.
+
+
+def _etcdctl(
+    pki, node: str, profile: str, *argv: str, endpoints: str | None = None
+) -> subprocess.CompletedProcess:
+    paths = _paths(pki, node, profile)
+    endpoints = endpoints or ",".join(f"https://{address}:2379" for address in ETCD_NODES.values())
+    return subprocess.run(
+        [
+            "etcdctl",
+            f"--endpoints={endpoints}",
+            f"--cacert={paths['ca']}",
+            f"--cert={paths['cert']}",
+            f"--key={paths['key']}",
+            "--dial-timeout=3s",
+            "--command-timeout=5s",
+            *argv,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def etcd_hosts():
+    """A bridge with this host on it as 198.19.1.1, and a namespace per etcd member."""
+    namespaces = []
+    try:
+        _ip("link", "add", BRIDGE, "type", "bridge")
+        _ip("addr", "add", "198.19.1.1/24", "dev", BRIDGE)
+        _ip("link", "set", BRIDGE, "up")
+        for node, address in ETCD_NODES.items():
+            namespace = f"paas-ft-{node}"
+            _ip("netns", "add", namespace)
+            namespaces.append(namespace)
+            _ip(
+                "link",
+                "add",
+                f"pft-{node}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                namespace,
+            )
+            _ip("link", "set", f"pft-{node}", "master", BRIDGE, "up")
+            _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
+            _ip("-n", namespace, "link", "set", "eth0", "up")
+            _ip("-n", namespace, "link", "set", "lo", "up")
+        yield {node: f"paas-ft-{node}" for node in ETCD_NODES}
+    finally:
+        for namespace in namespaces:
+            subprocess.run(["ip", "netns", "delete", namespace], check=False)
+        subprocess.run(["ip", "link", "delete", BRIDGE], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def etcd_cluster(pki, etcd_hosts):
+    if shutil.which("etcd") is None:
+        pytest.fail("etcd is not installed (make test installs etcd-server)")
+    cluster = ",".join(f"{node}=https://{address}:2380" for node, address in ETCD_NODES.items())
+    processes = []
+    try:
+        for node, address in ETCD_NODES.items():
+            server = _paths(pki, node, "etcd-server")
+            peer = _paths(pki, node, "etcd-peer")
+            data = pki["tmp"] / node / "data"
+            log = (pki["tmp"] / node / "etcd.log").open("w")
+            processes.append(
+                subprocess.Popen(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        etcd_hosts[node],
+                        "etcd",
+                        f"--name={node}",
+                        f"--data-dir={data}",
+                        f"--listen-client-urls=https://{address}:2379",
+                        f"--advertise-client-urls=https://{address}:2379",
+                        f"--listen-peer-urls=https://{address}:2380",
+                        f"--initial-advertise-peer-urls=https://{address}:2380",
+                        f"--initial-cluster={cluster}",
+                        "--initial-cluster-state=new",
+                        "--initial-cluster-token=pki-functional",
+                        "--client-cert-auth",
+                        f"--trusted-ca-file={server['ca']}",
+                        f"--cert-file={server['cert']}",
+                        f"--key-file={server['key']}",
+                        "--peer-client-cert-auth",
+                        f"--peer-trusted-ca-file={peer['ca']}",
+                        f"--peer-cert-file={peer['cert']}",
+                        f"--peer-key-file={peer['key']}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        deadline = time.monotonic() + 60
+        while (
+            _etcdctl(pki, "etcd1", "etcd-healthcheck-client", "endpoint", "health").returncode != 0
+        ):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                logs = {
+                    node: (pki["tmp"] / node / "etcd.log").read_text()[-2000:]
+                    for node in ETCD_NODES
+                }
+                pytest.fail(f"the etcd cluster did not become healthy: {logs}")
+            time.sleep(0.5)
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_cluster_forms_quorum_with_the_issued_certificates(pki, etcd_cluster):
+    members = _etcdctl(pki, "etcd1", "etcd-healthcheck-client", "member", "list", "-w", "json")
+    assert members.returncode == 0, members.stderr
+    assert sorted(m["name"] for m in json.loads(members.stdout)["members"]) == sorted(ETCD_NODES)
+    for node in ETCD_NODES:
+        health = _etcdctl(pki, node, "etcd-healthcheck-client", "endpoint", "health")
+        assert health.returncode == 0, health.stderr
+
+
+def test_apiserver_client_reads_and_writes(pki, etcd_cluster):
+    assert (
+        _etcdctl(
+            pki, "cp1", "kube-apiserver-etcd-client", "put", "/paas/test", "written"
+        ).returncode
+        == 0
+    )
+    read = _etcdctl(
+        pki, "paas-master", "etcd-admin-client", "get", "/paas/test", "--print-value-only"
+    )
+    assert read.stdout.strip() == "written"
+
+
+def test_server_only_certificate_is_refused_as_a_client(pki, etcd_cluster):
+    # The same request with a client certificate reads the value; a server-only one
+    # (serverAuth, no clientAuth) is turned away in the TLS handshake.
+    accepted = _etcdctl(pki, "etcd1", "etcd-healthcheck-client", "get", "/paas/test")
+    assert "written" in accepted.stdout
+    result = _etcdctl(pki, "etcd1", "etcd-server", "get", "/paas/test")
+    assert result.returncode != 0
+    assert "written" not in result.stdout
+
+
+def test_client_certificate_from_another_ca_is_refused(pki, etcd_cluster, tmp_path):
+    other = _minion("paas-master", tmp_path, TOPOLOGY)
+    other.modules.paas_pki.create_ca()
+    cp1 = _minion("cp1", tmp_path, TOPOLOGY)
+    _issue(cp1, other, "kube-apiserver-etcd-client")
+    paths = cp1.modules.paas_pki.profile("kube-apiserver-etcd-client")
+    result = subprocess.run(
+        [
+            "etcdctl",
+            "--endpoints=https://198.19.1.21:2379",
+            f"--cacert={_paths(pki, 'etcd1', 'etcd-server')['ca']}",
+            f"--cert={paths['cert']}",
+            f"--key={paths['key']}",
+            "--dial-timeout=3s",
+            "--command-timeout=5s",
+            "get",
+            "/paas/test",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+    )
+    assert result.returncode != 0
+    assert "written" not in result.stdout
