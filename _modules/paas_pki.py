@@ -28,6 +28,14 @@ import salt.utils.files
 import salt.utils.user
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+try:
+    import salt.utils.x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "paas_pki"
@@ -50,7 +58,7 @@ PROFILES = {
 
 
 def __virtual__():
-    if "x509.create_certificate" not in __salt__:
+    if not HAS_CRYPTOGRAPHY or "x509.create_certificate" not in __salt__:
         return (False, "paas_pki: Salt's x509_v2 module (cryptography) is not available")
     if "paas_topology.get" not in __salt__:
         return (False, "paas_pki: the paas_topology module is not synced")
@@ -239,11 +247,8 @@ def _sign(csr: str, profile_name: str, requester: str) -> str:
     not_after = datetime.datetime.strptime(ca_cert["not_after"], "%Y-%m-%d %H:%M:%S")
     if not_after <= datetime.datetime.utcnow():
         raise CommandExecutionError(f"the CA certificate expired on {ca_cert['not_after']}")
-    extra = (
-        {"subjectAltName": ", ".join(expected["subjectAltName"])}
-        if asked or expected["subjectAltName"]
-        else {}
-    )
+    # A profile without names (the clients) gets none: any the CSR asked for were refused.
+    names = _names_argument(expected)
     certificate = __salt__["x509.create_certificate"](
         signing_private_key=os.path.join(ca_dir, "ca.key"),
         signing_cert=os.path.join(ca_dir, "ca.crt"),
@@ -254,7 +259,7 @@ def _sign(csr: str, profile_name: str, requester: str) -> str:
         basicConstraints="critical, CA:FALSE",
         authorityKeyIdentifier="keyid:always",
         days_valid=expected["days_valid"],
-        **extra,
+        **names,
     )
     summary = _summary(certificate)
     record = {"node": requester, "profile": profile_name, **summary}
@@ -283,13 +288,7 @@ def csr(profile_name: str) -> str:
         key = __salt__["x509.create_private_key"](**_key_args(wanted["key_type"]))
         _write(wanted["key"], key, mode=0o600, owner=wanted["owner"])
     return __salt__["x509.create_csr"](
-        private_key=wanted["key"],
-        CN=wanted["CN"],
-        **(
-            {"subjectAltName": ", ".join(wanted["subjectAltName"])}
-            if wanted["subjectAltName"]
-            else {}
-        ),
+        private_key=wanted["key"], CN=wanted["CN"], **_names_argument(wanted)
     )
 
 
@@ -460,12 +459,17 @@ def _summary(certificate) -> dict:
 
 
 def _key_fits(wanted: dict) -> bool:
+    """Whether the profile's key exists and is of the topology's key type."""
     if not os.path.isfile(wanted["key"]):
         return False
-    public = __salt__["x509.get_public_key"](wanted["key"])
-    return __salt__["x509.read_csr"](__salt__["x509.create_csr"](private_key=wanted["key"]))[
-        "key_type"
-    ] == wanted["key_type"] and bool(public)
+    key = salt.utils.x509.load_privkey(wanted["key"])
+    return isinstance(key, ec.EllipticCurvePrivateKey) == (wanted["key_type"] == "ec")
+
+
+def _names_argument(wanted: dict) -> dict:
+    return (
+        {"subjectAltName": ", ".join(wanted["subjectAltName"])} if wanted["subjectAltName"] else {}
+    )
 
 
 def _key_args(key_type: str) -> dict:

@@ -117,12 +117,6 @@ def leader_pid(machine: Machine) -> int | None:
     return children[0].pid if children else None
 
 
-def shell(machine: Machine, command: str) -> str:
-    """Run a shell command inside a running machine and return its output."""
-    pid = leader_pid(machine)
-    return run("nsenter", "-t", str(pid), "-a", "sh", "-c", command)
-
-
 def systemd_state(machine: Machine) -> str:
     """What systemd says of the machine (running, starting, degraded...) or 'off'."""
     if leader_pid(machine) is None:
