@@ -1,6 +1,7 @@
 """
-Benchmark: the lab's boot (nine machines whose minions answer) and the baseline's
-converge through orch.cluster, cold and as a no-op re-run.
+Benchmark: the lab's boot (nine machines and the master's minion answering) and the
+platform's converge through orch.cluster (baseline, CA, certificates), cold and as a
+no-op re-run.
 
 Each run starts from nothing (`lab down`) with the image already cached, so the image
 build is not part of the figures. Prints a table of medians and writes
@@ -63,8 +64,8 @@ def main() -> None:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     labels = {
         "boot_s": "lab boot: 9 machines, every minion answering",
-        "converge_s": "baseline converge (orch.cluster, cold)",
-        "noop_converge_s": "baseline converge, no-op re-run",
+        "converge_s": "orch.cluster from nothing (baseline + PKI)",
+        "noop_converge_s": "orch.cluster no-op re-run",
     }
     print(f"\n{'measure':<48} {'median (s)':>10}   runs (s)")
     for key, label in labels.items():

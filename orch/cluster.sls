@@ -41,11 +41,14 @@ paas-cluster-pki-ca:
     - require:
       - salt: paas-cluster-common
 
+# In batches: every node's signing requests go through the master to its minion, and
+# a small master answers a few at a time better than all of them at once.
 paas-cluster-pki:
   salt.state:
     - tgt: {{ certificate_holders }}
     - tgt_type: list
     - sls: pki
+    - batch: 3
     - expect_minions: True
     - failhard: True
     - require:

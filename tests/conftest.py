@@ -1,0 +1,53 @@
+"""Fixtures every tier shares: where the repository is, its modules, its lab topology."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import_by_path(relative_path: str, module_name: str) -> ModuleType:
+    # The custom modules are not a package: Salt's loader finds them by path, so do we.
+    # Each gets a name of its own, since _modules/, _states/ and _utils/ all hold a
+    # paas_topology.py.
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The root of this checkout."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def import_repo_module() -> Callable[[str, str], ModuleType]:
+    """Import a file of the repository (``_utils/paas_topology.py``) under a given name."""
+    return _import_by_path
+
+
+@pytest.fixture(scope="session")
+def topology_utils() -> ModuleType:
+    """``_utils/paas_topology.py``: the schema, defaults and validator, plain Python."""
+    return _import_by_path("_utils/paas_topology.py", "paas_topology_utils")
+
+
+@pytest.fixture(scope="session")
+def _shipped_topology() -> dict:
+    return yaml.safe_load((REPO_ROOT / "pillar/paas.sls").read_text())["paas"]
+
+
+@pytest.fixture
+def lab_topology(_shipped_topology: dict) -> dict:
+    """The lab's topology (``paas`` in ``pillar/paas.sls``), a fresh copy for each test."""
+    return copy.deepcopy(_shipped_topology)

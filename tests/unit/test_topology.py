@@ -1,0 +1,510 @@
+"""
+The topology's validator, defaults and helpers (``_utils/paas_topology.py``).
+
+Each rule is proven by one mutation of the lab's topology (``pillar/paas.sls``): the
+validator must report exactly one error on the field the mutation broke, naming the
+node it belongs to (or no node, for a cluster-wide setting).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import pytest
+import yaml
+
+# The lab's nodes, by their index in paas:nodes.
+GW1, GW2, ETCD1, ETCD2, ETCD3, CP1, CP2, CP3, WORKER1 = range(9)
+
+
+def _entry(topology: dict, node_id: str) -> dict:
+    (entry,) = [entry for entry in topology["nodes"] if entry["id"] == node_id]
+    return entry
+
+
+def _parent(topology: dict, path: str) -> tuple[Any, str]:
+    # "nodes.cp2.addresses.private": a node is named by its id in a path.
+    *parents, last = path.split(".")
+    target: Any = topology
+    for key in parents:
+        target = _entry({"nodes": target}, key) if isinstance(target, list) else target[key]
+    return target, last
+
+
+def set_(path: str, value: Any) -> Callable[[dict], None]:
+    def mutate(topology: dict) -> None:
+        parent, key = _parent(topology, path)
+        parent[key] = value
+
+    return mutate
+
+
+def delete(path: str) -> Callable[[dict], None]:
+    def mutate(topology: dict) -> None:
+        parent, key = _parent(topology, path)
+        del parent[key]
+
+    return mutate
+
+
+def drop_nodes_with_role(role: str) -> Callable[[dict], None]:
+    def mutate(topology: dict) -> None:
+        topology["nodes"] = [entry for entry in topology["nodes"] if role not in entry["roles"]]
+
+    return mutate
+
+
+def drop_nodes(*node_ids: str) -> Callable[[dict], None]:
+    def mutate(topology: dict) -> None:
+        topology["nodes"] = [entry for entry in topology["nodes"] if entry["id"] not in node_ids]
+
+    return mutate
+
+
+def add_etcd_member(topology: dict) -> None:
+    topology["nodes"].append(
+        {"id": "etcd4", "roles": ["etcd"], "addresses": {"private": "198.18.1.24"}}
+    )
+
+
+def field(index: int, rest: str) -> str:
+    return f"paas:nodes[{index}]:{rest}"
+
+
+class BrokenRule(NamedTuple):
+    name: str
+    mutate: Callable[[dict], None]
+    node: str | None  # the node the error names
+    field: str  # the field it names
+    fragment: str  # a fragment of its message
+
+
+# A duplicate node id is reported on both nodes: see its own test below.
+_BROKEN_RULES = [
+    # Identity and addresses.
+    (
+        "two_nodes_share_an_address",
+        set_("nodes.cp2.addresses.private", "198.18.1.31"),
+        "cp2",
+        field(CP2, "addresses:private"),
+        "address 198.18.1.31 is already used by node cp1",
+    ),
+    (
+        "node_reuses_the_master_address",
+        set_("nodes.worker1.addresses.private", "198.18.1.1"),
+        "worker1",
+        field(WORKER1, "addresses:private"),
+        "address 198.18.1.1 is already used by paas:master:address",
+    ),
+    (
+        "node_private_address_outside_the_private_network",
+        set_("nodes.etcd2.addresses.private", "198.18.2.5"),
+        "etcd2",
+        field(ETCD2, "addresses:private"),
+        "198.18.2.5 is outside the private network 198.18.1.0/24",
+    ),
+    (
+        "gateway_public_address_outside_the_public_network",
+        set_("nodes.gw1.addresses.public", "198.18.1.200"),
+        "gw1",
+        field(GW1, "addresses:public"),
+        "198.18.1.200 is outside the public network 198.18.0.0/24",
+    ),
+    (
+        "master_address_outside_the_private_network",
+        set_("master.address", "198.18.0.200"),
+        None,
+        "paas:master:address",
+        "198.18.0.200 is outside the private network 198.18.1.0/24",
+    ),
+    (
+        "public_gateway_outside_the_public_network",
+        set_("networks.public.gateway", "10.0.0.1"),
+        None,
+        "paas:networks:public:gateway",
+        "10.0.0.1 is outside the public network 198.18.0.0/24",
+    ),
+    (
+        "node_on_the_broadcast_address",
+        set_("nodes.worker1.addresses.private", "198.18.1.255"),
+        "worker1",
+        field(WORKER1, "addresses:private"),
+        "is the network or broadcast address of 198.18.1.0/24",
+    ),
+    # Virtual IPs.
+    (
+        "private_vip_equal_to_a_node_address",
+        set_("networks.private.vip", "198.18.1.41"),
+        None,
+        "paas:networks:private:vip",
+        "VIP 198.18.1.41 is the address of node worker1",
+    ),
+    (
+        "public_vip_equal_to_a_gateway_public_address",
+        set_("networks.public.vip", "198.18.0.12"),
+        None,
+        "paas:networks:public:vip",
+        "VIP 198.18.0.12 is the address of node gw2",
+    ),
+    (
+        "public_vip_outside_the_public_network",
+        set_("networks.public.vip", "198.18.5.10"),
+        None,
+        "paas:networks:public:vip",
+        "198.18.5.10 is outside the public network 198.18.0.0/24",
+    ),
+    (
+        "private_vip_outside_the_private_network",
+        set_("networks.private.vip", "198.18.0.99"),
+        None,
+        "paas:networks:private:vip",
+        "198.18.0.99 is outside the private network 198.18.1.0/24",
+    ),
+    # Role counts.
+    ("one_etcd_member", drop_nodes("etcd2", "etcd3"), None, "paas:nodes", "1 etcd node(s)"),
+    ("two_etcd_members", drop_nodes("etcd3"), None, "paas:nodes", "2 etcd node(s)"),
+    ("four_etcd_members", add_etcd_member, None, "paas:nodes", "4 etcd node(s)"),
+    ("no_etcd_member", drop_nodes_with_role("etcd"), None, "paas:nodes", "0 etcd node(s)"),
+    ("no_gateway", drop_nodes_with_role("gateway"), None, "paas:nodes", "0 gateway node(s)"),
+    ("one_gateway", drop_nodes("gw2"), None, "paas:nodes", "1 gateway node(s)"),
+    (
+        "no_control_plane",
+        drop_nodes_with_role("control-plane"),
+        None,
+        "paas:nodes",
+        "no control-plane node",
+    ),
+    ("no_worker", drop_nodes_with_role("worker"), None, "paas:nodes", "no worker node"),
+    (
+        "unknown_role",
+        set_("nodes.cp3.roles", ["control-plane", "database"]),
+        "cp3",
+        field(CP3, "roles[1]"),
+        "'database' is not one of: gateway, etcd, control-plane, worker",
+    ),
+    # Unknown keys.
+    ("unknown_top_level_key", set_("colour", "blue"), None, "paas:colour", "unknown key"),
+    (
+        "unknown_key_in_a_network",
+        set_("networks.private.mtu", 9000),
+        None,
+        "paas:networks:private:mtu",
+        "unknown key (known keys: cidr, vip, vrrp_router_id)",
+    ),
+    (
+        "unknown_key_in_a_node",
+        set_("nodes.etcd1.rack", "r1"),
+        "etcd1",
+        field(ETCD1, "rack"),
+        "unknown key",
+    ),
+    # Missing required fields.
+    (
+        "missing_cluster_name",
+        delete("cluster.name"),
+        None,
+        "paas:cluster:name",
+        "missing required field",
+    ),
+    (
+        "node_without_a_private_address",
+        delete("nodes.cp1.addresses.private"),
+        "cp1",
+        field(CP1, "addresses:private"),
+        "missing required field",
+    ),
+    ("missing_nodes", delete("nodes"), None, "paas:nodes", "missing required field"),
+    # Wrong types.
+    (
+        "string_where_an_integer_belongs",
+        set_("networks.public.vrrp_router_id", "51"),
+        None,
+        "paas:networks:public:vrrp_router_id",
+        "must be an integer, not a string",
+    ),
+    (
+        "boolean_where_an_integer_belongs",
+        set_("pki.leaf_days", True),
+        None,
+        "paas:pki:leaf_days",
+        "must be an integer, not a boolean",
+    ),
+    (
+        "list_where_a_mapping_belongs",
+        set_("networks.private", ["198.18.1.0/24"]),
+        None,
+        "paas:networks:private",
+        "must be a mapping, not a list",
+    ),
+    (
+        "list_where_a_node_mapping_belongs",
+        set_("nodes.worker1.addresses", ["198.18.1.41"]),
+        "worker1",
+        field(WORKER1, "addresses"),
+        "must be a mapping, not a list",
+    ),
+    (
+        "address_that_is_not_an_ip",
+        set_("nodes.worker1.addresses.private", "worker-one"),
+        "worker1",
+        field(WORKER1, "addresses:private"),
+        "'worker-one' is not an IPv4 address",
+    ),
+    (
+        "cidr_with_an_impossible_prefix",
+        set_("networks.public.cidr", "198.18.0.0/33"),
+        None,
+        "paas:networks:public:cidr",
+        "'198.18.0.0/33' is not an IPv4 network in CIDR form",
+    ),
+    (
+        "cidr_that_is_not_a_network",
+        set_("networks.private.cidr", "private-lan"),
+        None,
+        "paas:networks:private:cidr",
+        "'private-lan' is not an IPv4 network in CIDR form",
+    ),
+    # Public addresses belong to gateways only.
+    (
+        "public_address_on_a_private_node",
+        set_("nodes.etcd1.addresses.public", "198.18.0.21"),
+        "etcd1",
+        field(ETCD1, "addresses:public"),
+        "only gateways have a public address",
+    ),
+    (
+        "gateway_without_a_public_address",
+        delete("nodes.gw2.addresses.public"),
+        "gw2",
+        field(GW2, "addresses:public"),
+        "a gateway needs a public address",
+    ),
+    # Networks.
+    (
+        "overlapping_networks",
+        set_("networks.private.cidr", "198.18.0.0/23"),
+        None,
+        "paas:networks:private:cidr",
+        "198.18.0.0/23 overlaps the public network 198.18.0.0/24",
+    ),
+    (
+        "equal_vrrp_router_ids",
+        set_("networks.private.vrrp_router_id", 51),
+        None,
+        "paas:networks:private:vrrp_router_id",
+        "must differ from the public network's vrrp_router_id",
+    ),
+    # PKI lifetimes.
+    (
+        "renewal_window_as_long_as_the_leaf_lifetime",
+        set_("pki", {"leaf_days": 30, "renew_days": 30}),
+        None,
+        "paas:pki:renew_days",
+        "30 must be shorter than leaf_days (30)",
+    ),
+    (
+        "renewal_window_longer_than_the_leaf_lifetime",
+        set_("pki", {"leaf_days": 30, "renew_days": 60}),
+        None,
+        "paas:pki:renew_days",
+        "60 must be shorter than leaf_days (30)",
+    ),
+]
+
+
+BROKEN_RULES = [BrokenRule(*case) for case in _BROKEN_RULES]
+
+
+@pytest.mark.parametrize("rule", BROKEN_RULES, ids=[rule.name for rule in BROKEN_RULES])
+def test_broken_rule_is_the_only_error_and_names_its_node_and_field(
+    topology_utils, lab_topology, rule
+):
+    rule.mutate(lab_topology)
+
+    errors = topology_utils.validate(lab_topology)
+
+    assert [(e.node, e.field) for e in errors] == [(rule.node, rule.field)], list(map(str, errors))
+    (error,) = errors
+    assert rule.fragment in error.message
+    where = f"node {rule.node}: {rule.field}" if rule.node else rule.field
+    assert str(error) == f"{where}: {error.message}"
+
+
+def test_duplicate_node_id_is_reported_on_every_node_that_carries_it(topology_utils, lab_topology):
+    set_("nodes.etcd3.id", "etcd2")(lab_topology)
+
+    errors = topology_utils.validate(lab_topology)
+
+    assert [(e.node, e.field) for e in errors] == [
+        ("etcd2", field(ETCD2, "id")),
+        ("etcd2", field(ETCD3, "id")),
+    ]
+    assert all(e.message == "duplicate node id 'etcd2'" for e in errors)
+    assert str(errors[1]) == "node etcd2: paas:nodes[4]:id: duplicate node id 'etcd2'"
+
+
+def test_every_error_is_reported_not_only_the_first(topology_utils, lab_topology):
+    set_("nodes.etcd2.addresses.private", "198.18.2.5")(lab_topology)
+    set_("networks.private.vip", "198.18.1.41")(lab_topology)
+    drop_nodes("gw2")(lab_topology)
+
+    errors = topology_utils.validate(lab_topology)
+
+    # gw2 gone: etcd2 is now paas:nodes[2].
+    assert {(e.node, e.field) for e in errors} == {
+        ("etcd2", "paas:nodes[2]:addresses:private"),
+        (None, "paas:networks:private:vip"),
+        (None, "paas:nodes"),
+    }
+
+
+def test_shape_errors_hide_the_rules_between_fields(topology_utils, lab_topology):
+    # The address rules would also complain about this node, but a wrong shape is
+    # reported alone so that one mistake is not reported many times over.
+    set_("nodes.cp1.addresses.private", 7)(lab_topology)
+    set_("networks.private.vip", "198.18.1.41")(lab_topology)
+
+    errors = topology_utils.validate(lab_topology)
+
+    assert [(e.node, e.field) for e in errors] == [("cp1", field(CP1, "addresses:private"))]
+
+
+@pytest.mark.parametrize("garbage", [None, "paas", ["gw1", "gw2"], 42])
+def test_topology_that_is_not_a_mapping_is_one_error_on_paas(topology_utils, garbage):
+    (error,) = topology_utils.validate(garbage)
+
+    assert (error.node, error.field) == (None, "paas")
+    assert "must be a mapping" in error.message
+
+
+@pytest.mark.parametrize("path", ["pillar/paas.sls", "pillar.example"])
+def test_shipped_topologies_are_valid(topology_utils, repo_root, path):
+    topology = yaml.safe_load((repo_root / path).read_text())["paas"]
+
+    assert topology_utils.validate(topology) == []
+
+
+def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
+    del lab_topology["cluster"]["domain"]
+    del lab_topology["master"]["id"]
+    del lab_topology["pki"]
+    assert topology_utils.validate(lab_topology) == []
+
+    filled = topology_utils.with_defaults(lab_topology)
+
+    assert filled["cluster"] == {"name": "paas-lab", "domain": "paas.internal"}
+    assert filled["master"] == {"id": "paas-master", "address": "198.18.1.1"}
+    assert filled["versions"] == {"etcd": "3.5", "kubernetes": "1.31"}
+    assert filled["pki"] == {
+        "dir": "/etc/paas/pki",
+        "ca_dir": "/etc/paas/ca",
+        "key_type": "ec",
+        "ca_days": 3650,
+        "leaf_days": 365,
+        "renew_days": 30,
+    }
+    assert filled["dr"] == {
+        "snapshot_interval_minutes": 30,
+        "snapshot_retention": 48,
+        "unhealthy_reports_before_action": 3,
+    }
+    assert filled["time"] == {"ntp_servers": []}
+    assert filled["nodes"] == lab_topology["nodes"]
+
+
+def test_with_defaults_keeps_given_values_and_leaves_its_input_alone(topology_utils, lab_topology):
+    original = copy.deepcopy(lab_topology)
+
+    filled = topology_utils.with_defaults(lab_topology)
+
+    assert filled["cluster"]["domain"] == "paas.lab"
+    assert filled["pki"]["ca_dir"] == "/var/lib/paas-lab/ca"
+    assert filled["pki"]["dir"] == "/etc/paas/pki"
+    assert lab_topology == original
+
+
+def test_with_defaults_gives_each_topology_its_own_default_lists(topology_utils, lab_topology):
+    first = topology_utils.with_defaults(lab_topology)
+    first["time"]["ntp_servers"].append("ntp.example")
+
+    second = topology_utils.with_defaults(lab_topology)
+
+    assert second["time"]["ntp_servers"] == []
+
+
+@pytest.mark.parametrize(
+    ("garbage", "ids"),
+    [
+        (None, []),
+        ("nodes", []),
+        (["gw1"], []),
+        ({}, []),
+        ({"nodes": None}, []),
+        ({"nodes": "gw1"}, []),
+        ({"nodes": {"id": "gw1"}}, []),
+        ({"nodes": [None, "gw1", 3, ["gw2"]]}, []),
+        ({"nodes": [{"roles": ["etcd"]}, {"id": 7}, {"id": None}, {"id": "etcd1"}]}, ["etcd1"]),
+    ],
+)
+def test_node_ids_tolerates_a_malformed_topology(topology_utils, garbage, ids):
+    assert topology_utils.node_ids(garbage) == ids
+
+
+def test_node_ids_by_role_keep_pillar_order_and_skip_malformed_roles(topology_utils, lab_topology):
+    assert topology_utils.node_ids(lab_topology) == [
+        "gw1",
+        "gw2",
+        "etcd1",
+        "etcd2",
+        "etcd3",
+        "cp1",
+        "cp2",
+        "cp3",
+        "worker1",
+    ]
+    assert topology_utils.node_ids(lab_topology, "etcd") == ["etcd1", "etcd2", "etcd3"]
+    malformed = {"nodes": [{"id": "a", "roles": "etcd"}, {"id": "b", "roles": ["etcd"]}]}
+    assert topology_utils.node_ids(malformed, "etcd") == ["b"]
+
+
+@pytest.mark.parametrize("garbage", [None, "x", {}, {"master": None}, {"master": {"id": 3}}])
+def test_master_id_falls_back_to_the_default_on_a_malformed_topology(topology_utils, garbage):
+    assert topology_utils.master_id(garbage) == "paas-master"
+
+
+def test_node_finds_a_node_by_id_and_none_for_an_unknown_id(topology_utils, lab_topology):
+    assert topology_utils.node(lab_topology, "cp2") == {
+        "id": "cp2",
+        "roles": ["control-plane"],
+        "addresses": {"private": "198.18.1.32"},
+    }
+    assert topology_utils.node(lab_topology, "cp9") is None
+
+
+def test_nodes_filter_by_role_in_pillar_order(topology_utils, lab_topology):
+    gateways = topology_utils.nodes(lab_topology, "gateway")
+
+    assert [entry["id"] for entry in gateways] == ["gw1", "gw2"]
+    assert topology_utils.nodes(lab_topology) == lab_topology["nodes"]
+
+
+def test_hosts_name_every_node_the_master_and_the_vips(topology_utils, lab_topology):
+    entries = topology_utils.hosts(topology_utils.with_defaults(lab_topology))
+
+    by_address = dict(entries)
+    assert len(by_address) == len(entries), "an address appears twice"
+    for entry in lab_topology["nodes"]:
+        node_id = entry["id"]
+        assert by_address[entry["addresses"]["private"]] == [f"{node_id}.paas.lab", node_id]
+    assert by_address["198.18.0.11"] == ["gw1-public.paas.lab", "gw1-public"]
+    assert by_address["198.18.0.12"] == ["gw2-public.paas.lab", "gw2-public"]
+    assert by_address["198.18.1.1"] == ["salt.paas.lab", "salt"]
+    assert by_address["198.18.0.10"] == ["paas-lab-public-vip.paas.lab", "paas-lab-public-vip"]
+    assert by_address["198.18.1.10"] == [
+        "paas-lab-private-vip.paas.lab",
+        "paas-lab-private-vip",
+    ]
+    # Nine private addresses, two gateway public ones, the master, two VIPs.
+    assert len(entries) == 9 + 2 + 1 + 2
