@@ -245,7 +245,7 @@ def _sign(csr: str, profile_name: str, requester: str) -> str:
         )
     ca_cert = __salt__["x509.read_certificate"](os.path.join(ca_dir, "ca.crt"))
     not_after = datetime.datetime.strptime(ca_cert["not_after"], "%Y-%m-%d %H:%M:%S")
-    if not_after <= datetime.datetime.utcnow():
+    if not_after <= _now():
         raise CommandExecutionError(f"the CA certificate expired on {ca_cert['not_after']}")
     # A profile without names (the clients) gets none: any the CSR asked for were refused.
     names = _names_argument(expected)
@@ -448,7 +448,7 @@ def _summary(certificate) -> dict:
         else __salt__["x509.read_certificate"](certificate)
     )
     not_after = datetime.datetime.strptime(details["not_after"], "%Y-%m-%d %H:%M:%S")
-    days_left = (not_after - datetime.datetime.utcnow()).days
+    days_left = (not_after - _now()).days
     return {
         "serial": details["serial_number"],
         "subject": details["subject_str"],
@@ -456,6 +456,11 @@ def _summary(certificate) -> dict:
         "not_after": details["not_after"],
         "days_left": days_left,
     }
+
+
+def _now() -> datetime.datetime:
+    # x509_v2 reports times as naive UTC.
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def _key_fits(wanted: dict) -> bool:
