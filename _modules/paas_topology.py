@@ -39,6 +39,8 @@ def validate(topology: dict | None = None) -> list[str]:
         salt-call paas_topology.validate
     """
     if topology is None:
+        if __pillar__.get("_errors"):
+            return [f"paas: the pillar did not render: {error}" for error in __pillar__["_errors"]]
         topology = __pillar__.get("paas")
     if topology is None:
         return ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]

@@ -41,13 +41,23 @@ def validate(topology: str | None = None) -> dict:
     """
     if topology is None:
         source = "pillar"
-        data = _master_pillar().get("paas")
-        if data is None:
-            raise SaltRunnerError("the pillar has no paas key (is pillar/top.sls assigning it?)")
+        pillar = _master_pillar()
+        if pillar.get("_errors"):
+            errors = [f"paas: the pillar did not render: {error}" for error in pillar["_errors"]]
+        elif "paas" not in pillar:
+            errors = ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
+        else:
+            data = pillar["paas"]
+            errors = []
     else:
         source = topology
-        data = _load_topology_file(topology)
-    errors = [str(error) for error in __utils__["paas_topology.validate"](data)]
+        try:
+            data = _load_topology_file(topology)
+            errors = []
+        except SaltRunnerError as err:
+            errors = [str(err)]
+    if not errors:
+        errors = [str(error) for error in __utils__["paas_topology.validate"](data)]
     # salt-run takes its exit code from the "retcode" of the return; an orchestration's
     # salt.runner step takes the run's success from __context__.
     if errors:

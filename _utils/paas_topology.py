@@ -283,8 +283,9 @@ def _check_scalar(value: Any, field: Field) -> str | None:
         except ValueError:
             return f"{value!r} is not an IPv4 address"
     elif field.kind == "network":
+        # Host bits are allowed here so that _check_addresses can name the network meant.
         try:
-            ipaddress.IPv4Network(value)
+            ipaddress.IPv4Network(value, strict=False)
         except ValueError:
             return f"{value!r} is not an IPv4 network in CIDR form (like 198.18.1.0/24)"
     elif field.kind == "hostname" and not _HOSTNAME.match(value):

@@ -43,11 +43,12 @@ def topology_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def _shipped_topology() -> dict:
+def shipped_topology() -> dict:
+    """The lab's topology as shipped, shared by the whole session: read it, never change it."""
     return yaml.safe_load((REPO_ROOT / "pillar/paas.sls").read_text())["paas"]
 
 
 @pytest.fixture
-def lab_topology(_shipped_topology: dict) -> dict:
+def lab_topology(shipped_topology: dict) -> dict:
     """The lab's topology (``paas`` in ``pillar/paas.sls``), a fresh copy for each test."""
-    return copy.deepcopy(_shipped_topology)
+    return copy.deepcopy(shipped_topology)

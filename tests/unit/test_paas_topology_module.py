@@ -98,6 +98,16 @@ def test_validate_without_paas_key_says_the_pillar_has_none(execution_module, pi
     ]
 
 
+def test_validate_points_at_a_pillar_that_did_not_render(execution_module, pillar):
+    pillar.clear()
+    pillar["_errors"] = ["Rendering SLS 'paas' failed: mapping values are not allowed here"]
+
+    assert execution_module.validate() == [
+        "paas: the pillar did not render: Rendering SLS 'paas' failed: "
+        "mapping values are not allowed here"
+    ]
+
+
 def test_validate_names_node_and_field_of_every_error(execution_module, pillar):
     expected = _break_twice(pillar["paas"])
 

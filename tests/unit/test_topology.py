@@ -311,6 +311,28 @@ _BROKEN_RULES = [
         "paas:pki:renew_days",
         "60 must be shorter than leaf_days (30)",
     ),
+    (
+        "network_with_host_bits_set",
+        set_("networks.public.cidr", "198.18.0.5/24"),
+        None,
+        "paas:networks:public:cidr",
+        "'198.18.0.5/24' has host bits set; the network is 198.18.0.0/24",
+    ),
+    (
+        "relative_certificate_directory",
+        set_("pki", {"dir": "etc/pki"}),
+        None,
+        "paas:pki:dir",
+        "'etc/pki' is not an absolute path",
+    ),
+    # The master's own minion.
+    (
+        "master_minion_id_taken_by_a_node",
+        set_("master.id", "cp1"),
+        None,
+        "paas:master:id",
+        "'cp1' is also a node's id; the master is not a node",
+    ),
 ]
 
 
