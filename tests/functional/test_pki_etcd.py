@@ -264,18 +264,21 @@ def test_issued_certificates_are_recorded_on_the_ca(pki):
 # The cluster itself.
 
 
-def _etcdctl(
-    pki, node: str, profile: str, *argv: str, endpoints: str | None = None
-) -> subprocess.CompletedProcess:
+def _etcdctl(pki, node: str, profile: str, *argv: str) -> subprocess.CompletedProcess:
+    """etcdctl against the cluster as ``node`` with its certificate of ``profile``."""
     paths = _paths(pki, node, profile)
-    endpoints = endpoints or ",".join(f"https://{address}:2379" for address in ETCD_NODES.values())
+    return _etcdctl_with(paths["ca"], paths["cert"], paths["key"], *argv)
+
+
+def _etcdctl_with(ca: str, cert: str, key: str, *argv: str) -> subprocess.CompletedProcess:
+    endpoints = ",".join(f"https://{address}:2379" for address in ETCD_NODES.values())
     return subprocess.run(
         [
             "etcdctl",
             f"--endpoints={endpoints}",
-            f"--cacert={paths['ca']}",
-            f"--cert={paths['cert']}",
-            f"--key={paths['key']}",
+            f"--cacert={ca}",
+            f"--cert={cert}",
+            f"--key={key}",
             "--dial-timeout=3s",
             "--command-timeout=5s",
             *argv,
@@ -429,22 +432,7 @@ def test_client_certificate_from_another_ca_is_refused(pki, etcd_cluster, tmp_pa
     cp1 = _minion("cp1", tmp_path, TOPOLOGY)
     _issue(cp1, other, "kube-apiserver-etcd-client")
     paths = cp1.modules.paas_pki.profile("kube-apiserver-etcd-client")
-    result = subprocess.run(
-        [
-            "etcdctl",
-            "--endpoints=https://198.19.1.21:2379",
-            f"--cacert={_paths(pki, 'etcd1', 'etcd-server')['ca']}",
-            f"--cert={paths['cert']}",
-            f"--key={paths['key']}",
-            "--dial-timeout=3s",
-            "--command-timeout=5s",
-            "get",
-            "/paas/test",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETCDCTL_API": "3"},
-    )
+    cluster_ca = _paths(pki, "etcd1", "etcd-server")["ca"]
+    result = _etcdctl_with(cluster_ca, paths["cert"], paths["key"], "get", "/paas/test")
     assert result.returncode != 0
     assert "written" not in result.stdout
