@@ -62,6 +62,8 @@ def leftovers() -> list[str]:
         if ("systemd-nspawn" in line and str(LAB_STATE) in line)
         or ("salt-master" in line and str(REPO / "etc/salt") in line)
     ]
+    if _lines("nft", "list", "table", "inet", "paas-lab"):
+        found.append("nftables table inet paas-lab")
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     found += [f"mount {line.split()[1]}" for line in mounts if str(LAB_STATE) in line]
     if LAB_STATE.exists():

@@ -100,6 +100,22 @@ def test_minion_cannot_fetch_pillar_files(lab):
     assert not [path for path in served if path.startswith("pillar") or "paas.sls" in path]
 
 
+def test_host_routes_nothing_from_the_lab_to_other_networks(lab):
+    ruleset = json.loads(
+        subprocess.run(
+            ["nft", "-j", "list", "table", "inet", "paas-lab"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    rules = [item["rule"] for item in ruleset["nftables"] if "rule" in item]
+    assert len(rules) == 2
+    for rule in rules:
+        assert rule["chain"] == "forward"
+        assert {"drop": None} in rule["expr"]
+
+
 def test_lab_up_again_reconverges_instead_of_failing(lab):
     result = lab_command("up", capture_output=True)
     assert result.returncode == 0, result.stdout + result.stderr
