@@ -83,6 +83,30 @@ def profiles(node_id: str | None = None) -> list[str]:
     return [name for name, (role, _usage, _owner) in PROFILES.items() if role in roles]
 
 
+def holders() -> list[str]:
+    """
+    Return the minions that hold certificates, in topology order, tolerating a malformed
+    topology like ``paas_topology.node_ids`` (orchestrations target with it while they
+    render, before their first step validates the topology).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run salt.cmd paas_pki.holders
+    """
+    roles = {role for role, _usage, _owner in PROFILES.values()}
+    ids = __salt__["paas_topology.node_ids"]()
+    holding = [
+        node
+        for node in ids
+        if any(node in __salt__["paas_topology.node_ids"](role) for role in roles)
+    ]
+    if "master" in roles:
+        holding.append(__salt__["paas_topology.master_id"]())
+    return holding
+
+
 def profile(name: str, node_id: str | None = None) -> dict:
     """
     Return what a node's certificate of profile ``name`` must be: subject, names,

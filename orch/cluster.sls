@@ -2,10 +2,7 @@
     the first checks the topology, and a failure stops the run before any node changes. #}
 {%- set nodes = salt["paas_topology.node_ids"]() | join(",") %}
 {%- set master = salt["paas_topology.master_id"]() %}
-{#- Who holds certificates: etcd members, control planes (the apiserver's etcd client)
-    and the master's minion (the admin client). #}
-{%- set certificate_holders = (salt["paas_topology.node_ids"]("etcd")
-      + salt["paas_topology.node_ids"]("control-plane") + [master]) | unique | join(",") %}
+{%- set certificate_holders = salt["paas_pki.holders"]() | join(",") %}
 
 paas-cluster-topology-valid:
   paas_topology.valid:

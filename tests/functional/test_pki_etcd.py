@@ -436,3 +436,7 @@ def test_client_certificate_from_another_ca_is_refused(pki, etcd_cluster, tmp_pa
     result = _etcdctl_with(cluster_ca, paths["cert"], paths["key"], "get", "/paas/test")
     assert result.returncode != 0
     assert "written" not in result.stdout
+
+
+def test_certificate_holders_are_the_nodes_whose_roles_have_profiles(pki):
+    assert pki["ca"].modules.paas_pki.holders() == ["etcd1", "etcd2", "etcd3", "cp1", "paas-master"]
