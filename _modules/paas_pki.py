@@ -60,8 +60,8 @@ PROFILES = {
 def __virtual__():
     if not HAS_CRYPTOGRAPHY or "x509.create_certificate" not in __salt__:
         return (False, "paas_pki: Salt's x509_v2 module (cryptography) is not available")
-    if "paas_topology.get" not in __salt__:
-        return (False, "paas_pki: the paas_topology module is not synced")
+    if "paas_topology.get" not in __salt__ or "paas_topology.node" not in __utils__:
+        return (False, "paas_pki: the paas_topology modules are not synced")
     return __virtualname__
 
 
@@ -79,7 +79,7 @@ def profiles(node_id: str | None = None) -> list[str]:
         salt-call paas_pki.profiles etcd1
     """
     node_id = node_id or __opts__["id"]
-    roles = set(_roles(node_id))
+    roles = set(_roles(node_id, __salt__["paas_topology.get"]()))
     return [name for name, (role, _usage, _owner) in PROFILES.items() if role in roles]
 
 
@@ -125,7 +125,7 @@ def profile(name: str, node_id: str | None = None) -> dict:
             f"unknown certificate profile {name!r}; profiles are: {', '.join(PROFILES)}"
         )
     topology = __salt__["paas_topology.get"]()
-    roles = _roles(node_id)
+    roles = _roles(node_id, topology)
     if not roles:
         raise SaltInvocationError(f"{node_id} is neither a node of the topology nor its master")
     role, extended_usage, owner = PROFILES[name]
@@ -151,9 +151,9 @@ def profile(name: str, node_id: str | None = None) -> dict:
         "renew_days": pki["renew_days"],
         "key_type": pki["key_type"],
         "owner": owner,
-        "cert": os.path.join(_cert_dir(), f"{name}.crt"),
-        "key": os.path.join(_cert_dir(), f"{name}.key"),
-        "ca": os.path.join(_cert_dir(), CA_CERT),
+        "cert": os.path.join(pki["dir"], f"{name}.crt"),
+        "key": os.path.join(pki["dir"], f"{name}.key"),
+        "ca": os.path.join(pki["dir"], CA_CERT),
     }
 
 
@@ -529,28 +529,23 @@ def _write(path: str, contents: str, mode: int, owner: str) -> None:
         raise
 
 
-def _roles(node_id: str) -> list[str]:
-    topology = __salt__["paas_topology.get"]()
+def _roles(node_id: str, topology: dict) -> list[str]:
     if node_id == topology["master"]["id"]:
         return ["master"]
-    entry = __salt__["paas_topology.node"](node_id)
+    entry = __utils__["paas_topology.node"](topology, node_id)
     return list(entry["roles"]) if entry else []
 
 
 def _alt_names(name: str, node_id: str, topology: dict) -> list[str]:
     if name not in ("etcd-server", "etcd-peer"):
         return []
-    entry = __salt__["paas_topology.node"](node_id)
+    entry = __utils__["paas_topology.node"](topology, node_id)
     domain = topology["cluster"]["domain"]
     names = [f"IP:{entry['addresses']['private']}", f"DNS:{node_id}", f"DNS:{node_id}.{domain}"]
     if name == "etcd-server":
         # Local clients (etcdctl on the node, the health checks) reach it on loopback.
         names += ["IP:127.0.0.1", "DNS:localhost"]
     return names
-
-
-def _cert_dir() -> str:
-    return __salt__["paas_topology.get"]()["pki"]["dir"]
 
 
 def _ca_dir() -> str:

@@ -37,9 +37,7 @@ def lab_config(lab: Lab) -> dict:
     """The master.d override: the shipped config's /srv/paas paths moved to this
     checkout, the lab's own state directory, and the private address to listen on."""
     shipped = yaml.safe_load((MASTER_CONFIG_DIR / "master").read_text())
-    overrides = {
-        key: _relocate(value) for key, value in shipped.items() if _relocate(value) != value
-    }
+    overrides = {key: relocate(value) for key, value in shipped.items() if relocate(value) != value}
     return {
         **overrides,
         "root_dir": str(MASTER_ROOT),
@@ -47,13 +45,15 @@ def lab_config(lab: Lab) -> dict:
     }
 
 
-def _relocate(value):
-    if isinstance(value, str) and value.startswith(SHIPPED_ROOT):
-        return str(REPO) + value[len(SHIPPED_ROOT) :]
+def relocate(value, root: Path = REPO):
+    """``value`` (a config value, nested or not) with every path under the shipped
+    /srv/paas moved under ``root``."""
+    if isinstance(value, str) and (value == SHIPPED_ROOT or value.startswith(SHIPPED_ROOT + "/")):
+        return str(root) + value[len(SHIPPED_ROOT) :]
     if isinstance(value, list):
-        return [_relocate(item) for item in value]
+        return [relocate(item, root) for item in value]
     if isinstance(value, dict):
-        return {key: _relocate(item) for key, item in value.items()}
+        return {key: relocate(item, root) for key, item in value.items()}
     return value
 
 

@@ -32,15 +32,5 @@ def run(*argv: str, check: bool = True, capture: bool = True, **kwargs) -> str:
     return result.stdout or ""
 
 
-def succeeds(*argv: str) -> bool:
-    """Whether a command exits 0 (its output is discarded)."""
-    return (
-        subprocess.run(
-            argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ).returncode
-        == 0
-    )
-
-
 def fail(message: str) -> None:
     print(f"lab: {message}", file=sys.stderr, flush=True)

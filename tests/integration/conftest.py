@@ -10,28 +10,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from saltfactories.daemons.master import SaltMaster
 
-SHIPPED_PREFIX = "/srv/paas"
+from lab.master import relocate
+
 MINION_ID = "itest-minion"
-
-
-def _relocate(value: Any, repo_root: Path) -> Any:
-    """``value`` with every path under /srv/paas moved under this checkout."""
-    if isinstance(value, dict):
-        return {key: _relocate(item, repo_root) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_relocate(item, repo_root) for item in value]
-    if isinstance(value, str) and (
-        value == SHIPPED_PREFIX or value.startswith(SHIPPED_PREFIX + "/")
-    ):
-        return str(repo_root) + value[len(SHIPPED_PREFIX) :]
-    return value
 
 
 def _plain(value: Any) -> Any:
@@ -71,7 +58,7 @@ def salt_factories_config(tmp_path_factory) -> dict:
 def shipped_master_config(repo_root) -> dict:
     """etc/salt/master, its paths pointing at this checkout."""
     config = yaml.safe_load((repo_root / "etc/salt/master").read_text())
-    return _relocate(config, repo_root)
+    return relocate(config, repo_root)
 
 
 @pytest.fixture(scope="package")
