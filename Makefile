@@ -24,10 +24,13 @@ host-packages:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock etc/python/paas-protobuf-python.pth
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
+	# Salt's Python runs protobuf's pure-Python implementation, for etcd3 (README: protobuf).
+	install -m 0644 etc/python/paas-protobuf-python.pth \
+		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/
 	touch $@
 
 lint: venv

@@ -23,6 +23,8 @@ NETWORKS = ("public", "private")
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_URL = re.compile(r"^(https?|salt|file)://\S+$")
 
 
 # NamedTuple, not dataclass: Salt's loader runs this module without registering it
@@ -109,6 +111,25 @@ SCHEMA = _mapping(
             {
                 "etcd": Field("version", default="3.5", choices=("3.4", "3.5")),
                 "kubernetes": Field("version", default="1.31"),
+            }
+        ),
+        "etcd": _mapping(
+            {
+                # package: the distribution's etcd-server; archive: an upstream release.
+                "source": Field("string", default="package", choices=("package", "archive")),
+                "archive": _mapping(
+                    {
+                        "version": Field("version"),
+                        "url": Field("url"),
+                        "sha256": Field("sha256"),
+                    }
+                ),
+                "data_dir": Field("path", default="/var/lib/paas-etcd"),
+                "snapshot_dir": Field("path", default="/var/lib/paas-etcd-snapshots"),
+                "heartbeat_ms": Field("integer", default=100, minimum=10, maximum=5000),
+                "election_ms": Field("integer", default=1000, minimum=50, maximum=50000),
+                "metrics_port": Field("integer", default=2381, minimum=1024, maximum=65535),
+                "quota_bytes": Field("integer", default=2147483648, minimum=16777216),
             }
         ),
         "pki": _mapping(
@@ -294,6 +315,10 @@ def _check_scalar(value: Any, field: Field) -> str | None:
         return f"{value!r} is not a valid DNS domain"
     elif field.kind == "path" and not value.startswith("/"):
         return f"{value!r} is not an absolute path"
+    elif field.kind == "sha256" and not _SHA256.match(value):
+        return f"{value!r} is not a sha256 digest (64 lower-case hex digits)"
+    elif field.kind == "url" and not _URL.match(value):
+        return f"{value!r} is not an http(s)://, salt:// or file:// URL"
     elif field.kind == "version" and not _VERSION.match(value):
         return f"{value!r} is not a version like 1.31 or 1.31.2"
     if field.choices and _choice_of(value, field) not in field.choices:
@@ -461,7 +486,9 @@ def _check_roles(topology: dict, errors: list) -> None:
 
 
 def _check_settings(topology: dict, errors: list) -> None:
-    pki = with_defaults(topology)["pki"]
+    filled = with_defaults(topology)
+    _check_etcd_settings(filled, errors)
+    pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
             TopologyError(
@@ -475,6 +502,36 @@ def _check_settings(topology: dict, errors: list) -> None:
             TopologyError(
                 "paas:pki:leaf_days",
                 f"{pki['leaf_days']} is longer than the CA's lifetime ca_days ({pki['ca_days']})",
+            )
+        )
+
+
+def _check_etcd_settings(topology: dict, errors: list) -> None:
+    etcd = topology["etcd"]
+    # etcd itself refuses to start with an election timeout under five heartbeats.
+    if etcd["election_ms"] < 5 * etcd["heartbeat_ms"]:
+        errors.append(
+            TopologyError(
+                "paas:etcd:election_ms",
+                f"{etcd['election_ms']} must be at least five heartbeats "
+                f"(5 x heartbeat_ms = {5 * etcd['heartbeat_ms']})",
+            )
+        )
+    if etcd["source"] != "archive":
+        return
+    archive = etcd["archive"]
+    for key in ("version", "url", "sha256"):
+        if archive.get(key) is None:
+            errors.append(
+                TopologyError(f"paas:etcd:archive:{key}", "is required when source is archive")
+            )
+    line = topology["versions"]["etcd"]
+    version = archive.get("version")
+    if version and ".".join(version.split(".")[:2]) != ".".join(line.split(".")[:2]):
+        errors.append(
+            TopologyError(
+                "paas:etcd:archive:version",
+                f"{version} is not of the etcd line in paas:versions:etcd ({line})",
             )
         )
 

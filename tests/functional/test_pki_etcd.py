@@ -9,96 +9,27 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import salt.config
 from salt.exceptions import CommandExecutionError, SaltInvocationError
-from saltfactories.utils.functional import Loaders
 
-REPO = Path(__file__).resolve().parents[2]
-ETCD_NODES = {"etcd1": "198.19.1.21", "etcd2": "198.19.1.22", "etcd3": "198.19.1.23"}
-BRIDGE = "paas-ft-br"
+from tests.functional import etcd_hosts
 
-# A topology of its own, on the test bridge (this host is its master, 198.19.1.1).
-TOPOLOGY = {
-    "cluster": {"name": "ft", "domain": "ft.test"},
-    "networks": {
-        "public": {
-            "cidr": "198.19.0.0/24",
-            "gateway": "198.19.0.1",
-            "vip": "198.19.0.10",
-            "vrrp_router_id": 51,
-        },
-        "private": {"cidr": "198.19.1.0/24", "vip": "198.19.1.10", "vrrp_router_id": 52},
-    },
-    "master": {"id": "paas-master", "address": "198.19.1.1"},
-    "nodes": [
-        {
-            "id": "gw1",
-            "roles": ["gateway"],
-            "addresses": {"public": "198.19.0.11", "private": "198.19.1.11"},
-        },
-        {
-            "id": "gw2",
-            "roles": ["gateway"],
-            "addresses": {"public": "198.19.0.12", "private": "198.19.1.12"},
-        },
-        *[
-            {"id": node, "roles": ["etcd"], "addresses": {"private": address}}
-            for node, address in ETCD_NODES.items()
-        ],
-        {"id": "cp1", "roles": ["control-plane"], "addresses": {"private": "198.19.1.31"}},
-        {"id": "worker1", "roles": ["worker"], "addresses": {"private": "198.19.1.41"}},
-    ],
-}
-
-
-def _minion(minion_id: str, tmp: Path, topology: dict) -> Loaders:
-    pillar_topology = copy.deepcopy(topology)
-    pillar_topology["pki"] = {
-        **pillar_topology.get("pki", {}),
-        "dir": str(tmp / minion_id / "pki"),
-        "ca_dir": str(tmp / "ca"),
-    }
-    opts = salt.config.minion_config(None)
-    opts.update(
-        id=minion_id,
-        file_client="local",
-        cachedir=str(tmp / minion_id / "cache"),
-        pillar={"paas": pillar_topology},
-        module_dirs=[str(REPO / "_modules")],
-        states_dirs=[str(REPO / "_states")],
-        utils_dirs=[str(REPO / "_utils")],
-    )
-    # Each minion gets its own module namespace, as it would in its own process.
-    return Loaders(opts, loaded_base_name=f"salt.loaded.{minion_id.replace('-', '_')}_{id(opts)}")
-
-
-def _issue(node: Loaders, ca: Loaders, profile: str) -> dict:
-    reply = ca.modules.paas_pki.sign(
-        node.modules.paas_pki.csr(profile), profile, __pub_id=node.opts["id"]
-    )
-    assert "error" not in reply, reply
-    return node.modules.paas_pki.install(profile, reply["certificate"], reply["ca"])
+TOPOLOGY = etcd_hosts.topology("198.19.1")
+ETCD_NODES = etcd_hosts.etcd_addresses(TOPOLOGY)
+_minion = etcd_hosts.minion
+_issue = etcd_hosts.issue
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     """Every node's certificates, issued through the module as the lab would issue them."""
     tmp = tmp_path_factory.mktemp("pki")
-    ca = _minion("paas-master", tmp, TOPOLOGY)
-    ca.modules.paas_pki.create_ca()
-    minions = {node: _minion(node, tmp, TOPOLOGY) for node in [*ETCD_NODES, "cp1", "paas-master"]}
-    minions["paas-master"] = ca
-    for minion in minions.values():
-        for profile in minion.modules.paas_pki.profiles():
-            _issue(minion, ca, profile)
-    yield {"tmp": tmp, "ca": ca, "minions": minions}
+    minions = etcd_hosts.issue_all(tmp, TOPOLOGY, [*ETCD_NODES, "cp1"])
+    yield {"tmp": tmp, "ca": minions["paas-master"], "minions": minions}
 
 
 def _paths(pki, node: str, profile: str) -> dict:
@@ -271,127 +202,43 @@ def _etcdctl(pki, node: str, profile: str, *argv: str) -> subprocess.CompletedPr
 
 
 def _etcdctl_with(ca: str, cert: str, key: str, *argv: str) -> subprocess.CompletedProcess:
-    endpoints = ",".join(f"https://{address}:2379" for address in ETCD_NODES.values())
-    return subprocess.run(
-        [
-            "etcdctl",
-            f"--endpoints={endpoints}",
-            f"--cacert={ca}",
-            f"--cert={cert}",
-            f"--key={key}",
-            "--dial-timeout=3s",
-            "--command-timeout=5s",
-            *argv,
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETCDCTL_API": "3"},
-    )
-
-
-def _ip(*argv: str) -> None:
-    subprocess.run(["ip", *argv], check=True, capture_output=True)
+    endpoints = [f"https://{address}:2379" for address in ETCD_NODES.values()]
+    return etcd_hosts.etcdctl(ca, cert, key, endpoints, *argv)
 
 
 @pytest.fixture(scope="module")
-def etcd_hosts():
-    """A bridge with this host on it as 198.19.1.1, and a namespace per etcd member."""
-    namespaces = []
-    try:
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", "198.19.1.1/24", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        for node, address in ETCD_NODES.items():
-            namespace = f"paas-ft-{node}"
-            _ip("netns", "add", namespace)
-            namespaces.append(namespace)
-            _ip(
-                "link",
-                "add",
-                f"pft-{node}",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                namespace,
-            )
-            _ip("link", "set", f"pft-{node}", "master", BRIDGE, "up")
-            _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", "eth0")
-            _ip("-n", namespace, "link", "set", "eth0", "up")
-            _ip("-n", namespace, "link", "set", "lo", "up")
-        yield {node: f"paas-ft-{node}" for node in ETCD_NODES}
-    finally:
-        for namespace in namespaces:
-            subprocess.run(["ip", "netns", "delete", namespace], check=False)
-        subprocess.run(["ip", "link", "delete", BRIDGE], check=False, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def etcd_cluster(pki, etcd_hosts):
+def etcd_cluster(pki):
     if shutil.which("etcd") is None:
         pytest.fail("etcd is not installed (make test installs etcd-server)")
     cluster = ",".join(f"{node}=https://{address}:2380" for node, address in ETCD_NODES.items())
-    processes = []
-    try:
-        for node, address in ETCD_NODES.items():
-            server = _paths(pki, node, "etcd-server")
-            peer = _paths(pki, node, "etcd-peer")
-            data = pki["tmp"] / node / "data"
-            log = (pki["tmp"] / node / "etcd.log").open("w")
-            processes.append(
-                subprocess.Popen(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        etcd_hosts[node],
-                        "etcd",
-                        f"--name={node}",
-                        f"--data-dir={data}",
-                        f"--listen-client-urls=https://{address}:2379",
-                        f"--advertise-client-urls=https://{address}:2379",
-                        f"--listen-peer-urls=https://{address}:2380",
-                        f"--initial-advertise-peer-urls=https://{address}:2380",
-                        f"--initial-cluster={cluster}",
-                        "--initial-cluster-state=new",
-                        "--initial-cluster-token=pki-functional",
-                        "--client-cert-auth",
-                        f"--trusted-ca-file={server['ca']}",
-                        f"--cert-file={server['cert']}",
-                        f"--key-file={server['key']}",
-                        "--peer-client-cert-auth",
-                        f"--peer-trusted-ca-file={peer['ca']}",
-                        f"--peer-cert-file={peer['cert']}",
-                        f"--peer-key-file={peer['key']}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+    with etcd_hosts.Hosts("ft", "198.19.1.1", ETCD_NODES) as hosts:
+        members = [
+            etcd_hosts.Member(
+                node,
+                address,
+                hosts.namespaces[node],
+                {profile: _paths(pki, node, profile) for profile in ("etcd-server", "etcd-peer")},
+                pki["tmp"] / node,
             )
-        deadline = time.monotonic() + 60
-        while (
-            _etcdctl(pki, "etcd1", "etcd-healthcheck-client", "endpoint", "health").returncode != 0
-        ):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                logs = {
-                    node: (pki["tmp"] / node / "etcd.log").read_text()[-2000:]
-                    for node in ETCD_NODES
-                }
-                pytest.fail(f"the etcd cluster did not become healthy: {logs}")
-            time.sleep(0.5)
-        yield processes
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            for node, address in ETCD_NODES.items()
+        ]
+        try:
+            for member in members:
+                member.start(cluster, "new", token="pki-functional")
+            etcd_hosts.wait_for(
+                lambda: (
+                    _etcdctl(
+                        pki, "etcd1", "etcd-healthcheck-client", "endpoint", "health"
+                    ).returncode
+                    == 0
+                ),
+                "the etcd cluster becoming healthy",
+                members,
+            )
+            yield members
+        finally:
+            for member in members:
+                member.stop()
 
 
 def test_cluster_forms_quorum_with_the_issued_certificates(pki, etcd_cluster):

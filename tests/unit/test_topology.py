@@ -311,6 +311,51 @@ _BROKEN_RULES = [
         "paas:pki:renew_days",
         "60 must be shorter than leaf_days (30)",
     ),
+    # etcd.
+    (
+        "election_timeout_under_five_heartbeats",
+        set_("etcd", {"heartbeat_ms": 200, "election_ms": 900}),
+        None,
+        "paas:etcd:election_ms",
+        "900 must be at least five heartbeats (5 x heartbeat_ms = 1000)",
+    ),
+    (
+        "archive_source_without_its_digest",
+        set_(
+            "etcd",
+            {"source": "archive", "archive": {"version": "3.5.24", "url": "https://e.test/e.tgz"}},
+        ),
+        None,
+        "paas:etcd:archive:sha256",
+        "is required when source is archive",
+    ),
+    (
+        "archive_of_another_etcd_line",
+        set_(
+            "etcd",
+            {
+                "source": "archive",
+                "archive": {"version": "3.4.37", "url": "https://e.test/e.tgz", "sha256": "a" * 64},
+            },
+        ),
+        None,
+        "paas:etcd:archive:version",
+        "3.4.37 is not of the etcd line in paas:versions:etcd (3.5)",
+    ),
+    (
+        "archive_digest_that_is_not_sha256",
+        set_("etcd", {"archive": {"sha256": "abc"}}),
+        None,
+        "paas:etcd:archive:sha256",
+        "'abc' is not a sha256 digest (64 lower-case hex digits)",
+    ),
+    (
+        "unknown_etcd_source",
+        set_("etcd", {"source": "snap"}),
+        None,
+        "paas:etcd:source",
+        "'snap' is not one of: package, archive",
+    ),
     (
         "network_with_host_bits_set",
         set_("networks.public.cidr", "198.18.0.5/24"),
@@ -426,6 +471,16 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "ca_days": 3650,
         "leaf_days": 365,
         "renew_days": 30,
+    }
+    assert filled["etcd"] == {
+        "source": "package",
+        "archive": {},
+        "data_dir": "/var/lib/paas-etcd",
+        "snapshot_dir": "/var/lib/paas-etcd-snapshots",
+        "heartbeat_ms": 100,
+        "election_ms": 1000,
+        "metrics_port": 2381,
+        "quota_bytes": 2147483648,
     }
     assert filled["dr"] == {
         "snapshot_interval_minutes": 30,

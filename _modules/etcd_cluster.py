@@ -1,0 +1,858 @@
+"""
+The platform's etcd cluster, over gRPC with the ``etcd3`` client and a client certificate.
+
+Members, health, status, alarms, defragmentation, snapshots and membership changes, as
+the states, the orchestrations, the runner and (later) the beacons need them. A node
+with the ``etcd`` role uses its health-check client certificate; the master's minion uses
+the admin client certificate. Endpoints are the etcd nodes of the topology.
+
+``etcd3`` 0.12 was generated for protobuf 3; Salt 3008 needs protobuf >= 5, whose C
+implementation refuses those generated modules. The platform runs Salt's Python with
+``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python`` (see the README, "protobuf"); this module
+says so plainly when that is not the case. Learners (etcd >= 3.4) are newer than the
+client's protocol files, so the few messages that carry ``isLearner`` are declared here.
+
+:depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules
+:configuration: the ``paas`` pillar key (``etcd`` and the etcd nodes)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from urllib.parse import urlparse
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    import etcd3
+    import grpc
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    HAS_ETCD3 = True
+    IMPORT_ERROR = ""
+except (ImportError, TypeError) as err:  # protobuf refuses old generated code with TypeError
+    HAS_ETCD3 = False
+    IMPORT_ERROR = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+
+__virtualname__ = "etcd_cluster"
+
+CLIENT_PORT = 2379
+PEER_PORT = 2380
+SERVICE = "paas-etcd"
+MEMBERSHIP_ENV = "/etc/paas/etcd/membership.env"
+TIMEOUT = 5
+CLIENT_PROFILES = ("etcd-healthcheck-client", "etcd-admin-client")
+
+
+def __virtual__():
+    if not HAS_ETCD3:
+        return (
+            False,
+            "etcd_cluster: the etcd3 client does not import "
+            f"({IMPORT_ERROR}); Salt's Python must run with "
+            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (README: protobuf)",
+        )
+    if "paas_pki.profile" not in __salt__:
+        return (False, "etcd_cluster: the paas_pki module is not synced")
+    return __virtualname__
+
+
+# Messages of etcd's Cluster and Maintenance services that etcd3 0.12 predates. Only the
+# fields read or written here are declared; the header (a message) is kept as raw bytes.
+_FIELDS = {
+    "Member": [
+        ("ID", 1, "uint64", False),
+        ("name", 2, "string", False),
+        ("peerURLs", 3, "string", True),
+        ("clientURLs", 4, "string", True),
+        ("isLearner", 5, "bool", False),
+    ],
+    "MemberListRequest": [("linearizable", 1, "bool", False)],
+    "MemberListResponse": [("header", 1, "bytes", False), ("members", 2, "Member", True)],
+    "MemberAddRequest": [("peerURLs", 1, "string", True), ("isLearner", 2, "bool", False)],
+    "MemberAddResponse": [
+        ("header", 1, "bytes", False),
+        ("member", 2, "Member", False),
+        ("members", 3, "Member", True),
+    ],
+    "MemberPromoteRequest": [("ID", 1, "uint64", False)],
+    "MemberRemoveRequest": [("ID", 1, "uint64", False)],
+    "StatusRequest": [],
+    "StatusResponse": [
+        ("header", 1, "bytes", False),
+        ("version", 2, "string", False),
+        ("dbSize", 3, "int64", False),
+        ("leader", 4, "uint64", False),
+        ("raftIndex", 5, "uint64", False),
+        ("raftTerm", 6, "uint64", False),
+        ("raftAppliedIndex", 7, "uint64", False),
+        ("errors", 8, "string", True),
+        ("dbSizeInUse", 9, "int64", False),
+        ("isLearner", 10, "bool", False),
+    ],
+}
+_METHODS = {
+    "MemberList": ("Cluster", "MemberListRequest", "MemberListResponse"),
+    "MemberAdd": ("Cluster", "MemberAddRequest", "MemberAddResponse"),
+    "MemberPromote": ("Cluster", "MemberPromoteRequest", "MemberListResponse"),
+    "MemberRemove": ("Cluster", "MemberRemoveRequest", "MemberListResponse"),
+    "Status": ("Maintenance", "StatusRequest", "StatusResponse"),
+}
+
+
+def _messages() -> dict:
+    if "etcd_cluster.messages" not in __context__:
+        scalar = descriptor_pb2.FieldDescriptorProto
+        proto = descriptor_pb2.FileDescriptorProto(
+            name="paas_etcd_cluster.proto", package="paas.etcdserverpb", syntax="proto3"
+        )
+        for message, fields in _FIELDS.items():
+            described = proto.message_type.add(name=message)
+            for field, number, kind, repeated in fields:
+                entry = described.field.add(name=field, number=number)
+                entry.label = scalar.LABEL_REPEATED if repeated else scalar.LABEL_OPTIONAL
+                if kind in _FIELDS:
+                    entry.type = scalar.TYPE_MESSAGE
+                    entry.type_name = f".paas.etcdserverpb.{kind}"
+                else:
+                    entry.type = getattr(scalar, f"TYPE_{kind.upper()}")
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(proto)
+        __context__["etcd_cluster.messages"] = {
+            name: message_factory.GetMessageClass(
+                pool.FindMessageTypeByName(f"paas.etcdserverpb.{name}")
+            )
+            for name in _FIELDS
+        }
+    return __context__["etcd_cluster.messages"]
+
+
+def _call(client, method: str, **fields):
+    service, request, response = _METHODS[method]
+    messages = _messages()
+    stub = client.channel.unary_unary(
+        f"/etcdserverpb.{service}/{method}",
+        request_serializer=lambda message: message.SerializeToString(),
+        response_deserializer=messages[response].FromString,
+    )
+    return stub(messages[request](**fields), timeout=TIMEOUT)
+
+
+# Where the cluster is, and how to talk to it.
+
+
+def settings() -> dict:
+    """
+    Return how this platform runs etcd: version line, install source, directories,
+    timeouts, the service name and where its binaries are.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.settings
+    """
+    topology = __salt__["paas_topology.get"]()
+    etcd = dict(topology["etcd"])
+    etcd["line"] = topology["versions"]["etcd"]
+    etcd["service"] = SERVICE
+    etcd["membership_env"] = MEMBERSHIP_ENV
+    etcd["token"] = f"paas-{topology['cluster']['name']}"
+    if etcd["source"] == "archive":
+        etcd["bin_dir"] = f"/opt/etcd/v{etcd['archive']['version']}"
+    else:
+        etcd["bin_dir"] = "/usr/bin"
+    return etcd
+
+
+def endpoints() -> dict:
+    """
+    Return the client URL of every etcd node of the topology, by name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.endpoints
+    """
+    return {
+        node["id"]: f"https://{node['addresses']['private']}:{CLIENT_PORT}"
+        for node in __salt__["paas_topology.nodes"]("etcd")
+    }
+
+
+def peer_url(name: str) -> str:
+    """
+    Return the peer URL of the etcd node ``name`` from the topology.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.peer_url etcd2
+    """
+    urls = _peer_urls()
+    if name in urls:
+        return urls[name]
+    raise SaltInvocationError(f"{name} is not an etcd node of the topology")
+
+
+def _credentials() -> dict:
+    held = __salt__["paas_pki.profiles"]()
+    for profile in CLIENT_PROFILES:
+        if profile in held:
+            return __salt__["paas_pki.profile"](profile)
+    raise CommandExecutionError(
+        f"{__opts__['id']} holds no etcd client certificate "
+        f"(one of {', '.join(CLIENT_PROFILES)}): only etcd nodes and the master's minion "
+        "talk to etcd"
+    )
+
+
+def _client(endpoint: str):
+    url = urlparse(endpoint)
+    if url.scheme != "https" or not url.hostname:
+        raise SaltInvocationError(f"{endpoint!r} is not an https:// etcd client URL")
+    credentials = _credentials()
+    return etcd3.client(
+        host=url.hostname,
+        port=url.port or CLIENT_PORT,
+        ca_cert=credentials["ca"],
+        cert_key=credentials["key"],
+        cert_cert=credentials["cert"],
+        timeout=TIMEOUT,
+    )
+
+
+def _endpoint_list(endpoint: str | None) -> list[str]:
+    if endpoint:
+        return [endpoint]
+    own = endpoints()
+    # This node first: it answers fastest and, for a member, knows its own state.
+    return sorted(own.values(), key=lambda url: url != own.get(__opts__["id"]))
+
+
+def _first_answer(endpoint: str | None, action):
+    errors = []
+    for url in _endpoint_list(endpoint):
+        client = _client(url)
+        try:
+            return action(client)
+        except grpc.RpcError as err:
+            errors.append(f"{url}: {_rpc_error(err)}")
+        except etcd3.exceptions.Etcd3Exception as err:
+            errors.append(f"{url}: {type(err).__name__} {err}")
+        finally:
+            client.close()
+    raise CommandExecutionError(f"no etcd endpoint answered: {'; '.join(errors)}")
+
+
+def _rpc_error(err) -> str:
+    code = err.code() if hasattr(err, "code") else None
+    details = err.details() if hasattr(err, "details") else str(err)
+    return f"{code.name if code else 'error'}: {details}"
+
+
+def _member(member) -> dict:
+    return {
+        "id": f"{member.ID:x}",
+        "name": member.name,
+        "peer_urls": list(member.peerURLs),
+        "client_urls": list(member.clientURLs),
+        "learner": member.isLearner,
+        "started": bool(member.name),
+    }
+
+
+# Reading the cluster.
+
+
+def members(endpoint: str | None = None) -> list[dict]:
+    """
+    Return the cluster's members: id (hex), name, peer and client URLs, whether it is a
+    learner and whether it has started (a member added but not yet started has no name).
+
+    endpoint
+        Ask this client URL instead of the topology's etcd nodes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.members
+    """
+    reply = _first_answer(endpoint, lambda client: _call(client, "MemberList"))
+    return [_member(member) for member in reply.members]
+
+
+def member_health(endpoint: str) -> dict:
+    """
+    Return whether the member at ``endpoint`` serves a linearizable read (which needs a
+    leader and quorum) and has no alarm raised, as ``etcdctl endpoint health`` decides.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.member_health https://198.18.1.21:2379
+    """
+    client = _client(endpoint)
+    started = time.monotonic()
+    try:
+        client.get("health")
+        raised = [_alarm_name(alarm.alarm_type) for alarm in client.list_alarms()]
+    except grpc.RpcError as err:
+        return {"endpoint": endpoint, "healthy": False, "error": _rpc_error(err)}
+    except etcd3.exceptions.Etcd3Exception as err:
+        return {"endpoint": endpoint, "healthy": False, "error": f"{type(err).__name__} {err}"}
+    finally:
+        client.close()
+    return {
+        "endpoint": endpoint,
+        "healthy": not raised,
+        "error": f"alarms raised: {', '.join(raised)}" if raised else None,
+        "took_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+
+
+def health(endpoint: str | None = None) -> dict:
+    """
+    Return the health of every member and of the cluster: ``healthy`` when every voting
+    member is healthy, ``quorum`` when a majority of the voting members is.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.health
+    """
+    listed = members(endpoint)
+    report = {}
+    for member in listed:
+        name = member["name"] or member["peer_urls"][0]
+        if not member["client_urls"]:
+            report[name] = {"healthy": False, "error": "added, not started yet", **member}
+            continue
+        report[name] = {**member, **member_health(member["client_urls"][0])}
+    voters = [entry for entry in report.values() if not entry["learner"]]
+    healthy_voters = [entry for entry in voters if entry["healthy"]]
+    return {
+        "healthy": bool(voters) and len(healthy_voters) == len(voters),
+        "quorum": len(healthy_voters) >= _quorum(len(voters)),
+        "voters": len(voters),
+        "healthy_voters": len(healthy_voters),
+        "members": report,
+    }
+
+
+def member_status(endpoint: str) -> dict:
+    """
+    Return what the member at ``endpoint`` says of itself: version, db size (total and
+    in use), leader id, raft term, index and applied index, learner or not, errors.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.member_status https://198.18.1.21:2379
+    """
+    reply = _first_answer(endpoint, lambda client: _call(client, "Status"))
+    return {
+        "endpoint": endpoint,
+        "id": f"{_header_member_id(reply.header):x}",
+        "version": reply.version,
+        "db_size": reply.dbSize,
+        "db_size_in_use": reply.dbSizeInUse,
+        "leader": f"{reply.leader:x}",
+        "raft_term": reply.raftTerm,
+        "raft_index": reply.raftIndex,
+        "raft_applied_index": reply.raftAppliedIndex,
+        "learner": reply.isLearner,
+        "errors": list(reply.errors),
+    }
+
+
+def _header_member_id(header: bytes) -> int:
+    # ResponseHeader: cluster_id = 1, member_id = 2 (varints).
+    position, fields = 0, {}
+    while position < len(header):
+        key, position = _varint(header, position)
+        if key & 7 != 0:
+            break
+        fields[key >> 3], position = _varint(header, position)
+    return fields.get(2, 0)
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, position
+
+
+def status(endpoint: str | None = None) -> dict:
+    """
+    Return the cluster's status: its leader and, per member, version, db size, raft
+    term and index, learner or not, and any error in reaching it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.status
+    """
+    listed = members(endpoint)
+    names = {member["id"]: member["name"] for member in listed}
+    report, leaders = {}, set()
+    for member in listed:
+        name = member["name"] or member["peer_urls"][0]
+        if not member["client_urls"]:
+            report[name] = {**member, "error": "added, not started yet"}
+            continue
+        try:
+            state = member_status(member["client_urls"][0])
+        except CommandExecutionError as err:
+            report[name] = {**member, "error": str(err)}
+            continue
+        leaders.add(state["leader"])
+        report[name] = {**member, **state, "is_leader": state["leader"] == member["id"]}
+    leader = names.get(leaders.pop()) if len(leaders) == 1 else None
+    return {"leader": leader, "members": report}
+
+
+def alarms(endpoint: str | None = None) -> list[dict]:
+    """
+    Return the alarms raised in the cluster (NOSPACE, CORRUPT), with the member's name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.alarms
+    """
+    raised = _first_answer(endpoint, lambda client: list(client.list_alarms()))
+    names = {int(member["id"], 16): member["name"] for member in members(endpoint)}
+    return [
+        {
+            "member": names.get(alarm.member_id, f"{alarm.member_id:x}"),
+            "alarm": _alarm_name(alarm.alarm_type),
+        }
+        for alarm in raised
+    ]
+
+
+def _alarm_name(alarm_type: int) -> str:
+    return {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}.get(alarm_type, str(alarm_type))
+
+
+def disarm(member: str | None = None, endpoint: str | None = None) -> list[dict]:
+    """
+    Disarm the alarms of ``member`` (a name), or every alarm, and return what is still
+    raised. Free space first (compact, defrag): a NOSPACE alarm comes back otherwise.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.disarm
+        salt-call etcd_cluster.disarm member=etcd2
+    """
+    member_id = int(_find(member, endpoint)["id"], 16) if member else 0
+
+    def deactivate(client):
+        if member_id:
+            return client.disarm_alarm(member_id)
+        for alarm in list(client.list_alarms()):
+            client.disarm_alarm(alarm.member_id)
+        return None
+
+    _first_answer(endpoint, deactivate)
+    return alarms(endpoint)
+
+
+def defrag(member: str | None = None, endpoint: str | None = None) -> dict:
+    """
+    Defragment the database of ``member`` (a name), or of every member one after the
+    other (a member does not serve while it defragments), and return each one's db size
+    before and after.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.defrag
+        salt-call etcd_cluster.defrag member=etcd1
+    """
+    chosen = [_find(member, endpoint)] if member else members(endpoint)
+    report = {}
+    for entry in chosen:
+        url = entry["client_urls"][0]
+        before = member_status(url)["db_size"]
+        _first_answer(url, lambda client: client.defragment())
+        report[entry["name"]] = {"db_size_before": before, "db_size": member_status(url)["db_size"]}
+    return report
+
+
+def _find(name: str, endpoint: str | None = None) -> dict:
+    # A member added but not started yet has no name: its peer URL tells who it is.
+    urls = {url for node, url in _peer_urls().items() if node == name}
+    for member in members(endpoint):
+        if member["name"] == name or urls & set(member["peer_urls"]):
+            return {**member, "name": name}
+    raise CommandExecutionError(f"{name} is not a member of the etcd cluster")
+
+
+def _peer_urls() -> dict:
+    return {
+        node["id"]: f"https://{node['addresses']['private']}:{PEER_PORT}"
+        for node in __salt__["paas_topology.nodes"]("etcd")
+    }
+
+
+# Data: a consistent put and get, for tests and checks.
+
+
+def put(key: str, value: str, endpoint: str | None = None) -> dict:
+    """
+    Write ``value`` at ``key`` and return the revision etcd acknowledged it at.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.put /paas/check ok
+    """
+    reply = _first_answer(endpoint, lambda client: client.put(key, value))
+    return {"key": key, "revision": reply.header.revision}
+
+
+def get(key: str, endpoint: str | None = None) -> str | None:
+    """
+    Return the value at ``key`` by a linearizable read (None when there is none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.get /paas/check
+    """
+    value, _meta = _first_answer(endpoint, lambda client: client.get(key))
+    return value.decode() if value is not None else None
+
+
+# Snapshots.
+
+
+def snapshot_save(path: str, endpoint: str | None = None) -> dict:
+    """
+    Save a snapshot of the cluster's data to ``path``, checked before it is kept: the
+    sha256 etcd appends must match and ``snapshot status`` must read it. An unchecked
+    snapshot is never left at ``path``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.snapshot_save /var/lib/paas-etcd-snapshots/now.db
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=".snapshot-", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            _first_answer(endpoint, lambda client: client.snapshot(stream))
+            stream.flush()
+            os.fsync(stream.fileno())
+        report = snapshot_check(partial)
+        os.chmod(partial, 0o600)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return {**report, "path": path}
+
+
+def snapshot_check(path: str) -> dict:
+    """
+    Check a snapshot file: its trailing sha256 must match its contents and etcd's own
+    ``snapshot status`` must read it. Return its revision, key count, size and digest.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.snapshot_check /var/lib/paas-etcd-snapshots/now.db
+    """
+    digest, whole = hashlib.sha256(), hashlib.sha256()
+    size = os.path.getsize(path)
+    if size <= hashlib.sha256().digest_size:
+        raise CommandExecutionError(f"{path} is not an etcd snapshot ({size} bytes)")
+    with open(path, "rb") as stream:
+        remaining = size - digest.digest_size
+        while remaining:
+            chunk = stream.read(min(remaining, 1 << 20))
+            digest.update(chunk)
+            whole.update(chunk)
+            remaining -= len(chunk)
+        trailer = stream.read()
+        whole.update(trailer)
+    if digest.digest() != trailer:
+        raise CommandExecutionError(f"{path}: the snapshot's sha256 does not match its contents")
+    result = _etcd_tool("snapshot", "status", path, "--write-out=json")
+    status_report = json.loads(result)
+    return {
+        "path": path,
+        "revision": status_report["revision"],
+        "keys": status_report["totalKey"],
+        "size": status_report["totalSize"],
+        "sha256": whole.hexdigest(),
+    }
+
+
+def snapshot_restore(
+    snapshot: str,
+    data_dir: str | None = None,
+    name: str | None = None,
+    initial_cluster: str | None = None,
+    token: str | None = None,
+) -> dict:
+    """
+    Restore ``snapshot`` (checked first) into a new data directory for member ``name``
+    (this node by default) of a cluster of ``initial_cluster`` (every etcd node of the
+    topology by default), owned by etcd with mode 0700. Refuses a data directory that
+    holds data. Every member restored from one snapshot gets the same cluster token,
+    derived from the snapshot unless given.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.snapshot_restore /var/lib/paas-etcd-snapshots/now.db
+    """
+    checked = snapshot_check(snapshot)
+    config = settings()
+    name = name or __opts__["id"]
+    data_dir = data_dir or config["data_dir"]
+    if os.path.isdir(os.path.join(data_dir, "member")):
+        raise CommandExecutionError(
+            f"{data_dir} holds an etcd member's data; move it away before restoring into it"
+        )
+    initial_cluster = initial_cluster or ",".join(
+        f"{node}={peer_url(node)}" for node in endpoints()
+    )
+    peers = dict(entry.split("=", 1) for entry in initial_cluster.split(","))
+    if name not in peers:
+        raise SaltInvocationError(f"{name} is not in initial_cluster {initial_cluster}")
+    token = token or f"{config['token']}-restore-{checked['sha256'][:12]}"
+    parent = os.path.dirname(data_dir.rstrip("/"))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".restore-", dir=parent)
+    target = os.path.join(staging, "data")
+    try:
+        _etcd_tool(
+            "snapshot",
+            "restore",
+            snapshot,
+            f"--data-dir={target}",
+            f"--name={name}",
+            f"--initial-cluster={initial_cluster}",
+            f"--initial-cluster-token={token}",
+            f"--initial-advertise-peer-urls={peers[name]}",
+        )
+        _own_by_etcd(target)
+        if os.path.isdir(data_dir):
+            os.rmdir(data_dir)
+        os.replace(target, data_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**checked, "data_dir": data_dir, "name": name, "token": token}
+
+
+def _own_by_etcd(path: str) -> None:
+    try:
+        user = __salt__["file.user_to_uid"]("etcd")
+        group = __salt__["file.group_to_gid"]("etcd")
+    except (KeyError, CommandExecutionError):
+        user = group = ""
+    for root, dirs, files in os.walk(path):
+        for entry in [root, *(os.path.join(root, item) for item in dirs + files)]:
+            if isinstance(user, int) and isinstance(group, int):
+                os.chown(entry, user, group)
+    os.chmod(path, 0o700)
+
+
+def _etcd_tool(*argv: str) -> str:
+    # etcd 3.5 moved the offline snapshot commands from etcdctl to etcdutl.
+    config = settings()
+    tool = "etcdutl" if config["line"] != "3.4" else "etcdctl"
+    command = [os.path.join(config["bin_dir"], tool), *argv]
+    result = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ETCDCTL_API": "3"},
+        timeout=300,
+    )
+    if result.returncode != 0:
+        raise CommandExecutionError(
+            f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout
+
+
+# Membership.
+
+
+def _quorum(voters: int) -> int:
+    return voters // 2 + 1
+
+
+def member_add(
+    name: str, learner: bool = True, timeout: int = 60, endpoint: str | None = None
+) -> dict:
+    """
+    Add the etcd node ``name`` of the topology to the cluster, as a learner by default
+    (it does not vote, so quorum is unchanged until it is promoted). Returns the new
+    member and the ``initial_cluster`` it must start with.
+
+    Refused: a name or peer URL that is already a member, a second learner (etcd allows
+    one), a member added but not started, and adding a voter while the cluster could not
+    reach the larger quorum with the members that are healthy now.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.member_add etcd4
+    """
+    url = peer_url(name)
+    current = health(endpoint)
+    for member in current["members"].values():
+        if member["name"] == name or url in member["peer_urls"]:
+            raise CommandExecutionError(f"{name} ({url}) is already a member ({member['id']})")
+        if not member["started"]:
+            raise CommandExecutionError(
+                f"member {member['id']} ({', '.join(member['peer_urls'])}) was added but "
+                "never started; start it or remove it first"
+            )
+        if member["learner"] and learner:
+            raise CommandExecutionError(
+                f"{member['name']} is a learner still; etcd takes one learner at a time"
+            )
+    if not current["quorum"]:
+        raise CommandExecutionError(
+            f"the cluster has no quorum ({current['healthy_voters']} of "
+            f"{current['voters']} voters healthy); no member can be added"
+        )
+    if not learner and current["healthy_voters"] < _quorum(current["voters"] + 1):
+        raise CommandExecutionError(
+            f"adding {name} as a voter would cost quorum: {current['healthy_voters']} "
+            f"healthy voters, {_quorum(current['voters'] + 1)} needed with it"
+        )
+    # etcd adds nobody until every voter has been connected for a few seconds ("unhealthy
+    # cluster"), which is the case just after a promotion.
+    reply = _until_accepted(
+        f"{name} was not added",
+        lambda: _first_answer(
+            endpoint, lambda client: _call(client, "MemberAdd", peerURLs=[url], isLearner=learner)
+        ),
+        "unhealthy cluster",
+        timeout,
+    )
+    added = _member(reply.member)
+    peers = [
+        f"{member.name or name}={member.peerURLs[0]}"
+        for member in reply.members
+        if member.name or member.ID == reply.member.ID
+    ]
+    return {**added, "name": name, "initial_cluster": ",".join(sorted(peers))}
+
+
+def member_promote(name: str, timeout: int = 120, endpoint: str | None = None) -> dict:
+    """
+    Promote the learner ``name`` to a voting member once it has caught up with the
+    leader, waiting up to ``timeout`` seconds for that.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.member_promote etcd4
+    """
+    member = _find(name, endpoint)
+    if not member["learner"]:
+        return member
+    # etcd refuses a learner that is not yet in sync with the leader.
+    _until_accepted(
+        f"{name} was not promoted",
+        lambda: _first_answer(
+            endpoint, lambda client: _call(client, "MemberPromote", ID=int(member["id"], 16))
+        ),
+        "in sync",
+        timeout,
+    )
+    return _find(name, endpoint)
+
+
+def _until_accepted(what: str, action, transient: str, timeout: int):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except CommandExecutionError as err:
+            if transient not in str(err) or time.monotonic() > deadline:
+                raise CommandExecutionError(f"{what}: {err}") from err
+        time.sleep(1)
+
+
+def member_remove(name: str, timeout: int = 60, endpoint: str | None = None) -> dict:
+    """
+    Remove the member ``name``. Refused when it would cost quorum: the voting members
+    left must have a healthy majority among themselves, and one member is never removed
+    from a cluster of one.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.member_remove etcd4
+    """
+    found = _find(name, endpoint)
+    current = health(endpoint)
+    member = next(entry for entry in current["members"].values() if entry["id"] == found["id"])
+    if not member["learner"]:
+        voters_left = current["voters"] - 1
+        healthy_left = current["healthy_voters"] - (1 if member["healthy"] else 0)
+        if voters_left == 0:
+            raise CommandExecutionError(f"{name} is the cluster's only voting member")
+        if healthy_left < _quorum(voters_left):
+            unhealthy = sorted(
+                other
+                for other, entry in current["members"].items()
+                if entry["id"] != member["id"] and not entry["learner"] and not entry["healthy"]
+            )
+            raise CommandExecutionError(
+                f"removing {name} would cost quorum: {healthy_left} healthy of the "
+                f"{voters_left} voters left, {_quorum(voters_left)} needed "
+                f"(unhealthy: {', '.join(unhealthy) or 'none'})"
+            )
+    _until_accepted(
+        f"{name} was not removed",
+        lambda: _first_answer(
+            endpoint, lambda client: _call(client, "MemberRemove", ID=int(member["id"], 16))
+        ),
+        "unhealthy cluster",
+        timeout,
+    )
+    return {"removed": name, "id": member["id"]}
