@@ -165,7 +165,8 @@ def settings() -> dict:
     etcd["membership_env"] = MEMBERSHIP_ENV
     etcd["token"] = f"paas-{topology['cluster']['name']}"
     if etcd["source"] == "archive":
-        etcd["bin_dir"] = f"/opt/etcd/v{etcd['archive']['version']}"
+        # Where an upstream release unpacks under /opt/etcd.
+        etcd["bin_dir"] = f"/opt/etcd/etcd-v{etcd['archive']['version']}-linux-amd64"
     else:
         etcd["bin_dir"] = "/usr/bin"
     return etcd
@@ -816,11 +817,69 @@ def _until_accepted(what: str, action, transient: str, timeout: int):
         time.sleep(1)
 
 
+def is_member(name: str, endpoint: str | None = None) -> bool:
+    """
+    Return whether ``name`` (a node id) is a member, started or not.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.is_member etcd4
+    """
+    try:
+        _find(name, endpoint)
+    except CommandExecutionError as err:
+        if "is not a member" in str(err):
+            return False
+        raise
+    return True
+
+
+def removal_refusal(name: str, endpoint: str | None = None) -> str | None:
+    """
+    Return why removing the member ``name`` would be refused (it would cost quorum), or
+    None when it may be removed. Nothing changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.removal_refusal etcd2
+    """
+    return _removal(name, endpoint)[1]
+
+
+def _removal(name: str, endpoint: str | None) -> tuple[dict, str | None]:
+    found = _find(name, endpoint)
+    current = health(endpoint)
+    member = next(entry for entry in current["members"].values() if entry["id"] == found["id"])
+    if member["learner"]:
+        return member, None
+    voters_left = current["voters"] - 1
+    healthy_left = current["healthy_voters"] - (1 if member["healthy"] else 0)
+    if voters_left == 0:
+        return member, f"{name} is the cluster's only voting member"
+    if healthy_left < _quorum(voters_left):
+        unhealthy = sorted(
+            other
+            for other, entry in current["members"].items()
+            if entry["id"] != member["id"] and not entry["learner"] and not entry["healthy"]
+        )
+        return member, (
+            f"removing {name} would cost quorum: {healthy_left} healthy of the "
+            f"{voters_left} voters left, {_quorum(voters_left)} needed "
+            f"(unhealthy: {', '.join(unhealthy) or 'none'})"
+        )
+    return member, None
+
+
 def member_remove(name: str, timeout: int = 60, endpoint: str | None = None) -> dict:
     """
     Remove the member ``name``. Refused when it would cost quorum: the voting members
     left must have a healthy majority among themselves, and one member is never removed
-    from a cluster of one.
+    from a cluster of one. etcd refuses changes for a few seconds after a member
+    reconnects; that is waited out, up to ``timeout`` seconds.
 
     CLI Example:
 
@@ -828,25 +887,9 @@ def member_remove(name: str, timeout: int = 60, endpoint: str | None = None) -> 
 
         salt-call etcd_cluster.member_remove etcd4
     """
-    found = _find(name, endpoint)
-    current = health(endpoint)
-    member = next(entry for entry in current["members"].values() if entry["id"] == found["id"])
-    if not member["learner"]:
-        voters_left = current["voters"] - 1
-        healthy_left = current["healthy_voters"] - (1 if member["healthy"] else 0)
-        if voters_left == 0:
-            raise CommandExecutionError(f"{name} is the cluster's only voting member")
-        if healthy_left < _quorum(voters_left):
-            unhealthy = sorted(
-                other
-                for other, entry in current["members"].items()
-                if entry["id"] != member["id"] and not entry["learner"] and not entry["healthy"]
-            )
-            raise CommandExecutionError(
-                f"removing {name} would cost quorum: {healthy_left} healthy of the "
-                f"{voters_left} voters left, {_quorum(voters_left)} needed "
-                f"(unhealthy: {', '.join(unhealthy) or 'none'})"
-            )
+    member, refusal = _removal(name, endpoint)
+    if refusal:
+        raise CommandExecutionError(refusal)
     _until_accepted(
         f"{name} was not removed",
         lambda: _first_answer(

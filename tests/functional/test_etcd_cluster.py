@@ -241,6 +241,7 @@ def test_remove_is_refused_when_it_would_cost_quorum(cluster):
     members["etcd2"].stop()
     try:
         before = _etcd(cluster).members()
+        assert _etcd(cluster).removal_refusal("etcd3").startswith("removing etcd3 would cost")
         with pytest.raises(CommandExecutionError) as refused:
             _etcd(cluster).member_remove("etcd3")
         assert "removing etcd3 would cost quorum: 1 healthy of the 2 voters left, 2 needed" in str(
@@ -283,9 +284,12 @@ def test_a_voter_is_not_added_when_the_larger_cluster_would_lack_quorum(cluster)
 def test_only_one_learner_at_a_time(cluster):
     etcd = _etcd(cluster)
     added = etcd.member_add("etcd4")
+    assert etcd.is_member("etcd4") is True
+    assert etcd.removal_refusal("etcd4") is None
     try:
         with pytest.raises(CommandExecutionError, match="was added but never started"):
             etcd.member_add("etcd5")
     finally:
         assert etcd.member_remove("etcd4") == {"removed": "etcd4", "id": added["id"]}
     assert len(etcd.members()) == 3
+    assert etcd.is_member("etcd4") is False

@@ -1,0 +1,5 @@
+# An etcd member of the platform's cluster: installed, configured, and a voting member.
+include:
+  - etcd.install
+  - etcd.config
+  - etcd.member

@@ -1,0 +1,40 @@
+{#- etcd from the distribution's package or from an upstream release archive pinned by
+    version and sha256 (paas:etcd:source). #}
+{%- from "etcd/map.jinja" import etcd with context %}
+
+{%- if etcd.source == "package" %}
+
+etcd-install-packages:
+  pkg.installed:
+    - pkgs:
+      - etcd-server
+      - etcd-client
+
+# The package's own unit (its default config, plain http on localhost) never runs:
+# the platform's paas-etcd unit does.
+etcd-install-package-service-off:
+  service.dead:
+    - name: etcd
+    - enable: False
+    - require:
+      - pkg: etcd-install-packages
+{%- else %}
+
+etcd-install-user:
+  user.present:
+    - name: etcd
+    - system: True
+    - createhome: False
+    - shell: /usr/sbin/nologin
+
+# An upstream release unpacks to etcd-v<version>-linux-amd64/ with etcd, etcdctl, etcdutl.
+etcd-install-archive:
+  archive.extracted:
+    - name: {{ etcd.bin_dir | path_join("..") }}
+    - source: {{ etcd.archive.url }}
+    - source_hash: sha256={{ etcd.archive.sha256 }}
+    - archive_format: tar
+    - user: root
+    - group: root
+    - trim_output: 10
+{%- endif %}
