@@ -431,6 +431,44 @@ def status(endpoint: str | None = None) -> dict:
     return {"leader": leader, "members": report}
 
 
+def overview(endpoint: str | None = None) -> dict:
+    """
+    Return the cluster at a glance, as ``salt-run paas.status`` shows it: health and
+    quorum, the leader, alarms, and per member its role, health, db size, raft index
+    and version.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.overview
+    """
+    checked = health(endpoint)
+    state = status(endpoint)
+    report = {}
+    for name, entry in checked["members"].items():
+        detail = state["members"].get(name, {})
+        report[name] = {
+            "id": entry["id"],
+            "learner": entry["learner"],
+            "healthy": entry["healthy"],
+            "error": entry.get("error") or detail.get("error"),
+            "is_leader": detail.get("is_leader", False),
+            "db_size": detail.get("db_size"),
+            "raft_index": detail.get("raft_index"),
+            "version": detail.get("version"),
+        }
+    return {
+        "healthy": checked["healthy"],
+        "quorum": checked["quorum"],
+        "voters": checked["voters"],
+        "healthy_voters": checked["healthy_voters"],
+        "leader": state["leader"],
+        "alarms": alarms(endpoint),
+        "members": report,
+    }
+
+
 def alarms(endpoint: str | None = None) -> list[dict]:
     """
     Return the alarms raised in the cluster (NOSPACE, CORRUPT), with the member's name.

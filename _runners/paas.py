@@ -1,7 +1,9 @@
 """
 What a platform engineer runs on the master.
 
-``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file.
+``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file;
+``salt-run paas.certs`` lists every certificate; ``salt-run paas.status`` shows the
+platform's state (its etcd cluster: members, leader, health, db size, alarms).
 
 :depends: the ``paas_topology`` utils module (``utils_dirs`` in the master config)
 """
@@ -103,6 +105,70 @@ def certs(timeout: int = 30) -> list[dict] | str:
     return rows
 
 
+def status(timeout: int = 30) -> dict | str:
+    """
+    The platform's state. Its etcd part: health and quorum, the leader, alarms, and per
+    member its role (voter or learner), health, db size, raft index and version, as the
+    first etcd node that answers sees them (each asks the cluster with its health-check
+    client certificate).
+
+    A readable table by default; the data itself with ``--out=json`` or ``--out=yaml``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.status
+        salt-run paas.status --out=json
+    """
+    topology = _master_pillar().get("paas")
+    if __utils__["paas_topology.validate"](topology or {}):
+        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
+    etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
+    with salt.client.LocalClient(mopts=__opts__) as client:
+        replies = client.cmd(etcd_nodes, "etcd_cluster.overview", tgt_type="list", timeout=timeout)
+    answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
+    if answers:
+        seen_by = next(node for node in etcd_nodes if node in answers)
+        etcd = {**answers[seen_by], "seen_by": seen_by}
+    else:
+        etcd = {
+            "healthy": False,
+            "quorum": False,
+            "error": "no etcd node answered: "
+            + "; ".join(f"{node}: {replies.get(node, 'no reply')}" for node in etcd_nodes),
+        }
+    if __opts__.get("output") in (None, "nested", "txt"):
+        return _etcd_table(etcd)
+    return {"etcd": etcd}
+
+
+def _etcd_table(etcd: dict) -> str:
+    if "members" not in etcd:
+        return f"etcd: {etcd['error']}"
+    state = "healthy" if etcd["healthy"] else ("degraded" if etcd["quorum"] else "NO QUORUM")
+    alarms = ", ".join(f"{alarm['alarm']} on {alarm['member']}" for alarm in etcd["alarms"])
+    lines = [
+        f"etcd: {state}, {etcd['healthy_voters']} of {etcd['voters']} voting members healthy, "
+        f"leader {etcd['leader'] or 'none'}, alarms: {alarms or 'none'} (seen by {etcd['seen_by']})"
+    ]
+    header = ("MEMBER", "ID", "ROLE", "HEALTH", "LEADER", "DB SIZE", "RAFT INDEX", "VERSION")
+    table = [header] + [
+        (
+            name,
+            member["id"],
+            "learner" if member["learner"] else "voter",
+            "healthy" if member["healthy"] else f"unhealthy: {member['error']}",
+            "*" if member["is_leader"] else "",
+            str(member["db_size"] if member["db_size"] is not None else "-"),
+            str(member["raft_index"] if member["raft_index"] is not None else "-"),
+            member["version"] or "-",
+        )
+        for name, member in sorted(etcd["members"].items())
+    ]
+    return "\n".join([*lines, _table(table)])
+
+
 def _certificate_table(rows: list[dict]) -> str:
     header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "PROBLEMS")
     table = [header] + [
@@ -116,10 +182,14 @@ def _certificate_table(rows: list[dict]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    return _table(table)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(line[column]) for line in rows) for column in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in table
+        for line in rows
     )
 
 
