@@ -3,7 +3,9 @@ The lab's command line: `python -m lab up|down|status`.
 
 up      build the image if its recipe changed, wire the network, start the master,
         boot every machine of pillar/paas.sls, wait for their minions, converge the
-        platform with orch.cluster. On a running lab it re-converges.
+        platform with orch.cluster. On a running lab it re-converges, then retires the
+        machines that are no longer in the topology. --variant NAME adds what
+        lab/variants/NAME.yaml adds (etcd5: two more etcd nodes, etcd from an archive).
 down    remove every trace: machines, overlays, master, namespaces, bridges, state.
 status  list the machines with their roles, addresses, systemd state and minion.
 """
@@ -15,8 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
-from lab import image, machines, master, network
-from lab.config import STATE_DIR, Lab, LabError, load_lab
+from lab import etcd_archive, image, machines, master, network
+from lab.config import STATE_DIR, Lab, LabError, load_lab, variants
 from lab.processes import wait_for
 from lab.shell import fail, run, step
 
@@ -43,6 +45,8 @@ def up(lab: Lab, converge: bool) -> None:
         network.up_machine_network(machine, lab)
     step(f"network: bridges and {len(lab.machines)} namespaces up")
     master.ensure_keys()
+    archive = etcd_archive.ensure(rootfs) if lab.etcd_source == "archive" else None
+    master.write_pillar(lab, archive)
     master.up(lab)
     master.master_minion_up(lab)
     machines.up(lab, rootfs)
@@ -54,6 +58,7 @@ def up(lab: Lab, converge: bool) -> None:
         if result.returncode != 0:
             raise LabError(f"orch.cluster failed (exit {result.returncode}):\n{result.stderr}")
         step("converge: done")
+    machines.retire(lab)
     status(lab)
 
 
@@ -130,12 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument(
         "--no-converge", action="store_true", help="boot the machines but do not run orch.cluster"
     )
+    up_parser.add_argument(
+        "--variant",
+        choices=variants(),
+        help="a variant of the topology (lab/variants/); without it, pillar/paas.sls as it is",
+    )
     commands.add_parser("down", help="remove every trace of the lab")
     commands.add_parser("status", help="list the machines and their minions")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(load_lab(), converge=not args.no_converge)
+            up(load_lab(variant=args.variant), converge=not args.no_converge)
         elif args.command == "down":
             down()
         else:

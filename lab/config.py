@@ -18,6 +18,10 @@ MASTER_CONFIG_DIR = REPO / "etc" / "salt"
 MASTER_LAB_CONFIG = MASTER_CONFIG_DIR / "master.d" / "lab.conf"
 MASTER_ROOT = STATE_DIR / "master"
 NODES_DIR = STATE_DIR / "nodes"
+VARIANTS_DIR = REPO / "lab" / "variants"
+# What the lab adds to the master's roots: a pillar overlay (the variant) and files.
+LAB_PILLAR_DIR = STATE_DIR / "pillar"
+LAB_FILES_DIR = STATE_DIR / "files"
 
 # Every host-side name the lab creates starts with this, so that `lab down` finds
 # them all, also after a crash that lost the lab's own records.
@@ -86,6 +90,10 @@ class Lab:
 
     topology: dict
     machines: tuple[Machine, ...]
+    variant: str | None = None
+    # Added to the master's pillar as it is (nodes of a variant).
+    overlay: dict | None = None
+    etcd_source: str | None = None
 
     @property
     def master_address(self) -> str:
@@ -100,17 +108,31 @@ class Lab:
         return int(self.topology["networks"][network]["cidr"].split("/")[1])
 
 
-def load_lab(path: Path = TOPOLOGY_FILE) -> Lab:
-    """Read and validate the topology the lab builds; refuse an invalid one."""
+def variants() -> list[str]:
+    return sorted(path.stem for path in VARIANTS_DIR.glob("*.yaml"))
+
+
+def load_lab(path: Path = TOPOLOGY_FILE, variant: str | None = None) -> Lab:
+    """Read and validate the topology the lab builds (pillar/paas.sls, with the nodes a
+    variant adds); refuse an invalid one."""
     with path.open() as handle:
         document = yaml.safe_load(handle)
     if not isinstance(document, dict) or "paas" not in document:
         raise LabError(f"{path}: no top-level paas key")
-    errors = topology_rules.validate(document["paas"])
+    paas, overlay, etcd_source = document["paas"], {}, None
+    if variant is not None:
+        if variant not in variants():
+            raise LabError(f"unknown lab variant {variant!r}; variants: {', '.join(variants())}")
+        spec = yaml.safe_load((VARIANTS_DIR / f"{variant}.yaml").read_text())
+        overlay["nodes"] = [*paas["nodes"], *spec.get("add_nodes", [])]
+        paas = {**paas, "nodes": overlay["nodes"]}
+        etcd_source = spec.get("etcd_source")
+    errors = topology_rules.validate(paas)
     if errors:
         listing = "\n  ".join(str(error) for error in errors)
-        raise LabError(f"{path}: the topology is invalid:\n  {listing}")
-    topology = topology_rules.with_defaults(document["paas"])
+        where = f"{path} with variant {variant}" if variant else str(path)
+        raise LabError(f"{where}: the topology is invalid:\n  {listing}")
+    topology = topology_rules.with_defaults(paas)
     machines = []
     for index, node in enumerate(topology["nodes"]):
         interfaces = []
@@ -129,4 +151,4 @@ def load_lab(path: Path = TOPOLOGY_FILE) -> Lab:
                 )
             )
         machines.append(Machine(node["id"], tuple(node["roles"]), tuple(interfaces)))
-    return Lab(topology, tuple(machines))
+    return Lab(topology, tuple(machines), variant, overlay, etcd_source)

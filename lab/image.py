@@ -25,6 +25,7 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 NODE_REQUIREMENTS = REPO / "lab" / "requirements-node.txt"
 CONSTRAINTS = REPO / "requirements.lock"
 MINION_UNIT = REPO / "lab" / "files" / "salt-minion.service"
+PROTOBUF_PTH = REPO / "etc" / "python" / "paas-protobuf-python.pth"
 
 # A booting systemd, and what building Salt's wheels needs (timelib has no wheel).
 SYSTEM_PACKAGES = [
@@ -62,6 +63,7 @@ def recipe_hash() -> str:
         "requirements": NODE_REQUIREMENTS.read_text(),
         "constraints": CONSTRAINTS.read_text(),
         "minion_unit": MINION_UNIT.read_text(),
+        "protobuf_pth": PROTOBUF_PTH.read_text(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -121,6 +123,9 @@ def _install_salt(rootfs: Path) -> None:
         "--find-links", "/var/cache/lab-wheels", *requirements, binds=binds,
     )  # fmt: skip
     shutil.rmtree(staging)
+    # Salt's Python runs protobuf's pure-Python implementation, for etcd3 (README: protobuf).
+    site_packages = next((rootfs / "opt/salt/lib").glob("python3*/site-packages"))
+    shutil.copy(PROTOBUF_PTH, site_packages / PROTOBUF_PTH.name)
     for tool in ("salt-call", "salt-minion"):
         (rootfs / "usr/local/bin" / tool).symlink_to(f"/opt/salt/bin/{tool}")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import salt.crypt
 
 from lab import master
-from lab.config import NODES_DIR, Lab, Machine
+from lab.config import NODES_DIR, PREFIX, Lab, Machine
 from lab.processes import running, start, stop
 from lab.shell import run, step
 
@@ -106,6 +107,27 @@ def down() -> None:
         root = path / "root"
         if is_mounted(root):
             run("umount", str(root))
+
+
+def retire(lab: Lab) -> None:
+    """Power off and remove the machines that are no longer in the lab's topology (a
+    variant's nodes, once the lab is back to the plain topology), with their network
+    namespace and accepted key."""
+    if not NODES_DIR.is_dir():
+        return
+    wanted = {machine.id for machine in lab.machines}
+    for path in sorted(NODES_DIR.iterdir()):
+        if not path.is_dir() or path.name in wanted:
+            continue
+        process = running(path / "nspawn.pid", "systemd-nspawn")
+        if process:
+            stop([process], grace=30)
+        if is_mounted(path / "root"):
+            run("umount", str(path / "root"))
+        shutil.rmtree(path)
+        run("ip", "netns", "delete", f"{PREFIX}-{path.name}", check=False)
+        master.forget(path.name)
+        step(f"machines: retired {path.name}, which the topology no longer has")
 
 
 def leader_pid(machine: Machine) -> int | None:

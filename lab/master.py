@@ -11,6 +11,8 @@ import salt.crypt
 import yaml
 
 from lab.config import (
+    LAB_FILES_DIR,
+    LAB_PILLAR_DIR,
     MASTER_CONFIG_DIR,
     MASTER_LAB_CONFIG,
     MASTER_ROOT,
@@ -40,9 +42,30 @@ def lab_config(lab: Lab) -> dict:
     overrides = {key: relocate(value) for key, value in shipped.items() if relocate(value) != value}
     return {
         **overrides,
+        # The lab's own pillar overlay comes first, so its top file is the one used.
+        "pillar_roots": {"base": [str(LAB_PILLAR_DIR), *relocate(shipped["pillar_roots"]["base"])]},
+        "file_roots": {"base": [*relocate(shipped["file_roots"]["base"]), str(LAB_FILES_DIR)]},
         "root_dir": str(MASTER_ROOT),
         "interface": lab.master_address,
     }
+
+
+def write_pillar(lab: Lab, etcd_archive: dict | None) -> None:
+    """The lab's pillar overlay: the shipped top file with a ``lab`` sls added to every
+    target, and that sls holding what the variant changes (nodes, etcd's source)."""
+    top = yaml.safe_load((REPO / "pillar" / "top.sls").read_text())
+    for targets in top.values():
+        for sls in targets.values():
+            sls.append("lab")
+    paas = dict(lab.overlay or {})
+    if etcd_archive is not None:
+        paas["etcd"] = {"source": "archive", "archive": etcd_archive}
+    LAB_PILLAR_DIR.mkdir(parents=True, exist_ok=True)
+    header = "# Written by the lab (lab/master.py): the variant's overlay of pillar/.\n"
+    (LAB_PILLAR_DIR / "top.sls").write_text(header + yaml.safe_dump(top))
+    (LAB_PILLAR_DIR / "lab.sls").write_text(
+        header + yaml.safe_dump({"paas": paas} if paas else {}, default_flow_style=False)
+    )
 
 
 def relocate(value, root: Path = REPO):
@@ -73,6 +96,11 @@ def master_public_key() -> str:
 def accept(minion_id: str, public_key: str) -> None:
     """Pre-accept a minion: its public key where `salt-key -a` would put it."""
     (PKI_DIR / "minions" / minion_id).write_text(public_key)
+
+
+def forget(minion_id: str) -> None:
+    """Remove a retired minion's accepted key."""
+    (PKI_DIR / "minions" / minion_id).unlink(missing_ok=True)
 
 
 def up(lab: Lab) -> None:
