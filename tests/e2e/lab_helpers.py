@@ -40,6 +40,20 @@ def salt_json(*argv: str, timeout: int = 900) -> dict:
         pytest.fail(f"{' '.join(argv)} gave no JSON (exit {result.returncode}):\n{result}")
 
 
+def orchestrate(sls: str, *extra: str) -> dict:
+    """Run ``salt-run state.orchestrate sls`` and return its steps by state key."""
+    reply = salt_json("salt-run", "state.orchestrate", sls, *extra)
+    # One key: the master's own minion, which ran the orchestration.
+    (steps,) = reply["data"].values()
+    return steps
+
+
+def step_of(steps: dict, state_id: str) -> dict:
+    """The step ``state_id`` of an orchestration's steps."""
+    (found,) = [step for key, step in steps.items() if f"_|-{state_id}_|-" in key]
+    return found
+
+
 def _lines(*argv: str) -> list[str]:
     return subprocess.run(argv, check=False, capture_output=True, text=True).stdout.splitlines()
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.lab_helpers import REPO, lab_command, leftovers, node_python, salt_json
+from tests.e2e.lab_helpers import (
+    REPO,
+    lab_command,
+    leftovers,
+    node_python,
+    orchestrate,
+    salt_json,
+    step_of,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,21 +46,13 @@ def test_every_minion_answers_with_grains_that_match_the_topology(lab):
 
 
 def _orchestrate_cluster(*extra: str) -> dict:
-    reply = salt_json("salt-run", "state.orchestrate", "orch.cluster", *extra)
-    # One key: the master's own minion, which ran the orchestration.
-    (steps,) = reply["data"].values()
-    return steps
-
-
-def _step(steps: dict, state_id: str) -> dict:
-    (found,) = [step for key, step in steps.items() if f"_|-{state_id}_|-" in key]
-    return found
+    return orchestrate("orch.cluster", *extra)
 
 
 def test_baseline_applied_again_changes_nothing(lab):
     # `lab up` converged the platform once; a second run must find nothing to do.
     steps = _orchestrate_cluster()
-    assert _step(steps, "paas-cluster-common")["result"] is True
+    assert step_of(steps, "paas-cluster-common")["result"] is True
     for name, step in steps.items():
         assert step["result"] is True, (name, step["comment"])
         assert step["changes"] == {}, (name, step["changes"])
@@ -87,7 +87,7 @@ def test_bad_topology_stops_orchestration_before_any_node_changes(lab):
     bad = json.dumps({"paas": {"networks": {"private": {"vip": node_address}}}})
     try:
         steps = _orchestrate_cluster(f"pillar={bad}")
-        gate = _step(steps, "paas-cluster-topology-valid")
+        gate = step_of(steps, "paas-cluster-topology-valid")
         assert gate["result"] is False
         assert "paas:networks:private:vip" in gate["comment"]
         assert not any("paas-cluster-common" in key for key in steps)

@@ -1,0 +1,260 @@
+"""
+The etcd cluster on the lab's machines (Debian 13, etcd 3.5): formed by the platform's
+orchestration from nothing, left alone by a re-run, closed to anyone without a
+certificate of its CA, healed when a member comes back under its old name, and scaled to
+five members and back while a writer keeps writing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import etcd3
+import grpc
+import pytest
+
+from tests.e2e.lab_helpers import REPO, lab_command, orchestrate, salt_json, step_of
+
+ETCD = ["etcd1", "etcd2", "etcd3"]
+ADDRESSES = {f"etcd{n}": f"198.18.1.{20 + n}" for n in range(1, 6)}
+# The master's own minion holds the admin client certificate, on this host.
+PKI = Path("/etc/paas/pki")
+DATA_DIR = "/var/lib/paas-etcd"
+VERSION = "3.5.16"
+
+
+def _status() -> dict:
+    return salt_json("salt-run", "paas.status")["etcd"]
+
+
+def _assert_whole(members: list[str]) -> dict:
+    status = _status()
+    assert status["healthy"] is True, status
+    assert sorted(status["members"]) == sorted(members), status
+    assert all(not member["learner"] for member in status["members"].values()), status
+    assert status["leader"] in members
+    assert status["alarms"] == []
+    return status
+
+
+def _assert_no_changes(steps: dict) -> None:
+    for name, step in steps.items():
+        assert step["result"] is True, (name, step["comment"])
+        assert step["changes"] == {}, (name, step["changes"])
+
+
+def _client(address: str, ca=None, cert=None, key=None):
+    return etcd3.client(
+        host=address, port=2379, ca_cert=ca, cert_key=key, cert_cert=cert, timeout=5
+    )
+
+
+def _admin(address: str = ADDRESSES["etcd1"]):
+    return _client(
+        address,
+        ca=str(PKI / "etcd-ca.crt"),
+        cert=str(PKI / "etcd-admin-client.crt"),
+        key=str(PKI / "etcd-admin-client.key"),
+    )
+
+
+def _on(node: str, command: str) -> str:
+    return salt_json("salt", node, "cmd.run", command, "python_shell=True")[node]
+
+
+def test_orchestration_formed_three_voting_members_on_the_package(lab):
+    status = _assert_whole(ETCD)
+    assert {member["version"] for member in status["members"].values()} == {VERSION}
+    table = subprocess.run(
+        [str(Path(sys.executable).parent / "salt-run"), "paas.status"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert "etcd: healthy, 3 of 3 voting members healthy" in table
+    for node in ETCD:
+        assert node in table
+
+
+def test_members_run_the_platforms_unit_with_its_settings(lab):
+    node = "etcd2"
+    assert _on(node, f"stat -c '%a %U' {DATA_DIR}") == "700 etcd"
+    assert _on(node, "systemctl is-active paas-etcd") == "active"
+    assert _on(node, "systemctl is-enabled paas-etcd") == "enabled"
+    # The package's own unit (plain http on localhost) never runs.
+    assert _on(node, "systemctl is-active etcd || true") == "inactive"
+    assert "/usr/bin/etcd" in _on(node, "systemctl show -p ExecStart paas-etcd")
+    environment = _on(node, "cat /etc/paas/etcd/etcd.env")
+    for setting in (
+        "ETCD_LISTEN_CLIENT_URLS=https://198.18.1.22:2379",
+        "ETCD_LISTEN_PEER_URLS=https://198.18.1.22:2380",
+        "ETCD_CLIENT_CERT_AUTH=true",
+        "ETCD_PEER_CLIENT_CERT_AUTH=true",
+        "ETCD_AUTO_TLS=false",
+        "ETCD_HEARTBEAT_INTERVAL=100",
+        "ETCD_ELECTION_TIMEOUT=1000",
+        "ETCD_LISTEN_METRICS_URLS=http://127.0.0.1:2381",
+    ):
+        assert setting in environment.splitlines(), setting
+    # Metrics answer on the node itself, and only there.
+    assert "etcd_server_has_leader 1" in _on(node, "curl -s http://127.0.0.1:2381/metrics")
+    assert (
+        _on(node, "curl -s -o /dev/null -w '%{http_code}' http://198.18.1.22:2381/metrics || true")
+        == "000"
+    )
+
+
+@pytest.fixture
+def other_ca_client(tmp_path):
+    """A client certificate (clientAuth, CN paas-admin) from a CA that is not the cluster's."""
+
+    def openssl(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=other CA")  # fmt: skip
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=paas-admin")  # fmt: skip
+    (tmp_path / "ext").write_text("extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.crt", "-days", "2", "-extfile", "ext")  # fmt: skip
+    return tmp_path
+
+
+def test_only_clients_with_a_certificate_of_the_cluster_ca_read_or_write(lab, other_ca_client):
+    with _admin() as admin:
+        admin.put("/paas/e2e/tls", "secret")
+    refused = {
+        "no client certificate": {"ca": str(PKI / "etcd-ca.crt")},
+        "a certificate of another CA": {
+            "ca": str(PKI / "etcd-ca.crt"),
+            "cert": str(other_ca_client / "client.crt"),
+            "key": str(other_ca_client / "client.key"),
+        },
+    }
+    for case, credentials in refused.items():
+        for address in [ADDRESSES[node] for node in ETCD]:
+            with _client(address, **credentials) as client:
+                with pytest.raises((grpc.RpcError, etcd3.exceptions.Etcd3Exception)):
+                    client.get("/paas/e2e/tls")
+                with pytest.raises((grpc.RpcError, etcd3.exceptions.Etcd3Exception)):
+                    client.put("/paas/e2e/tls", f"overwritten with {case}")
+    with _admin(ADDRESSES["etcd3"]) as admin:
+        assert admin.get("/paas/e2e/tls")[0] == b"secret"
+
+
+@pytest.mark.parametrize("port", [2379, 2380])
+def test_plain_http_is_refused(lab, port):
+    for node in ETCD:
+        url = f"http://{ADDRESSES[node]}:{port}"
+        reply = subprocess.run(
+            ["curl", "-s", "-m", "5", "-w", "\n%{http_code}", f"{url}/health", f"{url}/version"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Go's TLS server answers plain http with 400 and nothing of etcd's.
+        assert "etcdserver" not in reply.stdout and '"health"' not in reply.stdout, reply.stdout
+        assert set(reply.stdout.split("\n")[-1:]) <= {"400", "000"}, reply.stdout
+
+
+def _wipe_etcd() -> None:
+    for node in ETCD:
+        _on(
+            node,
+            f"systemctl stop paas-etcd; rm -rf {DATA_DIR}/member /etc/paas/etcd/membership.env",
+        )
+
+
+def test_orch_etcd_forms_the_cluster_from_nothing_and_a_rerun_changes_nothing(lab):
+    _wipe_etcd()
+    steps = orchestrate("orch.etcd")
+    for name, step in steps.items():
+        assert step["result"] is True, (name, step["comment"])
+    assert step_of(steps, "paas-etcd-first")["changes"], "etcd1 did not start the cluster"
+    assert step_of(steps, "paas-etcd-members")["changes"], "etcd2 and etcd3 did not join"
+    _assert_whole(ETCD)
+    _assert_no_changes(orchestrate("orch.etcd"))
+
+
+def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
+    with _admin() as admin:
+        admin.put("/paas/e2e/before-removal", "kept")
+    removed = salt_json("salt", "etcd1", "etcd_cluster.member_remove", "etcd3")["etcd1"]
+    assert removed["removed"] == "etcd3", removed
+    # etcd3 still has the data of the member it was: joining with it would fail.
+    assert _on("etcd3", f"test -d {DATA_DIR}/member && echo kept") == "kept"
+    steps = orchestrate("orch.etcd")
+    joined = step_of(steps, "paas-etcd-members")
+    assert joined["result"] is True, joined
+    _assert_whole(ETCD)
+    with _admin(ADDRESSES["etcd3"]) as admin:
+        assert admin.get("/paas/e2e/before-removal")[0] == b"kept"
+
+
+class Writer(threading.Thread):
+    """Writes numbered keys one after the other until stopped, moving to the next
+    member when one does not answer; remembers every write etcd acknowledged."""
+
+    def __init__(self, members: list[str]):
+        super().__init__(daemon=True)
+        self.members = members
+        self.acknowledged: list[str] = []
+        self.failures: list[str] = []
+        self.phase = "before"
+        self.by_phase: dict[str, int] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        index, attempt = 0, 0
+        while not self.stopping.is_set():
+            address = ADDRESSES[self.members[attempt % len(self.members)]]
+            key = f"/paas/e2e/writer/{index:06d}"
+            try:
+                with _admin(address) as client:
+                    while not self.stopping.is_set():
+                        key = f"/paas/e2e/writer/{index:06d}"
+                        client.put(key, str(index))
+                        self.acknowledged.append(key)
+                        self.by_phase[self.phase] = self.by_phase.get(self.phase, 0) + 1
+                        index += 1
+            except (grpc.RpcError, etcd3.exceptions.Etcd3Exception) as err:
+                self.failures.append(f"{address} {key}: {type(err).__name__}")
+                attempt += 1
+
+
+def test_scaling_to_five_members_and_back_keeps_every_acknowledged_write(lab):
+    writer = Writer(ETCD)
+    writer.start()
+    try:
+        writer.phase = "to five"
+        up = lab_command("up", "--variant", "etcd5")
+        assert up.returncode == 0, "lab up --variant etcd5 failed; its output is above"
+        five = [*ETCD, "etcd4", "etcd5"]
+        status = _assert_whole(five)
+        assert {member["version"] for member in status["members"].values()} == {VERSION}
+        # Every member now runs the release archive the lab built and the master served.
+        for node in five:
+            assert "/opt/etcd/etcd-v3.5.16-linux-amd64/etcd" in _on(
+                node, "systemctl show -p ExecStart paas-etcd"
+            ), node
+        writer.phase = "to three"
+        down = lab_command("up")
+        assert down.returncode == 0, "lab up (back to three) failed; its output is above"
+        _assert_whole(ETCD)
+        writer.phase = "after"
+        with _admin() as admin:
+            admin.put("/paas/e2e/after-scaling", "written")
+    finally:
+        writer.stopping.set()
+        writer.join(timeout=30)
+    for phase in ("to five", "to three"):
+        assert writer.by_phase.get(phase, 0) > 0, (phase, writer.by_phase, writer.failures[-5:])
+    with _admin(ADDRESSES["etcd2"]) as admin:
+        stored = {meta.key.decode() for _value, meta in admin.get_prefix("/paas/e2e/writer/")}
+    missing = [key for key in writer.acknowledged if key not in stored]
+    assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:5]}"
