@@ -55,6 +55,7 @@ lab-status: venv
 
 bench: host-packages venv
 	$(PY) -m bench.lab_boot
+	$(PY) -m bench.etcd
 
 # Re-resolve requirements.in into requirements.lock.
 lock:

@@ -54,6 +54,19 @@ def step_of(steps: dict, state_id: str) -> dict:
     return found
 
 
+def failures(step: dict) -> list[str]:
+    """What failed inside an orchestration's ``salt.state`` step: minion, state, comment."""
+    found = []
+    for minion, states in (step.get("changes", {}).get("ret") or {}).items():
+        if not isinstance(states, dict):
+            found.append(f"{minion}: {states}")
+            continue
+        for key, result in states.items():
+            if isinstance(result, dict) and result.get("result") is False:
+                found.append(f"{minion}: {key.split('_|-')[1]}: {result.get('comment')}")
+    return found or [step.get("comment", "")]
+
+
 def _lines(*argv: str) -> list[str]:
     return subprocess.run(argv, check=False, capture_output=True, text=True).stdout.splitlines()
 

@@ -16,7 +16,14 @@ import etcd3
 import grpc
 import pytest
 
-from tests.e2e.lab_helpers import REPO, lab_command, orchestrate, salt_json, step_of
+from tests.e2e.lab_helpers import (
+    REPO,
+    failures,
+    lab_command,
+    orchestrate,
+    salt_json,
+    step_of,
+)
 
 ETCD = ["etcd1", "etcd2", "etcd3"]
 ADDRESSES = {f"etcd{n}": f"198.18.1.{20 + n}" for n in range(1, 6)}
@@ -42,7 +49,7 @@ def _assert_whole(members: list[str]) -> dict:
 
 def _assert_no_changes(steps: dict) -> None:
     for name, step in steps.items():
-        assert step["result"] is True, (name, step["comment"])
+        assert step["result"] is True, (name, failures(step))
         assert step["changes"] == {}, (name, step["changes"])
 
 
@@ -115,10 +122,11 @@ def other_ca_client(tmp_path):
     def openssl(*argv: str) -> None:
         subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=tmp_path)
 
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=other CA")  # fmt: skip
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=paas-admin")  # fmt: skip
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=other CA")  # fmt: skip
+    openssl("req", *key, "-keyout", "client.key", "-out", "client.csr",
+            "-subj", "/CN=paas-admin")  # fmt: skip
     (tmp_path / "ext").write_text("extendedKeyUsage=clientAuth\n")
     openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "client.crt", "-days", "2", "-extfile", "ext")  # fmt: skip
@@ -174,7 +182,7 @@ def test_orch_etcd_forms_the_cluster_from_nothing_and_a_rerun_changes_nothing(la
     _wipe_etcd()
     steps = orchestrate("orch.etcd")
     for name, step in steps.items():
-        assert step["result"] is True, (name, step["comment"])
+        assert step["result"] is True, (name, failures(step))
     assert step_of(steps, "paas-etcd-first")["changes"], "etcd1 did not start the cluster"
     assert step_of(steps, "paas-etcd-members")["changes"], "etcd2 and etcd3 did not join"
     _assert_whole(ETCD)
@@ -190,7 +198,7 @@ def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
     assert _on("etcd3", f"test -d {DATA_DIR}/member && echo kept") == "kept"
     steps = orchestrate("orch.etcd")
     joined = step_of(steps, "paas-etcd-members")
-    assert joined["result"] is True, joined
+    assert joined["result"] is True, failures(joined)
     _assert_whole(ETCD)
     with _admin(ADDRESSES["etcd3"]) as admin:
         assert admin.get("/paas/e2e/before-removal")[0] == b"kept"

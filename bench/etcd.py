@@ -1,0 +1,51 @@
+"""
+Benchmark: orch.etcd forming the three-member cluster from nothing (no member, no data;
+certificates in place) and its no-op re-run, on the lab.
+
+The lab is brought up and converged once; before each run every etcd node's member is
+stopped and its data removed. Prints a table of medians and writes
+bench/results/etcd.json with every run.
+
+    python -m bench.etcd [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.common import SALT, SALT_RUN, lab, report, run
+
+WIPE = "systemctl stop paas-etcd; rm -rf /var/lib/paas-etcd/member /etc/paas/etcd/membership.env"
+
+
+def one_run() -> dict:
+    run([str(SALT), "etcd*", "cmd.run", WIPE, "python_shell=True"])
+    from_nothing = run([str(SALT_RUN), "state.orchestrate", "orch.etcd"])
+    no_op = run([str(SALT_RUN), "state.orchestrate", "orch.etcd"])
+    return {"from_nothing_s": from_nothing, "noop_s": no_op}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    lab("up")
+    runs = []
+    try:
+        for index in range(args.runs):
+            runs.append(one_run())
+            print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
+    finally:
+        lab("down")
+    report(
+        "etcd",
+        {
+            "from_nothing_s": "orch.etcd: three members from nothing",
+            "noop_s": "orch.etcd no-op re-run",
+        },
+        runs,
+    )
+
+
+if __name__ == "__main__":
+    main()
