@@ -74,10 +74,32 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
             # The cluster knows this node, but its data is gone (a rebuilt machine):
             # it can only come back as a new member.
             return _replace(ret, settings, name, timeout)
+        if not __salt__["service.status"](settings["service"]):
+            ret["changes"] = {"service": {"old": "stopped", "new": "running"}}
+            if __opts__["test"]:
+                return {**ret, "result": None, "comment": f"{name}'s etcd would be started."}
+            __salt__["service.start"](settings["service"])
+            return _healthy(ret, name, timeout, "was started and is a healthy voting member")
         return _healthy(ret, name, timeout, "is a healthy voting member")
     if mine:
         return _finish_join(ret, settings, name, mine, timeout)
     return _join(ret, settings, name, timeout)
+
+
+def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
+    """
+    Restart this member because its configuration changed, and wait until it is healthy
+    again. Salt calls this only when ``present`` changed nothing itself: a member that
+    just joined already runs with the new configuration. Run one node at a time (the
+    orchestration's batch of 1), so that a restart never costs quorum.
+    """
+    ret = _ret(name)
+    settings = __salt__["etcd_cluster.settings"]()
+    ret["changes"] = {"restarted": {"old": "previous configuration", "new": "current one"}}
+    if __opts__["test"]:
+        return {**ret, "result": None, "comment": f"{name}'s etcd would be restarted."}
+    __salt__["service.restart"](settings["service"])
+    return _healthy(ret, name, timeout, "was restarted with its new configuration and is healthy")
 
 
 def _mine(members: list[dict], name: str) -> dict | None:
