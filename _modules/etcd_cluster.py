@@ -25,20 +25,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+import types
+from importlib.util import find_spec
 from urllib.parse import urlparse
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:
-    import etcd3
-    import grpc
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    HAS_ETCD3 = True
-    IMPORT_ERROR = ""
-except (ImportError, TypeError) as err:  # protobuf refuses old generated code with TypeError
-    HAS_ETCD3 = False
-    IMPORT_ERROR = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+# The client and gRPC are imported on first use, not when the loader scans the module
+# (on the master too): see _library().
+_lib = types.SimpleNamespace(etcd3=None, grpc=None)
 
 __virtualname__ = "etcd_cluster"
 
@@ -51,16 +46,29 @@ CLIENT_PROFILES = ("etcd-healthcheck-client", "etcd-admin-client")
 
 
 def __virtual__():
-    if not HAS_ETCD3:
+    if find_spec("etcd3") is None or find_spec("grpc") is None:
+        return (False, "etcd_cluster: the etcd3 client (and grpcio) is not installed")
+    from google.protobuf.internal import api_implementation  # noqa: PLC0415
+
+    if api_implementation.Type() != "python":
         return (
             False,
-            "etcd_cluster: the etcd3 client does not import "
-            f"({IMPORT_ERROR}); Salt's Python must run with "
-            "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (README: protobuf)",
+            f"etcd_cluster: this Python runs protobuf's {api_implementation.Type()} "
+            "implementation, which refuses the etcd3 client's generated code; Salt's Python "
+            "must run with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (README: protobuf)",
         )
     if "paas_pki.profile" not in __salt__:
         return (False, "etcd_cluster: the paas_pki module is not synced")
     return __virtualname__
+
+
+def _library() -> types.SimpleNamespace:
+    if _lib.etcd3 is None:
+        import etcd3  # noqa: PLC0415
+        import grpc  # noqa: PLC0415
+
+        _lib.etcd3, _lib.grpc = etcd3, grpc
+    return _lib
 
 
 # Messages of etcd's Cluster and Maintenance services that etcd3 0.12 predates. Only the
@@ -108,6 +116,8 @@ _METHODS = {
 
 def _messages() -> dict:
     if "etcd_cluster.messages" not in __context__:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: PLC0415
+
         scalar = descriptor_pb2.FieldDescriptorProto
         proto = descriptor_pb2.FileDescriptorProto(
             name="paas_etcd_cluster.proto", package="paas.etcdserverpb", syntax="proto3"
@@ -221,7 +231,7 @@ def _client(endpoint: str):
     if url.scheme != "https" or not url.hostname:
         raise SaltInvocationError(f"{endpoint!r} is not an https:// etcd client URL")
     credentials = _credentials()
-    return etcd3.client(
+    return _library().etcd3.client(
         host=url.hostname,
         port=url.port or CLIENT_PORT,
         ca_cert=credentials["ca"],
@@ -245,9 +255,9 @@ def _first_answer(endpoint: str | None, action):
         client = _client(url)
         try:
             return action(client)
-        except grpc.RpcError as err:
+        except _lib.grpc.RpcError as err:
             errors.append(f"{url}: {_rpc_error(err)}")
-        except etcd3.exceptions.Etcd3Exception as err:
+        except _lib.etcd3.exceptions.Etcd3Exception as err:
             errors.append(f"{url}: {type(err).__name__} {err}")
         finally:
             client.close()
@@ -308,9 +318,9 @@ def member_health(endpoint: str) -> dict:
     try:
         client.get("health")
         raised = [_alarm_name(alarm.alarm_type) for alarm in client.list_alarms()]
-    except grpc.RpcError as err:
+    except _lib.grpc.RpcError as err:
         return {"endpoint": endpoint, "healthy": False, "error": _rpc_error(err)}
-    except etcd3.exceptions.Etcd3Exception as err:
+    except _lib.etcd3.exceptions.Etcd3Exception as err:
         return {"endpoint": endpoint, "healthy": False, "error": f"{type(err).__name__} {err}"}
     finally:
         client.close()
