@@ -52,11 +52,17 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
     timeout
         Seconds to wait for the member to start, catch up and be healthy.
     """
-    ret = _ret(name)
     if name != __opts__["id"]:
         raise SaltInvocationError(
             f"etcd_member.present manages the node it runs on ({__opts__['id']}), not {name}"
         )
+    try:
+        return _present(_ret(name), name, bootstrap, timeout)
+    except CommandExecutionError as err:
+        return {**_ret(name), "result": False, "comment": str(err)}
+
+
+def _present(ret: dict, name: str, bootstrap: bool, timeout: int) -> dict:
     settings = __salt__["etcd_cluster.settings"]()
     etcd_nodes = list(__salt__["etcd_cluster.endpoints"]())
     if name not in etcd_nodes:
@@ -78,7 +84,7 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
             ret["changes"] = {"service": {"old": "stopped", "new": "running"}}
             if __opts__["test"]:
                 return {**ret, "result": None, "comment": f"{name}'s etcd would be started."}
-            __salt__["service.start"](settings["service"])
+            _service("start", settings)
             return _healthy(ret, name, timeout, "was started and is a healthy voting member")
         return _healthy(ret, name, timeout, "is a healthy voting member")
     if mine:
@@ -98,8 +104,34 @@ def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
     ret["changes"] = {"restarted": {"old": "previous configuration", "new": "current one"}}
     if __opts__["test"]:
         return {**ret, "result": None, "comment": f"{name}'s etcd would be restarted."}
-    __salt__["service.restart"](settings["service"])
+    try:
+        _service("restart", settings)
+    except CommandExecutionError as err:
+        return {**ret, "result": False, "comment": str(err)}
     return _healthy(ret, name, timeout, "was restarted with its new configuration and is healthy")
+
+
+def _service(action: str, settings: dict, attempts: int = 3) -> None:
+    # systemd 257 in the lab's containers now and then fails to spawn a unit's process
+    # ("Failed to spawn executor: No such file or directory", result 'resources'); the
+    # same start a moment later works, so a failed start or restart is tried again.
+    service = settings["service"]
+    for attempt in range(1, attempts + 1):
+        try:
+            done, error = __salt__[f"service.{action}"](service), ""
+        except CommandExecutionError as err:
+            done, error = False, str(err)
+        if done:
+            return
+        if action == "stop" or attempt == attempts:
+            break
+        time.sleep(2)
+    journal = __salt__["cmd.run"](
+        f"journalctl --no-pager -n 15 -u {service}", python_shell=False, ignore_retcode=True
+    )
+    raise CommandExecutionError(
+        f"systemctl {action} {service} failed {error}; its journal ends:\n{journal}"
+    )
 
 
 def _mine(members: list[dict], name: str) -> dict | None:
@@ -153,7 +185,7 @@ def _bootstrap(ret, settings, etcd_nodes, *, bootstrap, timeout, error) -> dict:
     if __opts__["test"]:
         return {**ret, "result": None, "comment": f"{name} would start a new cluster."}
     _write_membership(settings, initial, "new")
-    __salt__["service.start"](settings["service"])
+    _service("start", settings)
     return _healthy(ret, name, timeout, "started a new cluster and is healthy")
 
 
@@ -196,15 +228,15 @@ def _finish_join(ret, settings, name, mine, timeout) -> dict:
             )
         )
         return _start_and_promote(ret, settings, name, initial, timeout)
-    __salt__["service.start"](settings["service"])
+    _service("start", settings)
     return _promote(ret, name, timeout)
 
 
 def _start_and_promote(ret, settings, name, initial_cluster, timeout) -> dict:
-    __salt__["service.stop"](settings["service"])
+    _service("stop", settings)
     _wipe(settings)
     _write_membership(settings, initial_cluster, "existing")
-    __salt__["service.start"](settings["service"])
+    _service("start", settings)
     return _promote(ret, name, timeout)
 
 
@@ -285,7 +317,10 @@ def absent(name: str, timeout: int = 120) -> dict:
         return {**ret, "changes": {}, "result": False, "comment": str(err)}
     if name == __opts__["id"]:
         settings = __salt__["etcd_cluster.settings"]()
-        __salt__["service.stop"](settings["service"])
+        try:
+            _service("stop", settings)
+        except CommandExecutionError as err:
+            return {**ret, "result": False, "comment": f"{name} was removed, but {err}"}
         _wipe(settings)
     ret["comment"] = f"{name} was removed from the cluster."
     return ret
