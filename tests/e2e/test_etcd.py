@@ -55,7 +55,14 @@ def _assert_no_changes(steps: dict) -> None:
 
 def _client(address: str, ca=None, cert=None, key=None):
     return etcd3.client(
-        host=address, port=2379, ca_cert=ca, cert_key=key, cert_cert=cert, timeout=5
+        host=address,
+        port=2379,
+        ca_cert=ca,
+        cert_key=key,
+        cert_cert=cert,
+        timeout=5,
+        # The writer's keys, read back at once, are more than gRPC's default 4 MiB.
+        grpc_options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
     )
 
 
@@ -266,3 +273,7 @@ def test_scaling_to_five_members_and_back_keeps_every_acknowledged_write(lab):
         stored = {meta.key.decode() for _value, meta in admin.get_prefix("/paas/e2e/writer/")}
     missing = [key for key in writer.acknowledged if key not in stored]
     assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:5]}"
+    print(
+        f"writer: {len(writer.acknowledged)} writes acknowledged and read back "
+        f"({writer.by_phase}), {len(writer.failures)} attempts failed and were retried"
+    )
