@@ -298,7 +298,9 @@ def members(endpoint: str | None = None) -> list[dict]:
 
         salt-call etcd_cluster.members
     """
-    reply = _first_answer(endpoint, lambda client: _call(client, "MemberList"))
+    # Linearizable (etcd >= 3.5; 3.4 ignores the field): a member that was removed or is
+    # cut off from the leader fails instead of answering with what it last knew.
+    reply = _first_answer(endpoint, lambda client: _call(client, "MemberList", linearizable=True))
     return [_member(member) for member in reply.members]
 
 

@@ -203,12 +203,60 @@ def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
     assert removed["removed"] == "etcd3", removed
     # etcd3 still has the data of the member it was: joining with it would fail.
     assert _on("etcd3", f"test -d {DATA_DIR}/member && echo kept") == "kept"
+    dry = _state_results(salt_json("salt", "etcd3", "state.apply", "etcd", "test=True")["etcd3"])
+    assert dry["etcd-member-present"]["result"] is None, dry["etcd-member-present"]
+    assert "would be added as a learner" in dry["etcd-member-present"]["comment"]
+    assert sorted(_status()["members"]) == ["etcd1", "etcd2"], "test=True changed membership"
     steps = orchestrate("orch.etcd")
     joined = step_of(steps, "paas-etcd-members")
     assert joined["result"] is True, failures(joined)
     _assert_whole(ETCD)
     with _admin(ADDRESSES["etcd3"]) as admin:
         assert admin.get("/paas/e2e/before-removal")[0] == b"kept"
+
+
+def _state_results(reply: dict) -> dict:
+    """A state run's results by state id."""
+    return {key.split("_|-")[1]: result for key, result in reply.items()}
+
+
+def test_states_under_test_say_what_they_would_do_and_change_nothing(lab):
+    healthy = _state_results(
+        salt_json("salt", "etcd2", "state.apply", "etcd", "test=True")["etcd2"]
+    )
+    assert healthy["etcd-member-present"]["result"] is True, healthy["etcd-member-present"]
+    assert healthy["etcd-member-present"]["changes"] == {}
+    assert all(result["result"] is True for result in healthy.values()), healthy
+
+    would_remove = salt_json(
+        "salt", "etcd1", "state.single", "etcd_member.absent", "name=etcd2", "test=True"
+    )["etcd1"]
+    (removal,) = would_remove.values()
+    assert removal["result"] is None and "would be removed" in removal["comment"], removal
+    _on("etcd3", "systemctl stop paas-etcd")
+    try:
+        refused = salt_json(
+            "salt", "etcd1", "state.single", "etcd_member.absent", "name=etcd2", "test=True"
+        )["etcd1"]
+        (refusal,) = refused.values()
+        assert refusal["result"] is False, refusal
+        assert "removing etcd2 would cost quorum" in refusal["comment"], refusal
+        assert "unhealthy: etcd3" in refusal["comment"], refusal
+    finally:
+        _on("etcd3", "systemctl start paas-etcd")
+    _assert_whole(ETCD)
+
+
+def test_snapshot_is_saved_and_checked_with_etcd_35s_tools(lab):
+    with _admin() as admin:
+        admin.put("/paas/e2e/snapshot", "in it")
+    path = "/var/lib/paas-etcd-snapshots/e2e.db"
+    saved = salt_json("salt", "etcd1", "etcd_cluster.snapshot_save", path)["etcd1"]
+    assert saved["path"] == path, saved
+    assert saved["keys"] >= 1 and saved["revision"] > 0, saved
+    assert _on("etcd1", f"stat -c '%a %U' {path}") == "600 root"
+    checked = salt_json("salt", "etcd1", "etcd_cluster.snapshot_check", path)["etcd1"]
+    assert checked["sha256"] == saved["sha256"]
 
 
 class Writer(threading.Thread):

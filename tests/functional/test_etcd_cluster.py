@@ -119,6 +119,21 @@ def test_status_names_one_leader_and_each_members_database(cluster):
         assert entry["learner"] is False
 
 
+def test_overview_and_settings_come_from_the_cluster_and_the_topology(cluster):
+    etcd = _etcd(cluster)
+    overview = etcd.overview()
+    assert overview["healthy"] and overview["quorum"] and overview["voters"] == 3
+    assert overview["leader"] in FORMED
+    assert sorted(overview["members"]) == FORMED
+    assert overview["alarms"] == []
+    settings = etcd.settings()
+    assert settings["bin_dir"] == "/usr/bin"
+    assert settings["line"] == "3.4"
+    assert settings["service"] == "paas-etcd"
+    assert etcd.endpoints()["etcd2"] == "https://198.19.3.22:2379"
+    assert etcd.peer_url("etcd2") == "https://198.19.3.22:2380"
+
+
 def test_consistent_put_and_get(cluster):
     written = _etcd(cluster, "etcd1").put("/paas/functional", "value-1")
     assert written["revision"] > 0
