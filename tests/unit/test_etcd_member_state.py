@@ -1,0 +1,198 @@
+"""
+The ``etcd_member`` state module's decisions under Salt's loader dunders, with the
+``etcd_cluster`` functions it calls replaced by a recording stand-in: when it may start
+a cluster, what ``test=True`` says (and that it then changes nothing), that a member
+which just joined is not restarted for its new configuration, and refusals.
+
+The real module against real etcd is in tests/functional and tests/e2e.
+"""
+
+from __future__ import annotations
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+ENDPOINTS = {n: f"https://198.18.1.2{n[-1]}:2379" for n in ("etcd1", "etcd2", "etcd3")}
+
+
+def _member(name: str, learner: bool = False, started: bool = True) -> dict:
+    return {
+        "id": f"{name[-1]}0",
+        "name": name if started else "",
+        "peer_urls": [f"https://198.18.1.2{name[-1]}:2380"],
+        "client_urls": [ENDPOINTS[name]] if started else [],
+        "learner": learner,
+        "started": started,
+    }
+
+
+class FakeCluster:
+    """What etcd_cluster would answer, and every call that would change something."""
+
+    def __init__(self, tmp_path):
+        self.members: list[dict] | None = [_member("etcd1"), _member("etcd2")]
+        self.calls: list[tuple] = []
+        self.data_dir = tmp_path / "data"
+        self.data_dir.mkdir()
+        self.running = True
+        self.refusal: str | None = None
+
+    def salt(self) -> dict:
+        def members():
+            if self.members is None:
+                raise CommandExecutionError("no etcd endpoint answered")
+            return self.members
+
+        def record(name):
+            def call(*args, **kwargs):
+                self.calls.append((name, *args))
+                if name == "etcd_cluster.member_add":
+                    return {"initial_cluster": "etcd1=a,etcd2=b,etcd3=c"}
+                return True
+
+            return call
+
+        return {
+            "etcd_cluster.settings": lambda: {
+                "data_dir": str(self.data_dir),
+                "service": "paas-etcd",
+                "membership_env": str(self.data_dir.parent / "membership.env"),
+                "token": "paas-test",
+            },
+            "etcd_cluster.endpoints": lambda: ENDPOINTS,
+            "etcd_cluster.peer_url": lambda name: f"https://198.18.1.2{name[-1]}:2380",
+            "etcd_cluster.members": members,
+            "etcd_cluster.member_health": lambda endpoint: {"healthy": True, "error": None},
+            "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
+            "etcd_cluster.is_member": lambda name: any(
+                m["name"] == name for m in self.members or []
+            ),
+            "etcd_cluster.removal_refusal": lambda name: self.refusal,
+            "etcd_cluster.member_add": record("etcd_cluster.member_add"),
+            "etcd_cluster.member_promote": record("etcd_cluster.member_promote"),
+            "etcd_cluster.member_remove": record("etcd_cluster.member_remove"),
+            "service.status": lambda service: self.running,
+            "service.start": record("service.start"),
+            "service.stop": record("service.stop"),
+            "service.restart": record("service.restart"),
+        }
+
+
+@pytest.fixture(scope="module")
+def state_module(import_repo_module):
+    return import_repo_module("_states/etcd_member.py", "etcd_member_state_module")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    return FakeCluster(tmp_path)
+
+
+@pytest.fixture
+def opts():
+    return {"id": "etcd3", "test": False}
+
+
+@pytest.fixture
+def configure_loader_modules(state_module, cluster, opts):
+    return {state_module: {"__salt__": cluster.salt(), "__opts__": opts}}
+
+
+def test_a_healthy_member_changes_nothing(state_module, cluster, opts):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert cluster.calls == []
+
+
+def test_test_mode_says_a_join_would_happen_and_does_nothing(state_module, cluster, opts):
+    opts["test"] = True
+    (cluster.data_dir / "member").mkdir()
+    (cluster.data_dir / "member" / "stale").write_text("an old member's data")
+    ret = state_module.present("etcd3")
+    assert ret["result"] is None, ret
+    assert "would be added as a learner" in ret["comment"]
+    assert ret["changes"]
+    assert cluster.calls == []
+    assert (cluster.data_dir / "member" / "stale").exists()
+
+
+def test_a_join_wipes_old_data_before_the_member_starts(state_module, cluster):
+    (cluster.data_dir / "member").mkdir()
+    (cluster.data_dir / "member" / "stale").write_text("an old member's data")
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True, ret
+    assert [call[0] for call in cluster.calls] == [
+        "etcd_cluster.member_add",
+        "service.stop",
+        "service.start",
+        "etcd_cluster.member_promote",
+    ]
+    assert not (cluster.data_dir / "member").exists()
+    membership = (cluster.data_dir.parent / "membership.env").read_text()
+    assert "ETCD_INITIAL_CLUSTER=etcd1=a,etcd2=b,etcd3=c" in membership
+    assert "ETCD_INITIAL_CLUSTER_STATE=existing" in membership
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("etcd1", False, False, "bootstrap is not allowed here"),
+        ("etcd3", True, False, "only the first etcd node of the topology (etcd1)"),
+        ("etcd1", True, True, "holds data: this member was part of a cluster"),
+    ],
+    ids=["not-allowed", "not-the-first-node", "data-left"],
+)
+def test_no_new_cluster_unless_it_is_safe(state_module, cluster, opts, case):
+    node, bootstrap, has_data, reason = case
+    opts["id"] = node
+    cluster.members = None
+    if has_data:
+        (cluster.data_dir / "member").mkdir()
+    ret = state_module.present(node, bootstrap=bootstrap)
+    assert ret["result"] is False
+    assert reason in ret["comment"]
+    assert cluster.calls == []
+
+
+def test_the_first_node_starts_a_cluster_when_none_exists(state_module, cluster, opts):
+    opts["id"] = "etcd1"
+    cluster.members = None
+    ret = state_module.present("etcd1", bootstrap=True)
+    assert ret["result"] is True, ret
+    assert cluster.calls == [("service.start", "paas-etcd")]
+    assert (
+        "ETCD_INITIAL_CLUSTER_STATE=new" in (cluster.data_dir.parent / "membership.env").read_text()
+    )
+
+
+def test_a_configuration_change_restarts_a_member_and_test_mode_only_says_so(
+    state_module, cluster, opts
+):
+    opts["test"] = True
+    assert state_module.mod_watch("etcd3")["result"] is None
+    assert cluster.calls == []
+    opts["test"] = False
+    ret = state_module.mod_watch("etcd3")
+    assert ret["result"] is True and ret["changes"], ret
+    assert cluster.calls == [("service.restart", "paas-etcd")]
+
+
+def test_absent_refuses_what_would_cost_quorum_even_under_test(state_module, cluster, opts):
+    opts["test"] = True
+    cluster.refusal = "removing etcd2 would cost quorum: 1 healthy of the 2 voters left"
+    ret = state_module.absent("etcd2")
+    assert ret["result"] is False
+    assert ret["comment"] == cluster.refusal
+    assert cluster.calls == []
+
+
+def test_absent_of_a_non_member_changes_nothing(state_module, cluster):
+    ret = state_module.absent("etcd5")
+    assert ret == {
+        "name": "etcd5",
+        "result": True,
+        "changes": {},
+        "comment": "etcd5 is not a member.",
+    }
