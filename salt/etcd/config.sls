@@ -22,7 +22,7 @@ etcd-config-snapshot-dir:
 
 etcd-config-environment:
   file.managed:
-    - name: /etc/paas/etcd/etcd.env
+    - name: {{ etcd.config_dir }}/etcd.env
     - source: salt://etcd/files/etcd.env.jinja
     - template: jinja
     - makedirs: True

@@ -2,4 +2,4 @@
 include:
   - etcd.install
   - etcd.config
-  - etcd.member
+  - etcd.service

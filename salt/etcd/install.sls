@@ -6,15 +6,13 @@
 
 etcd-install-packages:
   pkg.installed:
-    - pkgs:
-      - etcd-server
-      - etcd-client
+    - pkgs: {{ etcd.packages | json }}
 
 # The package's own unit (its default config, plain http on localhost) never runs:
 # the platform's paas-etcd unit does.
 etcd-install-package-service-off:
   service.dead:
-    - name: etcd
+    - name: {{ etcd.package_service }}
     - enable: False
     - require:
       - pkg: etcd-install-packages

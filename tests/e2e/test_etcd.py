@@ -204,8 +204,8 @@ def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
     # etcd3 still has the data of the member it was: joining with it would fail.
     assert _on("etcd3", f"test -d {DATA_DIR}/member && echo kept") == "kept"
     dry = _state_results(salt_json("salt", "etcd3", "state.apply", "etcd", "test=True")["etcd3"])
-    assert dry["etcd-member-present"]["result"] is None, dry["etcd-member-present"]
-    assert "would be added as a learner" in dry["etcd-member-present"]["comment"]
+    assert dry["etcd-service-member"]["result"] is None, dry["etcd-service-member"]
+    assert "would be added as a learner" in dry["etcd-service-member"]["comment"]
     assert sorted(_status()["members"]) == ["etcd1", "etcd2"], "test=True changed membership"
     steps = orchestrate("orch.etcd")
     joined = step_of(steps, "paas-etcd-members")
@@ -224,8 +224,8 @@ def test_states_under_test_say_what_they_would_do_and_change_nothing(lab):
     healthy = _state_results(
         salt_json("salt", "etcd2", "state.apply", "etcd", "test=True")["etcd2"]
     )
-    assert healthy["etcd-member-present"]["result"] is True, healthy["etcd-member-present"]
-    assert healthy["etcd-member-present"]["changes"] == {}
+    assert healthy["etcd-service-member"]["result"] is True, healthy["etcd-service-member"]
+    assert healthy["etcd-service-member"]["changes"] == {}
     assert all(result["result"] is True for result in healthy.values()), healthy
 
     would_remove = salt_json(

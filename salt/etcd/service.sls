@@ -7,7 +7,7 @@
 include:
   - etcd.config
 
-etcd-member-present:
+etcd-service-member:
   etcd_member.present:
     - name: {{ grains["id"] }}
     - bootstrap: {{ salt["pillar.get"]("etcd_bootstrap", False) }}
@@ -17,8 +17,8 @@ etcd-member-present:
       - file: etcd-config-environment
       - file: etcd-config-unit
 
-etcd-member-enabled:
+etcd-service-enabled:
   service.enabled:
     - name: {{ etcd.service }}
     - require:
-      - etcd_member: etcd-member-present
+      - etcd_member: etcd-service-member
