@@ -694,9 +694,15 @@ def snapshot_restore(
     config = settings()
     name = name or __opts__["id"]
     data_dir = data_dir or config["data_dir"]
-    if os.path.isdir(os.path.join(data_dir, "member")):
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        what = "an etcd member's data" if "member" in os.listdir(data_dir) else "files"
         raise CommandExecutionError(
-            f"{data_dir} holds an etcd member's data; move it away before restoring into it"
+            f"{data_dir} holds {what}; move it away before restoring into it"
+        )
+    owner = (__salt__["file.user_to_uid"]("etcd"), __salt__["file.group_to_gid"]("etcd"))
+    if not all(isinstance(part, int) for part in owner):
+        raise CommandExecutionError(
+            f"there is no etcd user and group on {__opts__['id']} to own the restored data"
         )
     initial_cluster = initial_cluster or ",".join(
         f"{node}={peer_url(node)}" for node in endpoints()
@@ -720,26 +726,16 @@ def snapshot_restore(
             f"--initial-cluster-token={token}",
             f"--initial-advertise-peer-urls={peers[name]}",
         )
-        _own_by_etcd(target)
+        for root, dirs, files in os.walk(target):
+            for entry in [root, *(os.path.join(root, item) for item in dirs + files)]:
+                os.chown(entry, *owner)
+        os.chmod(target, 0o700)
         if os.path.isdir(data_dir):
             os.rmdir(data_dir)
         os.replace(target, data_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {**checked, "data_dir": data_dir, "name": name, "token": token}
-
-
-def _own_by_etcd(path: str) -> None:
-    try:
-        user = __salt__["file.user_to_uid"]("etcd")
-        group = __salt__["file.group_to_gid"]("etcd")
-    except (KeyError, CommandExecutionError):
-        user = group = ""
-    for root, dirs, files in os.walk(path):
-        for entry in [root, *(os.path.join(root, item) for item in dirs + files)]:
-            if isinstance(user, int) and isinstance(group, int):
-                os.chown(entry, user, group)
-    os.chmod(path, 0o700)
 
 
 def _etcd_tool(*argv: str) -> str:
