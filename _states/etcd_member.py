@@ -53,9 +53,12 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
         Seconds to wait for the member to start, catch up and be healthy.
     """
     if name != __opts__["id"]:
-        raise SaltInvocationError(
-            f"etcd_member.present manages the node it runs on ({__opts__['id']}), not {name}"
-        )
+        return {
+            **_ret(name),
+            "result": False,
+            "comment": f"etcd_member.present manages the node it runs on "
+            f"({__opts__['id']}), not {name}",
+        }
     try:
         return _present(_ret(name), name, bootstrap, timeout)
     except CommandExecutionError as err:

@@ -196,3 +196,10 @@ def test_absent_of_a_non_member_changes_nothing(state_module, cluster):
         "changes": {},
         "comment": "etcd5 is not a member.",
     }
+
+
+def test_present_manages_only_the_node_it_runs_on(state_module, cluster):
+    ret = state_module.present("etcd1")
+    assert ret["result"] is False
+    assert ret["comment"] == "etcd_member.present manages the node it runs on (etcd3), not etcd1"
+    assert cluster.calls == []
