@@ -84,15 +84,12 @@ def certs(timeout: int = 30) -> list[dict] | str:
         salt-run paas.certs
         salt-run paas.certs --out=json
     """
-    topology = _master_pillar().get("paas")
-    if __utils__["paas_topology.validate"](topology or {}):
-        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
+    topology = _valid_topology()
     minions = [
         *__utils__["paas_topology.node_ids"](topology),
         __utils__["paas_topology.master_id"](topology),
     ]
-    with salt.client.LocalClient(mopts=__opts__) as client:
-        replies = client.cmd(minions, "paas_pki.certificates", tgt_type="list", timeout=timeout)
+    replies = _ask(minions, "paas_pki.certificates", timeout)
     rows = []
     for minion in minions:
         reply = replies.get(minion)
@@ -121,12 +118,8 @@ def status(timeout: int = 30) -> dict | str:
         salt-run paas.status
         salt-run paas.status --out=json
     """
-    topology = _master_pillar().get("paas")
-    if __utils__["paas_topology.validate"](topology or {}):
-        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
-    etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
-    with salt.client.LocalClient(mopts=__opts__) as client:
-        replies = client.cmd(etcd_nodes, "etcd_cluster.overview", tgt_type="list", timeout=timeout)
+    etcd_nodes = __utils__["paas_topology.node_ids"](_valid_topology(), "etcd")
+    replies = _ask(etcd_nodes, "etcd_cluster.overview", timeout)
     answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
     if answers:
         seen_by = next(node for node in etcd_nodes if node in answers)
@@ -191,6 +184,18 @@ def _table(rows: list[tuple[str, ...]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in rows
     )
+
+
+def _valid_topology() -> dict:
+    topology = _master_pillar().get("paas")
+    if __utils__["paas_topology.validate"](topology or {}):
+        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
+    return topology
+
+
+def _ask(minions: list[str], function: str, timeout: int) -> dict:
+    with salt.client.LocalClient(mopts=__opts__) as client:
+        return client.cmd(minions, function, tgt_type="list", timeout=timeout)
 
 
 def _master_pillar() -> dict:

@@ -32,6 +32,18 @@ def lab(*argv: str) -> float:
     return run([sys.executable, "-m", "lab", *argv])
 
 
+def repeat(one_run, runs: int) -> list[dict]:
+    """``one_run()`` ``runs`` times, each printed as it ends; the lab is taken down after."""
+    results = []
+    try:
+        for index in range(runs):
+            results.append(one_run())
+            print(f"run {index + 1}/{runs}: {results[-1]}", flush=True)
+    finally:
+        lab("down")
+    return results
+
+
 def report(name: str, labels: dict[str, str], runs: list[dict]) -> None:
     medians = {key: statistics.median(each[key] for each in runs) for key in labels}
     print(f"\n{'measure':<48} {'median (s)':>10}   runs (s)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import SALT, SALT_RUN, lab, report, run
+from bench.common import SALT, SALT_RUN, lab, repeat, report, run
 
 WIPE = "systemctl stop paas-etcd; rm -rf /var/lib/paas-etcd/member /etc/paas/etcd/membership.env"
 
@@ -30,13 +30,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     lab("up")
-    runs = []
-    try:
-        for index in range(args.runs):
-            runs.append(one_run())
-            print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
-    finally:
-        lab("down")
+    runs = repeat(one_run, args.runs)
     report(
         "etcd",
         {

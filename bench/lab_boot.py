@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.common import SALT_RUN, lab, report, run
+from bench.common import SALT_RUN, lab, repeat, report, run
 
 
 def one_run() -> dict:
@@ -30,13 +30,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     lab("up", "--no-converge")  # builds the image if its recipe changed: not measured
-    runs = []
-    try:
-        for index in range(args.runs):
-            runs.append(one_run())
-            print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
-    finally:
-        lab("down")
+    runs = repeat(one_run, args.runs)
     report(
         "lab_boot",
         {

@@ -165,15 +165,15 @@ class Hosts:
 
 
 class Member:
-    """One etcd process for ``node`` in its namespace, with the node's certificates."""
+    """One etcd process for ``node``, in its namespace (or on this host's loopback when
+    ``namespace`` is None), with the node's certificates; stopped by its PID."""
 
-    def __init__(self, node: str, address: str, namespace: str, pki: dict, workdir: Path):
+    def __init__(self, node: str, address: str, namespace: str | None, pki: dict, workdir: Path):
         self.node, self.address, self.namespace = node, address, namespace
         self.server, self.peer = pki["etcd-server"], pki["etcd-peer"]
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.process: subprocess.Popen | None = None
-
         self.client_port, self.peer_port = 2379, 2380
         self.started_with: tuple = ()
 
@@ -195,15 +195,8 @@ class Member:
     ) -> None:
         self.started_with = (initial_cluster, state, token, client_port, peer_port)
         self.client_port, self.peer_port = client_port, peer_port
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "etcd.log").open("a")
-        self.process = subprocess.Popen(
+        self._spawn(
             [
-                "ip",
-                "netns",
-                "exec",
-                self.namespace,
-                "etcd",
                 f"--name={self.node}",
                 f"--data-dir={self.data_dir}",
                 f"--listen-client-urls={self.client_url}",
@@ -221,11 +214,24 @@ class Member:
                 f"--peer-trusted-ca-file={self.peer['ca']}",
                 f"--peer-cert-file={self.peer['cert']}",
                 f"--peer-key-file={self.peer['key']}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            ]
         )
-        log.close()
+
+    def start_configured(self, environment: dict) -> None:
+        """etcd with no flags and only ``environment`` (ETCD_* variables), as the
+        paas-etcd unit runs it."""
+        self._spawn([], {"PATH": "/usr/bin:/bin", **environment})
+
+    def _spawn(self, flags: list[str], environment: dict | None = None) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        in_namespace = ["ip", "netns", "exec", self.namespace] if self.namespace else []
+        with (self.workdir / "etcd.log").open("a") as log:
+            self.process = subprocess.Popen(
+                [*in_namespace, "etcd", *flags],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def restart(self) -> None:
         """Start again as last started (etcd ignores the initial flags once it has data)."""
@@ -235,8 +241,9 @@ class Member:
         path = self.workdir / "etcd.log"
         return path.read_text()[-2000:] if path.exists() else ""
 
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def exited(self) -> bool:
+        """Started, and no longer running."""
+        return self.process is not None and self.process.poll() is not None
 
     def stop(self) -> None:
         if self.process is None:
@@ -251,12 +258,13 @@ class Member:
 
 
 def wait_for(check, what: str, members: list[Member], timeout: float = 60) -> None:
-    """Wait until ``check()`` is true; fail with the members' logs if it never is."""
+    """Wait until ``check()`` is true; fail with the members' logs if it never is, or
+    as soon as one of them exits."""
     deadline = time.monotonic() + timeout
     while not check():
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or any(member.exited() for member in members):
             logs = {member.node: member.log_tail() for member in members}
-            raise AssertionError(f"{what} did not happen in {timeout} s: {logs}")
+            raise AssertionError(f"{what} did not happen: {logs}")
         time.sleep(0.5)
 
 

@@ -7,8 +7,6 @@ it), so the lab's 3.5 is not the only line the formula's settings are proven on.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 import urllib.request
 
 import jinja2
@@ -46,25 +44,20 @@ def test_the_formulas_settings_start_an_etcd_34_member(tmp_path):
     environment = _environment(etcd1, tmp_path)
     assert environment["ETCD_CLIENT_CERT_AUTH"] == "true"
     assert environment["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
-    log = (tmp_path / "etcd.log").open("w")
-    process = subprocess.Popen(
-        ["etcd"], env={"PATH": "/usr/bin:/bin", **environment}, stdout=log, stderr=subprocess.STDOUT
-    )
-    log.close()
+    pki = {
+        profile: etcd1.modules.paas_pki.profile(profile) for profile in ("etcd-server", "etcd-peer")
+    }
+    member = etcd_hosts.Member("etcd1", "127.0.0.1", None, pki, tmp_path / "etcd")
+    member.start_configured(environment)
     try:
         endpoint = "https://127.0.0.1:2379"
-        deadline = time.monotonic() + 60
-        while not etcd1.modules.etcd_cluster.member_health(endpoint)["healthy"]:
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"etcd did not start: {(tmp_path / 'etcd.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        etcd_hosts.wait_for(
+            lambda: etcd1.modules.etcd_cluster.member_health(endpoint)["healthy"],
+            "etcd started from the formula's environment file",
+            [member],
+        )
         assert etcd1.modules.etcd_cluster.member_status(endpoint)["version"].startswith("3.4.")
         with urllib.request.urlopen("http://127.0.0.1:22381/metrics", timeout=5) as reply:
             assert "etcd_server_has_leader 1" in reply.read().decode()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        member.stop()

@@ -11,7 +11,6 @@ of its own, so that it holds etcd1's health-check client certificate.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -37,47 +36,22 @@ def etcd(certificates):
     """One etcd member on loopback with client certificate authentication."""
     if shutil.which("etcd") is None:
         pytest.fail("etcd is not installed (make test installs etcd-server)")
-    paths = certificates["etcd1"].modules.paas_pki.profile("etcd-server")
-    peer = certificates["etcd1"].modules.paas_pki.profile("etcd-peer")
-    workdir = certificates["tmp"] / "etcd"
-    workdir.mkdir()
-    log = (workdir / "etcd.log").open("w")
-    process = subprocess.Popen(
-        [
-            "etcd",
-            "--name=etcd1",
-            f"--data-dir={workdir / 'data'}",
-            f"--listen-client-urls={CLIENT_URL}",
-            f"--advertise-client-urls={CLIENT_URL}",
-            f"--listen-peer-urls={PEER_URL}",
-            f"--initial-advertise-peer-urls={PEER_URL}",
-            f"--initial-cluster=etcd1={PEER_URL}",
-            "--client-cert-auth",
-            f"--trusted-ca-file={paths['ca']}",
-            f"--cert-file={paths['cert']}",
-            f"--key-file={paths['key']}",
-            f"--peer-cert-file={peer['cert']}",
-            f"--peer-key-file={peer['key']}",
-            f"--peer-trusted-ca-file={peer['ca']}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    etcd1 = certificates["etcd1"].modules
+    member = etcd_hosts.Member(
+        "etcd1",
+        "127.0.0.1",
+        None,
+        {profile: etcd1.paas_pki.profile(profile) for profile in ("etcd-server", "etcd-peer")},
+        certificates["tmp"] / "etcd",
     )
-    log.close()
+    member.start(f"etcd1={PEER_URL}", "new", client_port=22379, peer_port=22380)
     try:
-        deadline = time.monotonic() + 60
-        while not certificates["etcd1"].modules.etcd_cluster.member_health(CLIENT_URL)["healthy"]:
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"etcd did not start: {(workdir / 'etcd.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield process
+        etcd_hosts.wait_for(
+            lambda: etcd1.etcd_cluster.member_health(CLIENT_URL)["healthy"], "etcd1", [member]
+        )
+        yield member
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        member.stop()
 
 
 @pytest.fixture(scope="module")
