@@ -316,7 +316,6 @@ def member_health(endpoint: str) -> dict:
         salt-call etcd_cluster.member_health https://198.18.1.21:2379
     """
     client = _client(endpoint)
-    started = time.monotonic()
     try:
         client.get("health")
         raised = [_alarm_name(alarm.alarm_type) for alarm in client.list_alarms()]
@@ -330,7 +329,6 @@ def member_health(endpoint: str) -> dict:
         "endpoint": endpoint,
         "healthy": not raised,
         "error": f"alarms raised: {', '.join(raised)}" if raised else None,
-        "took_ms": round((time.monotonic() - started) * 1000, 1),
     }
 
 
@@ -554,13 +552,53 @@ def defrag(member: str | None = None, endpoint: str | None = None) -> dict:
     return report
 
 
-def _find(name: str, endpoint: str | None = None) -> dict:
-    # A member added but not started yet has no name: its peer URL tells who it is.
+def lookup_member(name: str, endpoint: str | None = None) -> dict | None:
+    """
+    Return the member ``name`` (a node id), started or not, or None when it is not one.
+    A member added but not started yet has no name: its peer URL tells who it is.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.lookup_member etcd4
+    """
     urls = {url for node, url in _peer_urls().items() if node == name}
     for member in members(endpoint):
         if member["name"] == name or urls & set(member["peer_urls"]):
             return {**member, "name": name}
-    raise CommandExecutionError(f"{name} is not a member of the etcd cluster")
+    return None
+
+
+def _find(name: str, endpoint: str | None = None) -> dict:
+    found = lookup_member(name, endpoint)
+    if found is None:
+        raise CommandExecutionError(f"{name} is not a member of the etcd cluster")
+    return found
+
+
+def initial_cluster(name: str, endpoint: str | None = None) -> str:
+    """
+    Return the initial cluster the member ``name``, added but not started, must start
+    with: every started member by name, and ``name``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.initial_cluster etcd4
+    """
+    return _initial_cluster(members(endpoint), name, _find(name, endpoint)["id"])
+
+
+def _initial_cluster(listed: list[dict], name: str, member_id: str) -> str:
+    return ",".join(
+        sorted(
+            f"{member['name'] or name}={member['peer_urls'][0]}"
+            for member in listed
+            if member["name"] or member["id"] == member_id
+        )
+    )
 
 
 def _peer_urls() -> dict:
@@ -818,12 +856,8 @@ def member_add(
         timeout,
     )
     added = _member(reply.member)
-    peers = [
-        f"{member.name or name}={member.peerURLs[0]}"
-        for member in reply.members
-        if member.name or member.ID == reply.member.ID
-    ]
-    return {**added, "name": name, "initial_cluster": ",".join(sorted(peers))}
+    listed = [_member(member) for member in reply.members]
+    return {**added, "name": name, "initial_cluster": _initial_cluster(listed, name, added["id"])}
 
 
 def member_promote(name: str, timeout: int = 120, endpoint: str | None = None) -> dict:
@@ -873,13 +907,7 @@ def is_member(name: str, endpoint: str | None = None) -> bool:
 
         salt-call etcd_cluster.is_member etcd4
     """
-    try:
-        _find(name, endpoint)
-    except CommandExecutionError as err:
-        if "is not a member" in str(err):
-            return False
-        raise
-    return True
+    return lookup_member(name, endpoint) is not None
 
 
 def removal_refusal(name: str, endpoint: str | None = None) -> str | None:

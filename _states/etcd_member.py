@@ -24,7 +24,7 @@ __virtualname__ = "etcd_member"
 
 
 def __virtual__():
-    if "etcd_cluster.members" not in __salt__:
+    if "etcd_cluster.lookup_member" not in __salt__:
         return (False, "etcd_member: the etcd_cluster execution module is not loaded")
     return __virtualname__
 
@@ -71,13 +71,12 @@ def _present(ret: dict, name: str, bootstrap: bool, timeout: int) -> dict:
     if name not in etcd_nodes:
         return {**ret, "result": False, "comment": f"{name} is not an etcd node of the topology"}
     try:
-        members = __salt__["etcd_cluster.members"]()
+        mine = __salt__["etcd_cluster.lookup_member"](name)
     except CommandExecutionError as err:
         return _bootstrap(
             ret, settings, etcd_nodes, bootstrap=bootstrap, timeout=timeout, error=err
         )
 
-    mine = _mine(members, name)
     if mine and mine["started"] and not mine["learner"]:
         if not _has_data(settings):
             # The cluster knows this node, but its data is gone (a rebuilt machine):
@@ -135,14 +134,6 @@ def _service(action: str, settings: dict, attempts: int = 3) -> None:
     raise CommandExecutionError(
         f"systemctl {action} {service} failed {error}; its journal ends:\n{journal}"
     )
-
-
-def _mine(members: list[dict], name: str) -> dict | None:
-    url = __salt__["etcd_cluster.peer_url"](name)
-    for member in members:
-        if member["name"] == name or url in member["peer_urls"]:
-            return member
-    return None
 
 
 def _healthy(ret: dict, name: str, timeout: int, state: str) -> dict:
@@ -222,14 +213,7 @@ def _finish_join(ret, settings, name, mine, timeout) -> dict:
     if __opts__["test"]:
         return {**ret, "result": None, "comment": f"{name} would be started and promoted."}
     if not mine["started"]:
-        members = __salt__["etcd_cluster.members"]()
-        initial = ",".join(
-            sorted(
-                f"{member['name'] or name}={member['peer_urls'][0]}"
-                for member in members
-                if member["name"] or member["id"] == mine["id"]
-            )
-        )
+        initial = __salt__["etcd_cluster.initial_cluster"](name)
         return _start_and_promote(ret, settings, name, initial, timeout)
     _service("start", settings)
     return _promote(ret, name, timeout)

@@ -300,6 +300,9 @@ def test_only_one_learner_at_a_time(cluster):
     etcd = _etcd(cluster)
     added = etcd.member_add("etcd4")
     assert etcd.is_member("etcd4") is True
+    assert etcd.lookup_member("etcd4")["started"] is False
+    assert etcd.initial_cluster("etcd4") == added["initial_cluster"]
+    assert etcd.lookup_member("etcd5") is None
     assert etcd.removal_refusal("etcd4") is None
     try:
         with pytest.raises(CommandExecutionError, match="was added but never started"):

@@ -38,10 +38,10 @@ class FakeCluster:
         self.refusal: str | None = None
 
     def salt(self) -> dict:
-        def members():
+        def lookup_member(name):
             if self.members is None:
                 raise CommandExecutionError("no etcd endpoint answered")
-            return self.members
+            return next((m for m in self.members if m["name"] == name), None)
 
         def record(name):
             def call(*args, **kwargs):
@@ -61,7 +61,7 @@ class FakeCluster:
             },
             "etcd_cluster.endpoints": lambda: ENDPOINTS,
             "etcd_cluster.peer_url": lambda name: f"https://198.18.1.2{name[-1]}:2380",
-            "etcd_cluster.members": members,
+            "etcd_cluster.lookup_member": lookup_member,
             "etcd_cluster.member_health": lambda endpoint: {"healthy": True, "error": None},
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
             "etcd_cluster.is_member": lambda name: any(
