@@ -150,3 +150,34 @@ def hosts() -> list[list]:
         salt-call paas_topology.hosts
     """
     return [[address, names] for address, names in __utils__["paas_topology.hosts"](get())]
+
+
+def gateway() -> dict:
+    """
+    Return what this gateway's keepalived, haproxy, nftables and conntrackd are
+    configured from: itself and its peer on both networks (with the name of the
+    interface that holds each of its addresses), the VIPs, its VRRP priority, the
+    control-plane and worker backends, and the timers.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.gateway
+    """
+    try:
+        settings = __utils__["paas_topology.gateway"](get(), __opts__["id"])
+    except ValueError as error:
+        raise CommandExecutionError(str(error)) from error
+    interfaces = __grains__.get("ip4_interfaces", {})
+    for name, network in settings["networks"].items():
+        holders = [
+            iface for iface, addresses in interfaces.items() if network["address"] in addresses
+        ]
+        if not holders:
+            raise CommandExecutionError(
+                f"{__opts__['id']}: no interface holds its {name} address {network['address']} "
+                "(grains ip4_interfaces); the gateway's network is not set up"
+            )
+        network["interface"] = holders[0]
+    return settings

@@ -132,6 +132,29 @@ SCHEMA = _mapping(
                 "quota_bytes": Field("integer", default=2147483648, minimum=16777216),
             }
         ),
+        "gateway": _mapping(
+            {
+                # VRRPv3 counts adverts in centiseconds, VRRPv2 in whole seconds.
+                "vrrp_version": Field("integer", default=3, minimum=2, maximum=3),
+                "advert_ms": Field("integer", default=100, minimum=10, maximum=40950),
+                # The control plane's API port, published on both VIPs.
+                "api_port": Field("integer", default=6443, minimum=1, maximum=65535),
+                # The workers' ingress ports that the VIPs' :80 and :443 forward to.
+                "ingress": _mapping(
+                    {
+                        "http_port": Field("integer", default=30080, minimum=1, maximum=65535),
+                        "https_port": Field("integer", default=30443, minimum=1, maximum=65535),
+                    }
+                ),
+                # haproxy's health checks: a dead backend is out after fall x interval.
+                "check_interval_ms": Field("integer", default=300, minimum=100, maximum=60000),
+                "check_fall": Field("integer", default=3, minimum=1, maximum=20),
+                "check_rise": Field("integer", default=2, minimum=1, maximum=20),
+                "stats_port": Field("integer", default=8404, minimum=1024, maximum=65535),
+                # conntrackd's state sync between the two gateways (UDP, private side).
+                "sync_port": Field("integer", default=3780, minimum=1024, maximum=65535),
+            }
+        ),
         "pki": _mapping(
             {
                 "dir": Field("path", default="/etc/paas/pki"),
@@ -471,6 +494,14 @@ def _check_roles(topology: dict, errors: list) -> None:
                 "so that no gateway is a single point of failure",
             )
         )
+    elif counts["gateway"] > 2:
+        errors.append(
+            TopologyError(
+                "paas:nodes",
+                f"{counts['gateway']} gateway nodes; the gateways are a pair (VRRP unicast "
+                "peers, conntrackd syncs one peer), so there are exactly 2",
+            )
+        )
     etcd = counts["etcd"]
     if etcd < 3 or etcd % 2 == 0:
         errors.append(
@@ -488,6 +519,7 @@ def _check_roles(topology: dict, errors: list) -> None:
 def _check_settings(topology: dict, errors: list) -> None:
     filled = with_defaults(topology)
     _check_etcd_settings(filled, errors)
+    _check_gateway_settings(filled, errors)
     pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
@@ -534,6 +566,81 @@ def _check_etcd_settings(topology: dict, errors: list) -> None:
                 f"{version} is not of the etcd line in paas:versions:etcd ({line})",
             )
         )
+
+
+def _check_gateway_settings(topology: dict, errors: list) -> None:
+    gateway = topology["gateway"]
+    advert = gateway["advert_ms"]
+    if gateway["vrrp_version"] == 2 and advert % 1000:
+        errors.append(
+            TopologyError(
+                "paas:gateway:advert_ms",
+                f"{advert} is not whole seconds; VRRP version 2 adverts in seconds "
+                "(sub-second adverts need vrrp_version 3)",
+            )
+        )
+    elif advert % 10:
+        errors.append(
+            TopologyError(
+                "paas:gateway:advert_ms",
+                f"{advert} is not a multiple of 10; VRRP version 3 adverts in centiseconds",
+            )
+        )
+
+
+def gateway(topology: dict, node_id: str) -> dict:
+    """
+    What the gateway ``node_id`` of a valid ``topology`` is configured from: itself and
+    its peer on both networks, the VIPs, its VRRP priority, the backends and timers.
+
+    The first gateway in pillar order has the higher priority, so it takes the VIPs
+    when both start; afterwards the VIPs stay where they are until that gateway fails.
+    """
+    topology = with_defaults(topology)
+    pair = nodes(topology, "gateway")
+    ids = [entry["id"] for entry in pair]
+    if node_id not in ids:
+        raise ValueError(f"{node_id} is not a gateway of the topology (gateways: {ids})")
+    own = pair[ids.index(node_id)]
+    peer = pair[1 - ids.index(node_id)]
+    settings = topology["gateway"]
+    networks = {}
+    for name in NETWORKS:
+        network = topology["networks"][name]
+        networks[name] = {
+            "cidr": network["cidr"],
+            "prefix": int(network["cidr"].split("/")[1]),
+            "vip": network["vip"],
+            "router_id": network["vrrp_router_id"],
+            "address": own["addresses"][name],
+            "peer_address": peer["addresses"][name],
+        }
+    return {
+        "id": node_id,
+        "peer": peer["id"],
+        "priority": 150 if ids.index(node_id) == 0 else 100,
+        "vrrp_version": settings["vrrp_version"],
+        # keepalived's advert_int is in seconds; VRRPv3 takes two decimals.
+        "advert_int": f"{settings['advert_ms'] / 1000:g}",
+        "networks": networks,
+        "api_port": settings["api_port"],
+        "ingress": settings["ingress"],
+        "check": {
+            "interval_ms": settings["check_interval_ms"],
+            "fall": settings["check_fall"],
+            "rise": settings["check_rise"],
+        },
+        "stats_port": settings["stats_port"],
+        "sync_port": settings["sync_port"],
+        "control_planes": [
+            {"id": entry["id"], "address": entry["addresses"]["private"]}
+            for entry in nodes(topology, "control-plane")
+        ],
+        "workers": [
+            {"id": entry["id"], "address": entry["addresses"]["private"]}
+            for entry in nodes(topology, "worker")
+        ],
+    }
 
 
 def _fill(value: Any, field: Field) -> Any:

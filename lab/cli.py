@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from lab import etcd_archive, image, machines, master, network
+from lab import etcd_archive, image, machines, master, network, standins
 from lab.config import STATE_DIR, Lab, LabError, load_lab, variants
 from lab.processes import wait_for
 from lab.shell import fail, run, step
@@ -51,6 +51,7 @@ def up(lab: Lab, converge: bool) -> None:
     master.master_minion_up(lab)
     machines.up(lab, rootfs)
     wait_for_minions(lab)
+    standins.up(lab)
     if converge:
         step("converge: salt-run state.orchestrate orch.cluster")
         result = master.salt_cli("salt-run", "state.orchestrate", "orch.cluster", timeout=1800)

@@ -74,6 +74,9 @@ def boot(machine: Machine) -> bool:
         f"--machine={machine.id}", f"--directory={machine.root}",
         f"--network-namespace-path=/run/netns/{machine.netns}",
         "--console=read-only", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+        # Its own network namespace is the machine's to manage: addresses (a gateway's
+        # VIPs), routes, the firewall, connection tracking.
+        "--capability=CAP_NET_ADMIN",
     ]  # fmt: skip
     start(command, log=machine.dir / "console.log", pidfile=pidfile(machine), env=NSPAWN_ENV)
     return True

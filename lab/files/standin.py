@@ -1,0 +1,80 @@
+"""
+The lab's stand-in backends: test doubles for what cannot run here (no kube-apiserver,
+no ingress controller), so that the gateways' haproxy has real servers to check and
+forward to. Runs inside a lab machine, with the machine's own python3.
+
+    standin.py apiserver PORT          TLS on PORT: /healthz answers "ok", any other path
+                                       the node's name (a self-signed certificate)
+    standin.py ingress PORT [PORT...]  plain HTTP on each PORT: the node's name and port
+
+Every answer names the node and the port, so a test sees which backend served it.
+"""
+
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+STATE = Path("/run/paas-lab-standin")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        port = self.server.server_address[1]
+        if self.server.healthz and self.path == "/healthz":
+            body = "ok"
+        else:
+            body = f"{socket.gethostname()} {self.server.kind} {port}"
+        data = (body + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def server(kind, port, healthz=False):
+    httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    httpd.kind, httpd.healthz = kind, healthz
+    return httpd
+
+
+def certificate():
+    key, cert = STATE / "key.pem", STATE / "cert.pem"
+    if not cert.exists():
+        STATE.mkdir(mode=0o700, parents=True, exist_ok=True)
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "30", "-subj", f"/CN={socket.gethostname()}",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return key, cert
+
+
+def main(kind, ports):
+    servers = []
+    if kind == "apiserver":
+        key, cert = certificate()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        httpd = server(kind, ports[0], healthz=True)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        servers.append(httpd)
+    elif kind == "ingress":
+        servers.extend(server(kind, port) for port in ports)
+    else:
+        sys.exit(f"unknown stand-in {kind!r}: apiserver or ingress")
+    for httpd in servers[1:]:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    servers[0].serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [int(port) for port in sys.argv[2:]])

@@ -1,0 +1,79 @@
+{#- Every file is checked by its own daemon's checker before it is installed (check_cmd
+    runs on the new file; a file that fails leaves the old one in place). #}
+{%- from "gateway/map.jinja" import gateway, settings with context %}
+{%- set context = {"gateway": gateway, "settings": settings} %}
+
+include:
+  - gateway.install
+
+{%- for key, value in gateway.sysctls | dictsort %}
+
+gateway-config-sysctl-{{ key }}:
+  sysctl.present:
+    - name: {{ key }}
+    - value: {{ value }}
+    - config: {{ gateway.sysctl_file }}
+{%- endfor %}
+
+gateway-config-nftables:
+  file.managed:
+    - name: {{ gateway.nftables.config }}
+    - source: salt://gateway/files/nftables.conf.jinja
+    - template: jinja
+    - context: {{ context | json }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - check_cmd: nft --check --file
+    - require:
+      - sls: gateway.install
+
+gateway-config-conntrackd:
+  file.managed:
+    - name: {{ gateway.conntrackd.config }}
+    - source: salt://gateway/files/conntrackd.conf.jinja
+    - template: jinja
+    - context: {{ context | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - require:
+      - sls: gateway.install
+
+gateway-config-haproxy:
+  file.managed:
+    - name: {{ gateway.haproxy.config }}
+    - source: salt://gateway/files/haproxy.cfg.jinja
+    - template: jinja
+    - context: {{ context | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - check_cmd: haproxy -c -q -f
+    - require:
+      - sls: gateway.install
+
+gateway-config-notify:
+  file.managed:
+    - name: {{ gateway.keepalived.notify }}
+    - source: salt://gateway/files/notify.sh.jinja
+    - template: jinja
+    - context: {{ context | json }}
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: "0755"
+
+gateway-config-keepalived:
+  file.managed:
+    - name: {{ gateway.keepalived.config }}
+    - source: salt://gateway/files/keepalived.conf.jinja
+    - template: jinja
+    - context: {{ context | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - check_cmd: keepalived --config-test --use-file
+    - require:
+      - sls: gateway.install
+      - file: gateway-config-notify
