@@ -4,6 +4,7 @@
 
 include:
   - orch.gate
+  - orch.gateway
   - orch.pki
   - orch.etcd_members
 
@@ -18,7 +19,11 @@ paas-cluster-common:
       - salt: paas-cluster-sync-modules
 
 extend:
-  paas-cluster-pki-ca:
+  paas-cluster-gateways:
     salt.state:
       - require:
         - salt: paas-cluster-common
+  paas-cluster-pki-ca:
+    salt.state:
+      - require:
+        - salt: paas-cluster-gateways

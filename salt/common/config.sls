@@ -1,4 +1,4 @@
-{%- from "common/map.jinja" import common, topology with context %}
+{%- from "common/map.jinja" import common, topology, private_node with context %}
 {%- set node_id = grains["id"] %}
 
 common-config-hostname-file:
@@ -51,3 +51,29 @@ common-config-timesyncd:
         {%- endif %}
     - require:
       - sls: common.install
+
+{%- if private_node %}
+
+# A private node's way out is the gateways' NAT, through the private VIP: a unit sets the
+# route at boot and whenever the route is missing (common.service).
+common-config-default-route-unit:
+  file.managed:
+    - name: /etc/systemd/system/{{ common.default_route_service }}.service
+    - user: root
+    - group: root
+    - mode: "0644"
+    - contents: |
+        # Managed by Salt (salt/common) from paas:networks:private:vip.
+        [Unit]
+        Description=Default route through the gateways' private VIP
+        After=network-online.target
+        Wants=network-online.target
+
+        [Service]
+        Type=oneshot
+        RemainAfterExit=yes
+        ExecStart=/usr/sbin/ip route replace default via {{ topology.networks.private.vip }}
+
+        [Install]
+        WantedBy=multi-user.target
+{%- endif %}

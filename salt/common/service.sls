@@ -1,4 +1,4 @@
-{%- from "common/map.jinja" import common with context %}
+{%- from "common/map.jinja" import common, topology, private_node with context %}
 
 include:
   - common.config
@@ -19,3 +19,19 @@ common-service-timesyncd-running:
       - file: common-config-timesyncd
     - require:
       - service: common-service-timesyncd-enabled
+{%- if private_node %}
+{%- set vip = topology.networks.private.vip %}
+
+common-service-default-route-enabled:
+  service.enabled:
+    - name: {{ common.default_route_service }}
+    - require:
+      - file: common-config-default-route-unit
+
+common-service-default-route:
+  cmd.run:
+    - name: systemctl restart {{ common.default_route_service }}
+    - unless: ip route show default | grep -q "^default via {{ vip }} "
+    - require:
+      - service: common-service-default-route-enabled
+{%- endif %}
