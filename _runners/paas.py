@@ -118,7 +118,8 @@ def status(timeout: int = 30) -> dict | str:
         salt-run paas.status
         salt-run paas.status --out=json
     """
-    etcd_nodes = __utils__["paas_topology.node_ids"](_valid_topology(), "etcd")
+    topology = _valid_topology()
+    etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
     replies = _ask(etcd_nodes, "etcd_cluster.overview", timeout)
     answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
     if answers:
@@ -131,9 +132,85 @@ def status(timeout: int = 30) -> dict | str:
             "error": "no etcd node answered: "
             + "; ".join(f"{node}: {replies.get(node, 'no reply')}" for node in etcd_nodes),
         }
+    gateway_nodes = __utils__["paas_topology.node_ids"](topology, "gateway")
+    gateways = _gateways(gateway_nodes, _ask(gateway_nodes, "paas_gateway.status", timeout))
     if __opts__.get("output") in (None, "nested", "txt"):
-        return _etcd_table(etcd)
-    return {"etcd": etcd}
+        return "\n\n".join([_gateway_table(gateways), _etcd_table(etcd)])
+    return {"gateways": gateways, "etcd": etcd}
+
+
+def _gateways(nodes: list[str], replies: dict) -> dict:
+    """Who holds each VIP, as the gateways themselves say: exactly one gateway holding
+    both is the healthy case; two holders is a split brain (VRRP between them is lost)."""
+    answers = {node: replies[node] for node in nodes if isinstance(replies.get(node), dict)}
+    holders = {
+        network: [node for node, reply in answers.items() if reply["vips"][network]["held"]]
+        for network in ("public", "private")
+    }
+    every_holder = sorted({node for held in holders.values() for node in held})
+    problems = []
+    for network, held in holders.items():
+        if len(held) > 1:
+            problems.append(f"split brain: {' and '.join(held)} all hold the {network} VIP")
+        elif not held:
+            problems.append(f"no gateway holds the {network} VIP")
+    if all(len(held) == 1 for held in holders.values()) and len(every_holder) == 2:
+        problems.append(
+            f"the VIPs are on different gateways: public on {holders['public'][0]}, "
+            f"private on {holders['private'][0]}"
+        )
+    for node in nodes:
+        if node not in answers:
+            problems.append(f"{node} did not answer: {replies.get(node, 'no reply')}")
+    return {
+        "holder": every_holder[0] if len(every_holder) == 1 and not problems else None,
+        "holders": holders,
+        "split_brain": any(len(held) > 1 for held in holders.values()),
+        "problems": problems,
+        "nodes": answers,
+    }
+
+
+def _gateway_table(gateways: dict) -> str:
+    if gateways["holder"]:
+        summary = f"gateways: both VIPs on {gateways['holder']}"
+    else:
+        summary = "gateways: " + "; ".join(gateways["problems"]).upper()
+    header = ("GATEWAY", "VRRP", "PUBLIC VIP", "PRIVATE VIP", "KEEPALIVED", "HAPROXY", "CONNTRACKD")
+    rows = [header]
+    for node, reply in sorted(gateways["nodes"].items()):
+        services = reply["services"]
+        rows.append(
+            (
+                node,
+                reply["vrrp"]["state"] or "-",
+                *("held" if reply["vips"][net]["held"] else "-" for net in ("public", "private")),
+                *("active" if services[name.lower()] else "INACTIVE" for name in header[4:]),
+            )
+        )
+    servers = sorted(
+        {
+            (b["proxy"], b["server"])
+            for reply in gateways["nodes"].values()
+            for b in reply["backends"]
+        }
+    )
+    states = {
+        (node, b["proxy"], b["server"]): b["status"]
+        for node, reply in gateways["nodes"].items()
+        for b in reply["backends"]
+    }
+    nodes = sorted(gateways["nodes"])
+    backends = [("BACKEND", "SERVER", *(node.upper() for node in nodes))] + [
+        (proxy, server, *(states.get((node, proxy, server), "-") for node in nodes))
+        for proxy, server in servers
+    ]
+    errors = [
+        f"{node}: {reply['backends_error']}"
+        for node, reply in sorted(gateways["nodes"].items())
+        if "backends_error" in reply
+    ]
+    return "\n".join([summary, _table(rows), "", _table(backends), *errors])
 
 
 def _etcd_table(etcd: dict) -> str:

@@ -1,0 +1,140 @@
+"""
+What a gateway is doing now: whether it holds the VIPs, its VRRP state, its daemons, and
+its haproxy's backends as haproxy's own checks see them.
+
+``salt-run paas.status`` asks both gateways and tells from their answers which one holds
+the VIPs, or that both do (a split brain) or neither.
+
+:depends: ``ip`` (iproute2) and haproxy's admin socket, both set up by ``salt/gateway``
+:configuration: paths from ``salt/gateway/defaults.yaml``, overridable through the same
+    ``paas:lookup:gateway`` pillar keys the formula reads
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+
+import salt.utils.data
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "paas_gateway"
+
+# salt/gateway/defaults.yaml's values for the keys this module reads.
+DEFAULTS = {
+    "haproxy:socket": "/run/haproxy/admin.sock",
+    "keepalived:state_file": "/run/paas-gateway/vrrp-state",
+}
+SERVICES = ("keepalived", "haproxy", "conntrackd", "nftables")
+
+
+def __virtual__():
+    if "paas_topology.gateway" not in __salt__:
+        return (False, "paas_gateway: the paas_topology module is not loaded")
+    return __virtualname__
+
+
+def _setting(key: str) -> str:
+    # Not pillar.get: Salt 3008 masks what it returns for some keys ("**********").
+    return salt.utils.data.traverse_dict_and_list(
+        __pillar__, f"paas:lookup:gateway:{key}", DEFAULTS[key]
+    )
+
+
+def vips() -> dict:
+    """
+    Return, per network, the VIP and whether this gateway holds it now (read live from
+    the kernel, not from grains).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_gateway.vips
+    """
+    settings = __salt__["paas_topology.gateway"]()
+    reply = __salt__["cmd.run_all"]("ip -j -4 addr show", python_shell=False)
+    if reply["retcode"] != 0:
+        raise CommandExecutionError(f"ip -j -4 addr show failed: {reply['stderr']}")
+    held = {
+        (link["ifname"], info["local"])
+        for link in json.loads(reply["stdout"])
+        for info in link.get("addr_info", [])
+    }
+    return {
+        name: {
+            "address": network["vip"],
+            "interface": network["interface"],
+            "held": (network["interface"], network["vip"]) in held,
+        }
+        for name, network in settings["networks"].items()
+    }
+
+
+def backends(timeout: float = 2.0) -> list[dict]:
+    """
+    Return haproxy's servers (proxy, server, status such as UP or DOWN, the last check's
+    result, seconds since the status changed), from haproxy's admin socket.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_gateway.backends
+    """
+    path = _setting("haproxy:socket")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            conn.sendall(b"show stat\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+    except OSError as error:
+        raise CommandExecutionError(f"haproxy's admin socket {path}: {error}") from error
+    lines = b"".join(chunks).decode().lstrip("# ").splitlines()
+    return [
+        {
+            "proxy": row["pxname"],
+            "server": row["svname"],
+            "status": row["status"],
+            "check": row["check_status"] or None,
+            "since_s": int(row["lastchg"]) if row["lastchg"] else None,
+        }
+        for row in csv.DictReader(line for line in lines if line)
+        if row["svname"] not in ("FRONTEND", "BACKEND")
+    ]
+
+
+def status() -> dict:
+    """
+    Return this gateway's VIPs (held or not), its last VRRP transition as keepalived's
+    notify script recorded it, whether its daemons are active, and haproxy's backends
+    (or why they could not be read).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_gateway.status
+    """
+    state_file = _setting("keepalived:state_file")
+    try:
+        with open(state_file, encoding="utf-8") as handle:
+            state, since = handle.read().split()
+        vrrp = {"state": state, "since": float(since)}
+    except (OSError, ValueError):
+        vrrp = {"state": None, "since": None}
+    result = {
+        "vips": vips(),
+        "vrrp": vrrp,
+        "services": {name: __salt__["service.status"](name) for name in SERVICES},
+    }
+    try:
+        result["backends"] = backends()
+    except CommandExecutionError as error:
+        result["backends"] = []
+        result["backends_error"] = str(error)
+    return result
