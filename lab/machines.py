@@ -12,12 +12,29 @@ import salt.crypt
 
 from lab import master
 from lab.config import NODES_DIR, PREFIX, Lab, Machine
-from lab.processes import running, start, stop
+from lab.processes import remove_cgroup, running, start, stop
 from lab.shell import run, step
 
 # Lets the machine set its own network namespace's sysctls (ip_forward, for one),
 # which systemd-nspawn otherwise mounts read-only.
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+
+
+# Each machine's systemd manages its own cgroup tree: the machines must not share one
+# (with a shared tree, one machine's systemd waits for another machine's processes to
+# leave "its" service's cgroup). On a hybrid host, the unified and the named systemd
+# hierarchy both; on a cgroup v2 host, the one tree.
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def cgroup_roots() -> list[Path]:
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        return [CGROUP_FS]
+    return [root for root in (CGROUP_FS / "unified", CGROUP_FS / "systemd") if root.is_dir()]
+
+
+def cgroups(machine_id: str) -> list[Path]:
+    return [root / PREFIX / machine_id for root in cgroup_roots()]
 
 
 def pidfile(machine: Machine) -> Path:
@@ -78,7 +95,13 @@ def boot(machine: Machine) -> bool:
         # VIPs), routes, the firewall, connection tracking.
         "--capability=CAP_NET_ADMIN",
     ]  # fmt: skip
-    start(command, log=machine.dir / "console.log", pidfile=pidfile(machine), env=NSPAWN_ENV)
+    start(
+        command,
+        log=machine.dir / "console.log",
+        pidfile=pidfile(machine),
+        env=NSPAWN_ENV,
+        cgroups=cgroups(machine.id),
+    )
     return True
 
 
@@ -110,6 +133,8 @@ def down() -> None:
         root = path / "root"
         if is_mounted(root):
             run("umount", str(root))
+    for root in cgroup_roots():
+        remove_cgroup(root / PREFIX)
 
 
 def retire(lab: Lab) -> None:
@@ -127,6 +152,8 @@ def retire(lab: Lab) -> None:
             stop([process], grace=30)
         if is_mounted(path / "root"):
             run("umount", str(path / "root"))
+        for cgroup in cgroups(path.name):
+            remove_cgroup(cgroup)
         shutil.rmtree(path)
         run("ip", "netns", "delete", f"{PREFIX}-{path.name}", check=False)
         master.forget(path.name)

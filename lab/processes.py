@@ -11,8 +11,21 @@ from pathlib import Path
 import psutil
 
 
-def start(argv: list[str], log: Path, pidfile: Path, env: dict | None = None) -> int:
-    """Start a detached process, logging to ``log``, and record its PID."""
+def start(
+    argv: list[str],
+    log: Path,
+    pidfile: Path,
+    env: dict | None = None,
+    cgroups: list[Path] | None = None,
+) -> int:
+    """Start a detached process, logging to ``log``, and record its PID; with
+    ``cgroups``, the process starts in those cgroups (made if missing)."""
+    if cgroups:
+        # A shell moves itself into the cgroups, then becomes the program.
+        for cgroup in cgroups:
+            cgroup.mkdir(parents=True, exist_ok=True)
+        enter = "".join(f'echo $$ > "{cgroup}/cgroup.procs" && ' for cgroup in cgroups)
+        argv = ["sh", "-c", f'{enter}exec "$@"', "sh", *argv]
     with log.open("ab") as output:
         process = subprocess.Popen(
             argv,
@@ -66,3 +79,12 @@ def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def remove_cgroup(cgroup: Path) -> None:
+    """Remove a cgroup and the ones below it (deepest first); they must have no process."""
+    if not cgroup.is_dir():
+        return
+    for path in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        path.rmdir()
+    cgroup.rmdir()

@@ -64,6 +64,25 @@ gateway-config-notify:
     - group: root
     - mode: "0755"
 
+# keepalived killed (SIGKILL, OOM) cannot remove the VIPs it held, and the peer takes
+# them: the unit removes them whenever keepalived stops, and starts it again.
+gateway-config-keepalived-unit:
+  file.managed:
+    - name: /etc/systemd/system/{{ gateway.keepalived.service }}.service.d/paas.conf
+    - makedirs: True
+    - user: root
+    - group: root
+    - mode: "0644"
+    - contents: |
+        # Managed by Salt (salt/gateway).
+        [Service]
+        {%- for name in ("public", "private") %}
+        {%- set network = settings.networks[name] %}
+        ExecStopPost=-/usr/sbin/ip -4 addr del {{ network.vip }}/{{ network.prefix }} dev {{ network.interface }}
+        {%- endfor %}
+        Restart=on-failure
+        RestartSec=1s
+
 gateway-config-keepalived:
   file.managed:
     - name: {{ gateway.keepalived.config }}

@@ -43,6 +43,7 @@ gateway-service-keepalived:
     - reload: True
     - watch:
       - file: gateway-config-keepalived
+      - file: gateway-config-keepalived-unit
       - file: gateway-config-notify
     - require:
       - service: gateway-service-haproxy
