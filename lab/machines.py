@@ -10,7 +10,7 @@ from pathlib import Path
 
 import salt.crypt
 
-from lab import master
+from lab import master, network
 from lab.config import NODES_DIR, PREFIX, Lab, Machine
 from lab.processes import remove_cgroup, running, start, stop
 from lab.shell import run, step
@@ -86,6 +86,7 @@ def boot(machine: Machine) -> bool:
     """Boot the machine unless it runs already; True when it was started now."""
     if running(pidfile(machine), "systemd-nspawn"):
         return False
+    network.forget_addresses(machine)
     command = [
         "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
         f"--machine={machine.id}", f"--directory={machine.root}",

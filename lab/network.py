@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lab.config import BRIDGES, PREFIX, Lab, Machine
@@ -63,6 +64,17 @@ def up_machine_network(machine: Machine, lab: Lab) -> None:
     # A gateway's way out is the public side's upstream router (the host, in the lab).
     if machine.address("public"):
         run(*in_ns, "route", "replace", "default", "via", lab.host_address("public"))
+
+
+def forget_addresses(machine: Machine) -> None:
+    """Remove what a machine added to its own links while it ran (a gateway's VIPs):
+    its namespace outlives it, but a machine that boots starts with its own addresses
+    only, as a real one does after a power cut."""
+    for interface in machine.interfaces:
+        listing = run("ip", "-n", machine.netns, "-o", "-4", "addr", "show", "dev", interface.name)
+        for address in re.findall(r"inet (\S+)", listing):
+            if address != f"{interface.address}/{interface.prefix}":
+                run("ip", "-n", machine.netns, "addr", "del", address, "dev", interface.name)
 
 
 def lab_namespaces() -> list[str]:

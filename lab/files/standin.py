@@ -22,6 +22,9 @@ STATE = Path("/run/paas-lab-standin")
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keep-alive: a client may send request after request on one connection.
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self):
         port = self.server.server_address[1]
         if self.server.healthz and self.path == "/healthz":
