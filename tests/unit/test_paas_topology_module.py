@@ -13,7 +13,16 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-UTILS_FUNCTIONS = ("validate", "with_defaults", "roles", "nodes", "node_ids", "master_id", "node")
+UTILS_FUNCTIONS = (
+    "validate",
+    "with_defaults",
+    "roles",
+    "nodes",
+    "node_ids",
+    "master_id",
+    "node",
+    "gateway",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +47,21 @@ def opts():
 
 
 @pytest.fixture
-def configure_loader_modules(execution_module, state_module, topology_utils, pillar, opts):
+def grains():
+    """gw1's interfaces: the public side first, and a VIP it holds now."""
+    return {
+        "ip4_interfaces": {
+            "lo": ["127.0.0.1"],
+            "eth0": ["198.18.0.11", "198.18.0.10"],
+            "eth1": ["198.18.1.11"],
+        }
+    }
+
+
+@pytest.fixture
+def configure_loader_modules(
+    execution_module, state_module, topology_utils, *, pillar, opts, grains
+):
     utils = {f"paas_topology.{name}": getattr(topology_utils, name) for name in UTILS_FUNCTIONS}
     utils["paas_topology.hosts"] = topology_utils.hosts
     salt = {
@@ -46,7 +69,12 @@ def configure_loader_modules(execution_module, state_module, topology_utils, pil
         "paas_topology.node_ids": execution_module.node_ids,
     }
     return {
-        execution_module: {"__pillar__": pillar, "__utils__": utils, "__opts__": opts},
+        execution_module: {
+            "__pillar__": pillar,
+            "__utils__": utils,
+            "__opts__": opts,
+            "__grains__": grains,
+        },
         state_module: {"__pillar__": pillar, "__salt__": salt, "__opts__": opts},
     }
 
@@ -235,3 +263,26 @@ def test_valid_state_succeeds_on_a_good_topology(state_module, testmode):
         "changes": {},
         "comment": "The paas topology is valid (9 nodes).",
     }
+
+
+def test_gateway_names_the_interface_of_each_address(execution_module, opts):
+    opts["id"] = "gw1"
+
+    settings = execution_module.gateway()
+
+    assert settings["networks"]["public"]["interface"] == "eth0"
+    assert settings["networks"]["private"]["interface"] == "eth1"
+    assert settings["peer"] == "gw2"
+
+
+def test_gateway_refuses_a_node_without_the_role(execution_module):
+    with pytest.raises(CommandExecutionError, match="etcd2 is not a gateway of the topology"):
+        execution_module.gateway()
+
+
+def test_gateway_refuses_a_machine_whose_address_is_on_no_interface(execution_module, opts, grains):
+    opts["id"] = "gw1"
+    del grains["ip4_interfaces"]["eth1"]
+
+    with pytest.raises(CommandExecutionError, match="no interface holds its private address"):
+        execution_module.gateway()

@@ -356,6 +356,41 @@ _BROKEN_RULES = [
         "paas:etcd:source",
         "'snap' is not one of: package, archive",
     ),
+    # Gateways.
+    (
+        "a_third_gateway",
+        lambda topology: topology["nodes"].append(
+            {
+                "id": "gw3",
+                "roles": ["gateway"],
+                "addresses": {"public": "198.18.0.13", "private": "198.18.1.13"},
+            }
+        ),
+        None,
+        "paas:nodes",
+        "3 gateway nodes; the gateways are a pair",
+    ),
+    (
+        "vrrp_version_2_with_sub_second_adverts",
+        set_("gateway", {"vrrp_version": 2, "advert_ms": 100}),
+        None,
+        "paas:gateway:advert_ms",
+        "100 is not whole seconds; VRRP version 2 adverts in seconds",
+    ),
+    (
+        "vrrp_version_3_advert_finer_than_centiseconds",
+        set_("gateway", {"advert_ms": 105}),
+        None,
+        "paas:gateway:advert_ms",
+        "105 is not a multiple of 10; VRRP version 3 adverts in centiseconds",
+    ),
+    (
+        "vrrp_version_that_does_not_exist",
+        set_("gateway", {"vrrp_version": 4}),
+        None,
+        "paas:gateway:vrrp_version",
+        "must be at most 3, not 4",
+    ),
     (
         "network_with_host_bits_set",
         set_("networks.public.cidr", "198.18.0.5/24"),
@@ -482,6 +517,17 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "metrics_port": 2381,
         "quota_bytes": 2147483648,
     }
+    assert filled["gateway"] == {
+        "vrrp_version": 3,
+        "advert_ms": 100,
+        "api_port": 6443,
+        "ingress": {"http_port": 30080, "https_port": 30443},
+        "check_interval_ms": 300,
+        "check_fall": 3,
+        "check_rise": 2,
+        "stats_port": 8404,
+        "sync_port": 3780,
+    }
     assert filled["dr"] == {
         "snapshot_interval_minutes": 30,
         "snapshot_retention": 48,
@@ -585,3 +631,38 @@ def test_hosts_name_every_node_the_master_and_the_vips(topology_utils, lab_topol
     ]
     # Nine private addresses, two gateway public ones, the master, two VIPs.
     assert len(entries) == 9 + 2 + 1 + 2
+
+
+def test_gateway_settings_pair_each_gateway_with_its_peer(topology_utils, lab_topology):
+    first = topology_utils.gateway(lab_topology, "gw1")
+    second = topology_utils.gateway(lab_topology, "gw2")
+
+    # The first gateway in pillar order wins the first election.
+    assert (first["priority"], second["priority"]) == (150, 100)
+    assert (first["peer"], second["peer"]) == ("gw2", "gw1")
+    assert first["networks"]["public"] == {
+        "cidr": "198.18.0.0/24",
+        "prefix": 24,
+        "vip": "198.18.0.10",
+        "router_id": 51,
+        "address": "198.18.0.11",
+        "peer_address": "198.18.0.12",
+    }
+    assert second["networks"]["private"]["address"] == "198.18.1.12"
+    assert second["networks"]["private"]["peer_address"] == "198.18.1.11"
+    assert first["advert_int"] == "0.1"
+    assert [node["id"] for node in first["control_planes"]] == ["cp1", "cp2", "cp3"]
+    assert first["workers"] == [{"id": "worker1", "address": "198.18.1.41"}]
+
+
+def test_gateway_settings_follow_the_vrrp_timers(topology_utils, lab_topology):
+    lab_topology["gateway"] = {"vrrp_version": 2, "advert_ms": 1000}
+
+    settings = topology_utils.gateway(lab_topology, "gw1")
+
+    assert (settings["vrrp_version"], settings["advert_int"]) == (2, "1")
+
+
+def test_gateway_settings_refuse_a_node_that_is_not_a_gateway(topology_utils, lab_topology):
+    with pytest.raises(ValueError, match="etcd1 is not a gateway of the topology"):
+        topology_utils.gateway(lab_topology, "etcd1")
