@@ -447,3 +447,23 @@ def test_reapplying_changes_nothing_and_a_changed_config_reloads_without_a_drop(
     # Back to the topology's settings, through the orchestration, one gateway at a time.
     assert "gw1: gateway-config-haproxy" in _changes(orchestrate("orch.gateway"))
     assert _changes(orchestrate("orch.gateway")) == {}
+
+
+def test_a_config_its_daemon_refuses_is_not_installed(settled):
+    # keepalived --config-test refuses a check script that does not exist.
+    before = {gateway: on(gateway, "cat /etc/keepalived/keepalived.conf") for gateway in GATEWAYS}
+    transitions = {gateway: vrrp_state(gateway) for gateway in GATEWAYS}
+    reply = salt_json(
+        "salt", "-L", ",".join(GATEWAYS), "state.apply", "gateway",
+        'pillar={"paas": {"lookup": {"gateway": {"keepalived": {"check": "/nonexistent/check"}}}}}',
+    )  # fmt: skip
+    for gateway in GATEWAYS:
+        results = {key.split("_|-")[1]: value for key, value in reply[gateway].items()}
+        config = results["gateway-config-keepalived"]
+        assert config["result"] is False and "check_cmd" in config["comment"], config
+        assert "not found" in config["comment"], config
+        assert results["gateway-service-keepalived"]["result"] is False
+        assert results["gateway-service-keepalived"]["changes"] == {}
+        assert on(gateway, "cat /etc/keepalived/keepalived.conf") == before[gateway]
+    assert holder() == settled
+    assert {gateway: vrrp_state(gateway) for gateway in GATEWAYS} == transitions
