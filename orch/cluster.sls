@@ -19,7 +19,7 @@ paas-cluster-common:
       - salt: paas-cluster-sync-modules
 
 extend:
-  paas-cluster-gateways:
+  paas-cluster-gateway-first:
     salt.state:
       - require:
         - salt: paas-cluster-common

@@ -406,6 +406,9 @@ def test_a_split_brain_is_reported_and_settles_when_vrrp_is_back(settled):
     assert wait_until(holder, timeout=15)
     status = salt_json("salt-run", "paas.status")["gateways"]
     assert status["split_brain"] is False and status["holder"] == holder()
+    # The network last heard whichever claimed the VIPs last: the holder tells it again.
+    assert wait_until(lambda: _answers(api_healthz) == "ok", timeout=10)
+    assert on("etcd1", f"curl -sk -m 5 https://{PRIVATE_VIP}:6443/healthz").strip() == "ok"
 
 
 def _changes(steps: dict) -> dict:
