@@ -56,6 +56,7 @@ lab-status: venv
 bench: host-packages venv
 	$(PY) -m bench.lab_boot
 	$(PY) -m bench.etcd
+	$(PY) -m bench.gateway
 
 # Re-resolve requirements.in into requirements.lock.
 lock:

@@ -44,12 +44,12 @@ def repeat(one_run, runs: int) -> list[dict]:
     return results
 
 
-def report(name: str, labels: dict[str, str], runs: list[dict]) -> None:
+def report(name: str, labels: dict[str, str], runs: list[dict], digits: int = 1) -> None:
     medians = {key: statistics.median(each[key] for each in runs) for key in labels}
     print(f"\n{'measure':<48} {'median (s)':>10}   runs (s)")
     for key, label in labels.items():
-        each = ", ".join(f"{one[key]:.1f}" for one in runs)
-        print(f"{label:<48} {medians[key]:>10.1f}   {each}")
+        each = ", ".join(f"{one[key]:.{digits}f}" for one in runs)
+        print(f"{label:<48} {medians[key]:>10.{digits}f}   {each}")
     results = REPO / "bench" / "results" / f"{name}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(

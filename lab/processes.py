@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from lab.config import LabError
+
 
 def start(
     argv: list[str],
@@ -81,10 +83,23 @@ def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
         time.sleep(interval)
 
 
-def remove_cgroup(cgroup: Path) -> None:
-    """Remove a cgroup and the ones below it (deepest first); they must have no process."""
+def remove_cgroup(cgroup: Path, timeout: float = 10.0) -> None:
+    """Remove a cgroup and the ones below it (deepest first), once the processes that
+    were stopped have left them (a killed process leaves when it has been reaped)."""
     if not cgroup.is_dir():
         return
-    for path in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+    paths = sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    for path in [*paths, cgroup]:
+        if not wait_for(lambda p=path: _rmdir(p), timeout=timeout, interval=0.1):
+            left = (path / "cgroup.procs").read_text().split()
+            raise LabError(f"cgroup {path} still has processes {', '.join(left)}")
+
+
+def _rmdir(path: Path) -> bool:
+    try:
         path.rmdir()
-    cgroup.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True

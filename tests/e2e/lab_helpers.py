@@ -40,6 +40,17 @@ def salt_json(*argv: str, timeout: int = 900) -> dict:
         pytest.fail(f"{' '.join(argv)} gave no JSON (exit {result.returncode}):\n{result}")
 
 
+def salt_text(*argv: str) -> str:
+    """What a salt CLI prints for a person (its default output), run from the root."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / argv[0]), *argv[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+
+
 def orchestrate(sls: str, *extra: str) -> dict:
     """Run ``salt-run state.orchestrate sls`` and return its steps by state key."""
     reply = salt_json("salt-run", "state.orchestrate", sls, *extra)
@@ -93,6 +104,9 @@ def leftovers() -> list[str]:
         found.append("nftables table inet paas-lab")
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     found += [f"mount {line.split()[1]}" for line in mounts if str(LAB_STATE) in line]
+    found += [
+        f"cgroup {path}" for path in Path("/sys/fs/cgroup").glob("*/paas-lab") if path.is_dir()
+    ]
     if LAB_STATE.exists():
         found.append(f"directory {LAB_STATE}")
     if (REPO / "etc/salt/master.d/lab.conf").exists():

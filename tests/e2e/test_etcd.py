@@ -8,7 +8,6 @@ five members and back while a writer keeps writing.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,11 +16,11 @@ import grpc
 import pytest
 
 from tests.e2e.lab_helpers import (
-    REPO,
     failures,
     lab_command,
     orchestrate,
     salt_json,
+    salt_text,
     step_of,
 )
 
@@ -82,13 +81,7 @@ def _on(node: str, command: str) -> str:
 def test_orchestration_formed_three_voting_members_on_the_package(lab):
     status = _assert_whole(ETCD)
     assert {member["version"] for member in status["members"].values()} == {VERSION}
-    table = subprocess.run(
-        [str(Path(sys.executable).parent / "salt-run"), "paas.status"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    table = salt_text("salt-run", "paas.status")
     assert "etcd: healthy, 3 of 3 voting members healthy" in table
     for node in ETCD:
         assert node in table

@@ -16,16 +16,14 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from lab.config import load_lab
 from lab.machines import leader_pid
-from tests.e2e.lab_helpers import REPO, failures, lab_command, orchestrate, salt_json
+from tests.e2e.lab_helpers import failures, lab_command, orchestrate, salt_json, salt_text
 from tests.e2e.outside import HostFlow, NodeFlow, Outside
 
 pytestmark = pytest.mark.e2e
@@ -103,24 +101,23 @@ def vrrp_state(gateway: str) -> list[str]:
     return on(gateway, "cat /run/paas-gateway/vrrp-state").split()
 
 
-def api_healthz(address: str = PUBLIC_VIP) -> str:
+def api(path: str) -> str:
+    """One request to the API on the public VIP (the stand-in's certificate is its own)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    url = f"https://{address}:6443/healthz"
+    url = f"https://{PUBLIC_VIP}:6443{path}"
     with urllib.request.urlopen(url, context=context, timeout=5) as reply:
         return reply.read().decode().strip()
 
 
-def api_answer(path: str = "/who") -> str:
-    """One request to the API on the public VIP: the stand-in names the node it ran on."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(
-        f"https://{PUBLIC_VIP}:6443{path}", context=context, timeout=5
-    ) as reply:
-        return reply.read().decode().split()[0]
+def api_healthz() -> str:
+    return api("/healthz")
+
+
+def api_answer() -> str:
+    """The node that served a request: the stand-in names itself."""
+    return api("/who").split()[0]
 
 
 def http_get(url: str) -> str:
@@ -192,13 +189,7 @@ def test_paas_status_names_the_holder_and_the_backends(settled):
             ("ingress-http", "worker1"): "UP",
             ("ingress-https", "worker1"): "UP",
         }
-    table = subprocess.run(
-        [str(Path(sys.executable).parent / "salt-run"), "paas.status"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    table = salt_text("salt-run", "paas.status")
     assert f"gateways: both VIPs on {settled}" in table
 
 
@@ -237,7 +228,7 @@ def test_the_public_side_drops_all_but_the_published_ports(settled):
 
 
 def test_the_vips_publish_the_api_and_the_ingress(settled):
-    assert api_healthz(PUBLIC_VIP) == "ok"
+    assert api_healthz() == "ok"
     assert on("etcd1", f"curl -sk -m 5 https://{PRIVATE_VIP}:6443/healthz").strip() == "ok"
     served = {api_answer() for _ in range(9)}
     assert served == {"cp1", "cp2", "cp3"}
@@ -246,25 +237,25 @@ def test_the_vips_publish_the_api_and_the_ingress(settled):
     assert on("etcd1", f"curl -sS -m 5 http://{PRIVATE_VIP}/").strip() == "worker1 ingress 30080"
 
 
+def _wait_for_cp2(state: str) -> None:
+    """Until haproxy on both gateways has cp2's API in ``state`` (UP or DOWN)."""
+    for gateway in GATEWAYS:
+        assert wait_until(
+            lambda g=gateway: backends(g)[("kube-apiserver", "cp2")] == state,
+            timeout=30,
+            interval=0.5,
+        ), (gateway, state)
+
+
 def test_a_stopped_backend_leaves_the_rotation_and_returns(settled):
     stand_in = "paas-lab-standin-apiserver"
     on("cp2", f"systemctl stop {stand_in}")
     try:
-        for gateway in GATEWAYS:
-            assert wait_until(
-                lambda g=gateway: backends(g)[("kube-apiserver", "cp2")] == "DOWN",
-                timeout=30,
-                interval=0.5,
-            ), gateway
+        _wait_for_cp2("DOWN")
         assert {api_answer() for _ in range(9)} == {"cp1", "cp3"}
     finally:
         on("cp2", f"systemctl start {stand_in}")
-    for gateway in GATEWAYS:
-        assert wait_until(
-            lambda g=gateway: backends(g)[("kube-apiserver", "cp2")] == "UP",
-            timeout=30,
-            interval=0.5,
-        ), gateway
+    _wait_for_cp2("UP")
     assert {api_answer() for _ in range(9)} == {"cp1", "cp2", "cp3"}
 
 
@@ -422,6 +413,19 @@ def _changes(steps: dict) -> dict:
     return found
 
 
+def _apply_gateway(paas: dict) -> dict:
+    """``state.apply gateway`` on both gateways with ``paas`` merged into their pillar;
+    each gateway's results by state id."""
+    reply = salt_json(
+        "salt", "-L", ",".join(GATEWAYS), "state.apply", "gateway",
+        f"pillar={json.dumps({'paas': paas})}",
+    )  # fmt: skip
+    return {
+        gateway: {key.split("_|-")[1]: value for key, value in reply[gateway].items()}
+        for gateway in GATEWAYS
+    }
+
+
 def test_reapplying_changes_nothing_and_a_changed_config_reloads_without_a_drop(settled, outside):
     through_nat = NodeFlow("worker1", OUTSIDE, outside.echo_port)
     through_haproxy = HostFlow(PUBLIC_VIP, 80)
@@ -429,12 +433,8 @@ def test_reapplying_changes_nothing_and_a_changed_config_reloads_without_a_drop(
         assert _changes(orchestrate("orch.gateway")) == {}
         # A changed health-check interval rewrites haproxy's config on both gateways:
         # haproxy reloads, and the connections it carries go on.
-        changed = salt_json(
-            "salt", "-L", ",".join(GATEWAYS), "state.apply", "gateway",
-            'pillar={"paas": {"gateway": {"check_interval_ms": 400}}}',
-        )  # fmt: skip
-        for gateway in GATEWAYS:
-            results = {key.split("_|-")[1]: value for key, value in changed[gateway].items()}
+        changed = _apply_gateway({"gateway": {"check_interval_ms": 400}})
+        for gateway, results in changed.items():
             assert results["gateway-config-haproxy"]["changes"], gateway
             assert results["gateway-service-haproxy"]["changes"], gateway
             assert "inter 400ms" in on(gateway, "cat /etc/haproxy/haproxy.cfg")
@@ -456,12 +456,8 @@ def test_a_config_its_daemon_refuses_is_not_installed(settled):
     # keepalived --config-test refuses a check script that does not exist.
     before = {gateway: on(gateway, "cat /etc/keepalived/keepalived.conf") for gateway in GATEWAYS}
     transitions = {gateway: vrrp_state(gateway) for gateway in GATEWAYS}
-    reply = salt_json(
-        "salt", "-L", ",".join(GATEWAYS), "state.apply", "gateway",
-        'pillar={"paas": {"lookup": {"gateway": {"keepalived": {"check": "/nonexistent/check"}}}}}',
-    )  # fmt: skip
-    for gateway in GATEWAYS:
-        results = {key.split("_|-")[1]: value for key, value in reply[gateway].items()}
+    reply = _apply_gateway({"lookup": {"gateway": {"keepalived": {"check": "/nonexistent/check"}}}})
+    for gateway, results in reply.items():
         config = results["gateway-config-keepalived"]
         assert config["result"] is False and "check_cmd" in config["comment"], config
         assert "not found" in config["comment"], config
