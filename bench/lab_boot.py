@@ -1,7 +1,7 @@
 """
 Benchmark: the lab's boot (nine machines and the master's minion answering) and the
-platform's converge through orch.cluster (baseline, CA, certificates, etcd), cold and as
-a no-op re-run.
+platform's converge through orch.cluster (baseline, gateways, CA, certificates, etcd),
+cold and as a no-op re-run.
 
 Each run starts from nothing (`lab down`) with the image already cached, so the image
 build is not part of the figures. Prints a table of medians and writes

@@ -309,6 +309,15 @@ def _failover(outside: Outside, fail) -> tuple[str, str, dict]:
             gateway: vips_of(gateway) for gateway in GATEWAYS
         }
         moved = time.monotonic()
+        # keepalived's notify script logged the takeover on the new holder.
+        assert wait_until(
+            lambda: (
+                "paas_gateway is now MASTER"
+                in on(new, "journalctl -t paas-gateway --no-pager --since=-30s")
+            ),
+            timeout=10,
+            interval=0.5,
+        )
         # The API through the VIP and a new connection through the NAT work again.
         assert wait_until(lambda: _answers(api_healthz) == "ok", timeout=15)
         assert wait_until(lambda: seen_from("etcd1", outside) == PUBLIC_VIP, timeout=15)
