@@ -42,9 +42,28 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def server(kind, port, healthz=False):
-    httpd = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    httpd.kind, httpd.healthz = kind, healthz
+class TLSServer(ThreadingHTTPServer):
+    """TLS per connection, in the connection's own thread: a client that connects and
+    says nothing holds up only itself, not the server's accept loop."""
+
+    context = None
+
+    def finish_request(self, request, client_address):
+        request.settimeout(10)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except OSError:
+            return
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
+
+
+def server(kind, port, healthz=False, context=None):
+    httpd = (TLSServer if context else ThreadingHTTPServer)(("0.0.0.0", port), Handler)
+    httpd.kind, httpd.healthz, httpd.context = kind, healthz, context
     return httpd
 
 
@@ -67,9 +86,7 @@ def main(kind, ports):
         key, cert = certificate()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        httpd = server(kind, ports[0], healthz=True)
-        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-        servers.append(httpd)
+        servers.append(server(kind, ports[0], healthz=True, context=context))
     elif kind == "ingress":
         servers.extend(server(kind, port) for port in ports)
     else:
