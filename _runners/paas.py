@@ -151,7 +151,7 @@ def _gateways(nodes: list[str], replies: dict) -> dict:
     problems = []
     for network, held in holders.items():
         if len(held) > 1:
-            problems.append(f"split brain: {' and '.join(held)} all hold the {network} VIP")
+            problems.append(f"split brain: {' and '.join(held)} each hold the {network} VIP")
         elif not held:
             problems.append(f"no gateway holds the {network} VIP")
     if all(len(held) == 1 for held in holders.values()) and len(every_holder) == 2:
