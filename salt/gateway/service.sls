@@ -1,6 +1,7 @@
 {#- Started in the order traffic needs them: the firewall, the connection sync, haproxy,
     and last keepalived, which takes the VIPs. A changed file reloads its daemon (haproxy
-    and nftables without dropping a connection); an unchanged one touches nothing. #}
+    and nftables without dropping a connection; conntrackd restarts); an unchanged one
+    touches nothing. #}
 {%- from "gateway/map.jinja" import gateway with context %}
 
 include:
