@@ -37,10 +37,6 @@ _lib = types.SimpleNamespace(etcd3=None, grpc=None)
 
 __virtualname__ = "etcd_cluster"
 
-CLIENT_PORT = 2379
-PEER_PORT = 2380
-SERVICE = "paas-etcd"
-MEMBERSHIP_ENV = "/etc/paas/etcd/membership.env"
 TIMEOUT = 5
 CLIENT_PROFILES = ("etcd-healthcheck-client", "etcd-admin-client")
 
@@ -159,8 +155,9 @@ def _call(client, method: str, **fields):
 
 def settings() -> dict:
     """
-    Return how this platform runs etcd: version line, install source, directories,
-    timeouts, the service name and where its binaries are.
+    Return how this platform runs etcd (the topology's etcd view): version line, install
+    source, binaries, unit, directories and files, timers, cluster token, and every
+    member's client and peer URLs.
 
     CLI Example:
 
@@ -168,18 +165,7 @@ def settings() -> dict:
 
         salt-call etcd_cluster.settings
     """
-    topology = __salt__["paas_topology.get"]()
-    etcd = dict(topology["etcd"])
-    etcd["line"] = topology["versions"]["etcd"]
-    etcd["service"] = SERVICE
-    etcd["membership_env"] = MEMBERSHIP_ENV
-    etcd["token"] = f"paas-{topology['cluster']['name']}"
-    if etcd["source"] == "archive":
-        # Where an upstream release unpacks under /opt/etcd.
-        etcd["bin_dir"] = f"/opt/etcd/etcd-v{etcd['archive']['version']}-linux-amd64"
-    else:
-        etcd["bin_dir"] = "/usr/bin"
-    return etcd
+    return __salt__["paas_topology.etcd"]()
 
 
 def endpoints() -> dict:
@@ -192,10 +178,7 @@ def endpoints() -> dict:
 
         salt-call etcd_cluster.endpoints
     """
-    return {
-        node["id"]: f"https://{node['addresses']['private']}:{CLIENT_PORT}"
-        for node in __salt__["paas_topology.nodes"]("etcd")
-    }
+    return {name: member["client_url"] for name, member in settings()["members"].items()}
 
 
 def peer_url(name: str) -> str:
@@ -228,12 +211,12 @@ def _credentials() -> dict:
 
 def _client(endpoint: str):
     url = urlparse(endpoint)
-    if url.scheme != "https" or not url.hostname:
-        raise SaltInvocationError(f"{endpoint!r} is not an https:// etcd client URL")
+    if url.scheme != "https" or not url.hostname or not url.port:
+        raise SaltInvocationError(f"{endpoint!r} is not an https://host:port etcd client URL")
     credentials = _credentials()
     return _library().etcd3.client(
         host=url.hostname,
-        port=url.port or CLIENT_PORT,
+        port=url.port,
         ca_cert=credentials["ca"],
         cert_key=credentials["key"],
         cert_cert=credentials["cert"],
@@ -602,10 +585,7 @@ def _initial_cluster(listed: list[dict], name: str, member_id: str) -> str:
 
 
 def _peer_urls() -> dict:
-    return {
-        node["id"]: f"https://{node['addresses']['private']}:{PEER_PORT}"
-        for node in __salt__["paas_topology.nodes"]("etcd")
-    }
+    return {name: member["peer_url"] for name, member in settings()["members"].items()}
 
 
 # Data: a consistent put and get, for tests and checks.
@@ -742,9 +722,7 @@ def snapshot_restore(
         raise CommandExecutionError(
             f"there is no etcd user and group on {__opts__['id']} to own the restored data"
         )
-    initial_cluster = initial_cluster or ",".join(
-        f"{node}={peer_url(node)}" for node in endpoints()
-    )
+    initial_cluster = initial_cluster or config["initial_cluster"]
     peers = dict(entry.split("=", 1) for entry in initial_cluster.split(","))
     if name not in peers:
         raise SaltInvocationError(f"{name} is not in initial_cluster {initial_cluster}")

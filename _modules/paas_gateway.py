@@ -6,8 +6,8 @@ its haproxy's backends as haproxy's own checks see them.
 the VIPs, or that both do (a split brain) or neither.
 
 :depends: ``ip`` (iproute2) and haproxy's admin socket, both set up by ``salt/gateway``
-:configuration: paths from ``salt/gateway/defaults.yaml``, overridable through the same
-    ``paas:lookup:gateway`` pillar keys the formula reads
+:configuration: the haproxy socket, the VRRP state file and the daemons' units from the
+    topology's gateway view (``paas_topology.gateway``), which the formula renders from too
 """
 
 from __future__ import annotations
@@ -16,30 +16,15 @@ import csv
 import json
 import socket
 
-import salt.utils.data
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "paas_gateway"
-
-# salt/gateway/defaults.yaml's values for the keys this module reads.
-DEFAULTS = {
-    "haproxy:socket": "/run/haproxy/admin.sock",
-    "keepalived:state_file": "/run/paas-gateway/vrrp-state",
-}
-SERVICES = ("keepalived", "haproxy", "conntrackd", "nftables")
 
 
 def __virtual__():
     if "paas_topology.gateway" not in __salt__:
         return (False, "paas_gateway: the paas_topology module is not loaded")
     return __virtualname__
-
-
-def _setting(key: str) -> str:
-    # Not pillar.get: Salt 3008 masks what it returns for some keys ("**********").
-    return salt.utils.data.traverse_dict_and_list(
-        __pillar__, f"paas:lookup:gateway:{key}", DEFAULTS[key]
-    )
 
 
 def vips() -> dict:
@@ -83,7 +68,7 @@ def backends(timeout: float = 2.0) -> list[dict]:
 
         salt-call paas_gateway.backends
     """
-    path = _setting("haproxy:socket")
+    path = __salt__["paas_topology.gateway"]()["haproxy_socket"]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
@@ -120,7 +105,8 @@ def status() -> dict:
 
         salt-call paas_gateway.status
     """
-    state_file = _setting("keepalived:state_file")
+    settings = __salt__["paas_topology.gateway"]()
+    state_file = settings["vrrp_state_file"]
     try:
         with open(state_file, encoding="utf-8") as handle:
             state, since = handle.read().split()
@@ -130,7 +116,9 @@ def status() -> dict:
     result = {
         "vips": vips(),
         "vrrp": vrrp,
-        "services": {name: __salt__["service.status"](name) for name in SERVICES},
+        "services": {
+            name: __salt__["service.status"](unit) for name, unit in settings["services"].items()
+        },
     }
     try:
         result["backends"] = backends()

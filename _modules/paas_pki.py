@@ -40,21 +40,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "paas_pki"
 
-# The CA certificate as nodes keep it, beside their own certificates.
-CA_CERT = "etcd-ca.crt"
-
-KEY_USAGE_SERVER = "critical, digitalSignature, keyEncipherment"
-KEY_USAGE_CLIENT = "critical, digitalSignature"
 KEY_USAGE_CA = "critical, keyCertSign, cRLSign"
-
-# profile name -> (roles that get it, extended key usage, who owns the key)
-PROFILES = {
-    "etcd-server": ("etcd", "serverAuth", "etcd"),
-    "etcd-peer": ("etcd", "serverAuth, clientAuth", "etcd"),
-    "etcd-healthcheck-client": ("etcd", "clientAuth", "root"),
-    "kube-apiserver-etcd-client": ("control-plane", "clientAuth", "root"),
-    "etcd-admin-client": ("master", "clientAuth", "root"),
-}
 
 
 def __virtual__():
@@ -78,9 +64,9 @@ def profiles(node_id: str | None = None) -> list[str]:
         salt-call paas_pki.profiles
         salt-call paas_pki.profiles etcd1
     """
-    node_id = node_id or __opts__["id"]
-    roles = set(_roles(node_id, __salt__["paas_topology.get"]()))
-    return [name for name, (role, _usage, _owner) in PROFILES.items() if role in roles]
+    return __utils__["paas_topology.certificate_profiles"](
+        __salt__["paas_topology.get"](), node_id or __opts__["id"]
+    )
 
 
 def holders() -> list[str]:
@@ -95,7 +81,7 @@ def holders() -> list[str]:
 
         salt-run salt.cmd paas_pki.holders
     """
-    roles = {role for role, _usage, _owner in PROFILES.values()}
+    roles = set(__utils__["paas_topology.certificate_profile_roles"]().values())
     ids = __salt__["paas_topology.node_ids"]()
     holding = [
         node
@@ -110,7 +96,7 @@ def holders() -> list[str]:
 def profile(name: str, node_id: str | None = None) -> dict:
     """
     Return what a node's certificate of profile ``name`` must be: subject, names,
-    usages, lifetime, file paths and owner.
+    usages, lifetime, file paths and owner (the topology's PKI view).
 
     CLI Example:
 
@@ -119,42 +105,12 @@ def profile(name: str, node_id: str | None = None) -> dict:
         salt-call paas_pki.profile etcd-server
         salt-call paas_pki.profile etcd-peer node_id=etcd2
     """
-    node_id = node_id or __opts__["id"]
-    if name not in PROFILES:
-        raise SaltInvocationError(
-            f"unknown certificate profile {name!r}; profiles are: {', '.join(PROFILES)}"
+    try:
+        return __utils__["paas_topology.certificate_profile"](
+            __salt__["paas_topology.get"](), node_id or __opts__["id"], name
         )
-    topology = __salt__["paas_topology.get"]()
-    roles = _roles(node_id, topology)
-    if not roles:
-        raise SaltInvocationError(f"{node_id} is neither a node of the topology nor its master")
-    role, extended_usage, owner = PROFILES[name]
-    if role not in roles:
-        raise SaltInvocationError(
-            f"{node_id} may not have a {name} certificate: that profile is for the "
-            f"{role} role, and {node_id} has roles {', '.join(roles)}"
-        )
-    pki = topology["pki"]
-    common_name = {
-        "etcd-healthcheck-client": f"{node_id}-healthcheck",
-        "kube-apiserver-etcd-client": "kube-apiserver-etcd-client",
-        "etcd-admin-client": "paas-admin",
-    }.get(name, node_id)
-    return {
-        "name": name,
-        "node": node_id,
-        "CN": common_name,
-        "subjectAltName": _alt_names(name, node_id, topology),
-        "keyUsage": KEY_USAGE_SERVER if "serverAuth" in extended_usage else KEY_USAGE_CLIENT,
-        "extendedKeyUsage": extended_usage,
-        "days_valid": pki["leaf_days"],
-        "renew_days": pki["renew_days"],
-        "key_type": pki["key_type"],
-        "owner": owner,
-        "cert": os.path.join(pki["dir"], f"{name}.crt"),
-        "key": os.path.join(pki["dir"], f"{name}.key"),
-        "ca": os.path.join(pki["dir"], CA_CERT),
-    }
+    except ValueError as error:
+        raise SaltInvocationError(str(error)) from error
 
 
 def ca_certificate() -> str | None:
@@ -247,7 +203,7 @@ def _sign(csr: str, profile_name: str, requester: str) -> str:
     ca_dir = _ca_dir()
     if ca_certificate() is None:
         raise CommandExecutionError(f"{__opts__['id']} holds no CA (no {ca_dir}/ca.crt)")
-    if profile_name not in PROFILES:
+    if profile_name not in __utils__["paas_topology.certificate_profile_roles"]():
         raise SaltInvocationError(
             f"{profile_name!r} is not a profile a node may ask for (a CA certificate never is)"
         )
@@ -527,25 +483,6 @@ def _write(path: str, contents: str, mode: int, owner: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-
-
-def _roles(node_id: str, topology: dict) -> list[str]:
-    if node_id == topology["master"]["id"]:
-        return ["master"]
-    entry = __utils__["paas_topology.node"](topology, node_id)
-    return list(entry["roles"]) if entry else []
-
-
-def _alt_names(name: str, node_id: str, topology: dict) -> list[str]:
-    if name not in ("etcd-server", "etcd-peer"):
-        return []
-    entry = __utils__["paas_topology.node"](topology, node_id)
-    domain = topology["cluster"]["domain"]
-    names = [f"IP:{entry['addresses']['private']}", f"DNS:{node_id}", f"DNS:{node_id}.{domain}"]
-    if name == "etcd-server":
-        # Local clients (etcdctl on the node, the health checks) reach it on loopback.
-        names += ["IP:127.0.0.1", "DNS:localhost"]
-    return names
 
 
 def _ca_dir() -> str:

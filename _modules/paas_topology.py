@@ -12,9 +12,13 @@ renders from it stops before it changes anything.
 
 from __future__ import annotations
 
+import copy
+import json
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "paas_topology"
+CONTEXT_KEY = "paas_topology.get"
 
 
 def __virtual__():
@@ -51,16 +55,27 @@ def get() -> dict:
     """
     Return the validated topology with every optional key filled in.
 
+    It is validated once per run: a state run renders many templates and calls many
+    functions that read it, and the answer is kept (in ``__context__``) for as long as
+    the pillar's ``paas`` key is the same.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-call paas_topology.get
     """
-    errors = validate()
-    if errors:
-        raise CommandExecutionError("the paas topology is invalid:\n  " + "\n  ".join(errors))
-    return __utils__["paas_topology.with_defaults"](__pillar__["paas"])
+    paas = __pillar__.get("paas")
+    fingerprint = json.dumps(paas, sort_keys=True, default=str)
+    cached = __context__.get(CONTEXT_KEY)
+    if cached is None or cached[0] != fingerprint:
+        errors = validate()
+        if errors:
+            raise CommandExecutionError("the paas topology is invalid:\n  " + "\n  ".join(errors))
+        cached = (fingerprint, __utils__["paas_topology.with_defaults"](paas))
+        __context__[CONTEXT_KEY] = cached
+    # A copy: callers may change what they get without changing the next caller's.
+    return copy.deepcopy(cached[1])
 
 
 def node(node_id: str | None = None) -> dict | None:
@@ -152,6 +167,58 @@ def hosts() -> list[list]:
     return [[address, names] for address, names in __utils__["paas_topology.hosts"](get())]
 
 
+def common() -> dict:
+    """
+    Return what this node's common baseline is configured from: its name, the
+    ``/etc/hosts`` entries, the NTP servers and its default route (the private VIP for a
+    private node, ``None`` for a gateway).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.common
+    """
+    return _view("common", get(), __opts__["id"])
+
+
+def etcd() -> dict:
+    """
+    Return how the platform runs etcd, the same on every node: version line, source,
+    binaries, unit, directories, timers, token, and every member's client and peer URLs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.etcd
+    """
+    return __utils__["paas_topology.etcd"](get())
+
+
+def etcd_member(node_id: str | None = None) -> dict:
+    """
+    Return what the etcd member of a node (this minion by default) runs with: the
+    cluster's settings, its name, address, client, peer and metrics URLs, and the paths
+    of its certificates.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.etcd_member
+        salt-call paas_topology.etcd_member etcd2
+    """
+    return _view("etcd_member", get(), node_id or __opts__["id"])
+
+
+def _view(name: str, *args):
+    try:
+        return __utils__[f"paas_topology.{name}"](*args)
+    except ValueError as error:
+        raise CommandExecutionError(str(error)) from error
+
+
 def gateway() -> dict:
     """
     Return what this gateway's keepalived, haproxy, nftables and conntrackd are
@@ -165,10 +232,7 @@ def gateway() -> dict:
 
         salt-call paas_topology.gateway
     """
-    try:
-        settings = __utils__["paas_topology.gateway"](get(), __opts__["id"])
-    except ValueError as error:
-        raise CommandExecutionError(str(error)) from error
+    settings = _view("gateway", get(), __opts__["id"])
     interfaces = __grains__.get("ip4_interfaces", {})
     for name, network in settings["networks"].items():
         holders = [

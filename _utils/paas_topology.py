@@ -173,9 +173,82 @@ SCHEMA = _mapping(
             }
         ),
         "time": _mapping({"ntp_servers": Field("list", default=[], item=Field("string"))}),
-        "lookup": Field("free"),
+        # Overrides of the formulas' defaults (salt/<role>/defaults.yaml). Only what the
+        # formula alone uses may be overridden: what a module relies on too (the etcd
+        # service, data and binary directories; the gateway's haproxy socket, VRRP state
+        # file and services) is fixed by the role's view below, or comes from the topology.
+        "lookup": _mapping(
+            {
+                "common": _mapping(
+                    {
+                        "packages": Field("list", item=Field("string")),
+                        "sysctls": Field("table", item=Field("scalar")),
+                        "sysctl_file": Field("path"),
+                        "timesyncd_service": Field("string"),
+                        "timesyncd_config": Field("path"),
+                        "default_route_service": Field("string"),
+                    }
+                ),
+                "etcd": _mapping(
+                    {
+                        "packages": Field("list", item=Field("string")),
+                        "package_service": Field("string"),
+                    }
+                ),
+                "gateway": _mapping(
+                    {
+                        "packages": Field("list", item=Field("string")),
+                        "sysctls": Field("table", item=Field("scalar")),
+                        "sysctl_file": Field("path"),
+                        "keepalived": _mapping(
+                            {
+                                "config": Field("path"),
+                                "notify": Field("path"),
+                                "check": Field("string"),
+                            }
+                        ),
+                        "haproxy": _mapping({"config": Field("path")}),
+                        "nftables": _mapping({"config": Field("path")}),
+                        "conntrackd": _mapping({"config": Field("path"), "socket": Field("path")}),
+                    }
+                ),
+            }
+        ),
     }
 )
+
+# Where the platform's own files and units are on every node. Fixed, not pillar: the
+# formulas and the modules that read them must agree, so there is one place for each.
+ETCD = {
+    "client_port": 2379,
+    "peer_port": 2380,
+    "service": "paas-etcd",
+    "user": "etcd",
+    "config_dir": "/etc/paas/etcd",
+}
+GATEWAY = {
+    "haproxy_socket": "/run/haproxy/admin.sock",
+    "vrrp_state_file": "/run/paas-gateway/vrrp-state",
+    # The distribution's unit of each daemon.
+    "services": {
+        "keepalived": "keepalived",
+        "haproxy": "haproxy",
+        "conntrackd": "conntrackd",
+        "nftables": "nftables",
+    },
+}
+# Certificate profiles: roles that get it, extended key usage, who owns the key.
+CERTIFICATE_PROFILES = {
+    "etcd-server": ("etcd", "serverAuth", ETCD["user"]),
+    "etcd-peer": ("etcd", "serverAuth, clientAuth", ETCD["user"]),
+    "etcd-healthcheck-client": ("etcd", "clientAuth", "root"),
+    "kube-apiserver-etcd-client": ("control-plane", "clientAuth", "root"),
+    "etcd-admin-client": ("master", "clientAuth", "root"),
+}
+# The CA certificate as nodes keep it, beside their own certificates.
+CA_CERTIFICATE = "etcd-ca.crt"
+KEY_USAGE_SERVER = "critical, digitalSignature, keyEncipherment"
+KEY_USAGE_CLIENT = "critical, digitalSignature"
 
 
 def validate(topology: Any) -> list[TopologyError]:
@@ -272,9 +345,12 @@ def hosts(topology: dict) -> list[tuple[str, list[str]]]:
 
 
 def _check_shape(value: Any, field: Field, path: str, errors: list, node: str | None) -> None:
-    if field.kind == "free":
+    if field.kind == "table":
         if not isinstance(value, dict):
             errors.append(TopologyError(path, f"must be a mapping, not {_type_name(value)}", node))
+            return
+        for key, item in value.items():
+            _check_shape(item, field.item, f"{path}:{key}", errors, node)
         return
     if field.kind == "mapping":
         _check_mapping(value, field, path, errors, node)
@@ -318,6 +394,10 @@ def _check_scalar(value: Any, field: Field) -> str | None:
             return f"must be at least {field.minimum}, not {value}"
         if field.maximum is not None and value > field.maximum:
             return f"must be at most {field.maximum}, not {value}"
+        return None
+    if field.kind == "scalar":
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return f"must be a string or an integer, not {_type_name(value)}"
         return None
     if not isinstance(value, str):
         return f"must be a string, not {_type_name(value)}"
@@ -632,6 +712,9 @@ def gateway(topology: dict, node_id: str) -> dict:
         },
         "stats_port": settings["stats_port"],
         "sync_port": settings["sync_port"],
+        "haproxy_socket": GATEWAY["haproxy_socket"],
+        "vrrp_state_file": GATEWAY["vrrp_state_file"],
+        "services": dict(GATEWAY["services"]),
         "control_planes": [
             {"id": entry["id"], "address": entry["addresses"]["private"]}
             for entry in nodes(topology, "control-plane")
@@ -641,6 +724,185 @@ def gateway(topology: dict, node_id: str) -> dict:
             for entry in nodes(topology, "worker")
         ],
     }
+
+
+def common(topology: dict, node_id: str) -> dict:
+    """
+    What the common baseline of node ``node_id`` is configured from: its name, the
+    platform's ``/etc/hosts`` entries, the NTP servers, and its default route: the
+    private VIP for a private node (its way out is the gateways' NAT), none for a
+    gateway (its own public side).
+    """
+    topology = with_defaults(topology)
+    entry = node(topology, node_id)
+    if entry is None:
+        raise ValueError(
+            f"{node_id} is not a node of the paas topology; the baseline is only for its nodes"
+        )
+    private = "public" not in entry["addresses"]
+    return {
+        "id": node_id,
+        "hosts": [[address, names] for address, names in hosts(topology)],
+        "ntp_servers": list(topology["time"]["ntp_servers"]),
+        "default_route": topology["networks"]["private"]["vip"] if private else None,
+    }
+
+
+def etcd(topology: dict) -> dict:
+    """
+    How the platform runs etcd, the same on every node: version line, install source,
+    binaries, unit, directories and files, timers, the cluster token, and every member
+    of the topology with its client and peer URLs.
+    """
+    topology = with_defaults(topology)
+    settings = topology["etcd"]
+    if settings["source"] == "archive":
+        # Where an upstream release unpacks under /opt/etcd.
+        bin_dir = f"/opt/etcd/etcd-v{settings['archive']['version']}-linux-amd64"
+    else:
+        bin_dir = "/usr/bin"
+    config_dir = ETCD["config_dir"]
+    members = {}
+    for entry in nodes(topology, "etcd"):
+        address = entry["addresses"]["private"]
+        members[entry["id"]] = {
+            "address": address,
+            "client_url": f"https://{address}:{ETCD['client_port']}",
+            "peer_url": f"https://{address}:{ETCD['peer_port']}",
+        }
+    return {
+        "line": topology["versions"]["etcd"],
+        "source": settings["source"],
+        "archive": dict(settings["archive"]),
+        "bin_dir": bin_dir,
+        "service": ETCD["service"],
+        "unit_file": f"/etc/systemd/system/{ETCD['service']}.service",
+        "user": ETCD["user"],
+        "config_dir": config_dir,
+        "env_file": f"{config_dir}/etcd.env",
+        # Written when a member joins; the unit reads it only while the data dir is empty.
+        "membership_env": f"{config_dir}/membership.env",
+        "data_dir": settings["data_dir"],
+        "snapshot_dir": settings["snapshot_dir"],
+        "heartbeat_ms": settings["heartbeat_ms"],
+        "election_ms": settings["election_ms"],
+        "quota_bytes": settings["quota_bytes"],
+        "metrics_url": f"http://127.0.0.1:{settings['metrics_port']}",
+        "token": f"paas-{topology['cluster']['name']}",
+        "client_port": ETCD["client_port"],
+        "peer_port": ETCD["peer_port"],
+        "members": members,
+        "initial_cluster": ",".join(
+            f"{name}={member['peer_url']}" for name, member in members.items()
+        ),
+    }
+
+
+def etcd_member(topology: dict, node_id: str) -> dict:
+    """
+    What the etcd member on node ``node_id`` runs with: the cluster's settings
+    (``etcd``), its name, address and URLs, and its certificates' paths.
+    """
+    cluster = etcd(topology)
+    if node_id not in cluster["members"]:
+        raise ValueError(
+            f"{node_id} is not an etcd node of the topology "
+            f"(etcd nodes: {', '.join(cluster['members'])})"
+        )
+    paths = {
+        profile: certificate_paths(topology, profile) for profile in ("etcd-server", "etcd-peer")
+    }
+    return {
+        **cluster,
+        "name": node_id,
+        **cluster["members"][node_id],
+        "certificates": {
+            "ca": paths["etcd-server"]["ca"],
+            "server": {key: paths["etcd-server"][key] for key in ("cert", "key")},
+            "peer": {key: paths["etcd-peer"][key] for key in ("cert", "key")},
+        },
+    }
+
+
+def certificate_paths(topology: dict, profile: str) -> dict:
+    """Where a node keeps its certificate, key and CA certificate of ``profile``."""
+    directory = with_defaults(topology)["pki"]["dir"]
+    return {
+        "cert": f"{directory}/{profile}.crt",
+        "key": f"{directory}/{profile}.key",
+        "ca": f"{directory}/{CA_CERTIFICATE}",
+    }
+
+
+def certificate_profile_roles() -> dict[str, str]:
+    """Every certificate profile, with the role that gets it (``master``: its own minion)."""
+    return {name: role for name, (role, _usage, _owner) in CERTIFICATE_PROFILES.items()}
+
+
+def certificate_profiles(topology: dict, node_id: str) -> list[str]:
+    """The certificate profiles node ``node_id`` (or the master's minion) gets from its roles."""
+    held = set(_certificate_roles(topology, node_id))
+    return [name for name, (role, _usage, _owner) in CERTIFICATE_PROFILES.items() if role in held]
+
+
+def certificate_profile(topology: dict, node_id: str, name: str) -> dict:
+    """
+    What node ``node_id``'s certificate of profile ``name`` must be: subject, names,
+    usages, lifetime, file paths and the key's owner. Raises ``ValueError`` for an unknown
+    profile, an unknown node, or a profile the node's roles do not grant.
+    """
+    if name not in CERTIFICATE_PROFILES:
+        raise ValueError(
+            f"unknown certificate profile {name!r}; profiles are: {', '.join(CERTIFICATE_PROFILES)}"
+        )
+    topology = with_defaults(topology)
+    roles = _certificate_roles(topology, node_id)
+    if not roles:
+        raise ValueError(f"{node_id} is neither a node of the topology nor its master")
+    role, extended_usage, owner = CERTIFICATE_PROFILES[name]
+    if role not in roles:
+        raise ValueError(
+            f"{node_id} may not have a {name} certificate: that profile is for the "
+            f"{role} role, and {node_id} has roles {', '.join(roles)}"
+        )
+    pki = topology["pki"]
+    common_name = {
+        "etcd-healthcheck-client": f"{node_id}-healthcheck",
+        "kube-apiserver-etcd-client": "kube-apiserver-etcd-client",
+        "etcd-admin-client": "paas-admin",
+    }.get(name, node_id)
+    return {
+        "name": name,
+        "node": node_id,
+        "CN": common_name,
+        "subjectAltName": _alt_names(topology, name, node_id),
+        "keyUsage": KEY_USAGE_SERVER if "serverAuth" in extended_usage else KEY_USAGE_CLIENT,
+        "extendedKeyUsage": extended_usage,
+        "days_valid": pki["leaf_days"],
+        "renew_days": pki["renew_days"],
+        "key_type": pki["key_type"],
+        "owner": owner,
+        **certificate_paths(topology, name),
+    }
+
+
+def _certificate_roles(topology: dict, node_id: str) -> list[str]:
+    if node_id == master_id(topology):
+        return ["master"]
+    entry = node(topology, node_id)
+    return list(entry["roles"]) if entry else []
+
+
+def _alt_names(topology: dict, name: str, node_id: str) -> list[str]:
+    if name not in ("etcd-server", "etcd-peer"):
+        return []
+    entry = node(topology, node_id)
+    domain = topology["cluster"]["domain"]
+    names = [f"IP:{entry['addresses']['private']}", f"DNS:{node_id}", f"DNS:{node_id}.{domain}"]
+    if name == "etcd-server":
+        # Local clients (etcdctl on the node, the health checks) reach it on loopback.
+        names += ["IP:127.0.0.1", "DNS:localhost"]
+    return names
 
 
 def _fill(value: Any, field: Field) -> Any:

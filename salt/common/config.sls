@@ -1,18 +1,22 @@
-{%- from "common/map.jinja" import common, topology, private_node with context %}
-{%- set node_id = grains["id"] %}
+{%- from "common/map.jinja" import common, node with context %}
+{%- from "common/unit_checker.jinja" import unit_checker %}
+
+include:
+  - common.install
+  - common.unit_checker
 
 common-config-hostname-file:
   file.managed:
     - name: /etc/hostname
-    - contents: {{ node_id }}
+    - contents: {{ node.id }}
     - user: root
     - group: root
     - mode: "0644"
 
 common-config-hostname-apply:
   cmd.run:
-    - name: hostname {{ node_id }}
-    - unless: test "$(hostname)" = "{{ node_id }}"
+    - name: hostname {{ node.id }}
+    - unless: test "$(hostname)" = "{{ node.id }}"
     - require:
       - file: common-config-hostname-file
 
@@ -25,7 +29,7 @@ common-config-hosts:
     - group: root
     - mode: "0644"
     - context:
-        hosts: {{ salt["paas_topology.hosts"]() | json }}
+        hosts: {{ node.hosts | json }}
 
 {%- for key, value in common.sysctls | dictsort %}
 
@@ -46,13 +50,13 @@ common-config-timesyncd:
     - contents: |
         # Managed by Salt (salt/common) from paas:time.
         [Time]
-        {%- if topology.time.ntp_servers %}
-        NTP={{ topology.time.ntp_servers | join(" ") }}
+        {%- if node.ntp_servers %}
+        NTP={{ node.ntp_servers | join(" ") }}
         {%- endif %}
     - require:
       - sls: common.install
 
-{%- if private_node %}
+{%- if node.default_route %}
 
 # A private node's way out is the gateways' NAT, through the private VIP: a unit sets the
 # route at boot and whenever the route is missing (common.service).
@@ -62,6 +66,9 @@ common-config-default-route-unit:
     - user: root
     - group: root
     - mode: "0644"
+    - check_cmd: {{ unit_checker }} {{ common.default_route_service }}.service
+    - require:
+      - file: common-unit-checker
     - contents: |
         # Managed by Salt (salt/common) from paas:networks:private:vip.
         [Unit]
@@ -72,7 +79,7 @@ common-config-default-route-unit:
         [Service]
         Type=oneshot
         RemainAfterExit=yes
-        ExecStart=/usr/sbin/ip route replace default via {{ topology.networks.private.vip }}
+        ExecStart=/usr/sbin/ip route replace default via {{ node.default_route }}
 
         [Install]
         WantedBy=multi-user.target

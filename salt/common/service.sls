@@ -1,4 +1,4 @@
-{%- from "common/map.jinja" import common, topology, private_node with context %}
+{%- from "common/map.jinja" import common, node with context %}
 
 include:
   - common.config
@@ -19,8 +19,7 @@ common-service-timesyncd-running:
       - file: common-config-timesyncd
     - require:
       - service: common-service-timesyncd-enabled
-{%- if private_node %}
-{%- set vip = topology.networks.private.vip %}
+{%- if node.default_route %}
 
 common-service-default-route-enabled:
   service.enabled:
@@ -31,7 +30,7 @@ common-service-default-route-enabled:
 common-service-default-route:
   cmd.run:
     - name: systemctl restart {{ common.default_route_service }}
-    - unless: ip route show default | grep -q "^default via {{ vip }} "
+    - unless: ip route show default | grep -q "^default via {{ node.default_route }} "
     - require:
       - service: common-service-default-route-enabled
 {%- endif %}

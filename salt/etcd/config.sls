@@ -1,28 +1,30 @@
-{#- The platform's own unit and configuration: every setting from the topology. #}
-{%- from "etcd/map.jinja" import etcd, node, pki with context %}
+{#- The platform's own unit and configuration: every setting from the topology's etcd view. #}
+{%- from "etcd/map.jinja" import member with context %}
+{%- from "common/unit_checker.jinja" import unit_checker %}
 
 include:
+  - common.unit_checker
   - etcd.install
 
 etcd-config-data-dir:
   file.directory:
-    - name: {{ etcd.data_dir }}
-    - user: etcd
-    - group: etcd
+    - name: {{ member.data_dir }}
+    - user: {{ member.user }}
+    - group: {{ member.user }}
     - mode: "0700"
     - require:
       - sls: etcd.install
 
 etcd-config-snapshot-dir:
   file.directory:
-    - name: {{ etcd.snapshot_dir }}
+    - name: {{ member.snapshot_dir }}
     - user: root
     - group: root
     - mode: "0700"
 
 etcd-config-environment:
   file.managed:
-    - name: {{ etcd.config_dir }}/etcd.env
+    - name: {{ member.env_file }}
     - source: salt://etcd/files/etcd.env.jinja
     - template: jinja
     - makedirs: True
@@ -30,17 +32,19 @@ etcd-config-environment:
     - group: root
     - mode: "0644"
     - context:
-        etcd: {{ etcd | json }}
-        node: {{ node | json }}
-        pki: {{ pki | json }}
+        member: {{ member | json }}
 
 etcd-config-unit:
   file.managed:
-    - name: /etc/systemd/system/{{ etcd.service }}.service
+    - name: {{ member.unit_file }}
     - source: salt://etcd/files/paas-etcd.service.jinja
     - template: jinja
     - user: root
     - group: root
     - mode: "0644"
+    - check_cmd: {{ unit_checker }} {{ member.service }}.service
     - context:
-        etcd: {{ etcd | json }}
+        member: {{ member | json }}
+    - require:
+      - file: common-unit-checker
+      - sls: etcd.install

@@ -1,12 +1,17 @@
 {#- etcd from the distribution's package or from an upstream release archive pinned by
     version and sha256 (paas:etcd:source). #}
-{%- from "etcd/map.jinja" import etcd with context %}
+{%- from "etcd/map.jinja" import etcd, member with context %}
 
-{%- if etcd.source == "package" %}
+include:
+  - etcd.user
+
+{%- if member.source == "package" %}
 
 etcd-install-packages:
   pkg.installed:
     - pkgs: {{ etcd.packages | json }}
+    - require:
+      - user: etcd-user
 
 # The package's own unit (its default config, plain http on localhost) never runs:
 # the platform's paas-etcd unit does.
@@ -18,19 +23,12 @@ etcd-install-package-service-off:
       - pkg: etcd-install-packages
 {%- else %}
 
-etcd-install-user:
-  user.present:
-    - name: etcd
-    - system: True
-    - createhome: False
-    - shell: /usr/sbin/nologin
-
 # An upstream release unpacks to etcd-v<version>-linux-amd64/ with etcd, etcdctl, etcdutl.
 etcd-install-archive:
   archive.extracted:
-    - name: {{ etcd.bin_dir | path_join("..") }}
-    - source: {{ etcd.archive.url }}
-    - source_hash: sha256={{ etcd.archive.sha256 }}
+    - name: {{ member.bin_dir | path_join("..") }}
+    - source: {{ member.archive.url }}
+    - source_hash: sha256={{ member.archive.sha256 }}
     - archive_format: tar
     - user: root
     - group: root

@@ -1,9 +1,13 @@
-{#- Every file is checked by its own daemon's checker before it is installed (check_cmd
-    runs on the new file; a file that fails leaves the old one in place). #}
+{#- Every file is checked before it is installed (check_cmd runs on the new file; a file
+    that fails leaves the old one in place): by its own daemon's checker, the notify
+    script by the shell, the unit drop-in by systemd. conntrackd has no configuration
+    checker. #}
 {%- from "gateway/map.jinja" import gateway, settings with context %}
+{%- from "common/unit_checker.jinja" import unit_checker %}
 {%- set context = {"gateway": gateway, "settings": settings} %}
 
 include:
+  - common.unit_checker
   - gateway.install
 
 {%- for key, value in gateway.sysctls | dictsort %}
@@ -63,12 +67,13 @@ gateway-config-notify:
     - user: root
     - group: root
     - mode: "0755"
+    - check_cmd: sh -n
 
 # keepalived killed (SIGKILL, OOM) cannot remove the VIPs it held, and the peer takes
 # them: the unit removes them whenever keepalived stops, and starts it again.
 gateway-config-keepalived-unit:
   file.managed:
-    - name: /etc/systemd/system/{{ gateway.keepalived.service }}.service.d/paas.conf
+    - name: /etc/systemd/system/{{ settings.services.keepalived }}.service.d/paas.conf
     - makedirs: True
     - user: root
     - group: root
@@ -82,6 +87,10 @@ gateway-config-keepalived-unit:
         {%- endfor %}
         Restart=on-failure
         RestartSec=1s
+    - check_cmd: {{ unit_checker }} {{ settings.services.keepalived }}.service.d/paas.conf
+    - require:
+      - file: common-unit-checker
+      - sls: gateway.install
 
 gateway-config-keepalived:
   file.managed:

@@ -2,14 +2,14 @@
     and last keepalived, which takes the VIPs. A changed file reloads its daemon (haproxy
     and nftables without dropping a connection; conntrackd restarts); an unchanged one
     touches nothing. #}
-{%- from "gateway/map.jinja" import gateway with context %}
+{%- from "gateway/map.jinja" import settings with context %}
 
 include:
   - gateway.config
 
 gateway-service-nftables:
   service.running:
-    - name: {{ gateway.nftables.service }}
+    - name: {{ settings.services.nftables }}
     - enable: True
     - reload: True
     - watch:
@@ -19,7 +19,7 @@ gateway-service-nftables:
 
 gateway-service-conntrackd:
   service.running:
-    - name: {{ gateway.conntrackd.service }}
+    - name: {{ settings.services.conntrackd }}
     - enable: True
     - watch:
       - file: gateway-config-conntrackd
@@ -28,7 +28,7 @@ gateway-service-conntrackd:
 
 gateway-service-haproxy:
   service.running:
-    - name: {{ gateway.haproxy.service }}
+    - name: {{ settings.services.haproxy }}
     - enable: True
     - reload: True
     - watch:
@@ -39,7 +39,7 @@ gateway-service-haproxy:
 
 gateway-service-keepalived:
   service.running:
-    - name: {{ gateway.keepalived.service }}
+    - name: {{ settings.services.keepalived }}
     - enable: True
     - reload: True
     - watch:

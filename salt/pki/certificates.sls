@@ -1,18 +1,12 @@
-{#- One state per certificate profile of this node, derived from its roles. #}
+{#- One state per certificate profile of this node, derived from its roles. An etcd node's
+    server and peer keys belong to etcd's user, which the etcd role defines. #}
 {%- set profiles = salt["paas_pki.profiles"]() %}
+{%- set etcd_node = "etcd" in salt["paas_topology.roles"]() %}
 
-{%- if "etcd" in salt["paas_topology.roles"]() %}
+{%- if etcd_node %}
 
-# etcd's keys belong to its service user, which may not exist before etcd is installed.
-pki-certificates-user-etcd:
-  user.present:
-    - name: etcd
-    - system: True
-    - createhome: False
-    - require_in:
-{%- for profile in profiles %}
-      - paas_pki: pki-certificates-{{ profile }}
-{%- endfor %}
+include:
+  - etcd.user
 {%- endif %}
 
 {%- for profile in profiles %}
@@ -20,4 +14,8 @@ pki-certificates-user-etcd:
 pki-certificates-{{ profile }}:
   paas_pki.certificate:
     - name: {{ profile }}
+{%- if etcd_node %}
+    - require:
+      - user: etcd-user
+{%- endif %}
 {%- endfor %}

@@ -21,7 +21,11 @@ UTILS_FUNCTIONS = (
     "node_ids",
     "master_id",
     "node",
+    "hosts",
     "gateway",
+    "common",
+    "etcd",
+    "etcd_member",
 )
 
 
@@ -63,7 +67,6 @@ def configure_loader_modules(
     execution_module, state_module, topology_utils, *, pillar, opts, grains
 ):
     utils = {f"paas_topology.{name}": getattr(topology_utils, name) for name in UTILS_FUNCTIONS}
-    utils["paas_topology.hosts"] = topology_utils.hosts
     salt = {
         "paas_topology.validate": execution_module.validate,
         "paas_topology.node_ids": execution_module.node_ids,
@@ -286,3 +289,40 @@ def test_gateway_refuses_a_machine_whose_address_is_on_no_interface(execution_mo
 
     with pytest.raises(CommandExecutionError, match="no interface holds its private address"):
         execution_module.gateway()
+
+
+def test_the_topology_is_validated_once_while_the_pillar_stays_the_same(
+    execution_module, pillar, topology_utils
+):
+    calls = []
+
+    def counting_validate(topology):
+        calls.append(topology)
+        return topology_utils.validate(topology)
+
+    execution_module.__utils__["paas_topology.validate"] = counting_validate
+    first = execution_module.get()
+    first["cluster"]["name"] = "changed-by-a-caller"
+    assert execution_module.get()["cluster"]["name"] == "paas-lab"
+    execution_module.etcd_member("etcd2")
+    assert len(calls) == 1
+
+    pillar["paas"]["cluster"]["name"] = "renamed"
+    assert execution_module.get()["cluster"]["name"] == "renamed"
+    assert len(calls) == 2
+    _break_twice(pillar["paas"])
+    with pytest.raises(CommandExecutionError, match="the paas topology is invalid"):
+        execution_module.get()
+
+
+def test_views_of_a_node_default_to_this_minion_and_refuse_a_node_without_the_role(
+    execution_module, opts
+):
+    assert execution_module.etcd_member()["client_url"] == "https://198.18.1.22:2379"
+    assert execution_module.common()["default_route"] == "198.18.1.10"
+    opts["id"] = "cp1"
+    with pytest.raises(CommandExecutionError, match="cp1 is not an etcd node of the topology"):
+        execution_module.etcd_member()
+    opts["id"] = "paas-master"
+    with pytest.raises(CommandExecutionError, match="paas-master is not a node of the paas"):
+        execution_module.common()

@@ -1,7 +1,7 @@
 """
 The topology's validator, defaults and helpers (``_utils/paas_topology.py``).
 
-Each rule is proven by one mutation of the lab's topology (``pillar/paas.sls``): the
+Each rule is proven by one mutation of the lab's topology (``lab/pillar/paas.sls``): the
 validator must report exactly one error on the field the mutation broke, naming the
 node it belongs to (or no node, for a cluster-wide setting).
 """
@@ -405,6 +405,42 @@ _BROKEN_RULES = [
         "paas:pki:dir",
         "'etc/pki' is not an absolute path",
     ),
+    # Formula overrides: only what the formula alone uses, with the right types.
+    (
+        "lookup_moving_what_a_module_relies_on",
+        set_("lookup", {"etcd": {"data_dir": "/srv/etcd"}}),
+        None,
+        "paas:lookup:etcd:data_dir",
+        "unknown key (known keys: package_service, packages)",
+    ),
+    (
+        "lookup_moving_the_haproxy_socket",
+        set_("lookup", {"gateway": {"haproxy": {"socket": "/run/other.sock"}}}),
+        None,
+        "paas:lookup:gateway:haproxy:socket",
+        "unknown key (known keys: config)",
+    ),
+    (
+        "lookup_of_an_unknown_role",
+        set_("lookup", {"kubernetes": {}}),
+        None,
+        "paas:lookup:kubernetes",
+        "unknown key (known keys: common, etcd, gateway)",
+    ),
+    (
+        "lookup_sysctl_that_is_not_a_scalar",
+        set_("lookup", {"common": {"sysctls": {"net.core.somaxconn": [8192]}}}),
+        None,
+        "paas:lookup:common:sysctls:net.core.somaxconn",
+        "must be a string or an integer, not a list",
+    ),
+    (
+        "lookup_relative_config_path",
+        set_("lookup", {"gateway": {"keepalived": {"config": "keepalived.conf"}}}),
+        None,
+        "paas:lookup:gateway:keepalived:config",
+        "'keepalived.conf' is not an absolute path",
+    ),
     # The master's own minion.
     (
         "master_minion_id_taken_by_a_node",
@@ -481,7 +517,7 @@ def test_topology_that_is_not_a_mapping_is_one_error_on_paas(topology_utils, gar
     assert "must be a mapping" in error.message
 
 
-@pytest.mark.parametrize("path", ["pillar/paas.sls", "pillar.example"])
+@pytest.mark.parametrize("path", ["lab/pillar/paas.sls", "pillar/paas.sls", "pillar.example"])
 def test_shipped_topologies_are_valid(topology_utils, repo_root, path):
     topology = yaml.safe_load((repo_root / path).read_text())["paas"]
 
@@ -666,3 +702,131 @@ def test_gateway_settings_follow_the_vrrp_timers(topology_utils, lab_topology):
 def test_gateway_settings_refuse_a_node_that_is_not_a_gateway(topology_utils, lab_topology):
     with pytest.raises(ValueError, match="etcd1 is not a gateway of the topology"):
         topology_utils.gateway(lab_topology, "etcd1")
+
+
+def test_formula_defaults_are_exactly_what_the_lookup_schema_lets_pillar_override(
+    topology_utils, repo_root
+):
+    def schema_keys(field, prefix: str = "") -> set[str]:
+        found = set()
+        for key, child in field.fields.items():
+            if child.kind == "mapping":
+                found |= schema_keys(child, f"{prefix}{key}:")
+            else:
+                found.add(f"{prefix}{key}")
+        return found
+
+    def default_keys(mapping: dict, field, prefix: str = "") -> set[str]:
+        found = set()
+        for key, value in mapping.items():
+            child = field.fields.get(key)
+            if child is not None and child.kind == "mapping":
+                found |= default_keys(value, child, f"{prefix}{key}:")
+            else:
+                found.add(f"{prefix}{key}")
+        return found
+
+    for role, field in topology_utils.SCHEMA.fields["lookup"].fields.items():
+        defaults = yaml.safe_load((repo_root / "salt" / role / "defaults.yaml").read_text())[role]
+        assert default_keys(defaults, field) == schema_keys(field), role
+
+
+def test_etcd_view_gives_every_member_its_urls_and_the_cluster_its_settings(
+    topology_utils, lab_topology
+):
+    cluster = topology_utils.etcd(lab_topology)
+
+    assert cluster["members"] == {
+        f"etcd{n}": {
+            "address": f"198.18.1.2{n}",
+            "client_url": f"https://198.18.1.2{n}:2379",
+            "peer_url": f"https://198.18.1.2{n}:2380",
+        }
+        for n in (1, 2, 3)
+    }
+    assert cluster["initial_cluster"] == (
+        "etcd1=https://198.18.1.21:2380,etcd2=https://198.18.1.22:2380,"
+        "etcd3=https://198.18.1.23:2380"
+    )
+    assert (cluster["service"], cluster["user"], cluster["bin_dir"]) == (
+        "paas-etcd",
+        "etcd",
+        "/usr/bin",
+    )
+    assert cluster["unit_file"] == "/etc/systemd/system/paas-etcd.service"
+    assert (cluster["env_file"], cluster["membership_env"]) == (
+        "/etc/paas/etcd/etcd.env",
+        "/etc/paas/etcd/membership.env",
+    )
+    assert cluster["metrics_url"] == "http://127.0.0.1:2381"
+    assert cluster["token"] == "paas-paas-lab"
+
+
+def test_etcd_member_view_names_its_own_urls_and_certificates(topology_utils, lab_topology):
+    lab_topology["pki"]["dir"] = "/srv/pki"
+
+    member = topology_utils.etcd_member(lab_topology, "etcd2")
+
+    assert (member["name"], member["address"]) == ("etcd2", "198.18.1.22")
+    assert (member["client_url"], member["peer_url"]) == (
+        "https://198.18.1.22:2379",
+        "https://198.18.1.22:2380",
+    )
+    assert member["certificates"] == {
+        "ca": "/srv/pki/etcd-ca.crt",
+        "server": {"cert": "/srv/pki/etcd-server.crt", "key": "/srv/pki/etcd-server.key"},
+        "peer": {"cert": "/srv/pki/etcd-peer.crt", "key": "/srv/pki/etcd-peer.key"},
+    }
+    with pytest.raises(ValueError, match="cp1 is not an etcd node of the topology"):
+        topology_utils.etcd_member(lab_topology, "cp1")
+
+
+def test_etcd_view_follows_an_archive_source(topology_utils, lab_topology):
+    lab_topology["etcd"] = {
+        "source": "archive",
+        "archive": {"version": "3.5.24", "url": "https://example/e.tgz", "sha256": "0" * 64},
+    }
+
+    assert topology_utils.etcd(lab_topology)["bin_dir"] == "/opt/etcd/etcd-v3.5.24-linux-amd64"
+
+
+def test_certificate_profiles_follow_roles_and_name_their_paths(topology_utils, lab_topology):
+    assert topology_utils.certificate_profiles(lab_topology, "etcd1") == [
+        "etcd-server",
+        "etcd-peer",
+        "etcd-healthcheck-client",
+    ]
+    assert topology_utils.certificate_profiles(lab_topology, "cp1") == [
+        "kube-apiserver-etcd-client"
+    ]
+    assert topology_utils.certificate_profiles(lab_topology, "paas-master") == ["etcd-admin-client"]
+    assert topology_utils.certificate_profiles(lab_topology, "gw1") == []
+    server = topology_utils.certificate_profile(lab_topology, "etcd1", "etcd-server")
+    assert server["subjectAltName"] == [
+        "IP:198.18.1.21",
+        "DNS:etcd1",
+        "DNS:etcd1.paas.lab",
+        "IP:127.0.0.1",
+        "DNS:localhost",
+    ]
+    assert (server["owner"], server["extendedKeyUsage"]) == ("etcd", "serverAuth")
+    assert (server["cert"], server["key"], server["ca"]) == (
+        "/etc/paas/pki/etcd-server.crt",
+        "/etc/paas/pki/etcd-server.key",
+        "/etc/paas/pki/etcd-ca.crt",
+    )
+    with pytest.raises(ValueError, match="cp1 may not have a etcd-peer certificate"):
+        topology_utils.certificate_profile(lab_topology, "cp1", "etcd-peer")
+
+
+def test_common_view_routes_private_nodes_through_the_private_vip(topology_utils, lab_topology):
+    worker = topology_utils.common(lab_topology, "worker1")
+    gateway = topology_utils.common(lab_topology, "gw1")
+
+    assert worker["default_route"] == "198.18.1.10"
+    assert gateway["default_route"] is None
+    assert worker["hosts"] == [
+        [address, names] for address, names in topology_utils.hosts(lab_topology)
+    ]
+    with pytest.raises(ValueError, match="paas-master is not a node of the paas topology"):
+        topology_utils.common(lab_topology, "paas-master")
