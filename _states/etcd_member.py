@@ -6,10 +6,15 @@ member is added as a learner, its old data wiped (a re-used data directory is ho
 ID mismatch" happens), started with the initial cluster etcd gave for it, and promoted
 once it has caught up: quorum never depends on a member that has not started. The first
 etcd node of the topology bootstraps the cluster when no member exists anywhere.
-``etcd_member.absent`` removes a member. Both refuse a change that would cost quorum and
-say what they would do under ``test=True`` without doing it.
+``etcd_member.absent`` removes a member, ``etcd_member.pruned`` every member that is no
+longer an etcd node of the topology. They refuse a change that would cost quorum and say
+what they would do under ``test=True`` without doing it.
 
-:depends: the ``etcd_cluster`` execution module
+Changes are recorded as each step commits: a run that fails half-way (a member added,
+then its start failed) returns ``result: False`` with the changes that did happen.
+
+:depends: the ``etcd_cluster`` execution module and the topology's etcd view
+    (``paas_topology.etcd_member``)
 """
 
 from __future__ import annotations
@@ -33,8 +38,17 @@ def _ret(name: str) -> dict:
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def _has_data(settings: dict) -> bool:
-    return os.path.isdir(os.path.join(settings["data_dir"], "member"))
+def _record(ret: dict, key: str, old, new) -> None:
+    ret["changes"][key] = {"old": old, "new": new}
+
+
+def _failed(ret: dict, comment: str) -> dict:
+    # The changes recorded so far stay: they happened.
+    return {**ret, "result": False, "comment": comment}
+
+
+def _predicted(ret: dict, comment: str) -> dict:
+    return {**ret, "result": None, "comment": comment}
 
 
 def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
@@ -51,47 +65,49 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
 
     timeout
         Seconds to wait for the member to start, catch up and be healthy.
+
+    .. code-block:: yaml
+
+        etcd-service-member:
+          etcd_member.present:
+            - name: etcd1
     """
+    ret = _ret(name)
     if name != __opts__["id"]:
-        return {
-            **_ret(name),
-            "result": False,
-            "comment": f"etcd_member.present manages the node it runs on "
-            f"({__opts__['id']}), not {name}",
-        }
+        return _failed(
+            ret,
+            f"etcd_member.present manages the node it runs on ({__opts__['id']}), not {name}",
+        )
     try:
-        return _present(_ret(name), name, bootstrap, timeout)
-    except CommandExecutionError as err:
-        return {**_ret(name), "result": False, "comment": str(err)}
+        member = __salt__["paas_topology.etcd_member"](name)
+        return _present(ret, member, bootstrap, timeout)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
 
 
-def _present(ret: dict, name: str, bootstrap: bool, timeout: int) -> dict:
-    settings = __salt__["etcd_cluster.settings"]()
-    etcd_nodes = list(__salt__["etcd_cluster.endpoints"]())
-    if name not in etcd_nodes:
-        return {**ret, "result": False, "comment": f"{name} is not an etcd node of the topology"}
+def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
+    name = member["name"]
     try:
         mine = __salt__["etcd_cluster.lookup_member"](name)
     except CommandExecutionError as err:
-        return _bootstrap(
-            ret, settings, etcd_nodes, bootstrap=bootstrap, timeout=timeout, error=err
-        )
-
-    if mine and mine["started"] and not mine["learner"]:
-        if not _has_data(settings):
-            # The cluster knows this node, but its data is gone (a rebuilt machine):
-            # it can only come back as a new member.
-            return _replace(ret, settings, name, timeout)
-        if not __salt__["service.status"](settings["service"]):
-            ret["changes"] = {"service": {"old": "stopped", "new": "running"}}
-            if __opts__["test"]:
-                return {**ret, "result": None, "comment": f"{name}'s etcd would be started."}
-            _service("start", settings)
-            return _healthy(ret, name, timeout, "was started and is a healthy voting member")
-        return _healthy(ret, name, timeout, "is a healthy voting member")
-    if mine:
-        return _finish_join(ret, settings, name, mine, timeout)
-    return _join(ret, settings, name, timeout)
+        return _bootstrap(ret, member, bootstrap, timeout, error=err)
+    if mine is None:
+        return _join(ret, member, timeout)
+    if mine["learner"] or not mine["started"]:
+        return _finish_join(ret, member, mine, timeout)
+    if not _has_data(member):
+        # The cluster knows this node, but its data is gone (a rebuilt machine): it can
+        # only come back as a new member.
+        return _replace(ret, member, mine, timeout)
+    if not __salt__["service.status"](member["service"]):
+        _record(ret, "service", "stopped", "running")
+        if __opts__["test"]:
+            return _predicted(ret, f"{name}'s etcd would be started.")
+        _service("start", member)
+        ret["comment"] = _healthy(member, timeout, "was started and is a healthy voting member")
+        return ret
+    ret["comment"] = _healthy(member, timeout, "is a healthy voting member")
+    return ret
 
 
 def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
@@ -102,181 +118,197 @@ def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
     orchestration's batch of 1), so that a restart never costs quorum.
     """
     ret = _ret(name)
-    settings = __salt__["etcd_cluster.settings"]()
-    ret["changes"] = {"restarted": {"old": "previous configuration", "new": "current one"}}
-    if __opts__["test"]:
-        return {**ret, "result": None, "comment": f"{name}'s etcd would be restarted."}
     try:
-        _service("restart", settings)
+        member = __salt__["paas_topology.etcd_member"](name)
+        if __opts__["test"]:
+            _record(ret, "service", "running", "restarted")
+            return _predicted(ret, f"{name}'s etcd would be restarted.")
+        _service("restart", member)
+        _record(ret, "service", "running", "restarted")
+        ret["comment"] = _healthy(
+            member, timeout, "was restarted with its new configuration and is healthy"
+        )
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
+
+
+def _service(action: str, member: dict) -> None:
+    service = member["service"]
+    try:
+        done, error = __salt__[f"service.{action}"](service), ""
     except CommandExecutionError as err:
-        return {**ret, "result": False, "comment": str(err)}
-    return _healthy(ret, name, timeout, "was restarted with its new configuration and is healthy")
-
-
-def _service(action: str, settings: dict, attempts: int = 3) -> None:
-    # systemd 257 in the lab's containers now and then fails to spawn a unit's process
-    # ("Failed to spawn executor: No such file or directory", result 'resources'); the
-    # same start a moment later works, so a failed start or restart is tried again.
-    service = settings["service"]
-    for attempt in range(1, attempts + 1):
-        try:
-            done, error = __salt__[f"service.{action}"](service), ""
-        except CommandExecutionError as err:
-            done, error = False, str(err)
-        if done:
-            return
-        if action == "stop" or attempt == attempts:
-            break
-        time.sleep(2)
+        done, error = False, f": {err}"
+    if done:
+        return
     journal = __salt__["cmd.run"](
         f"journalctl --no-pager -n 15 -u {service}", python_shell=False, ignore_retcode=True
     )
     raise CommandExecutionError(
-        f"systemctl {action} {service} failed {error}; its journal ends:\n{journal}"
+        f"systemctl {action} {service} failed{error}; its journal ends:\n{journal}"
     )
 
 
-def _healthy(ret: dict, name: str, timeout: int, state: str) -> dict:
-    endpoint = __salt__["etcd_cluster.endpoints"]()[name]
-    report = _wait_healthy(endpoint, timeout)
-    if not report["healthy"]:
-        return {
-            **ret,
-            "result": False,
-            "comment": f"{name} is a member but not healthy: {report['error']}",
-        }
-    ret["comment"] = f"{name} {state}."
-    return ret
-
-
-def _wait_healthy(endpoint: str, timeout: int) -> dict:
+def _healthy(member: dict, timeout: int, state: str) -> str:
+    """Wait until the member is healthy and say so; raise when it does not become so."""
     deadline = time.monotonic() + timeout
     while True:
-        report = __salt__["etcd_cluster.member_health"](endpoint)
-        if report["healthy"] or time.monotonic() > deadline:
-            return report
+        report = __salt__["etcd_cluster.member_health"](member["client_url"])
+        if report["healthy"]:
+            return f"{member['name']} {state}."
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"{member['name']} is a member but not healthy: {report['error']}"
+            )
         time.sleep(1)
 
 
-def _bootstrap(ret, settings, etcd_nodes, *, bootstrap, timeout, error) -> dict:
-    name = __opts__["id"]
+def _bootstrap(ret: dict, member: dict, bootstrap: bool, timeout: int, error) -> dict:
+    name = member["name"]
+    first = next(iter(member["members"]))
     refused = None
     if not bootstrap:
         refused = "bootstrap is not allowed here"
-    elif name != etcd_nodes[0]:
-        refused = f"only the first etcd node of the topology ({etcd_nodes[0]}) starts a cluster"
-    elif _has_data(settings):
-        refused = f"{settings['data_dir']} holds data: this member was part of a cluster"
+    elif name != first:
+        refused = f"only the first etcd node of the topology ({first}) starts a cluster"
+    elif _has_data(member):
+        refused = f"{member['data_dir']} holds data: this member was part of a cluster"
     if refused:
-        return {
-            **ret,
-            "result": False,
-            "comment": f"No etcd member answers ({error}), and {name} does not start a new "
+        return _failed(
+            ret,
+            f"No etcd member answers ({error}), and {name} does not start a new "
             f"cluster: {refused}.",
-        }
-    initial = f"{name}={__salt__['etcd_cluster.peer_url'](name)}"
-    ret["changes"] = {"member": {"old": None, "new": f"{name} started a new cluster"}}
+        )
     if __opts__["test"]:
-        return {**ret, "result": None, "comment": f"{name} would start a new cluster."}
-    _write_membership(settings, initial, "new")
-    _service("start", settings)
-    return _healthy(ret, name, timeout, "started a new cluster and is healthy")
+        _record(ret, "member", None, f"{name}, the first member of a new cluster")
+        return _predicted(ret, f"{name} would start a new cluster.")
+    _write_membership(ret, member, f"{name}={member['peer_url']}", "new")
+    _service("start", member)
+    _record(ret, "member", None, f"{name}, the first member of a new cluster")
+    ret["comment"] = _healthy(member, timeout, "started a new cluster and is healthy")
+    return ret
 
 
-def _join(ret: dict, settings: dict, name: str, timeout: int) -> dict:
-    ret["changes"] = {"member": {"old": None, "new": f"{name} as a voting member"}}
+def _join(ret: dict, member: dict, timeout: int) -> dict:
+    name = member["name"]
     if __opts__["test"]:
         health = __salt__["etcd_cluster.health"]()
         if not health["quorum"]:
-            return {
-                **ret,
-                "changes": {},
-                "result": False,
-                "comment": f"{name} could not be added: the cluster has no quorum.",
-            }
-        return {
-            **ret,
-            "result": None,
-            "comment": f"{name} would be added as a learner, its data directory wiped, "
+            return _failed(ret, f"{name} could not be added: the cluster has no quorum.")
+        _record(ret, "member", None, "voter")
+        return _predicted(
+            ret,
+            f"{name} would be added as a learner, its data directory wiped, "
             "started and promoted once caught up.",
-        }
-    try:
-        added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        return {**ret, "changes": {}, "result": False, "comment": str(err)}
-    return _start_and_promote(ret, settings, name, added["initial_cluster"], timeout)
+        )
+    added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
+    _record(ret, "member", None, f"learner {added['id']}")
+    return _start_and_promote(ret, member, added["id"], added["initial_cluster"], timeout)
 
 
-def _finish_join(ret, settings, name, mine, timeout) -> dict:
+def _finish_join(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
     # Added earlier, not yet started or promoted (a run that stopped half-way).
-    ret["changes"] = {"member": {"old": f"{name} as a learner", "new": f"{name} as a voter"}}
+    name = member["name"]
     if __opts__["test"]:
-        return {**ret, "result": None, "comment": f"{name} would be started and promoted."}
+        _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
+        return _predicted(ret, f"{name} would be started and promoted.")
     if not mine["started"]:
         initial = __salt__["etcd_cluster.initial_cluster"](name)
-        return _start_and_promote(ret, settings, name, initial, timeout)
-    _service("start", settings)
-    return _promote(ret, name, timeout)
+        return _start_and_promote(ret, member, mine["id"], initial, timeout)
+    if not __salt__["service.status"](member["service"]):
+        _service("start", member)
+        _record(ret, "service", "stopped", "running")
+    return _promote(ret, member, mine["id"], timeout)
 
 
-def _start_and_promote(ret, settings, name, initial_cluster, timeout) -> dict:
-    _service("stop", settings)
-    _wipe(settings)
-    _write_membership(settings, initial_cluster, "existing")
-    _service("start", settings)
-    return _promote(ret, name, timeout)
+def _start_and_promote(
+    ret: dict, member: dict, member_id: str, initial_cluster: str, timeout: int
+) -> dict:
+    _service("stop", member)
+    removed = _wipe(member)
+    if removed:
+        _record(ret, "data_dir", _entries(removed), "empty")
+    _write_membership(ret, member, initial_cluster, "existing")
+    _service("start", member)
+    _record(ret, "service", "stopped", "running")
+    return _promote(ret, member, member_id, timeout)
 
 
-def _promote(ret, name, timeout) -> dict:
-    try:
-        __salt__["etcd_cluster.member_promote"](name, timeout=timeout)
-    except CommandExecutionError as err:
-        return {**ret, "result": False, "comment": str(err)}
-    return _healthy(ret, name, timeout, "joined as a learner, caught up and was promoted")
+def _promote(ret: dict, member: dict, member_id: str, timeout: int) -> dict:
+    __salt__["etcd_cluster.member_promote"](member["name"], timeout=timeout)
+    old = ret["changes"].get("member", {}).get("old", f"learner {member_id}")
+    _record(ret, "member", old, f"voter {member_id}")
+    ret["comment"] = _healthy(member, timeout, "joined as a learner, caught up and was promoted")
+    return ret
 
 
-def _replace(ret: dict, settings: dict, name: str, timeout: int) -> dict:
-    ret["changes"] = {"member": {"old": f"{name} without its data", "new": f"{name} re-added"}}
+def _replace(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
+    name = member["name"]
     if __opts__["test"]:
-        return {
-            **ret,
-            "result": None,
-            "comment": f"{name} has lost its data: it would be removed and added again.",
-        }
-    try:
-        __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
-        added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        return {**ret, "changes": {}, "result": False, "comment": str(err)}
-    return _start_and_promote(ret, settings, name, added["initial_cluster"], timeout)
+        _record(ret, "member", f"voter {mine['id']} without its data", "voter")
+        return _predicted(ret, f"{name} has lost its data: it would be removed and added again.")
+    __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
+    _record(ret, "member", f"voter {mine['id']} without its data", None)
+    added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
+    _record(ret, "member", f"voter {mine['id']} without its data", f"learner {added['id']}")
+    return _start_and_promote(ret, member, added["id"], added["initial_cluster"], timeout)
 
 
-def _wipe(settings: dict) -> None:
-    data_dir = settings["data_dir"]
-    if os.path.isdir(data_dir):
-        for entry in os.listdir(data_dir):
-            path = os.path.join(data_dir, entry)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+def _entries(count: int) -> str:
+    return f"{count} {'entry' if count == 1 else 'entries'}"
 
 
-def _write_membership(settings: dict, initial_cluster: str, state: str) -> None:
+def _has_data(member: dict) -> bool:
+    return os.path.isdir(os.path.join(member["data_dir"], "member"))
+
+
+def _data_entries(member: dict) -> list[str]:
+    data_dir = member["data_dir"]
+    return os.listdir(data_dir) if os.path.isdir(data_dir) else []
+
+
+def _wipe(member: dict) -> int:
+    """Empty the member's data directory; return how many entries it held."""
+    entries = _data_entries(member)
+    for entry in entries:
+        path = os.path.join(member["data_dir"], entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    return len(entries)
+
+
+def _write_membership(ret: dict, member: dict, initial_cluster: str, state: str) -> None:
     # Read by the unit only when the data directory is empty: etcd ignores the initial
     # cluster once it has data, so this file is never a reason to restart.
-    path = settings["membership_env"]
+    path = member["membership_env"]
+    contents = (
+        "# Written by etcd_member.present when this node joined the cluster.\n"
+        f"ETCD_INITIAL_CLUSTER={initial_cluster}\n"
+        f"ETCD_INITIAL_CLUSTER_STATE={state}\n"
+        f"ETCD_INITIAL_CLUSTER_TOKEN={member['token']}\n"
+    )
+    old = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            old = handle.read()
+    if old == contents:
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.partial"
     with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(
-            "# Written by etcd_member.present when this node joined the cluster.\n"
-            f"ETCD_INITIAL_CLUSTER={initial_cluster}\n"
-            f"ETCD_INITIAL_CLUSTER_STATE={state}\n"
-            f"ETCD_INITIAL_CLUSTER_TOKEN={settings['token']}\n"
-        )
+        handle.write(contents)
     os.chmod(partial, 0o644)
     os.replace(partial, path)
+    _record(ret, "membership", _initial_cluster_of(old), initial_cluster)
+
+
+def _initial_cluster_of(contents: str | None) -> str | None:
+    for line in (contents or "").splitlines():
+        if line.startswith("ETCD_INITIAL_CLUSTER="):
+            return line.split("=", 1)[1]
+    return None
 
 
 def absent(name: str, timeout: int = 120) -> dict:
@@ -287,29 +319,80 @@ def absent(name: str, timeout: int = 120) -> dict:
 
     name
         The etcd node to remove (any node of the cluster, or this one).
+
+    .. code-block:: yaml
+
+        etcd-member-gone:
+          etcd_member.absent:
+            - name: etcd4
     """
     ret = _ret(name)
-    if not __salt__["etcd_cluster.is_member"](name):
-        ret["comment"] = f"{name} is not a member."
-        return ret
-    ret["changes"] = {"member": {"old": name, "new": None}}
-    if __opts__["test"]:
-        refusal = __salt__["etcd_cluster.removal_refusal"](name)
-        if refusal:
-            return {**ret, "changes": {}, "result": False, "comment": refusal}
-        return {**ret, "result": None, "comment": f"{name} would be removed from the cluster."}
     try:
+        found = __salt__["etcd_cluster.lookup_member"](name)
+        if found is None:
+            ret["comment"] = f"{name} is not a member."
+            return ret
+        if __opts__["test"]:
+            refusal = __salt__["etcd_cluster.removal_refusal"](name)
+            if refusal:
+                return _failed(ret, refusal)
+            _record(ret, "member", found["id"], None)
+            return _predicted(ret, f"{name} would be removed from the cluster.")
         __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
-    except CommandExecutionError as err:
-        return {**ret, "changes": {}, "result": False, "comment": str(err)}
-    if name == __opts__["id"]:
-        settings = __salt__["etcd_cluster.settings"]()
-        try:
-            _service("stop", settings)
-        except CommandExecutionError as err:
-            return {**ret, "result": False, "comment": f"{name} was removed, but {err}"}
-        _wipe(settings)
+        _record(ret, "member", found["id"], None)
+        if name == __opts__["id"]:
+            member = __salt__["paas_topology.etcd_member"](name)
+            _service("stop", member)
+            _record(ret, "service", "running", "stopped")
+            removed = _wipe(member)
+            if removed:
+                _record(ret, "data_dir", _entries(removed), "empty")
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
     ret["comment"] = f"{name} was removed from the cluster."
+    return ret
+
+
+def pruned(name: str, timeout: int = 120) -> dict:
+    """
+    Remove, one at a time, every member that is no longer an etcd node of the topology.
+    Each removal is refused if it would cost quorum; a refusal stops there, with the
+    members removed before it reported.
+
+    name
+        A label for the step (say, the cluster's token).
+
+    .. code-block:: yaml
+
+        etcd-prune-members:
+          etcd_member.pruned:
+            - name: paas-prod
+    """
+    ret = _ret(name)
+    try:
+        wanted = set(__salt__["etcd_cluster.endpoints"]())
+        leaving = [
+            member["name"]
+            for member in __salt__["etcd_cluster.members"]()
+            if member["name"] and member["name"] not in wanted
+        ]
+        if not leaving:
+            ret["comment"] = "Every member is an etcd node of the topology."
+            return ret
+        if __opts__["test"]:
+            refusal = __salt__["etcd_cluster.removal_refusal"](leaving[0])
+            if refusal:
+                return _failed(ret, refusal)
+            _record(ret, "members", None, leaving)
+            return _predicted(ret, f"{', '.join(leaving)} would be removed from the cluster.")
+        removed = []
+        for leaver in leaving:
+            __salt__["etcd_cluster.member_remove"](leaver, timeout=timeout)
+            removed.append(leaver)
+            _record(ret, "members", None, list(removed))
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
+    ret["comment"] = f"{', '.join(removed)} left the cluster: no longer etcd nodes of the topology."
     return ret
 
 
@@ -318,6 +401,12 @@ def cluster_healthy(name: str, voters: int | None = None, timeout: int = 120) ->
     Wait until every voting member is healthy (and, given ``voters``, that many vote);
     fail with each member's state if that does not happen within ``timeout`` seconds.
     Changes nothing.
+
+    .. code-block:: yaml
+
+        etcd-cluster-healthy:
+          etcd_member.cluster_healthy:
+            - voters: 3
     """
     ret = _ret(name)
     deadline = time.monotonic() + timeout
@@ -339,9 +428,8 @@ def cluster_healthy(name: str, voters: int | None = None, timeout: int = 120) ->
         ret["comment"] = f"The cluster is healthy: {report['voters']} voting members ({members})."
         return ret
     wanted = f"{voters} healthy voting members" if voters else "every voting member healthy"
-    return {
-        **ret,
-        "result": False,
-        "comment": f"The cluster is not whole: {wanted} wanted, {report['voters']} voting "
+    return _failed(
+        ret,
+        f"The cluster is not whole: {wanted} wanted, {report['voters']} voting "
         f"({members or report.get('error')}).",
-    }
+    )

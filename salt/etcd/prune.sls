@@ -1,23 +1,15 @@
-{#- Members that are no longer etcd nodes of the topology leave the cluster, one at a
-    time, each removal refused if it would cost quorum; then the cluster must be whole. #}
-{%- set wanted = salt["etcd_cluster.endpoints"]() %}
-{%- set members = salt["etcd_cluster.members"]() %}
-{%- set ns = namespace(previous=None) %}
+{#- The cluster as the topology says: members that are no longer etcd nodes of the topology
+    leave, one at a time (each removal refused if it would cost quorum), then every voting
+    member must be healthy and there must be as many as the topology has etcd nodes. Runs
+    on one etcd node (orch.etcd's last step). #}
+{%- from "etcd/map.jinja" import member with context %}
 
-{%- for member in members if member.name and member.name not in wanted %}
-
-etcd-prune-{{ member.name }}:
-  etcd_member.absent:
-    - name: {{ member.name }}
-{%- if ns.previous %}
-    - require:
-      - etcd_member: etcd-prune-{{ ns.previous }}
-{%- endif %}
-    - require_in:
-      - etcd_member: etcd-prune-cluster-healthy
-{%- set ns.previous = member.name %}
-{%- endfor %}
+etcd-prune-members:
+  etcd_member.pruned:
+    - name: {{ member.token }}
 
 etcd-prune-cluster-healthy:
   etcd_member.cluster_healthy:
-    - voters: {{ wanted | length }}
+    - voters: {{ member.members | length }}
+    - require:
+      - etcd_member: etcd-prune-members

@@ -2,14 +2,14 @@
     started, promoted), a member that is stopped starts, and a member whose configuration
     changed restarts (etcd_member's mod_watch) and must be healthy again before the run
     goes on. Only orch.etcd may let the first etcd node start a new cluster. #}
-{%- from "etcd/map.jinja" import etcd with context %}
+{%- from "etcd/map.jinja" import member with context %}
 
 include:
   - etcd.config
 
 etcd-service-member:
   etcd_member.present:
-    - name: {{ grains["id"] }}
+    - name: {{ member.name }}
     - bootstrap: {{ salt["pillar.get"]("etcd_bootstrap", False) }}
     - require:
       - file: etcd-config-data-dir
@@ -19,6 +19,6 @@ etcd-service-member:
 
 etcd-service-enabled:
   service.enabled:
-    - name: {{ etcd.service }}
+    - name: {{ member.service }}
     - require:
       - etcd_member: etcd-service-member

@@ -26,6 +26,11 @@ def _member(name: str, learner: bool = False, started: bool = True) -> dict:
     }
 
 
+def _member_named(name: str) -> dict:
+    """A started voter that is no etcd node of the topology."""
+    return {**_member("etcd1"), "id": f"{name[-1]}0", "name": name}
+
+
 class FakeCluster:
     """What etcd_cluster would answer, and every call that would change something."""
 
@@ -36,6 +41,21 @@ class FakeCluster:
         self.data_dir.mkdir()
         self.running = True
         self.refusal: str | None = None
+        # Calls that fail, by name, with the error they raise.
+        self.failures: dict[str, str] = {}
+
+    def view(self, name: str) -> dict:
+        """The topology's etcd view of node ``name`` (paas_topology.etcd_member)."""
+        return {
+            "name": name,
+            "client_url": ENDPOINTS[name],
+            "peer_url": f"https://198.18.1.2{name[-1]}:2380",
+            "members": {node: {"client_url": url} for node, url in ENDPOINTS.items()},
+            "data_dir": str(self.data_dir),
+            "service": "paas-etcd",
+            "membership_env": str(self.data_dir.parent / "membership.env"),
+            "token": "paas-test",
+        }
 
     def salt(self) -> dict:
         def lookup_member(name):
@@ -46,27 +66,21 @@ class FakeCluster:
         def record(name):
             def call(*args, **kwargs):
                 self.calls.append((name, *args))
+                if name in self.failures:
+                    raise CommandExecutionError(self.failures[name])
                 if name == "etcd_cluster.member_add":
-                    return {"initial_cluster": "etcd1=a,etcd2=b,etcd3=c"}
+                    return {"id": "30", "initial_cluster": "etcd1=a,etcd2=b,etcd3=c"}
                 return True
 
             return call
 
         return {
-            "etcd_cluster.settings": lambda: {
-                "data_dir": str(self.data_dir),
-                "service": "paas-etcd",
-                "membership_env": str(self.data_dir.parent / "membership.env"),
-                "token": "paas-test",
-            },
+            "paas_topology.etcd_member": self.view,
             "etcd_cluster.endpoints": lambda: ENDPOINTS,
-            "etcd_cluster.peer_url": lambda name: f"https://198.18.1.2{name[-1]}:2380",
+            "etcd_cluster.members": lambda: self.members,
             "etcd_cluster.lookup_member": lookup_member,
             "etcd_cluster.member_health": lambda endpoint: {"healthy": True, "error": None},
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
-            "etcd_cluster.is_member": lambda name: any(
-                m["name"] == name for m in self.members or []
-            ),
             "etcd_cluster.removal_refusal": lambda name: self.refusal,
             "etcd_cluster.member_add": record("etcd_cluster.member_add"),
             "etcd_cluster.member_promote": record("etcd_cluster.member_promote"),
@@ -75,6 +89,7 @@ class FakeCluster:
             "service.start": record("service.start"),
             "service.stop": record("service.stop"),
             "service.restart": record("service.restart"),
+            "cmd.run": lambda *args, **kwargs: "-- journal --",
         }
 
 
@@ -170,13 +185,96 @@ def test_the_first_node_starts_a_cluster_when_none_exists(state_module, cluster,
 def test_a_configuration_change_restarts_a_member_and_test_mode_only_says_so(
     state_module, cluster, opts
 ):
+    restarted = {"service": {"old": "running", "new": "restarted"}}
     opts["test"] = True
-    assert state_module.mod_watch("etcd3")["result"] is None
+    predicted = state_module.mod_watch("etcd3")
+    assert predicted["result"] is None and predicted["changes"] == restarted
     assert cluster.calls == []
     opts["test"] = False
     ret = state_module.mod_watch("etcd3")
-    assert ret["result"] is True and ret["changes"], ret
+    assert ret["result"] is True and ret["changes"] == restarted, ret
     assert cluster.calls == [("service.restart", "paas-etcd")]
+
+
+def test_a_join_reports_each_step_as_it_commits_and_test_mode_predicts_it(
+    state_module, cluster, opts
+):
+    (cluster.data_dir / "member").mkdir()
+    opts["test"] = True
+    predicted = state_module.present("etcd3")["changes"]
+    opts["test"] = False
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {
+        "member": {"old": None, "new": "voter 30"},
+        "data_dir": {"old": "1 entry", "new": "empty"},
+        "membership": {"old": None, "new": "etcd1=a,etcd2=b,etcd3=c"},
+        "service": {"old": "stopped", "new": "running"},
+    }
+    assert predicted["member"] == {"old": None, "new": "voter"}
+
+
+def test_a_start_that_fails_after_the_member_was_added_reports_what_happened(state_module, cluster):
+    cluster.failures["service.start"] = "Job for paas-etcd.service failed"
+    ret = state_module.present("etcd3")
+    assert ret["result"] is False
+    assert "systemctl start paas-etcd failed: Job for paas-etcd.service failed" in ret["comment"]
+    assert "-- journal --" in ret["comment"]
+    assert ret["changes"] == {
+        "member": {"old": None, "new": "learner 30"},
+        "membership": {"old": None, "new": "etcd1=a,etcd2=b,etcd3=c"},
+    }
+
+
+def test_a_re_add_that_fails_after_the_removal_reports_the_removal(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    cluster.failures["etcd_cluster.member_add"] = "the cluster has no quorum"
+    ret = state_module.present("etcd3")
+    assert ret["result"] is False and ret["comment"] == "the cluster has no quorum"
+    assert ret["changes"] == {"member": {"old": "voter 30 without its data", "new": None}}
+    assert [call[0] for call in cluster.calls] == [
+        "etcd_cluster.member_remove",
+        "etcd_cluster.member_add",
+    ]
+
+
+def test_pruned_removes_members_that_left_the_topology_one_at_a_time(state_module, cluster, opts):
+    cluster.members += [_member_named("etcd4"), _member_named("etcd5")]
+    opts["test"] = True
+    predicted = state_module.pruned("paas-test")
+    assert predicted["result"] is None
+    assert predicted["changes"] == {"members": {"old": None, "new": ["etcd4", "etcd5"]}}
+    assert cluster.calls == []
+    opts["test"] = False
+    ret = state_module.pruned("paas-test")
+    assert ret["result"] is True and ret["changes"] == predicted["changes"], ret
+    assert cluster.calls == [
+        ("etcd_cluster.member_remove", "etcd4"),
+        ("etcd_cluster.member_remove", "etcd5"),
+    ]
+
+
+def test_pruned_reports_the_removals_made_before_one_failed(state_module, cluster):
+    cluster.members += [_member_named("etcd4"), _member_named("etcd5")]
+    calls = []
+
+    def remove(name, timeout):
+        calls.append(name)
+        if name == "etcd5":
+            raise CommandExecutionError("removing etcd5 would cost quorum")
+        return {"removed": name}
+
+    state_module.__salt__["etcd_cluster.member_remove"] = remove
+    ret = state_module.pruned("paas-test")
+    assert ret["result"] is False and ret["comment"] == "removing etcd5 would cost quorum"
+    assert ret["changes"] == {"members": {"old": None, "new": ["etcd4"]}}
+    assert calls == ["etcd4", "etcd5"]
+
+
+def test_pruned_with_every_member_in_the_topology_changes_nothing(state_module, cluster):
+    ret = state_module.pruned("paas-test")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert cluster.calls == []
 
 
 def test_absent_refuses_what_would_cost_quorum_even_under_test(state_module, cluster, opts):
