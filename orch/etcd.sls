@@ -1,7 +1,7 @@
-{#- The etcd cluster on its own: `salt-run state.orchestrate orch.etcd`. Brings it up from
+{#- The etcd cluster alone: `salt-run state.orchestrate orch.etcd`. Brings it up from
     nothing, scales it to the topology's etcd nodes, and changes nothing when it is so.
     The certificates come first (no change when they are current). #}
-include:
-  - orch.gate
-  - orch.pki
-  - orch.etcd_members
+{%- from "orch/layers.jinja" import gate, pki, etcd with context %}
+{{ gate() }}
+{{ pki(after="paas-cluster-sync-modules") }}
+{{ etcd(after="paas-cluster-pki") }}
