@@ -125,6 +125,8 @@ SCHEMA = _mapping(
                     }
                 ),
                 "data_dir": Field("path", default="/var/lib/paas-etcd"),
+                # The member's environment files (etcd.env, membership.env).
+                "config_dir": Field("path", default="/etc/paas/etcd"),
                 "snapshot_dir": Field("path", default="/var/lib/paas-etcd-snapshots"),
                 "heartbeat_ms": Field("integer", default=100, minimum=10, maximum=5000),
                 "election_ms": Field("integer", default=1000, minimum=50, maximum=50000),
@@ -224,7 +226,6 @@ ETCD = {
     "peer_port": 2380,
     "service": "paas-etcd",
     "user": "etcd",
-    "config_dir": "/etc/paas/etcd",
 }
 GATEWAY = {
     "haproxy_socket": "/run/haproxy/admin.sock",
@@ -761,7 +762,7 @@ def etcd(topology: dict) -> dict:
         bin_dir = f"/opt/etcd/etcd-v{settings['archive']['version']}-linux-amd64"
     else:
         bin_dir = "/usr/bin"
-    config_dir = ETCD["config_dir"]
+    config_dir = settings["config_dir"]
     members = {}
     for entry in nodes(topology, "etcd"):
         address = entry["addresses"]["private"]

@@ -548,6 +548,7 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "archive": {},
         "data_dir": "/var/lib/paas-etcd",
         "snapshot_dir": "/var/lib/paas-etcd-snapshots",
+        "config_dir": "/etc/paas/etcd",
         "heartbeat_ms": 100,
         "election_ms": 1000,
         "metrics_port": 2381,
