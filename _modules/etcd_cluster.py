@@ -8,8 +8,9 @@ the admin client certificate. Endpoints are the etcd nodes of the topology.
 
 ``etcd3`` 0.12 was generated for protobuf 3; Salt 3008 needs protobuf >= 5, whose C
 implementation refuses those generated modules. The platform runs Salt's Python with
-``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python`` (see the README, "protobuf"); this module
-says so plainly when that is not the case. Learners (etcd >= 3.4) are newer than the
+``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``
+(``docs/decisions/0001-protobuf-python-implementation.md``); this module says so plainly
+when that is not the case. Learners (etcd >= 3.4) are newer than the
 client's protocol files, so the few messages that carry ``isLearner`` are declared here.
 
 :depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules
@@ -51,7 +52,8 @@ def __virtual__():
             False,
             f"etcd_cluster: this Python runs protobuf's {api_implementation.Type()} "
             "implementation, which refuses the etcd3 client's generated code; Salt's Python "
-            "must run with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python (README: protobuf)",
+            "must run with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python "
+            "(docs/decisions/0001-protobuf-python-implementation.md)",
         )
     if "paas_pki.profile" not in __salt__:
         return (False, "etcd_cluster: the paas_pki module is not synced")
