@@ -2,26 +2,50 @@
 What a platform engineer runs on the master.
 
 ``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file;
-``salt-run paas.certs`` lists every certificate; ``salt-run paas.status`` shows the
-platform's state (its etcd cluster: members, leader, health, db size, alarms).
+``salt-run paas.status`` reports the platform's health (gateways, etcd, certificates);
+``salt-run paas.certs`` lists every certificate.
+
+The reports are data, the same whatever ``--out`` is: a verdict (``severity``: ok,
+degraded, down or unknown), the ``problems`` behind it, and what was seen. The tables
+come from the ``paas`` outputter (``_output/paas.py``), which salt-run picks from the
+report's ``outputter`` key unless ``--out`` names another. The exit code follows the
+verdict, as monitoring checks expect: 0 ok, 1 degraded (a problem a person must see
+while the platform still serves), 2 down, 3 unknown (the report could not be made).
 
 :depends: the ``paas_topology`` utils module (``utils_dirs`` in the master config)
 """
 
 from __future__ import annotations
 
+import logging
+
 import salt.client
 import salt.pillar
 import salt.utils.files
 import salt.utils.yaml
-from salt.exceptions import SaltRunnerError
+from salt.exceptions import SaltClientError, SaltRunnerError
 
 __virtualname__ = "paas"
 
+# A report's severity; its index is salt-run's exit code.
+SEVERITIES = ("ok", "degraded", "down", "unknown")
+OUTPUTTER = "paas"
+GATEWAY_SERVICES = ("keepalived", "haproxy", "conntrackd", "nftables")
+
+# What salt-run itself leaves unclosed when it exits (saltstack/salt#70174, Salt 3008):
+# its Runner, that Runner's MasterMinion and an event publisher. Logger and message.
+_SALT_RUN_LEAKS = {
+    "salt.runner": "unclosed Runner <salt.runner.Runner object",
+    "salt.minion": "unclosed MasterMinion <salt.minion.MasterMinion object",
+    "salt.utils.asynchronous": (
+        "unclosed SyncWrapper for cls=<class 'salt.transport.tcp._TCPPubServerPublisher'>"
+    ),
+}
+
 
 def __virtual__():
-    if "paas_topology.validate" not in __utils__:
-        return (False, "paas: the paas_topology utils module is not on the master's utils_dirs")
+    # Loads even without its dependency: a runner whose __virtual__ fails is only "not
+    # available" to salt-run, which then exits 0. Each function says what is missing.
     return __virtualname__
 
 
@@ -29,7 +53,7 @@ def validate(topology: str | None = None) -> dict:
     """
     Check the platform's topology and list every error with its node and field.
 
-    Exits non-zero when the topology is invalid.
+    Exits 1 when the topology is invalid, 3 when it could not be checked.
 
     topology
         A YAML file holding a ``paas:`` key, to check instead of the pillar.
@@ -41,41 +65,33 @@ def validate(topology: str | None = None) -> dict:
         salt-run paas.validate
         salt-run paas.validate topology=pillar.example
     """
+    _quiet_salt_run_teardown()
+    source = "pillar" if topology is None else topology
+    missing = _missing_dependency()
+    if missing:
+        return _exit({"valid": None, "source": source, "errors": [missing]}, 3)
     if topology is None:
-        source = "pillar"
-        pillar = _master_pillar()
-        if pillar.get("_errors"):
-            errors = [f"paas: the pillar did not render: {error}" for error in pillar["_errors"]]
-        elif "paas" not in pillar:
-            errors = ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
-        else:
-            data = pillar["paas"]
-            errors = []
+        data, errors = _pillar_topology()
     else:
-        source = topology
         try:
-            data = _load_topology_file(topology)
-            errors = []
+            data, errors = _load_topology_file(topology), []
         except SaltRunnerError as err:
-            errors = [str(err)]
+            data, errors = None, [str(err)]
     if not errors:
         errors = [str(error) for error in __utils__["paas_topology.validate"](data)]
-    # salt-run takes its exit code from the "retcode" of the return; an orchestration's
-    # salt.runner step takes the run's success from __context__.
     if errors:
-        __context__["retcode"] = 1
-        return {"valid": False, "source": source, "errors": errors, "retcode": 1}
+        return _exit({"valid": False, "source": source, "errors": errors}, 1)
     nodes = __utils__["paas_topology.node_ids"](data)
-    return {"valid": True, "source": source, "nodes": len(nodes), "retcode": 0}
+    return _exit({"valid": True, "source": source, "nodes": len(nodes)}, 0)
 
 
-def certs(timeout: int = 30) -> list[dict] | str:
+def certs(timeout: int = 30) -> dict:
     """
     The inventory of every certificate the platform issued, as installed on the nodes
-    and the master's minion: node, profile, serial, names, expiry, days left, problems.
-
-    A readable table by default; the data itself with ``--out=json`` or ``--out=yaml``.
-    A minion that does not answer is listed with the problem.
+    and the master's minion (node, profile, serial, names, expiry, days left, problems),
+    with the renewal window and a verdict: degraded when a certificate has a problem,
+    is inside its renewal window or cannot be seen (its minion did not answer), down
+    when one has expired. The exit code is the verdict's (0, 1, 2; 3: no report).
 
     CLI Example:
 
@@ -84,32 +100,34 @@ def certs(timeout: int = 30) -> list[dict] | str:
         salt-run paas.certs
         salt-run paas.certs --out=json
     """
-    topology = _valid_topology()
-    minions = [
-        *__utils__["paas_topology.node_ids"](topology),
-        __utils__["paas_topology.master_id"](topology),
-    ]
-    replies = _ask(minions, "paas_pki.certificates", timeout)
-    rows = []
-    for minion in minions:
-        reply = replies.get(minion)
-        if not isinstance(reply, list):
-            rows.append({"node": minion, "profile": "-", "problems": [f"no answer: {reply!r}"]})
-            continue
-        rows.extend(reply)
-    if __opts__.get("output") in (None, "nested", "txt"):
-        return _certificate_table(rows)
-    return rows
+    _quiet_salt_run_teardown()
+    topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    try:
+        return _report(_pki(topology, timeout))
+    except SaltClientError as err:
+        return _unknown([f"the master could not ask its minions: {err}"])
 
 
-def status(timeout: int = 30) -> dict | str:
+def status(timeout: int = 30) -> dict:
     """
-    The platform's state. Its etcd part: health and quorum, the leader, alarms, and per
-    member its role (voter or learner), health, db size, raft index and version, as the
-    first etcd node that answers sees them (each asks the cluster with its health-check
-    client certificate).
+    The platform's health, and a verdict on it.
 
-    A readable table by default; the data itself with ``--out=json`` or ``--out=yaml``.
+    - ``gateways``: who holds the VIPs (or a split brain, no holder, VIPs apart), each
+      gateway's VRRP state, daemons and haproxy backends, as the gateways say;
+    - ``etcd``: health and quorum, the leader, alarms, and per member its role, health,
+      db size, raft index and version, as the first etcd node that answers sees them;
+    - ``pki``: every certificate, as ``paas.certs`` reports them.
+
+    The verdict (``severity``, and the exit code) is down (2) when the platform does
+    not serve: no gateway or two holding a VIP, the VIPs apart, a VIP holder whose
+    haproxy is down or has no server UP for a service, etcd without quorum or no etcd
+    node answering, an expired certificate. It is degraded (1) for a problem a person
+    must see while it serves: a gateway not answering, a daemon not active, a haproxy
+    server not UP, an etcd member unhealthy, a learner, missing from the cluster or
+    from the topology, an etcd alarm, a certificate with problems or in its renewal
+    window. Every problem is named in ``problems``; 3 means no report could be made.
 
     CLI Example:
 
@@ -118,30 +136,34 @@ def status(timeout: int = 30) -> dict | str:
         salt-run paas.status
         salt-run paas.status --out=json
     """
-    topology = _valid_topology()
-    etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
-    replies = _ask(etcd_nodes, "etcd_cluster.overview", timeout)
-    answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
-    if answers:
-        seen_by = next(node for node in etcd_nodes if node in answers)
-        etcd = {**answers[seen_by], "seen_by": seen_by}
-    else:
-        etcd = {
-            "healthy": False,
-            "quorum": False,
-            "error": "no etcd node answered: "
-            + "; ".join(f"{node}: {replies.get(node, 'no reply')}" for node in etcd_nodes),
+    _quiet_salt_run_teardown()
+    topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    node_ids = __utils__["paas_topology.node_ids"]
+    try:
+        gateway_nodes = node_ids(topology, "gateway")
+        gateways = _gateways(gateway_nodes, _ask(gateway_nodes, "paas_gateway.status", timeout))
+        etcd_nodes = node_ids(topology, "etcd")
+        etcd = _etcd(etcd_nodes, _ask(etcd_nodes, "etcd_cluster.overview", timeout))
+        pki = _pki(topology, timeout)
+    except SaltClientError as err:
+        return _unknown([f"the master could not ask its minions: {err}"])
+    sections = {"gateways": gateways, "etcd": etcd, "pki": pki}
+    return _report(
+        {
+            "severity": _worst(section["severity"] for section in sections.values()),
+            "problems": [text for section in sections.values() for text in section["problems"]],
+            **sections,
         }
-    gateway_nodes = __utils__["paas_topology.node_ids"](topology, "gateway")
-    gateways = _gateways(gateway_nodes, _ask(gateway_nodes, "paas_gateway.status", timeout))
-    if __opts__.get("output") in (None, "nested", "txt"):
-        return "\n\n".join([_gateway_table(gateways), _etcd_table(etcd)])
-    return {"gateways": gateways, "etcd": etcd}
+    )
 
 
 def _gateways(nodes: list[str], replies: dict) -> dict:
-    """Who holds each VIP, as the gateways themselves say: exactly one gateway holding
-    both is the healthy case; two holders is a split brain (VRRP between them is lost)."""
+    """Who holds each VIP, as the gateways themselves say, and what is wrong with them:
+    exactly one gateway holding both VIPs is the healthy case; two holders is a split
+    brain (VRRP between them is lost). The holder is named only when every gateway
+    answered, since a silent one might hold the VIPs too."""
     answers = {node: replies[node] for node in nodes if isinstance(replies.get(node), dict)}
     holders = {
         network: [node for node, reply in answers.items() if reply["vips"][network]["held"]]
@@ -151,123 +173,218 @@ def _gateways(nodes: list[str], replies: dict) -> dict:
     problems = []
     for network, held in holders.items():
         if len(held) > 1:
-            problems.append(f"split brain: {' and '.join(held)} each hold the {network} VIP")
+            problems.append(
+                ("down", f"split brain: {' and '.join(held)} each hold the {network} VIP")
+            )
         elif not held:
-            problems.append(f"no gateway holds the {network} VIP")
+            problems.append(("down", f"no gateway holds the {network} VIP"))
     if all(len(held) == 1 for held in holders.values()) and len(every_holder) == 2:
         problems.append(
-            f"the VIPs are on different gateways: public on {holders['public'][0]}, "
-            f"private on {holders['private'][0]}"
+            (
+                "down",
+                f"the VIPs are on different gateways: public on {holders['public'][0]}, "
+                f"private on {holders['private'][0]}",
+            )
         )
     for node in nodes:
-        if node not in answers:
-            problems.append(f"{node} did not answer: {replies.get(node, 'no reply')}")
+        if node in answers:
+            problems.extend(_gateway_problems(node, answers[node], node in every_holder))
+        else:
+            problems.append(("degraded", f"{node} did not answer: {replies.get(node, 'no reply')}"))
+    one_holder = len(every_holder) == 1 and all(holders.values()) and len(answers) == len(nodes)
     return {
-        "holder": every_holder[0] if len(every_holder) == 1 and not problems else None,
+        **_verdict(problems),
+        "holder": every_holder[0] if one_holder else None,
         "holders": holders,
         "split_brain": any(len(held) > 1 for held in holders.values()),
-        "problems": problems,
         "nodes": answers,
     }
 
 
-def _gateway_table(gateways: dict) -> str:
-    if gateways["holder"]:
-        summary = f"gateways: both VIPs on {gateways['holder']}"
-    else:
-        summary = "gateways: " + "; ".join(gateways["problems"]).upper()
-    header = ("GATEWAY", "VRRP", "PUBLIC VIP", "PRIVATE VIP", "KEEPALIVED", "HAPROXY", "CONNTRACKD")
-    rows = [header]
-    for node, reply in sorted(gateways["nodes"].items()):
-        services = reply["services"]
-        rows.append(
+def _gateway_problems(node: str, reply: dict, holds_a_vip: bool) -> list[tuple[str, str]]:
+    """What is wrong on one gateway. On a VIP holder, an haproxy that cannot serve a
+    service means the platform does not serve it: down; anywhere else, degraded."""
+    problems = [
+        ("degraded", f"{node}: {service} is not active")
+        for service in GATEWAY_SERVICES
+        if not reply["services"].get(service) and not (holds_a_vip and service == "haproxy")
+    ]
+    if "backends_error" in reply:
+        problems.append(("degraded", f"{node}: haproxy's backends: {reply['backends_error']}"))
+    serving = {}
+    for backend in reply["backends"]:
+        up = _serves(backend["status"])
+        serving[backend["proxy"]] = serving.get(backend["proxy"], False) or up
+        if not up:
+            check = f" (check: {backend['check']})" if backend.get("check") else ""
+            problems.append(
+                (
+                    "degraded",
+                    f"{node}: haproxy's {backend['proxy']} server {backend['server']} "
+                    f"is {backend['status']}{check}",
+                )
+            )
+    if holds_a_vip:
+        if not reply["services"].get("haproxy"):
+            problems.append(("down", f"{node} holds a VIP and its haproxy is not active"))
+        problems.extend(
+            ("down", f"{node} holds a VIP and no server of its haproxy's {proxy} is UP")
+            for proxy, up in serving.items()
+            if not up
+        )
+    return problems
+
+
+def _serves(haproxy_status: str) -> bool:
+    # haproxy's server states: "UP", "UP 1/3" (up, failing checks), "no check" serve;
+    # "DOWN", "DOWN 1/2" (down, passing checks), "MAINT", "DRAIN", "NOLB" do not.
+    return haproxy_status.startswith("UP") or haproxy_status == "no check"
+
+
+def _etcd(nodes: list[str], replies: dict) -> dict:
+    """The cluster as the first etcd node that answers sees it, and what is wrong with
+    it: no quorum is down; anything else a person must see is degraded."""
+    answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
+    if not answers:
+        silence = "; ".join(f"{node}: {replies.get(node, 'no reply')}" for node in nodes)
+        return {
+            **_verdict([("down", f"no etcd node answered: {silence}")]),
+            "healthy": False,
+            "quorum": False,
+        }
+    seen_by = next(node for node in nodes if node in answers)
+    etcd = answers[seen_by]
+    problems = []
+    if not etcd["quorum"]:
+        problems.append(
             (
-                node,
-                reply["vrrp"]["state"] or "-",
-                *("held" if reply["vips"][net]["held"] else "-" for net in ("public", "private")),
-                *("active" if services[name.lower()] else "INACTIVE" for name in header[4:]),
+                "down",
+                f"etcd has no quorum: {etcd['healthy_voters']} of {etcd['voters']} "
+                "voting members healthy",
             )
         )
-    servers = sorted(
-        {
-            (b["proxy"], b["server"])
-            for reply in gateways["nodes"].values()
-            for b in reply["backends"]
-        }
+    elif etcd["leader"] is None:
+        problems.append(("degraded", "etcd's members do not agree on a leader"))
+    for name, member in sorted(etcd["members"].items()):
+        if not member["healthy"]:
+            problems.append(
+                ("degraded", f"etcd member {name} is unhealthy: {member['error'] or 'no reason'}")
+            )
+        if member["learner"]:
+            problems.append(("degraded", f"etcd member {name} is a learner, not yet promoted"))
+        if name not in nodes:
+            problems.append(("degraded", f"etcd member {name} is not an etcd node of the topology"))
+    problems.extend(
+        ("degraded", f"etcd node {node} of the topology is not a member of the cluster")
+        for node in nodes
+        if node not in etcd["members"]
     )
-    states = {
-        (node, b["proxy"], b["server"]): b["status"]
-        for node, reply in gateways["nodes"].items()
-        for b in reply["backends"]
+    problems.extend(
+        ("degraded", f"etcd alarm {alarm['alarm']} on {alarm['member']}")
+        for alarm in etcd["alarms"]
+    )
+    return {**_verdict(problems), **etcd, "seen_by": seen_by}
+
+
+def _pki(topology: dict, timeout: int) -> dict:
+    """Every certificate of the nodes and the master's minion, and what is wrong with
+    them: an expired one is down; a problem, the renewal window or a minion that did
+    not answer (its certificates unseen) is degraded."""
+    minions = [
+        *__utils__["paas_topology.node_ids"](topology),
+        __utils__["paas_topology.master_id"](topology),
+    ]
+    renew_days = __utils__["paas_topology.with_defaults"](topology)["pki"]["renew_days"]
+    replies = _ask(minions, "paas_pki.certificates", timeout)
+    rows, problems = [], []
+    for minion in minions:
+        reply = replies.get(minion)
+        if not isinstance(reply, list):
+            problem = "did not answer" if reply is None else f"answered with an error: {reply}"
+            rows.append({"node": minion, "profile": "-", "problems": [problem]})
+            problems.append(("degraded", f"{minion}: {problem}"))
+            continue
+        for certificate in reply:
+            row = {**certificate, "problems": _certificate_problems(certificate, renew_days)}
+            expired = row.get("days_left") is not None and row["days_left"] < 0
+            problems.extend(
+                ("down" if expired else "degraded", f"{row['node']} {row['profile']}: {text}")
+                for text in row["problems"]
+            )
+            rows.append(row)
+    return {**_verdict(problems), "renew_days": renew_days, "certificates": rows}
+
+
+def _certificate_problems(certificate: dict, renew_days: int) -> list[str]:
+    """What paas_pki found wrong with a certificate, and whether it is due for renewal."""
+    problems = list(certificate["problems"])
+    days_left = certificate.get("days_left")
+    if days_left is None:
+        return problems
+    if days_left < 0 and not problems:
+        problems.append(f"it expired on {certificate['not_after']}")
+    if 0 <= days_left <= renew_days:
+        problems.append(f"{days_left} days left, inside the renewal window ({renew_days} days)")
+    return problems
+
+
+def _verdict(problems: list[tuple[str, str]]) -> dict:
+    return {
+        "severity": _worst(severity for severity, _ in problems),
+        "problems": [text for _, text in problems],
     }
-    nodes = sorted(gateways["nodes"])
-    backends = [("BACKEND", "SERVER", *(node.upper() for node in nodes))] + [
-        (proxy, server, *(states.get((node, proxy, server), "-") for node in nodes))
-        for proxy, server in servers
-    ]
-    errors = [
-        f"{node}: {reply['backends_error']}"
-        for node, reply in sorted(gateways["nodes"].items())
-        if "backends_error" in reply
-    ]
-    return "\n".join([summary, _table(rows), "", _table(backends), *errors])
 
 
-def _etcd_table(etcd: dict) -> str:
-    if "members" not in etcd:
-        return f"etcd: {etcd['error']}"
-    state = "healthy" if etcd["healthy"] else ("degraded" if etcd["quorum"] else "NO QUORUM")
-    alarms = ", ".join(f"{alarm['alarm']} on {alarm['member']}" for alarm in etcd["alarms"])
-    lines = [
-        f"etcd: {state}, {etcd['healthy_voters']} of {etcd['voters']} voting members healthy, "
-        f"leader {etcd['leader'] or 'none'}, alarms: {alarms or 'none'} (seen by {etcd['seen_by']})"
-    ]
-    header = ("MEMBER", "ID", "ROLE", "HEALTH", "LEADER", "DB SIZE", "RAFT INDEX", "VERSION")
-    table = [header] + [
-        (
-            name,
-            member["id"],
-            "learner" if member["learner"] else "voter",
-            "healthy" if member["healthy"] else f"unhealthy: {member['error']}",
-            "*" if member["is_leader"] else "",
-            str(member["db_size"] if member["db_size"] is not None else "-"),
-            str(member["raft_index"] if member["raft_index"] is not None else "-"),
-            member["version"] or "-",
-        )
-        for name, member in sorted(etcd["members"].items())
-    ]
-    return "\n".join([*lines, _table(table)])
+def _worst(severities) -> str:
+    return max(severities, key=SEVERITIES.index, default="ok")
 
 
-def _certificate_table(rows: list[dict]) -> str:
-    header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "PROBLEMS")
-    table = [header] + [
-        (
-            row["node"],
-            row["profile"],
-            row.get("serial", "-")[:23],
-            row.get("not_after", "-"),
-            str(row.get("days_left", "-")),
-            "; ".join(row.get("problems", [])) or "ok",
-        )
-        for row in rows
-    ]
-    return _table(table)
+def _report(report: dict) -> dict:
+    return _exit({**report, "outputter": OUTPUTTER}, SEVERITIES.index(report["severity"]))
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(line[column]) for line in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in rows
+def _unknown(problems: list[str]) -> dict:
+    return _report({"severity": "unknown", "problems": problems})
+
+
+def _exit(report: dict, retcode: int) -> dict:
+    # salt-run exits with the "retcode" of the returned dict; an orchestration's
+    # salt.runner step and the job's "success" follow __context__["retcode"].
+    __context__["retcode"] = retcode
+    return {**report, "retcode": retcode}
+
+
+def _missing_dependency() -> str | None:
+    if "paas_topology.validate" in __utils__:
+        return None
+    utils_dirs = ", ".join(__opts__.get("utils_dirs") or []) or "none"
+    return (
+        "paas: the paas_topology utils module is not loaded; the master's utils_dirs "
+        f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
     )
 
 
-def _valid_topology() -> dict:
-    topology = _master_pillar().get("paas")
-    if __utils__["paas_topology.validate"](topology or {}):
-        raise SaltRunnerError("the paas topology is invalid: run salt-run paas.validate")
-    return topology
+def _checked_topology() -> tuple[dict | None, list[str]]:
+    """The pillar's topology, or why there is no valid one to report on."""
+    missing = _missing_dependency()
+    if missing:
+        return None, [missing]
+    topology, errors = _pillar_topology()
+    if not errors:
+        errors = [
+            f"invalid topology (salt-run paas.validate): {error}"
+            for error in __utils__["paas_topology.validate"](topology)
+        ]
+    return topology, errors
+
+
+def _pillar_topology() -> tuple[dict | None, list[str]]:
+    pillar = _master_pillar()
+    if pillar.get("_errors"):
+        return None, [f"paas: the pillar did not render: {error}" for error in pillar["_errors"]]
+    if "paas" not in pillar:
+        return None, ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
+    return pillar["paas"], []
 
 
 def _ask(minions: list[str], function: str, timeout: int) -> dict:
@@ -280,7 +397,10 @@ def _master_pillar() -> dict:
     pillar = salt.pillar.get_pillar(
         __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
     )
-    return pillar.compile_pillar()
+    try:
+        return pillar.compile_pillar()
+    finally:
+        pillar.destroy()
 
 
 def _load_topology_file(path: str) -> dict:
@@ -294,3 +414,25 @@ def _load_topology_file(path: str) -> dict:
     if not isinstance(document, dict) or "paas" not in document:
         raise SaltRunnerError(f"topology file {path} has no top-level paas key")
     return document["paas"]
+
+
+class _SaltRunLeakFilter(logging.Filter):
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.message)
+
+
+def _quiet_salt_run_teardown() -> None:
+    """Drop the warnings salt-run logs about its own objects as it exits (every salt-run
+    prints them, whatever it ran), so that a monitoring check or a cron job running a
+    paas report gets a clean stderr. Only in salt-run running this runner (its opts
+    name the function), only those messages."""
+    if not str(__opts__.get("fun", "")).startswith(f"{__virtualname__}."):
+        return
+    for name, message in _SALT_RUN_LEAKS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(found, _SaltRunLeakFilter) for found in logger.filters):
+            logger.addFilter(_SaltRunLeakFilter(message))

@@ -1,13 +1,107 @@
 """
-How ``salt-run paas.status`` reads the gateways' answers (``_runners/paas.py``): the VIPs'
-holder, or what is wrong, named; and the table a person reads.
+The verdicts of ``salt-run paas.status`` and ``paas.certs`` (``_runners/paas.py``) under
+Salt's loader dunders, from what the minions answer: every kind of problem named, and
+the severity and exit code it gives (0 ok, 1 degraded, 2 down, 3 unknown); reports that
+are data whatever the output, and that name the ``paas`` outputter.
+
+The minions' answers stand in for ``paas_gateway.status``, ``etcd_cluster.overview`` and
+``paas_pki.certificates``; the topology is the lab's.
 """
 
 from __future__ import annotations
 
-import pytest
+import copy
+from collections.abc import Callable
 
-GATEWAYS = ["gw1", "gw2"]
+import pytest
+from salt.exceptions import SaltClientError
+
+UTILS_FUNCTIONS = ("validate", "with_defaults", "node_ids", "master_id")
+GATEWAYS = ("gw1", "gw2")
+ETCD = ("etcd1", "etcd2", "etcd3")
+CPS = ("cp1", "cp2", "cp3")
+PROFILES = {
+    **{node: ("etcd-server", "etcd-peer", "etcd-healthcheck-client") for node in ETCD},
+    **{node: ("kube-apiserver-etcd-client",) for node in ("cp1", "cp2", "cp3")},
+    "paas-master": ("etcd-admin-client",),
+}
+SERVERS = [
+    ("kube-apiserver", "cp1"),
+    ("kube-apiserver", "cp2"),
+    ("kube-apiserver", "cp3"),
+    ("ingress-http", "worker1"),
+    ("ingress-https", "worker1"),
+]
+
+
+def gateway(holds: bool) -> dict:
+    """One gateway's paas_gateway.status, every daemon active, every server UP."""
+    return {
+        "vips": {
+            "public": {"address": "198.18.0.10", "interface": "eth0", "held": holds},
+            "private": {"address": "198.18.1.10", "interface": "eth1", "held": holds},
+        },
+        "vrrp": {"state": "MASTER" if holds else "BACKUP", "since": 1.0},
+        "services": {"keepalived": True, "haproxy": True, "conntrackd": True, "nftables": True},
+        "backends": [
+            {"proxy": proxy, "server": server, "status": "UP", "check": "L7OK", "since_s": 9}
+            for proxy, server in SERVERS
+        ],
+    }
+
+
+def member(name: str) -> dict:
+    """One healthy voter as etcd_cluster.overview lists it."""
+    return {
+        "id": f"{name[-1]}a",
+        "learner": False,
+        "healthy": True,
+        "error": None,
+        "is_leader": name == "etcd1",
+        "db_size": 20480,
+        "raft_index": 42,
+        "version": "3.5.16",
+    }
+
+
+def overview() -> dict:
+    return {
+        "healthy": True,
+        "quorum": True,
+        "voters": 3,
+        "healthy_voters": 3,
+        "leader": "etcd1",
+        "alarms": [],
+        "members": {name: member(name) for name in ETCD},
+    }
+
+
+def certificate(node: str, profile: str, days_left: int = 364) -> dict:
+    """One entry of paas_pki.certificates."""
+    return {
+        "node": node,
+        "profile": profile,
+        "path": f"/etc/paas/pki/{profile}.crt",
+        "serial": "1A:2B:3C:4D:5E:6F:70:81:92:A3",
+        "subject": f"CN={node}",
+        "names": [],
+        "not_after": "2027-11-25 06:00:00",
+        "days_left": days_left,
+        "problems": [],
+    }
+
+
+def healthy_replies() -> dict:
+    """What every minion answers, by function, on a healthy platform: gw1 holds the VIPs."""
+    nodes = ["gw1", "gw2", *ETCD, "cp1", "cp2", "cp3", "worker1", "paas-master"]
+    return {
+        "paas_gateway.status": {"gw1": gateway(True), "gw2": gateway(False)},
+        "etcd_cluster.overview": {name: overview() for name in ETCD},
+        "paas_pki.certificates": {
+            node: [certificate(node, profile) for profile in PROFILES.get(node, ())]
+            for node in nodes
+        },
+    }
 
 
 @pytest.fixture(scope="module")
@@ -15,61 +109,535 @@ def runner(import_repo_module):
     return import_repo_module("_runners/paas.py", "paas_runner_module")
 
 
-def answer(public: bool, private: bool, state: str = "BACKUP") -> dict:
-    """One gateway's paas_gateway.status."""
-    return {
-        "vips": {
-            "public": {"address": "198.18.0.10", "interface": "eth0", "held": public},
-            "private": {"address": "198.18.1.10", "interface": "eth1", "held": private},
-        },
-        "vrrp": {"state": state, "since": 1.0},
-        "services": {"keepalived": True, "haproxy": True, "conntrackd": True, "nftables": True},
-        "backends": [{"proxy": "kube-apiserver", "server": "cp1", "status": "UP", "check": "L7OK"}],
-    }
+@pytest.fixture
+def context() -> dict:
+    return {}
 
 
-def test_one_holder_of_both_vips_is_named(runner):
-    replies = {"gw1": answer(True, True, "MASTER"), "gw2": answer(False, False)}
-
-    gateways = runner._gateways(GATEWAYS, replies)
-
-    assert gateways["holder"] == "gw1"
-    assert gateways["problems"] == [] and gateways["split_brain"] is False
-    table = runner._gateway_table(gateways)
-    assert table.splitlines()[0] == "gateways: both VIPs on gw1"
-    assert "kube-apiserver  cp1     UP   UP" in table
+@pytest.fixture
+def configure_loader_modules(runner, topology_utils, context):
+    utils = {f"paas_topology.{name}": getattr(topology_utils, name) for name in UTILS_FUNCTIONS}
+    opts = {"id": "paas-master_master", "utils_dirs": ["/srv/paas/_utils"]}
+    return {runner: {"__utils__": utils, "__opts__": opts, "__context__": context}}
 
 
-@pytest.mark.parametrize(
-    ("replies", "split_brain", "problem"),
-    [
-        (
-            {"gw1": answer(True, True), "gw2": answer(True, True)},
-            True,
+@pytest.fixture
+def replies() -> dict:
+    """The minions' answers; a test changes them before it asks for a report."""
+    return healthy_replies()
+
+
+@pytest.fixture
+def pillar(lab_topology) -> dict:
+    """The master's pillar; a test changes it before it asks for a report."""
+    return {"paas": lab_topology}
+
+
+@pytest.fixture
+def asked(runner, monkeypatch, replies, pillar) -> list[tuple[list[str], str]]:
+    """The minions the runner asks, through the stand-in answers: what it asked whom."""
+    calls = []
+
+    def ask(minions, function, timeout):
+        calls.append((list(minions), function))
+        return {
+            minion: copy.deepcopy(replies[function][minion])
+            for minion in minions
+            if minion in replies[function]
+        }
+
+    monkeypatch.setattr(runner, "_ask", ask)
+    monkeypatch.setattr(runner, "_master_pillar", lambda: pillar)
+    return calls
+
+
+def _down_server(server: str, *gateways: str, status: str = "DOWN") -> Callable[[dict], None]:
+    def change(replies):
+        for name in gateways:
+            for backend in replies["paas_gateway.status"][name]["backends"]:
+                if backend["server"] == server:
+                    backend.update(status=status, check="L4CON")
+
+    return change
+
+
+def _gateway(name: str, **changes) -> Callable[[dict], None]:
+    def change(replies):
+        reply = replies["paas_gateway.status"][name]
+        for key, value in changes.items():
+            if key == "holds":
+                for vip in reply["vips"].values():
+                    vip["held"] = value
+            elif key == "holds_public":
+                reply["vips"]["public"]["held"] = value
+            elif key == "holds_private":
+                reply["vips"]["private"]["held"] = value
+            elif key in reply["services"]:
+                reply["services"][key] = value
+            else:
+                reply[key] = value
+
+    return change
+
+
+def _silent(function: str, name: str, answer: str | None = None) -> Callable[[dict], None]:
+    def change(replies):
+        if answer is None:
+            del replies[function][name]
+        else:
+            replies[function][name] = answer
+
+    return change
+
+
+def _etcd(change_overview) -> Callable[[dict], None]:
+    def change(replies):
+        for reply in replies["etcd_cluster.overview"].values():
+            change_overview(reply)
+
+    return change
+
+
+def _unhealthy(name: str, error: str = "context deadline exceeded") -> Callable[[dict], None]:
+    def change(cluster):
+        cluster["members"][name].update(healthy=False, error=error, is_leader=False)
+        cluster["healthy"] = False
+        cluster["healthy_voters"] -= 1
+        cluster["quorum"] = cluster["healthy_voters"] >= 2
+
+    return change
+
+
+def _certificate(node: str, profile: str, **changes) -> Callable[[dict], None]:
+    def change(replies):
+        (row,) = [r for r in replies["paas_pki.certificates"][node] if r["profile"] == profile]
+        row.update(changes)
+
+    return change
+
+
+def _both(*changes) -> Callable[[dict], None]:
+    def change(replies):
+        for one in changes:
+            one(replies)
+
+    return change
+
+
+PROBLEMS = [
+    # Gateways.
+    (
+        _gateway("gw2", holds=True, vrrp={"state": "MASTER", "since": 2.0}),
+        "down",
+        [
             "split brain: gw1 and gw2 each hold the public VIP",
+            "split brain: gw1 and gw2 each hold the private VIP",
+        ],
+    ),
+    (
+        _gateway("gw1", holds=False),
+        "down",
+        ["no gateway holds the public VIP", "no gateway holds the private VIP"],
+    ),
+    (
+        _both(_gateway("gw1", holds_private=False), _gateway("gw2", holds_private=True)),
+        "down",
+        "the VIPs are on different gateways: public on gw1, private on gw2",
+    ),
+    (
+        _silent("paas_gateway.status", "gw2"),
+        "degraded",
+        "gw2 did not answer: no reply",
+    ),
+    (
+        _silent("paas_gateway.status", "gw2", "Minion did not return. [No response]"),
+        "degraded",
+        "gw2 did not answer: Minion did not return. [No response]",
+    ),
+    (_gateway("gw2", conntrackd=False), "degraded", "gw2: conntrackd is not active"),
+    (_gateway("gw2", keepalived=False), "degraded", "gw2: keepalived is not active"),
+    (_gateway("gw1", nftables=False), "degraded", "gw1: nftables is not active"),
+    (
+        _down_server("cp2", "gw1", "gw2"),
+        "degraded",
+        [
+            "gw1: haproxy's kube-apiserver server cp2 is DOWN (check: L4CON)",
+            "gw2: haproxy's kube-apiserver server cp2 is DOWN (check: L4CON)",
+        ],
+    ),
+    (
+        _down_server("cp2", "gw2", status="MAINT"),
+        "degraded",
+        "gw2: haproxy's kube-apiserver server cp2 is MAINT (check: L4CON)",
+    ),
+    (
+        _gateway("gw2", haproxy=False, backends=[], backends_error="connection refused"),
+        "degraded",
+        ["gw2: haproxy is not active", "gw2: haproxy's backends: connection refused"],
+    ),
+    (
+        _gateway("gw1", haproxy=False, backends=[], backends_error="connection refused"),
+        "down",
+        [
+            "gw1: haproxy's backends: connection refused",
+            "gw1 holds a VIP and its haproxy is not active",
+        ],
+    ),
+    (
+        _both(*(_down_server(cp, "gw1") for cp in CPS)),
+        "down",
+        [
+            *(f"gw1: haproxy's kube-apiserver server {cp} is DOWN (check: L4CON)" for cp in CPS),
+            "gw1 holds a VIP and no server of its haproxy's kube-apiserver is UP",
+        ],
+    ),
+    (
+        _down_server("worker1", "gw2"),
+        "degraded",
+        [
+            "gw2: haproxy's ingress-http server worker1 is DOWN (check: L4CON)",
+            "gw2: haproxy's ingress-https server worker1 is DOWN (check: L4CON)",
+        ],
+    ),
+    # etcd.
+    (
+        _etcd(_unhealthy("etcd3")),
+        "degraded",
+        "etcd member etcd3 is unhealthy: context deadline exceeded",
+    ),
+    (
+        _etcd(lambda cluster: (_unhealthy("etcd2")(cluster), _unhealthy("etcd3")(cluster))),
+        "down",
+        [
+            "etcd has no quorum: 1 of 3 voting members healthy",
+            "etcd member etcd2 is unhealthy: context deadline exceeded",
+            "etcd member etcd3 is unhealthy: context deadline exceeded",
+        ],
+    ),
+    (
+        _both(*(_silent("etcd_cluster.overview", name) for name in ETCD)),
+        "down",
+        "no etcd node answered: etcd1: no reply; etcd2: no reply; etcd3: no reply",
+    ),
+    (
+        _etcd(lambda cluster: cluster["alarms"].append({"member": "etcd2", "alarm": "NOSPACE"})),
+        "degraded",
+        "etcd alarm NOSPACE on etcd2",
+    ),
+    (
+        _etcd(lambda cluster: cluster["members"]["etcd3"].update(learner=True)),
+        "degraded",
+        "etcd member etcd3 is a learner, not yet promoted",
+    ),
+    (
+        _etcd(lambda cluster: cluster["members"].pop("etcd3")),
+        "degraded",
+        "etcd node etcd3 of the topology is not a member of the cluster",
+    ),
+    (
+        _etcd(lambda cluster: cluster["members"].update(etcd9=member("etcd9"))),
+        "degraded",
+        "etcd member etcd9 is not an etcd node of the topology",
+    ),
+    (
+        _etcd(lambda cluster: cluster.update(leader=None)),
+        "degraded",
+        "etcd's members do not agree on a leader",
+    ),
+    # Certificates.
+    (
+        _certificate(
+            "etcd2", "etcd-peer", days_left=-1, problems=["it expired on 2026-11-25 06:00:00"]
         ),
-        (
-            {"gw1": answer(False, False), "gw2": answer(False, False)},
-            False,
-            "no gateway holds the public VIP",
+        "down",
+        "etcd2 etcd-peer: it expired on 2026-11-25 06:00:00",
+    ),
+    (
+        _certificate("etcd2", "etcd-peer", days_left=-3, not_after="2026-11-23 06:00:00"),
+        "down",
+        "etcd2 etcd-peer: it expired on 2026-11-23 06:00:00",
+    ),
+    (
+        _certificate("cp1", "kube-apiserver-etcd-client", days_left=12),
+        "degraded",
+        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)",
+    ),
+    (
+        _certificate("cp1", "kube-apiserver-etcd-client", days_left=30),
+        "degraded",
+        "cp1 kube-apiserver-etcd-client: 30 days left, inside the renewal window (30 days)",
+    ),
+    (
+        _certificate("etcd1", "etcd-server", problems=["it is not signed by the platform's CA"]),
+        "degraded",
+        "etcd1 etcd-server: it is not signed by the platform's CA",
+    ),
+    (_silent("paas_pki.certificates", "cp3"), "degraded", "cp3: did not answer"),
+    (
+        _silent(
+            "paas_pki.certificates", "paas-master", "'paas_pki.certificates' is not available."
         ),
-        (
-            {"gw1": answer(True, False), "gw2": answer(False, True)},
-            False,
-            "the VIPs are on different gateways: public on gw1, private on gw2",
-        ),
-        (
-            {"gw1": answer(True, True), "gw2": "Minion did not return. [No response]"},
-            False,
-            "gw2 did not answer: Minion did not return. [No response]",
-        ),
-    ],
-    ids=["split-brain", "no-holder", "vips-apart", "a-gateway-silent"],
+        "degraded",
+        "paas-master: answered with an error: 'paas_pki.certificates' is not available.",
+    ),
+]
+
+
+@pytest.fixture(
+    params=PROBLEMS, ids=lambda case: case[2] if isinstance(case[2], str) else case[2][-1]
 )
-def test_what_is_wrong_is_named_and_no_holder_is_claimed(runner, replies, split_brain, problem):
-    gateways = runner._gateways(GATEWAYS, replies)
+def problem(request, replies) -> tuple[str, list[str]]:
+    """One kind of problem made in the answers: its severity and the problems named."""
+    change, severity, named = request.param
+    change(replies)
+    return severity, [named] if isinstance(named, str) else named
+
+
+def test_each_problem_is_named_and_gives_its_severity_and_exit_code(
+    runner, asked, context, problem
+):
+    severity, named = problem
+
+    report = runner.status()
+
+    assert report["problems"] == named
+    assert report["severity"] == severity
+    assert report["retcode"] == context["retcode"] == {"degraded": 1, "down": 2}[severity]
+
+
+def test_a_healthy_platform_is_ok_and_exits_0(runner, asked, context):
+    report = runner.status()
+
+    assert report["severity"] == "ok" and report["problems"] == []
+    assert report["retcode"] == context["retcode"] == 0
+    assert report["outputter"] == "paas"
+    assert report["gateways"]["holder"] == "gw1"
+    assert report["etcd"]["seen_by"] == "etcd1" and report["etcd"]["leader"] == "etcd1"
+    assert len(report["pki"]["certificates"]) == 13
+    assert report["pki"]["renew_days"] == 30
+    for section in ("gateways", "etcd", "pki"):
+        assert report[section]["severity"] == "ok" and report[section]["problems"] == []
+
+
+def test_the_worst_problem_decides_and_every_problem_is_listed_in_section_order(
+    runner, asked, replies, context
+):
+    _down_server("cp2", "gw2")(replies)
+    _etcd(_unhealthy("etcd3"))(replies)
+    _certificate("etcd2", "etcd-peer", days_left=-1, problems=["it expired"])(replies)
+
+    report = runner.status()
+
+    assert report["severity"] == "down" and report["retcode"] == context["retcode"] == 2
+    assert report["problems"] == [
+        "gw2: haproxy's kube-apiserver server cp2 is DOWN (check: L4CON)",
+        "etcd member etcd3 is unhealthy: context deadline exceeded",
+        "etcd2 etcd-peer: it expired",
+    ]
+    assert [report[part]["severity"] for part in ("gateways", "etcd", "pki")] == [
+        "degraded",
+        "degraded",
+        "down",
+    ]
+
+
+def test_a_silent_gateway_leaves_the_holder_unclaimed(runner, asked, replies):
+    _silent("paas_gateway.status", "gw2")(replies)
+
+    gateways = runner.status()["gateways"]
 
     assert gateways["holder"] is None
-    assert gateways["split_brain"] is split_brain
-    assert problem in gateways["problems"]
-    assert problem.upper() in runner._gateway_table(gateways).splitlines()[0]
+    assert gateways["holders"] == {"public": ["gw1"], "private": ["gw1"]}
+
+
+def test_a_backend_down_leaves_the_holder_named(runner, asked, replies):
+    _down_server("cp2", "gw1", "gw2")(replies)
+
+    report = runner.status()
+
+    assert report["gateways"]["holder"] == "gw1"
+    assert report["gateways"]["split_brain"] is False
+    assert len(report["problems"]) == 2
+
+
+def test_a_split_brain_is_flagged_and_claims_no_holder(runner, asked, replies):
+    _gateway("gw2", holds=True)(replies)
+
+    gateways = runner.status()["gateways"]
+
+    assert gateways["split_brain"] is True and gateways["holder"] is None
+    assert gateways["problems"] == [
+        "split brain: gw1 and gw2 each hold the public VIP",
+        "split brain: gw1 and gw2 each hold the private VIP",
+    ]
+
+
+@pytest.mark.parametrize("status", ["UP 1/3", "no check"])
+def test_a_server_that_still_serves_is_no_problem(runner, asked, replies, status):
+    _down_server("cp2", "gw1", "gw2", status=status)(replies)
+
+    assert runner.status()["severity"] == "ok"
+
+
+def test_etcd_is_seen_by_the_first_etcd_node_that_answers(runner, asked, replies):
+    _silent("etcd_cluster.overview", "etcd1", "ERROR: etcd1 unreachable")(replies)
+
+    report = runner.status()
+
+    assert report["etcd"]["seen_by"] == "etcd2"
+    assert report["severity"] == "ok"
+
+
+def test_the_runner_asks_the_gateways_the_etcd_nodes_and_every_node_and_the_master(runner, asked):
+    runner.status()
+
+    assert asked == [
+        (["gw1", "gw2"], "paas_gateway.status"),
+        (list(ETCD), "etcd_cluster.overview"),
+        (
+            ["gw1", "gw2", *ETCD, "cp1", "cp2", "cp3", "worker1", "paas-master"],
+            "paas_pki.certificates",
+        ),
+    ]
+
+
+def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies, context):
+    _certificate("cp1", "kube-apiserver-etcd-client", days_left=12)(replies)
+
+    report = runner.certs()
+
+    assert report["severity"] == "degraded" and report["retcode"] == context["retcode"] == 1
+    assert report["problems"] == [
+        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)"
+    ]
+    assert report["renew_days"] == 30 and report["outputter"] == "paas"
+    assert {(row["node"], row["profile"]) for row in report["certificates"]} == {
+        (node, profile) for node, profiles in PROFILES.items() for profile in profiles
+    }
+    assert [function for _, function in asked] == ["paas_pki.certificates"]
+
+
+def test_certs_of_a_healthy_platform_are_ok(runner, asked, context):
+    report = runner.certs()
+
+    assert (report["severity"], report["problems"], report["retcode"]) == ("ok", [], 0)
+    assert context["retcode"] == 0
+
+
+def test_certs_lists_a_silent_minion_as_a_row_with_its_problem(runner, asked, replies):
+    _silent("paas_pki.certificates", "etcd3")(replies)
+
+    rows = [row for row in runner.certs()["certificates"] if row["node"] == "etcd3"]
+
+    assert rows == [{"node": "etcd3", "profile": "-", "problems": ["did not answer"]}]
+
+
+@pytest.mark.parametrize("function", ["status", "certs"])
+def test_without_the_utils_module_a_report_is_unknown_and_says_why(
+    runner, asked, context, function
+):
+    runner.__utils__.clear()
+
+    report = getattr(runner, function)()
+
+    assert report["severity"] == "unknown" and report["retcode"] == context["retcode"] == 3
+    (problem,) = report["problems"]
+    assert "the paas_topology utils module is not loaded" in problem
+    assert "/srv/paas/_utils" in problem
+    assert asked == []
+
+
+def test_validate_without_the_utils_module_exits_3_saying_why(runner, context):
+    runner.__utils__.clear()
+
+    report = runner.validate(topology="pillar.example")
+
+    assert report["valid"] is None and report["retcode"] == context["retcode"] == 3
+    assert "the paas_topology utils module is not loaded" in report["errors"][0]
+
+
+@pytest.mark.parametrize("function", ["status", "certs"])
+def test_an_invalid_topology_gives_an_unknown_report_with_its_errors(
+    runner, asked, pillar, context, function
+):
+    pillar["paas"]["nodes"][3]["addresses"]["private"] = "198.18.2.5"
+
+    report = getattr(runner, function)()
+
+    assert report["severity"] == "unknown" and context["retcode"] == 3
+    assert report["problems"] == [
+        "invalid topology (salt-run paas.validate): node etcd2: paas:nodes[3]:addresses:"
+        "private: 198.18.2.5 is outside the private network 198.18.1.0/24"
+    ]
+    assert asked == []
+
+
+def test_a_pillar_without_topology_gives_an_unknown_report(runner, asked, pillar):
+    del pillar["paas"]
+
+    report = runner.status()
+
+    assert report["severity"] == "unknown"
+    assert report["problems"] == [
+        "paas: the pillar has no paas key (is pillar/top.sls assigning it?)"
+    ]
+
+
+def test_a_master_that_cannot_publish_gives_an_unknown_report(runner, asked, monkeypatch):
+    def unreachable(minions, function, timeout):
+        raise SaltClientError("The salt master could not be contacted. Is master running?")
+
+    monkeypatch.setattr(runner, "_ask", unreachable)
+
+    report = runner.status()
+
+    assert report["severity"] == "unknown" and report["retcode"] == 3
+    assert report["problems"] == [
+        "the master could not ask its minions: "
+        "The salt master could not be contacted. Is master running?"
+    ]
+
+
+def test_validate_exits_1_for_an_invalid_topology_and_0_for_a_valid_one(
+    runner, asked, pillar, context
+):
+    assert runner.validate() == {"valid": True, "source": "pillar", "nodes": 9, "retcode": 0}
+    assert context["retcode"] == 0
+    pillar["paas"]["nodes"][3]["addresses"]["private"] = "198.18.2.5"
+
+    report = runner.validate()
+
+    assert report["valid"] is False and report["retcode"] == context["retcode"] == 1
+
+
+@pytest.fixture(scope="module")
+def outputter(import_repo_module):
+    return import_repo_module("_output/paas.py", "paas_output_module")
+
+
+@pytest.mark.parametrize("function", ["status", "certs"])
+def test_the_table_gives_the_verdict_and_names_every_problem_of_the_data(
+    runner, asked, outputter, problem, function
+):
+    report = getattr(runner, function)()
+
+    lines = outputter.output(report).splitlines()
+
+    assert lines[0].split(" (")[0].lower().endswith(f": {report['severity']}")
+    assert [line[4:] for line in lines if line.startswith("  - ")] == report["problems"]
+
+
+def test_the_table_of_a_healthy_platform_shows_what_the_data_holds(runner, asked, outputter):
+    report = runner.status()
+
+    table = outputter.output(report)
+
+    assert table.splitlines()[0] == "paas: ok"
+    assert "gateways: both VIPs on gw1\n" in table
+    assert "etcd: healthy, 3 of 3 voting members healthy, leader etcd1, alarms: none" in table
+    for name in (*GATEWAYS, *ETCD):
+        assert f"\n{name} " in table
+    assert table.endswith(
+        "certificates: 13 on 7 nodes, the soonest ends in 364 days "
+        "(etcd1 etcd-server); renewal window 30 days"
+    )

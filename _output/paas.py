@@ -1,0 +1,154 @@
+"""
+The tables of ``salt-run paas.status`` and ``salt-run paas.certs``, drawn from the
+reports those runners return (``_runners/paas.py``) and from nothing else: ``--out=json``
+or ``--out=yaml`` show the same reports as data.
+
+salt-run picks this outputter from a report's ``outputter`` key unless ``--out`` names
+another; the master finds it through ``outputter_dirs`` (etc/salt/master).
+"""
+
+from __future__ import annotations
+
+__virtualname__ = "paas"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def output(data: dict, **kwargs) -> str:
+    """
+    A report as a person reads it: the verdict and every problem first, then each part.
+    """
+    if "gateways" in data:
+        title, parts = "paas", [_gateways(data["gateways"]), _etcd(data["etcd"]), _pki(data["pki"])]
+    elif "certificates" in data:
+        title = "certificates"
+        parts = [
+            _certificate_table(data["certificates"])
+            + f"\nrenewal window: the last {data['renew_days']} days"
+        ]
+    else:
+        title, parts = "paas", []
+    return "\n\n".join([_verdict(title, data), *parts])
+
+
+def _verdict(title: str, report: dict) -> str:
+    if report["severity"] == "ok":
+        return f"{title}: ok"
+    count = len(report["problems"])
+    lines = [f"{title}: {report['severity'].upper()} ({count} problem{'s' * (count != 1)})"]
+    lines.extend(f"  - {problem}" for problem in report["problems"])
+    return "\n".join(lines)
+
+
+def _flag(section: dict) -> str:
+    return "" if section["severity"] == "ok" else f" ({section['severity'].upper()})"
+
+
+def _gateways(gateways: dict) -> str:
+    if gateways["holder"]:
+        summary = f"gateways: both VIPs on {gateways['holder']}"
+    else:
+        summary = "gateways: " + ", ".join(
+            f"{network} VIP on {' and '.join(held) or 'no gateway'}"
+            for network, held in gateways["holders"].items()
+        )
+    header = ("GATEWAY", "VRRP", "PUBLIC VIP", "PRIVATE VIP")
+    services = ("keepalived", "haproxy", "conntrackd", "nftables")
+    rows = [(*header, *(service.upper() for service in services))]
+    for node, reply in sorted(gateways["nodes"].items()):
+        rows.append(
+            (
+                node,
+                reply["vrrp"]["state"] or "-",
+                *("held" if reply["vips"][net]["held"] else "-" for net in ("public", "private")),
+                *("active" if reply["services"].get(name) else "INACTIVE" for name in services),
+            )
+        )
+    nodes = sorted(gateways["nodes"])
+    states = {
+        (node, backend["proxy"], backend["server"]): backend["status"]
+        for node in nodes
+        for backend in gateways["nodes"][node]["backends"]
+    }
+    servers = sorted({(proxy, server) for _, proxy, server in states})
+    backends = [("BACKEND", "SERVER", *(node.upper() for node in nodes))] + [
+        (proxy, server, *(states.get((node, proxy, server), "-") for node in nodes))
+        for proxy, server in servers
+    ]
+    parts = [summary + _flag(gateways)]
+    if len(rows) > 1:
+        parts.append(_table(rows))
+    if len(backends) > 1:
+        parts.extend(["", _table(backends)])
+    return "\n".join(parts)
+
+
+def _etcd(etcd: dict) -> str:
+    if "members" not in etcd:
+        return "etcd: " + "; ".join(etcd["problems"]) + _flag(etcd)
+    state = "healthy" if etcd["healthy"] else ("degraded" if etcd["quorum"] else "NO QUORUM")
+    alarms = ", ".join(f"{alarm['alarm']} on {alarm['member']}" for alarm in etcd["alarms"])
+    summary = (
+        f"etcd: {state}, {etcd['healthy_voters']} of {etcd['voters']} voting members healthy, "
+        f"leader {etcd['leader'] or 'none'}, alarms: {alarms or 'none'} "
+        f"(seen by {etcd['seen_by']}){_flag(etcd)}"
+    )
+    header = ("MEMBER", "ID", "ROLE", "HEALTH", "LEADER", "DB SIZE", "RAFT INDEX", "VERSION")
+    table = [header] + [
+        (
+            name,
+            member["id"],
+            "learner" if member["learner"] else "voter",
+            "healthy" if member["healthy"] else f"unhealthy: {member['error']}",
+            "*" if member["is_leader"] else "",
+            _text(member["db_size"]),
+            _text(member["raft_index"]),
+            _text(member["version"]),
+        )
+        for name, member in sorted(etcd["members"].items())
+    ]
+    return "\n".join([summary, _table(table)])
+
+
+def _pki(pki: dict) -> str:
+    """One line: the table of every certificate is paas.certs'."""
+    dated = [row for row in pki["certificates"] if row.get("days_left") is not None]
+    nodes = {row["node"] for row in dated}
+    summary = f"certificates: {len(dated)} on {len(nodes)} nodes"
+    if dated:
+        soonest = min(dated, key=lambda row: row["days_left"])
+        summary += (
+            f", the soonest ends in {soonest['days_left']} days "
+            f"({soonest['node']} {soonest['profile']})"
+        )
+    return f"{summary}; renewal window {pki['renew_days']} days{_flag(pki)}"
+
+
+def _certificate_table(rows: list[dict]) -> str:
+    header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "PROBLEMS")
+    table = [header] + [
+        (
+            row["node"],
+            row["profile"],
+            row.get("serial", "-")[:23],
+            row.get("not_after", "-"),
+            _text(row.get("days_left")),
+            "; ".join(row["problems"]) or "ok",
+        )
+        for row in rows
+    ]
+    return _table(table)
+
+
+def _text(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(line[column]) for line in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in rows
+    )

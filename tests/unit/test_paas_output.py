@@ -1,0 +1,244 @@
+"""
+The ``paas`` outputter (``_output/paas.py``): the tables a person reads, drawn from the
+reports of ``salt-run paas.status`` and ``paas.certs`` given here as sample data.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+BACKENDS = [
+    ("kube-apiserver", "cp1", "UP"),
+    ("kube-apiserver", "cp2", "DOWN"),
+    ("ingress-http", "worker1", "UP"),
+]
+
+
+def _gateway(holds: bool, conntrackd: bool = True) -> dict:
+    return {
+        "vips": {"public": {"held": holds}, "private": {"held": holds}},
+        "vrrp": {"state": "MASTER" if holds else "BACKUP", "since": 1.0},
+        "services": {
+            "keepalived": True,
+            "haproxy": True,
+            "conntrackd": conntrackd,
+            "nftables": True,
+        },
+        "backends": [
+            {"proxy": proxy, "server": server, "status": status, "check": None}
+            for proxy, server, status in BACKENDS
+        ],
+    }
+
+
+def _member(name: str, healthy: bool = True) -> dict:
+    return {
+        "id": f"{name[-1]}a",
+        "learner": False,
+        "healthy": healthy,
+        "error": None if healthy else "timeout",
+        "is_leader": name == "etcd1",
+        "db_size": 20480 if healthy else None,
+        "raft_index": 42 if healthy else None,
+        "version": "3.5.16" if healthy else None,
+    }
+
+
+CERTIFICATES = [
+    {
+        "node": "etcd1",
+        "profile": "etcd-server",
+        "serial": "1A:2B:3C",
+        "not_after": "2027-11-25 06:00:00",
+        "days_left": 364,
+        "problems": [],
+    },
+    {
+        "node": "cp1",
+        "profile": "kube-apiserver-etcd-client",
+        "serial": "0F:1E",
+        "not_after": "2026-12-08 06:00:00",
+        "days_left": 12,
+        "problems": ["12 days left, inside the renewal window (30 days)"],
+    },
+    {"node": "cp3", "profile": "-", "problems": ["did not answer"]},
+]
+
+CERTIFICATE_PROBLEMS = [
+    "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)",
+    "cp3: did not answer",
+]
+
+STATUS = {
+    "severity": "degraded",
+    "problems": [
+        "gw1: haproxy's kube-apiserver server cp2 is DOWN",
+        "gw2: haproxy's kube-apiserver server cp2 is DOWN",
+        "gw2: conntrackd is not active",
+        "etcd member etcd3 is unhealthy: timeout",
+        *CERTIFICATE_PROBLEMS,
+    ],
+    "gateways": {
+        "severity": "degraded",
+        "problems": [
+            "gw1: haproxy's kube-apiserver server cp2 is DOWN",
+            "gw2: haproxy's kube-apiserver server cp2 is DOWN",
+            "gw2: conntrackd is not active",
+        ],
+        "holder": "gw1",
+        "holders": {"public": ["gw1"], "private": ["gw1"]},
+        "split_brain": False,
+        "nodes": {"gw1": _gateway(True), "gw2": _gateway(False, conntrackd=False)},
+    },
+    "etcd": {
+        "severity": "degraded",
+        "problems": ["etcd member etcd3 is unhealthy: timeout"],
+        "healthy": False,
+        "quorum": True,
+        "voters": 3,
+        "healthy_voters": 2,
+        "leader": "etcd1",
+        "alarms": [{"member": "etcd2", "alarm": "NOSPACE"}],
+        "members": {
+            "etcd1": _member("etcd1"),
+            "etcd2": _member("etcd2"),
+            "etcd3": _member("etcd3", healthy=False),
+        },
+        "seen_by": "etcd1",
+    },
+    "pki": {
+        "severity": "degraded",
+        "problems": CERTIFICATE_PROBLEMS,
+        "renew_days": 30,
+        "certificates": CERTIFICATES,
+    },
+    "retcode": 1,
+    "outputter": "paas",
+}
+
+
+@pytest.fixture(scope="module")
+def outputter(import_repo_module):
+    return import_repo_module("_output/paas.py", "paas_output_module")
+
+
+@pytest.fixture
+def status() -> dict:
+    return copy.deepcopy(STATUS)
+
+
+def _healthy(status: dict) -> dict:
+    for part in (status, status["gateways"], status["etcd"], status["pki"]):
+        part.update(severity="ok", problems=[])
+    return status
+
+
+def test_the_verdict_and_every_problem_come_first(outputter, status):
+    lines = outputter.output(status).splitlines()
+
+    assert lines[0] == "paas: DEGRADED (6 problems)"
+    assert lines[1:7] == [f"  - {problem}" for problem in STATUS["problems"]]
+    assert lines[7] == ""
+
+
+def test_a_healthy_report_says_ok_and_flags_no_part(outputter, status):
+    table = outputter.output(_healthy(status))
+
+    assert table.splitlines()[0] == "paas: ok"
+    assert "gateways: both VIPs on gw1\n" in table
+    assert "(DEGRADED)" not in table and "(DOWN)" not in table
+
+
+def test_the_gateways_their_daemons_and_their_backends(outputter, status):
+    table = outputter.output(status).splitlines()
+
+    start = table.index("gateways: both VIPs on gw1 (DEGRADED)")
+    assert table[start + 1 : start + 4] == [
+        "GATEWAY  VRRP    PUBLIC VIP  PRIVATE VIP  KEEPALIVED  HAPROXY  CONNTRACKD  NFTABLES",
+        "gw1      MASTER  held        held         active      active   active      active",
+        "gw2      BACKUP  -           -            active      active   INACTIVE    active",
+    ]
+    assert table[start + 5 : start + 9] == [
+        "BACKEND         SERVER   GW1   GW2",
+        "ingress-http    worker1  UP    UP",
+        "kube-apiserver  cp1      UP    UP",
+        "kube-apiserver  cp2      DOWN  DOWN",
+    ]
+
+
+def test_vips_not_on_one_gateway_are_shown_where_they_are(outputter, status):
+    status["gateways"].update(
+        severity="down", holder=None, holders={"public": ["gw1", "gw2"], "private": []}
+    )
+
+    table = outputter.output(status)
+
+    assert "gateways: public VIP on gw1 and gw2, private VIP on no gateway (DOWN)\n" in table
+
+
+def test_the_etcd_cluster_and_its_members(outputter, status):
+    table = outputter.output(status).splitlines()
+
+    start = table.index(
+        "etcd: degraded, 2 of 3 voting members healthy, leader etcd1, "
+        "alarms: NOSPACE on etcd2 (seen by etcd1) (DEGRADED)"
+    )
+    assert table[start + 1 : start + 5] == [
+        "MEMBER  ID  ROLE   HEALTH              LEADER  DB SIZE  RAFT INDEX  VERSION",
+        "etcd1   1a  voter  healthy             *       20480    42          3.5.16",
+        "etcd2   2a  voter  healthy                     20480    42          3.5.16",
+        "etcd3   3a  voter  unhealthy: timeout          -        -           -",
+    ]
+
+
+def test_an_etcd_nobody_could_ask_is_said_so(outputter, status):
+    status["etcd"] = {
+        "severity": "down",
+        "problems": ["no etcd node answered: etcd1: no reply"],
+        "healthy": False,
+        "quorum": False,
+    }
+
+    table = outputter.output(status)
+
+    assert "\netcd: no etcd node answered: etcd1: no reply (DOWN)\n" in table
+
+
+def test_status_sums_up_the_certificates_in_one_line(outputter, status):
+    last = outputter.output(status).splitlines()[-1]
+
+    assert last == (
+        "certificates: 2 on 2 nodes, the soonest ends in 12 days "
+        "(cp1 kube-apiserver-etcd-client); renewal window 30 days (DEGRADED)"
+    )
+
+
+def test_certs_lists_every_certificate_with_its_problems(outputter, status):
+    report = {**status["pki"], "retcode": 1, "outputter": "paas"}
+
+    assert outputter.output(report).splitlines() == [
+        "certificates: DEGRADED (2 problems)",
+        *(f"  - {problem}" for problem in CERTIFICATE_PROBLEMS),
+        "",
+        "NODE   PROFILE                     SERIAL    NOT AFTER            DAYS  PROBLEMS",
+        "etcd1  etcd-server                 1A:2B:3C  2027-11-25 06:00:00  364   ok",
+        "cp1    kube-apiserver-etcd-client  0F:1E     2026-12-08 06:00:00  12    "
+        "12 days left, inside the renewal window (30 days)",
+        "cp3    -                           -         -                    -     did not answer",
+        "renewal window: the last 30 days",
+    ]
+
+
+def test_a_report_that_could_not_be_made_says_why(outputter):
+    report = {
+        "severity": "unknown",
+        "problems": ["the master could not ask its minions: Is master running?"],
+        "retcode": 3,
+        "outputter": "paas",
+    }
+
+    assert outputter.output(report) == (
+        "paas: UNKNOWN (1 problem)\n  - the master could not ask its minions: Is master running?"
+    )
