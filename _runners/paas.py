@@ -22,6 +22,7 @@ import logging
 import salt.client
 import salt.pillar
 import salt.utils.files
+import salt.utils.minions
 import salt.utils.yaml
 from salt.exceptions import SaltClientError, SaltRunnerError
 
@@ -31,6 +32,8 @@ __virtualname__ = "paas"
 SEVERITIES = ("ok", "degraded", "down", "unknown")
 OUTPUTTER = "paas"
 GATEWAY_SERVICES = ("keepalived", "haproxy", "conntrackd", "nftables")
+NO_REPLY = "no reply"
+NOT_ACCEPTED = "its key is not accepted on this master"
 
 # What salt-run itself leaves unclosed when it exits (saltstack/salt#70174, Salt 3008):
 # its Runner, that Runner's MasterMinion and an event publisher. Logger and message.
@@ -190,7 +193,7 @@ def _gateways(nodes: list[str], replies: dict) -> dict:
         if node in answers:
             problems.extend(_gateway_problems(node, answers[node], node in every_holder))
         else:
-            problems.append(("degraded", f"{node} did not answer: {replies.get(node, 'no reply')}"))
+            problems.append(("degraded", f"{node} did not answer: {replies.get(node, NO_REPLY)}"))
     one_holder = len(every_holder) == 1 and all(holders.values()) and len(answers) == len(nodes)
     return {
         **_verdict(problems),
@@ -246,7 +249,7 @@ def _etcd(nodes: list[str], replies: dict) -> dict:
     it: no quorum is down; anything else a person must see is degraded."""
     answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
     if not answers:
-        silence = "; ".join(f"{node}: {replies.get(node, 'no reply')}" for node in nodes)
+        silence = "; ".join(f"{node}: {replies.get(node, NO_REPLY)}" for node in nodes)
         return {
             **_verdict([("down", f"no etcd node answered: {silence}")]),
             "healthy": False,
@@ -300,9 +303,9 @@ def _pki(topology: dict, timeout: int) -> dict:
     for minion in minions:
         reply = replies.get(minion)
         if not isinstance(reply, list):
-            problem = "did not answer" if reply is None else f"answered with an error: {reply}"
+            problem = f"did not answer: {NO_REPLY if reply is None else reply}"
             rows.append({"node": minion, "profile": "-", "problems": [problem]})
-            problems.append(("degraded", f"{minion}: {problem}"))
+            problems.append(("degraded", f"{minion} {problem}"))
             continue
         for certificate in reply:
             row = {**certificate, "problems": _certificate_problems(certificate, renew_days)}
@@ -388,8 +391,15 @@ def _pillar_topology() -> tuple[dict | None, list[str]]:
 
 
 def _ask(minions: list[str], function: str, timeout: int) -> dict:
-    with salt.client.LocalClient(mopts=__opts__) as client:
-        return client.cmd(minions, function, tgt_type="list", timeout=timeout)
+    """Each minion's answer; a minion that did not answer has none."""
+    accepted = salt.utils.minions.CkMinions(__opts__).check_minions(minions, "list")["minions"]
+    replies = {minion: NOT_ACCEPTED for minion in minions if minion not in accepted}
+    if accepted:
+        # Asking only accepted minions also keeps LocalClient from printing "No minions
+        # matched the target" on stdout, into the report.
+        with salt.client.LocalClient(mopts=__opts__) as client:
+            replies.update(client.cmd(accepted, function, tgt_type="list", timeout=timeout))
+    return replies
 
 
 def _master_pillar() -> dict:

@@ -63,12 +63,12 @@ CERTIFICATES = [
         "days_left": 12,
         "problems": ["12 days left, inside the renewal window (30 days)"],
     },
-    {"node": "cp3", "profile": "-", "problems": ["did not answer"]},
+    {"node": "cp3", "profile": "-", "problems": ["did not answer: no reply"]},
 ]
 
 CERTIFICATE_PROBLEMS = [
     "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)",
-    "cp3: did not answer",
+    "cp3 did not answer: no reply",
 ]
 
 STATUS = {
@@ -226,7 +226,8 @@ def test_certs_lists_every_certificate_with_its_problems(outputter, status):
         "etcd1  etcd-server                 1A:2B:3C  2027-11-25 06:00:00  364   ok",
         "cp1    kube-apiserver-etcd-client  0F:1E     2026-12-08 06:00:00  12    "
         "12 days left, inside the renewal window (30 days)",
-        "cp3    -                           -         -                    -     did not answer",
+        "cp3    -                           -         -                    -     "
+        "did not answer: no reply",
         "renewal window: the last 30 days",
     ]
 

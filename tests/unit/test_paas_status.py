@@ -372,13 +372,13 @@ PROBLEMS = [
         "degraded",
         "etcd1 etcd-server: it is not signed by the platform's CA",
     ),
-    (_silent("paas_pki.certificates", "cp3"), "degraded", "cp3: did not answer"),
+    (_silent("paas_pki.certificates", "cp3"), "degraded", "cp3 did not answer: no reply"),
     (
         _silent(
             "paas_pki.certificates", "paas-master", "'paas_pki.certificates' is not available."
         ),
         "degraded",
-        "paas-master: answered with an error: 'paas_pki.certificates' is not available.",
+        "paas-master did not answer: 'paas_pki.certificates' is not available.",
     ),
 ]
 
@@ -529,7 +529,7 @@ def test_certs_lists_a_silent_minion_as_a_row_with_its_problem(runner, asked, re
 
     rows = [row for row in runner.certs()["certificates"] if row["node"] == "etcd3"]
 
-    assert rows == [{"node": "etcd3", "profile": "-", "problems": ["did not answer"]}]
+    assert rows == [{"node": "etcd3", "profile": "-", "problems": ["did not answer: no reply"]}]
 
 
 @pytest.mark.parametrize("function", ["status", "certs"])
