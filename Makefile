@@ -8,21 +8,19 @@ PY := $(VENV)/bin/python
 # real daemons the functional tests run.
 HOST_PACKAGES := debootstrap systemd-container iproute2 nftables etcd-server etcd-client \
 	keepalived haproxy openssl curl python3-venv
+# Of those, the daemons: installed for their binaries, never run as the host's services.
+DAEMON_PACKAGES := etcd-server keepalived haproxy
+# etc/salt/master's /srv/paas paths moved to this checkout (lab/checkout.py).
+CHECKOUT_CONF := etc/salt/master.d/checkout.conf
 
 .PHONY: all host-packages venv lint test test-fast lab lab-down lab-status bench lock
 
 all: test
 
 host-packages:
-	@missing=$$(for p in $(HOST_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing host packages:" $$missing; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@HOST_PACKAGES="$(HOST_PACKAGES)" DAEMON_PACKAGES="$(DAEMON_PACKAGES)" lab/host-packages.sh
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(CHECKOUT_CONF)
 
 $(VENV)/.installed: requirements.lock etc/python/paas-protobuf-python.pth
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +29,12 @@ $(VENV)/.installed: requirements.lock etc/python/paas-protobuf-python.pth
 	# Salt's Python runs protobuf's pure-Python implementation, for etcd3 (README: protobuf).
 	install -m 0644 etc/python/paas-protobuf-python.pth \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/
+	touch $@
+	@echo "The project's tools: run '. $(VENV)/bin/activate' in $(CURDIR), then salt-run," \
+		"salt, python -m lab, python -m bench.<name> from there."
+
+$(CHECKOUT_CONF): etc/salt/master lab/checkout.py $(VENV)/.installed
+	$(PY) -m lab.checkout
 	touch $@
 
 lint: venv

@@ -96,12 +96,12 @@ def _moved(address: str, network: str) -> str:
 
 def bench_topology(timers: dict) -> dict:
     """
-    The lab's topology (pillar/paas.sls) moved onto the bench's networks, so that the
+    The lab's topology (lab/pillar/paas.sls) moved onto the bench's networks, so that the
     bench's keepalived never answers for an address of the lab, with ``timers`` as the
     gateways' VRRP timers. Exits if the result is not a valid topology: the figures would
     not be those of a configuration the platform can have.
     """
-    topology = yaml.safe_load((REPO / "pillar" / "paas.sls").read_text())["paas"]
+    topology = yaml.safe_load((REPO / "lab" / "pillar" / "paas.sls").read_text())["paas"]
     lab_private = topology["networks"]["private"]["cidr"]
     for name, network in NETWORKS.items():
         topology["networks"][name].update(cidr=str(network), vip=_host(network, 10))

@@ -13,14 +13,16 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("PAAS_LAB_STATE_DIR", "/var/lib/paas-lab"))
 CACHE_DIR = Path(os.environ.get("PAAS_LAB_CACHE_DIR", "/var/cache/paas-lab"))
-TOPOLOGY_FILE = REPO / "pillar" / "paas.sls"
+# The lab's own pillar: its topology and top file (pillar/ is the operator's).
+PILLAR_DIR = REPO / "lab" / "pillar"
+TOPOLOGY_FILE = PILLAR_DIR / "paas.sls"
 MASTER_CONFIG_DIR = REPO / "etc" / "salt"
 MASTER_LAB_CONFIG = MASTER_CONFIG_DIR / "master.d" / "lab.conf"
 MASTER_ROOT = STATE_DIR / "master"
 NODES_DIR = STATE_DIR / "nodes"
 VARIANTS_DIR = REPO / "lab" / "variants"
 # What the lab adds to the master's roots: a pillar overlay (the variant) and files.
-LAB_PILLAR_DIR = STATE_DIR / "pillar"
+PILLAR_OVERLAY_DIR = STATE_DIR / "pillar"
 LAB_FILES_DIR = STATE_DIR / "files"
 
 # Every host-side name the lab creates starts with this, so that `lab down` finds
@@ -113,8 +115,8 @@ def variants() -> list[str]:
 
 
 def load_lab(path: Path = TOPOLOGY_FILE, variant: str | None = None) -> Lab:
-    """Read and validate the topology the lab builds (pillar/paas.sls, with the nodes a
-    variant adds); refuse an invalid one."""
+    """Read and validate the topology the lab builds (lab/pillar/paas.sls, with the
+    nodes a variant adds); refuse an invalid one."""
     with path.open() as handle:
         document = yaml.safe_load(handle)
     if not isinstance(document, dict) or "paas" not in document:

@@ -1,22 +1,40 @@
-# The lab's topology: the platform's single source of truth.
-# Every key is documented in pillar.example at the top of the repository.
+# The platform's topology: every key the `paas` pillar takes, with its meaning, and
+# an example value for each. Start from this file: replace the values with your
+# platform's and drop the optional keys you do not need. (pillar.example at the top of
+# the repository is this file, under the formula convention's name.)
+# `salt-run paas.validate` checks the pillar, `salt-run paas.validate topology=FILE` a
+# file; `orch.cluster` refuses to change anything while the pillar's topology is invalid.
 paas:
+  # Required. The cluster's name (a host-name-like label) and the DNS domain under
+  # which every node gets a name in /etc/hosts (default: paas.internal).
   cluster:
-    name: paas-lab
-    domain: paas.lab
+    name: prod-eu1
+    domain: eu1.example.internal
+
+  # Required. The two networks. Every node has a private address; only gateways have
+  # a public one. Each network has a virtual IP that keepalived keeps on exactly one
+  # gateway, with its own VRRP router id (1-255, the two must differ).
   networks:
     public:
       cidr: 198.18.0.0/24
-      gateway: 198.18.0.1
-      vip: 198.18.0.10
+      gateway: 198.18.0.1        # the upstream router of the public side
+      vip: 198.18.0.10           # the address users and kubectl reach
       vrrp_router_id: 51
     private:
       cidr: 198.18.1.0/24
-      vip: 198.18.1.10
+      vip: 198.18.1.10           # the private nodes' default route
       vrrp_router_id: 52
+
+  # Required. The salt master: its own minion's id (default paas-master; that minion
+  # holds the CA and runs the orchestrations' master-side steps) and its private address.
   master:
     id: paas-master
     address: 198.18.1.1
+
+  # Required. Every machine: its minion id (also its host name), its roles, its
+  # addresses. Roles: gateway (at least 2), etcd (an odd count: 3, 5 or 7),
+  # control-plane (at least 1, 3 for HA), worker (at least 1). A node may hold
+  # several roles, except that only gateways have a public address.
   nodes:
     - id: gw1
       roles: [gateway]
@@ -45,6 +63,85 @@ paas:
     - id: worker1
       roles: [worker]
       addresses: {private: 198.18.1.41}
+
+  # Optional. Software lines. etcd: 3.4 or 3.5 (default 3.5; kubeadm wants 3.5).
+  versions:
+    etcd: "3.5"
+    kubernetes: "1.31"
+
+  # Optional. etcd. source: package (the distribution's etcd-server and etcd-client)
+  # or archive (an upstream release, pinned: version of the line above, URL and sha256;
+  # unpacked to /opt/etcd/etcd-v<version>-linux-amd64). Data and snapshot directories,
+  # raft timers in milliseconds (election at least 5 heartbeats), the local metrics
+  # port (http on 127.0.0.1 only), and the backend quota in bytes.
+  etcd:
+    source: archive
+    archive:
+      version: 3.5.24
+      url: https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz
+      # The digest from the release's SHA256SUMS; this one is a placeholder.
+      sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+    data_dir: /var/lib/paas-etcd
+    snapshot_dir: /var/lib/paas-etcd-snapshots
+    heartbeat_ms: 100
+    election_ms: 1000
+    metrics_port: 2381
+    quota_bytes: 2147483648
+
+  # Optional. The gateway pair. VRRP: version 3 (sub-second adverts, in multiples of
+  # 10 ms) or 2 (whole seconds); a gateway that stops advertising loses the VIPs after
+  # about 3 adverts. The first gateway in nodes wins the first election; after that the
+  # VIPs stay where they are until their holder fails (no preemption). api_port: the
+  # control plane's API port, published on both VIPs; ingress: the workers' ports that
+  # the VIPs' :80 and :443 forward to. haproxy's health checks: every check_interval_ms,
+  # a server is out after check_fall failures and back after check_rise successes. The
+  # stats page listens on each gateway's private address, stats_port. sync_port:
+  # conntrackd's UDP port between the two gateways, on the private side.
+  gateway:
+    vrrp_version: 3
+    advert_ms: 100
+    api_port: 6443
+    ingress:
+      http_port: 30080
+      https_port: 30443
+    check_interval_ms: 300
+    check_fall: 3
+    check_rise: 2
+    stats_port: 8404
+    sync_port: 3780
+
+  # Optional. Certificates: where nodes keep theirs (dir) and where the master's minion
+  # keeps the CA (ca_dir; its key never leaves it), key type (ec = ECDSA P-256, or
+  # rsa), lifetimes in days, and how many days before expiry a certificate is renewed.
   pki:
-    # The lab's master is this host: its CA lives with the rest of the lab's state.
-    ca_dir: /var/lib/paas-lab/ca
+    dir: /etc/paas/pki
+    ca_dir: /etc/paas/ca
+    key_type: ec
+    ca_days: 3650
+    leaf_days: 365
+    renew_days: 30
+
+  # Optional. Disaster recovery: etcd snapshot interval and how many to keep, and how
+  # many consecutive unhealthy beacon reports the reactor waits for before it acts.
+  dr:
+    snapshot_interval_minutes: 30
+    snapshot_retention: 48
+    unhealthy_reports_before_action: 3
+
+  # Optional. NTP servers for the nodes' time sync (default: none; the
+  # distribution's pool). A container takes its clock from its host.
+  time:
+    ntp_servers:
+      - 0.debian.pool.ntp.org
+      - 1.debian.pool.ntp.org
+
+  # Optional. Per-role overrides of the formula defaults (salt/<role>/defaults.yaml),
+  # merged over them by salt/<role>/map.jinja.
+  lookup:
+    common:
+      sysctls:
+        net.core.somaxconn: 8192
+    gateway:
+      keepalived:
+        # What keepalived runs every second to see haproxy alive (exit 0 = alive).
+        check: /usr/bin/pidof -q haproxy

@@ -43,12 +43,13 @@ def topology_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def shipped_topology() -> dict:
-    """The lab's topology as shipped, shared by the whole session: read it, never change it."""
-    return yaml.safe_load((REPO_ROOT / "pillar/paas.sls").read_text())["paas"]
+def shipped_lab_topology() -> dict:
+    """The lab's topology (``paas`` in ``lab/pillar/paas.sls``) as shipped, shared by the
+    whole session: read it, never change it."""
+    return yaml.safe_load((REPO_ROOT / "lab/pillar/paas.sls").read_text())["paas"]
 
 
 @pytest.fixture
-def lab_topology(shipped_topology: dict) -> dict:
-    """The lab's topology (``paas`` in ``pillar/paas.sls``), a fresh copy for each test."""
-    return copy.deepcopy(shipped_topology)
+def lab_topology(shipped_lab_topology: dict) -> dict:
+    """The lab's topology (``paas`` in ``lab/pillar/paas.sls``), a fresh copy for each test."""
+    return copy.deepcopy(shipped_lab_topology)

@@ -21,11 +21,11 @@ TOPOLOGY_STATE = "paas_topology_|-paas-cluster-topology-valid_|-paas-cluster-top
 
 
 @pytest.fixture(scope="module")
-def topology_minion_keys(salt_master, salt_minion, shipped_topology):
+def topology_minion_keys(salt_master, salt_minion, shipped_lab_topology):
     """Accepted keys on the master for the topology's nodes and the master's minion."""
     accepted = Path(salt_master.config["pki_dir"]) / "minions"
-    ids = [entry["id"] for entry in shipped_topology["nodes"]]
-    ids.append(shipped_topology["master"]["id"])
+    ids = [entry["id"] for entry in shipped_lab_topology["nodes"]]
+    ids.append(shipped_lab_topology["master"]["id"])
     created = []
     try:
         for minion_id in ids:

@@ -1,0 +1,51 @@
+# The lab's topology: the nine machines `python -m lab up` builds on this host, and the
+# only pillar the lab's master reads (with the overlay the lab writes for a variant).
+# Every key is documented in pillar/paas.sls (pillar.example).
+paas:
+  cluster:
+    name: paas-lab
+    domain: paas.lab
+  networks:
+    public:
+      cidr: 198.18.0.0/24
+      gateway: 198.18.0.1
+      vip: 198.18.0.10
+      vrrp_router_id: 51
+    private:
+      cidr: 198.18.1.0/24
+      vip: 198.18.1.10
+      vrrp_router_id: 52
+  master:
+    id: paas-master
+    address: 198.18.1.1
+  nodes:
+    - id: gw1
+      roles: [gateway]
+      addresses: {public: 198.18.0.11, private: 198.18.1.11}
+    - id: gw2
+      roles: [gateway]
+      addresses: {public: 198.18.0.12, private: 198.18.1.12}
+    - id: etcd1
+      roles: [etcd]
+      addresses: {private: 198.18.1.21}
+    - id: etcd2
+      roles: [etcd]
+      addresses: {private: 198.18.1.22}
+    - id: etcd3
+      roles: [etcd]
+      addresses: {private: 198.18.1.23}
+    - id: cp1
+      roles: [control-plane]
+      addresses: {private: 198.18.1.31}
+    - id: cp2
+      roles: [control-plane]
+      addresses: {private: 198.18.1.32}
+    - id: cp3
+      roles: [control-plane]
+      addresses: {private: 198.18.1.33}
+    - id: worker1
+      roles: [worker]
+      addresses: {private: 198.18.1.41}
+  pki:
+    # The lab's master is this host: its CA lives with the rest of the lab's state.
+    ca_dir: /var/lib/paas-lab/ca
