@@ -2,12 +2,15 @@
 The lab's command line: `python -m lab up|down|status`.
 
 up      build the image if its recipe changed, wire the network, start the master,
-        boot every machine of pillar/paas.sls, wait for their minions, converge the
-        platform with orch.cluster. On a running lab it re-converges, then retires the
-        machines that are no longer in the topology. --variant NAME adds what
+        boot every machine of the lab's topology (lab/pillar/paas.sls), wait for their
+        minions, converge the platform with orch.cluster (a line per step; Salt's
+        output in /var/lib/paas-lab/converge.log). On a running lab it re-converges,
+        then retires the machines that are no longer in the topology; a master whose
+        main process died is cleaned up and started anew. --variant NAME adds what
         lab/variants/NAME.yaml adds (etcd5: two more etcd nodes, etcd from an archive).
 down    remove every trace: machines, overlays, master, namespaces, bridges, state.
-status  list the machines with their roles, addresses, systemd state and minion.
+status  say whether the master is up, list the machines with their roles, addresses,
+        systemd state and minion.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import os
 import shutil
 from pathlib import Path
 
-from lab import etcd_archive, image, machines, master, network, standins
+from lab import converge, etcd_archive, image, machines, master, network, standins
 from lab.config import STATE_DIR, Lab, LabError, load_lab, variants
-from lab.processes import wait_for
+from lab.processes import lab_cgroups, remove_cgroup, wait_for
 from lab.shell import fail, run, step
 
 REQUIRED_TOOLS = ("debootstrap", "systemd-nspawn", "ip", "nft", "nsenter", "mount")
@@ -36,7 +39,7 @@ def check_host() -> None:
         raise LabError("the kernel has no overlay filesystem (modprobe overlay)")
 
 
-def up(lab: Lab, converge: bool) -> None:
+def up(lab: Lab, converge_platform: bool) -> None:
     check_host()
     rootfs = image.ensure_image()
     network.up_guard()
@@ -52,13 +55,8 @@ def up(lab: Lab, converge: bool) -> None:
     machines.up(lab, rootfs)
     wait_for_minions(lab)
     standins.up(lab)
-    if converge:
-        step("converge: salt-run state.orchestrate orch.cluster")
-        result = master.salt_cli("salt-run", "state.orchestrate", "orch.cluster", timeout=1800)
-        print(result.stdout, end="", flush=True)
-        if result.returncode != 0:
-            raise LabError(f"orch.cluster failed (exit {result.returncode}):\n{result.stderr}")
-        step("converge: done")
+    if converge_platform:
+        converge.run("orch.cluster")
     machines.retire(lab)
     status(lab)
 
@@ -73,6 +71,8 @@ def wait_for_minions(lab: Lab) -> None:
     answering: set[str] = set()
 
     def all_answer() -> bool:
+        if master.MASTER.main() is None:
+            raise master.gone()
         answering.update(master.answering(sorted(set(ids) - answering)))
         step(f"minions: {len(answering)}/{len(ids)} answering")
         return answering == set(ids)
@@ -93,12 +93,17 @@ def down() -> None:
         for pid in run("ip", "netns", "pids", namespace, check=False).split():
             run("kill", "-9", pid, check=False)
     network.down()
+    for cgroup in lab_cgroups():
+        remove_cgroup(cgroup)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     step("down: no machine, namespace, bridge or master of the lab is left")
 
 
 def status(lab: Lab) -> None:
-    answering = master.answering(minion_ids(lab), timeout=3)
+    state = master.MASTER.state()
+    print(f"master: {state}")
+    # A master whose main process died may still half answer: ask it nothing then.
+    answering = master.answering(minion_ids(lab), timeout=3) if state == "up" else set()
     rows = [("NODE", "ROLES", "PUBLIC", "PRIVATE", "MACHINE", "MINION")]
     for machine in lab.machines:
         rows.append(
@@ -139,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument(
         "--variant",
         choices=variants(),
-        help="a variant of the topology (lab/variants/); without it, pillar/paas.sls as it is",
+        help="a variant of the topology (lab/variants/); without it, lab/pillar/paas.sls as it is",
     )
     commands.add_parser("down", help="remove every trace of the lab")
-    commands.add_parser("status", help="list the machines and their minions")
+    commands.add_parser("status", help="say whether the master is up, list the machines")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(load_lab(variant=args.variant), converge=not args.no_converge)
+            up(load_lab(variant=args.variant), converge_platform=not args.no_converge)
         elif args.command == "down":
             down()
         else:

@@ -12,7 +12,7 @@ import salt.crypt
 
 from lab import master, network
 from lab.config import NODES_DIR, PREFIX, Lab, Machine
-from lab.processes import remove_cgroup, running, start, stop
+from lab.processes import lab_cgroups, remove_cgroup, running, start, stop
 from lab.shell import run, step
 
 # Lets the machine set its own network namespace's sysctls (ip_forward, for one),
@@ -20,21 +20,11 @@ from lab.shell import run, step
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 
 
-# Each machine's systemd manages its own cgroup tree: the machines must not share one
-# (with a shared tree, one machine's systemd waits for another machine's processes to
-# leave "its" service's cgroup). On a hybrid host, the unified and the named systemd
-# hierarchy both; on a cgroup v2 host, the one tree.
-CGROUP_FS = Path("/sys/fs/cgroup")
-
-
-def cgroup_roots() -> list[Path]:
-    if (CGROUP_FS / "cgroup.controllers").exists():
-        return [CGROUP_FS]
-    return [root for root in (CGROUP_FS / "unified", CGROUP_FS / "systemd") if root.is_dir()]
-
-
 def cgroups(machine_id: str) -> list[Path]:
-    return [root / PREFIX / machine_id for root in cgroup_roots()]
+    """The machine's own cgroup tree: the machines must not share one (with a shared
+    tree, one machine's systemd waits for another machine's processes to leave "its"
+    service's cgroup)."""
+    return lab_cgroups("machines", machine_id)
 
 
 def pidfile(machine: Machine) -> Path:
@@ -134,8 +124,8 @@ def down() -> None:
         root = path / "root"
         if is_mounted(root):
             run("umount", str(root))
-    for root in cgroup_roots():
-        remove_cgroup(root / PREFIX)
+    for cgroup in lab_cgroups("machines"):
+        remove_cgroup(cgroup)
 
 
 def retire(lab: Lab) -> None:

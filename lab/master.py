@@ -1,83 +1,156 @@
-"""The lab's salt-master: the repository's etc/salt on the host's private address."""
+"""The lab's salt-master: the repository's etc/salt on the host's private address, and
+the master's own minion beside it, each in a cgroup of its own."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import salt.crypt
 import yaml
 
+from lab import checkout
+from lab.checkout import relocate
 from lab.config import (
     LAB_FILES_DIR,
-    LAB_PILLAR_DIR,
     MASTER_CONFIG_DIR,
     MASTER_LAB_CONFIG,
     MASTER_ROOT,
+    PILLAR_DIR,
+    PILLAR_OVERLAY_DIR,
     REPO,
     STATE_DIR,
     Lab,
     LabError,
 )
-from lab.processes import running, stop, wait_for
-from lab.shell import run, step
+from lab.processes import (
+    alive,
+    cgroup_pids,
+    lab_cgroups,
+    running,
+    start,
+    stop_cgroups,
+    wait_for,
+)
+from lab.shell import step
 
 BIN = Path(sys.executable).parent
 PKI_DIR = MASTER_ROOT / "etc/salt/pki/master"
-PIDFILE = MASTER_ROOT / "var/run/salt-master.pid"
 LOG = MASTER_ROOT / "var/log/salt/master"
 # The master's own minion (it holds the CA), on this host like the master.
 CA_MINION_ROOT = STATE_DIR / "master-minion"
 CA_MINION_CONFIG_DIR = CA_MINION_ROOT / "etc/salt"
-CA_MINION_PIDFILE = CA_MINION_ROOT / "var/run/salt-minion.pid"
-SHIPPED_ROOT = "/srv/paas"
+# The master's request server: minions and the salt CLIs reach it there.
+RET_PORT = 4506
+# The lab's pillar is a pillar environment of its own, and the only one its master
+# reads: Salt merges the lists of master.d's files, so the checkout's pillar/ (in
+# checkout.conf) would otherwise be read beside it.
+PILLARENV = "lab"
+
+
+@dataclass(frozen=True)
+class HostDaemon:
+    """A Salt daemon the lab runs on this host, handled as systemd handles a unit: it
+    runs in a cgroup of its own, it is up only while its main process runs, and it is
+    stopped and cleaned as the whole tree of processes it made."""
+
+    program: str
+    config_dir: Path
+    root: Path
+    cgroup: str
+
+    @property
+    def pidfile(self) -> Path:
+        # The lab's record of the main process it started (Salt keeps one of its own).
+        return self.root / "main.pid"
+
+    @property
+    def console(self) -> Path:
+        return self.root / "console.log"
+
+    @property
+    def cgroups(self) -> list[Path]:
+        return lab_cgroups(self.cgroup)
+
+    def main(self) -> psutil.Process | None:
+        """The daemon's main process, when it runs (in the daemon's cgroup)."""
+        process = running(self.pidfile, self.program)
+        if process is not None and process.pid in cgroup_pids(self.cgroups):
+            return process
+        return None
+
+    def processes(self) -> set[int]:
+        """Every process of the daemon's tree, its main process or not."""
+        return cgroup_pids(self.cgroups)
+
+    def start(self) -> int:
+        """Start the daemon anew, after stopping what is left of a previous one (its
+        children outlive a main process that was killed); its main process's PID."""
+        left = self.processes()
+        if left:
+            step(f"{self.program}: its main process is gone; stopping the {len(left)} it left")
+            self.stop(grace=0)
+        self.root.mkdir(parents=True, exist_ok=True)
+        return start(
+            [str(BIN / self.program), "--config-dir", str(self.config_dir)],
+            log=self.console,
+            pidfile=self.pidfile,
+            cgroups=self.cgroups,
+            cwd=REPO,
+        )
+
+    def stop(self, grace: float) -> None:
+        stop_cgroups(self.main(), self.cgroups, grace)
+
+    def state(self) -> str:
+        """``up``, ``down``, or down with the processes its main process left."""
+        if self.main() is not None:
+            return "up"
+        left = self.processes()
+        if left:
+            return f"down (its main process is gone; {len(left)} of its processes still run)"
+        return "down"
+
+
+MASTER = HostDaemon("salt-master", MASTER_CONFIG_DIR, MASTER_ROOT, "master")
+CA_MINION = HostDaemon("salt-minion", CA_MINION_CONFIG_DIR, CA_MINION_ROOT, "master-minion")
 
 
 def lab_config(lab: Lab) -> dict:
-    """The master.d override: the shipped config's /srv/paas paths moved to this
-    checkout, the lab's own state directory, and the private address to listen on."""
+    """The lab's master.d override, on top of the checkout's (checkout.conf): the lab's
+    own state directory, the private address to listen on, its pillar and files."""
     shipped = yaml.safe_load((MASTER_CONFIG_DIR / "master").read_text())
-    overrides = {key: relocate(value) for key, value in shipped.items() if relocate(value) != value}
     return {
-        **overrides,
-        # The lab's own pillar overlay comes first, so its top file is the one used.
-        "pillar_roots": {"base": [str(LAB_PILLAR_DIR), *relocate(shipped["pillar_roots"]["base"])]},
-        "file_roots": {"base": [*relocate(shipped["file_roots"]["base"]), str(LAB_FILES_DIR)]},
         "root_dir": str(MASTER_ROOT),
         "interface": lab.master_address,
+        # The variant's overlay comes first, so its top file is the one used.
+        "pillarenv": PILLARENV,
+        "pillar_roots": {PILLARENV: [str(PILLAR_OVERLAY_DIR), str(PILLAR_DIR)]},
+        "file_roots": {"base": [*relocate(shipped["file_roots"]["base"]), str(LAB_FILES_DIR)]},
     }
 
 
 def write_pillar(lab: Lab, etcd_archive: dict | None) -> None:
-    """The lab's pillar overlay: the shipped top file with a ``lab`` sls added to every
+    """The lab's pillar overlay: lab/pillar's top file with a ``lab`` sls added to every
     target, and that sls holding what the variant changes (nodes, etcd's source)."""
-    top = yaml.safe_load((REPO / "pillar" / "top.sls").read_text())
+    top = yaml.safe_load((PILLAR_DIR / "top.sls").read_text())
     for targets in top.values():
         for sls in targets.values():
             sls.append("lab")
     paas = dict(lab.overlay or {})
     if etcd_archive is not None:
         paas["etcd"] = {"source": "archive", "archive": etcd_archive}
-    LAB_PILLAR_DIR.mkdir(parents=True, exist_ok=True)
-    header = "# Written by the lab (lab/master.py): the variant's overlay of pillar/.\n"
-    (LAB_PILLAR_DIR / "top.sls").write_text(header + yaml.safe_dump(top))
-    (LAB_PILLAR_DIR / "lab.sls").write_text(
+    PILLAR_OVERLAY_DIR.mkdir(parents=True, exist_ok=True)
+    header = "# Written by the lab (lab/master.py): the variant's overlay of lab/pillar/.\n"
+    (PILLAR_OVERLAY_DIR / "top.sls").write_text(header + yaml.safe_dump(top))
+    (PILLAR_OVERLAY_DIR / "lab.sls").write_text(
         header + yaml.safe_dump({"paas": paas} if paas else {}, default_flow_style=False)
     )
-
-
-def relocate(value, root: Path = REPO):
-    """``value`` (a config value, nested or not) with every path under the shipped
-    /srv/paas moved under ``root``."""
-    if isinstance(value, str) and (value == SHIPPED_ROOT or value.startswith(SHIPPED_ROOT + "/")):
-        return str(root) + value[len(SHIPPED_ROOT) :]
-    if isinstance(value, list):
-        return [relocate(item, root) for item in value]
-    if isinstance(value, dict):
-        return {key: relocate(item, root) for key, item in value.items()}
-    return value
 
 
 def ensure_keys() -> None:
@@ -105,19 +178,29 @@ def forget(minion_id: str) -> None:
 
 def up(lab: Lab) -> None:
     """Write the lab's master config and start the master unless it already runs."""
+    checkout.write()
     MASTER_LAB_CONFIG.parent.mkdir(exist_ok=True)
     MASTER_LAB_CONFIG.write_text(
         "# Written by the lab (lab/master.py) for this checkout; `make lab-down` removes it.\n"
         + yaml.safe_dump(lab_config(lab), default_flow_style=False)
     )
-    if running(PIDFILE, "salt-master"):
+    if MASTER.main() is not None:
         step("master: already running")
         return
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    run(str(BIN / "salt-master"), "--config-dir", str(MASTER_CONFIG_DIR), "--daemon", cwd=REPO)
-    if not wait_for(lambda: running(PIDFILE, "salt-master"), timeout=30):
-        raise LabError(f"salt-master did not start; see {LOG}")
+    pid = MASTER.start()
+    if not wait_for(lambda: _answers(lab) or not alive(pid), timeout=60):
+        raise LabError(f"salt-master did not open port {RET_PORT}; see {LOG}")
+    if not alive(pid):
+        raise LabError(f"salt-master stopped as it started; see {LOG} and {MASTER.console}")
     step(f"master: running on {lab.master_address} (log {LOG})")
+
+
+def _answers(lab: Lab) -> bool:
+    try:
+        socket.create_connection((lab.master_address, RET_PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def master_minion_up(lab: Lab) -> None:
@@ -142,20 +225,25 @@ def master_minion_up(lab: Lab) -> None:
         salt.crypt.write_keys(str(pki), "minion", 2048)
     (pki / "minion_master.pub").write_text(master_public_key())
     accept(minion_id, (pki / "minion.pub").read_text())
-    if running(CA_MINION_PIDFILE, "salt-minion"):
+    if CA_MINION.main() is not None:
         return
-    run(str(BIN / "salt-minion"), "--config-dir", str(CA_MINION_CONFIG_DIR), "--daemon")
+    CA_MINION.start()
     step(f"master: its own minion {minion_id} started (it holds the CA)")
 
 
 def down() -> None:
-    processes = [
-        process
-        for process in (running(CA_MINION_PIDFILE, "salt-minion"), running(PIDFILE, "salt-master"))
-        if process
-    ]
-    stop(processes, grace=15)
+    CA_MINION.stop(grace=15)
+    MASTER.stop(grace=15)
     MASTER_LAB_CONFIG.unlink(missing_ok=True)
+
+
+def gone() -> LabError:
+    """The error when the master's main process is found dead in the middle of a run."""
+    return LabError(
+        f"the salt-master stopped in the middle of the run (its main process is gone; "
+        f"its log: {LOG}): run `make lab` again, which starts it anew and resumes from "
+        "what is in place"
+    )
 
 
 def salt_cli(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:

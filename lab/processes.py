@@ -1,4 +1,5 @@
-"""Starting and stopping the lab's long-running processes by their PIDs."""
+"""Starting and stopping the lab's long-running processes: by their PIDs, and as the
+systemd of a host would, by the cgroup that holds each one's whole tree."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from pathlib import Path
 
 import psutil
 
-from lab.config import LabError
+from lab.config import PREFIX, LabError
+
+CGROUP_FS = Path("/sys/fs/cgroup")
 
 
 def start(
     argv: list[str],
     log: Path,
     pidfile: Path,
+    *,
     env: dict | None = None,
     cgroups: list[Path] | None = None,
+    cwd: Path | None = None,
 ) -> int:
     """Start a detached process, logging to ``log``, and record its PID; with
     ``cgroups``, the process starts in those cgroups (made if missing)."""
@@ -36,6 +41,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
     pidfile.write_text(f"{process.pid}\n")
     return process.pid
@@ -51,6 +57,14 @@ def running(pidfile: Path, name: str) -> psutil.Process | None:
     except (OSError, ValueError, psutil.Error):
         pass
     return None
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def stop(processes: list[psutil.Process], grace: float) -> None:
@@ -81,6 +95,58 @@ def wait_for(predicate, timeout: float, interval: float = 1.0) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def cgroup_roots() -> list[Path]:
+    """The cgroup hierarchies the lab puts its processes in: on a hybrid host, the
+    unified and the named systemd hierarchy both; on a cgroup v2 host, the one tree."""
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        return [CGROUP_FS]
+    return [root for root in (CGROUP_FS / "unified", CGROUP_FS / "systemd") if root.is_dir()]
+
+
+def lab_cgroups(*names: str) -> list[Path]:
+    """The lab's cgroup ``paas-lab/<names...>`` in each of those hierarchies."""
+    return [root.joinpath(PREFIX, *names) for root in cgroup_roots()]
+
+
+def cgroup_pids(cgroups: list[Path]) -> set[int]:
+    """Every process in ``cgroups`` and in the cgroups below them."""
+    pids = set()
+    for cgroup in cgroups:
+        for procs in cgroup.rglob("cgroup.procs"):
+            try:
+                pids.update(int(pid) for pid in procs.read_text().split())
+            except OSError:
+                continue  # a cgroup removed meanwhile
+    return pids
+
+
+def stop_cgroups(main: psutil.Process | None, cgroups: list[Path], grace: float) -> None:
+    """Stop a daemon as systemd stops a unit: SIGTERM to its main process, up to
+    ``grace`` seconds for its whole tree to end, then SIGKILL to every process still in
+    its cgroups (also when the main process had died before), and the cgroups removed."""
+    if main is not None:
+        try:
+            main.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+        else:
+            wait_for(lambda: not cgroup_pids(cgroups), timeout=grace, interval=0.2)
+
+    def killed_all() -> bool:
+        left = cgroup_pids(cgroups)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        return not left
+
+    if not wait_for(killed_all, timeout=10, interval=0.1):
+        raise LabError(f"processes {sorted(cgroup_pids(cgroups))} outlived SIGKILL in {cgroups}")
+    for cgroup in cgroups:
+        remove_cgroup(cgroup)
 
 
 def remove_cgroup(cgroup: Path, timeout: float = 10.0) -> None:

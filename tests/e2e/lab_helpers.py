@@ -14,6 +14,8 @@ from lab.machines import leader_pid
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_STATE = Path("/var/lib/paas-lab")
+MASTER_PIDFILE = LAB_STATE / "master/main.pid"
+CGROUP_FS = Path("/sys/fs/cgroup")
 
 
 def lab_command(*argv: str, **kwargs) -> subprocess.CompletedProcess:
@@ -82,6 +84,27 @@ def _lines(*argv: str) -> list[str]:
     return subprocess.run(argv, check=False, capture_output=True, text=True).stdout.splitlines()
 
 
+def lab_cgroups() -> list[Path]:
+    """The lab's cgroup trees, whichever the cgroup layout (v2, or v1 with hierarchies)."""
+    return [
+        path for path in [CGROUP_FS / "paas-lab", *CGROUP_FS.glob("*/paas-lab")] if path.is_dir()
+    ]
+
+
+def master_processes() -> set[int]:
+    """The lab's salt-master processes: by their command line, and every process in the
+    master's cgroup (Salt renames some of its processes, EventPublisher among them)."""
+    pids = {
+        int(line.split()[0])
+        for line in _lines("ps", "-eo", "pid=,args=")
+        if "salt-master" in line and str(REPO / "etc/salt") in line
+    }
+    for cgroup in lab_cgroups():
+        for procs in (cgroup / "master").rglob("cgroup.procs"):
+            pids.update(int(pid) for pid in procs.read_text().split())
+    return pids
+
+
 def leftovers() -> list[str]:
     """What of the lab is still on this host, found without asking the lab's own code."""
     found = [
@@ -98,15 +121,14 @@ def leftovers() -> list[str]:
         f"process {line.strip()}"
         for line in _lines("ps", "-eo", "pid=,args=")
         if ("systemd-nspawn" in line and str(LAB_STATE) in line)
-        or ("salt-master" in line and str(REPO / "etc/salt") in line)
+        or ("salt-minion" in line and str(LAB_STATE) in line)
     ]
+    found += [f"salt-master process {pid}" for pid in sorted(master_processes())]
     if _lines("nft", "list", "table", "inet", "paas-lab"):
         found.append("nftables table inet paas-lab")
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     found += [f"mount {line.split()[1]}" for line in mounts if str(LAB_STATE) in line]
-    found += [
-        f"cgroup {path}" for path in Path("/sys/fs/cgroup").glob("*/paas-lab") if path.is_dir()
-    ]
+    found += [f"cgroup {path}" for path in lab_cgroups()]
     if LAB_STATE.exists():
         found.append(f"directory {LAB_STATE}")
     if (REPO / "etc/salt/master.d/lab.conf").exists():

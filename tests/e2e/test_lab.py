@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
+from lab.processes import wait_for
 from tests.e2e.lab_helpers import (
+    MASTER_PIDFILE,
     REPO,
     lab_command,
     leftovers,
+    master_processes,
     node_python,
     orchestrate,
     salt_json,
@@ -130,6 +136,33 @@ def test_lab_up_again_reconverges_instead_of_failing(lab):
     assert "machines: all running" in result.stdout
 
 
+def _kill_master_main_process() -> set[int]:
+    """SIGKILL the lab master's main process, as a crash or the OOM killer would; the
+    master processes it leaves running."""
+    main = int(MASTER_PIDFILE.read_text())
+    os.kill(main, signal.SIGKILL)
+    assert wait_for(lambda: main not in master_processes(), timeout=10, interval=0.1)
+    left = master_processes()
+    assert left, "no process outlived the master's main one: the test proves nothing"
+    return left
+
+
+def test_killed_master_is_down_and_lab_up_starts_it_anew_and_converges(lab):
+    left = _kill_master_main_process()
+    status = lab_command("status", capture_output=True)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0].startswith("master: down")
+    up = lab_command("up", capture_output=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert re.search(r"orch\.cluster: (\d+) steps, \1 ok, 0 failed", up.stdout), up.stdout
+    # Nothing of the old master is left: every master process is the new one's.
+    main = psutil.Process(int(MASTER_PIDFILE.read_text()))
+    family = {main.pid, *(child.pid for child in main.children(recursive=True))}
+    assert master_processes() <= family
+    assert not left & master_processes()
+    assert lab_command("status", capture_output=True).stdout.startswith("master: up\n")
+
+
 def _salt_run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "salt-run"), *argv],
@@ -152,7 +185,7 @@ def test_validate_runner_accepts_the_pillar_topology(lab):
 
 
 def test_validate_runner_lists_every_error_of_a_topology_file_and_fails(lab, tmp_path):
-    topology = yaml.safe_load((REPO / "pillar/paas.sls").read_text())
+    topology = yaml.safe_load((REPO / "lab/pillar/paas.sls").read_text())
     topology["paas"]["nodes"][3]["addresses"]["private"] = "198.18.2.5"
     topology["paas"]["nodes"][4]["id"] = "etcd1"
     path = tmp_path / "bad.yaml"
@@ -291,9 +324,10 @@ def lab_down_first(lab):
     assert not leftovers()
 
 
-def test_lab_down_cleans_up_after_an_interrupted_up(lab_down_first):
-    # Kill `lab up` while the machines boot, as a crash or Ctrl-C would; `lab down` must
-    # still find and remove everything it had made.
+def test_lab_down_cleans_up_after_an_interrupted_up_and_a_dead_master(lab_down_first):
+    # Kill `lab up` while the machines boot, as a crash or Ctrl-C would, and the master's
+    # main process with it; `lab down` must still find and remove everything it had made,
+    # the processes the master left among them.
     process = subprocess.Popen(
         [sys.executable, "-m", "lab", "up", "--no-converge"],
         cwd=REPO,
@@ -307,7 +341,7 @@ def test_lab_down_cleans_up_after_an_interrupted_up(lab_down_first):
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
-    time.sleep(1)
+    _kill_master_main_process()
     assert leftovers(), "the interrupted lab up had made nothing; the test proves nothing"
     down = lab_command("down")
     assert down.returncode == 0
