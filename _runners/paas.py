@@ -153,10 +153,12 @@ def status(timeout: int = 30) -> dict:
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
     sections = {"gateways": gateways, "etcd": etcd, "pki": pki}
+    # A silent gateway is named by both its part and the certificates': once here.
+    problems = dict.fromkeys(text for part in sections.values() for text in part["problems"])
     return _report(
         {
             "severity": _worst(section["severity"] for section in sections.values()),
-            "problems": [text for section in sections.values() for text in section["problems"]],
+            "problems": list(problems),
             **sections,
         }
     )

@@ -441,6 +441,16 @@ def test_the_worst_problem_decides_and_every_problem_is_listed_in_section_order(
     ]
 
 
+def test_a_silent_gateway_is_named_once_though_two_parts_see_it(runner, asked, replies):
+    _silent("paas_gateway.status", "gw2")(replies)
+    _silent("paas_pki.certificates", "gw2")(replies)
+
+    report = runner.status()
+
+    assert report["problems"] == ["gw2 did not answer: no reply"]
+    assert report["gateways"]["problems"] == report["pki"]["problems"] == report["problems"]
+
+
 def test_a_silent_gateway_leaves_the_holder_unclaimed(runner, asked, replies):
     _silent("paas_gateway.status", "gw2")(replies)
 
