@@ -42,6 +42,23 @@ def salt_json(*argv: str, timeout: int = 900) -> dict:
         pytest.fail(f"{' '.join(argv)} gave no JSON (exit {result.returncode}):\n{result}")
 
 
+def paas_report(function: str) -> tuple[int, dict]:
+    """``salt-run paas.<function>`` as a monitoring check runs it: its exit code (0 ok,
+    1 degraded, 2 down, 3 unknown) and its report."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "salt-run"), "--out=json", f"paas.{function}"],
+        cwd=REPO,
+        check=False,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    try:
+        return result.returncode, json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"paas.{function} gave no JSON (exit {result.returncode}):\n{result}")
+
+
 def salt_text(*argv: str) -> str:
     """What a salt CLI prints for a person (its default output), run from the root."""
     return subprocess.run(

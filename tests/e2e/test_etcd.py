@@ -19,6 +19,7 @@ from tests.e2e.lab_helpers import (
     failures,
     lab_command,
     orchestrate,
+    paas_report,
     salt_json,
     salt_text,
     step_of,
@@ -37,7 +38,9 @@ def _status() -> dict:
 
 
 def _assert_whole(members: list[str]) -> dict:
-    status = _status()
+    code, report = paas_report("status")
+    assert code == 0, report["problems"]
+    status = report["etcd"]
     assert status["healthy"] is True, status
     assert sorted(status["members"]) == sorted(members), status
     assert all(not member["learner"] for member in status["members"].values()), status
@@ -251,6 +254,11 @@ def test_states_under_test_say_what_they_would_do_and_change_nothing(lab):
         assert refusal["result"] is False, refusal
         assert "removing etcd2 would cost quorum" in refusal["comment"], refusal
         assert "unhealthy: etcd3" in refusal["comment"], refusal
+        code, report = paas_report("status")
+        assert code == 1, report["problems"]
+        assert [problem.split(":")[0] for problem in report["problems"]] == [
+            "etcd member etcd3 is unhealthy"
+        ]
     finally:
         _on("etcd3", "systemctl start paas-etcd")
     _assert_whole(ETCD)

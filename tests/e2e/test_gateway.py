@@ -23,7 +23,14 @@ import pytest
 
 from lab.config import load_lab
 from lab.machines import leader_pid
-from tests.e2e.lab_helpers import failures, lab_command, orchestrate, salt_json, salt_text
+from tests.e2e.lab_helpers import (
+    failures,
+    lab_command,
+    orchestrate,
+    paas_report,
+    salt_json,
+    salt_text,
+)
 from tests.e2e.outside import HostFlow, NodeFlow, Outside
 
 pytestmark = pytest.mark.e2e
@@ -173,7 +180,9 @@ def test_one_gateway_holds_both_vips_and_the_configs_pass_their_checks(settled):
 
 
 def test_paas_status_names_the_holder_and_the_backends(settled):
-    status = salt_json("salt-run", "paas.status")["gateways"]
+    code, report = paas_report("status")
+    assert code == 0, report["problems"]
+    status = report["gateways"]
     assert status["holder"] == settled
     assert status["split_brain"] is False and status["problems"] == []
     for gateway in GATEWAYS:
@@ -252,10 +261,16 @@ def test_a_stopped_backend_leaves_the_rotation_and_returns(settled):
     try:
         _wait_for_cp2("DOWN")
         assert {api_answer() for _ in range(9)} == {"cp1", "cp3"}
+        code, report = paas_report("status")
+        assert code == 1, report["problems"]
+        assert [problem.split(" (check: ")[0] for problem in report["problems"]] == [
+            f"{gateway}: haproxy's kube-apiserver server cp2 is DOWN" for gateway in GATEWAYS
+        ]
     finally:
         on("cp2", f"systemctl start {stand_in}")
     _wait_for_cp2("UP")
     assert {api_answer() for _ in range(9)} == {"cp1", "cp2", "cp3"}
+    assert paas_report("status")[0] == 0
 
 
 def test_the_vips_stay_put_for_a_minute_while_both_gateways_are_healthy(settled):
@@ -396,7 +411,9 @@ def test_a_split_brain_is_reported_and_settles_when_vrrp_is_back(settled):
         assert wait_until(
             lambda: all(vips_of(g) == {PUBLIC_VIP, PRIVATE_VIP} for g in GATEWAYS), timeout=15
         )
-        status = salt_json("salt-run", "paas.status")["gateways"]
+        code, report = paas_report("status")
+        assert code == 2 and report["severity"] == "down", report["problems"]
+        status = report["gateways"]
         assert status["split_brain"] is True
         assert status["holder"] is None
         assert any("split brain" in problem for problem in status["problems"]), status

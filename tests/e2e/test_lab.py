@@ -209,7 +209,7 @@ def test_validate_runner_explains_an_unreadable_topology_file(lab, tmp_path):
 def _certificate_rows() -> list[dict]:
     result = _salt_run("--out=json", "paas.certs")
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["certificates"]
 
 
 def test_every_node_has_the_certificates_its_roles_need(lab):
@@ -228,8 +228,10 @@ def test_every_node_has_the_certificates_its_roles_need(lab):
         assert row["problems"] == [], row
         assert row["days_left"] >= 364
     table = _salt_run("paas.certs").stdout.splitlines()
-    assert table[0].split() == ["NODE", "PROFILE", "SERIAL", "NOT", "AFTER", "DAYS", "PROBLEMS"]
-    assert len(table) == 1 + len(expected)
+    assert table[0] == "certificates: ok"
+    assert table[2].split() == ["NODE", "PROFILE", "SERIAL", "NOT", "AFTER", "DAYS", "PROBLEMS"]
+    assert len(table[3:-1]) == len(expected)
+    assert table[-1] == "renewal window: the last 30 days"
 
 
 def test_certificate_in_its_renewal_window_is_renewed_and_leaks_no_key(lab):
