@@ -401,7 +401,14 @@ def _ask(minions: list[str], function: str, timeout: int) -> dict:
         # matched the target" on stdout, into the report.
         with salt.client.LocalClient(mopts=__opts__) as client:
             replies.update(client.cmd(accepted, function, tgt_type="list", timeout=timeout))
-    return replies
+    # LocalClient says "Minion did not return. [No response]" and then how to look the job
+    # up later, which a report has no use for.
+    return {
+        minion: reply.splitlines()[0]
+        if isinstance(reply, str) and reply.startswith("Minion did not return.")
+        else reply
+        for minion, reply in replies.items()
+    }
 
 
 def _master_pillar() -> dict:

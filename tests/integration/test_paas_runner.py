@@ -7,6 +7,7 @@ codes, reports and tables, and what happens when the runner lacks its utils modu
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,26 @@ def test_salt_itself_exits_0_for_a_runner_it_cannot_find(master_config_with, tmp
 
     assert result.returncode == 0
     assert result.stdout.strip() == "'paas.validate' is not available."
+
+
+@pytest.fixture
+def gw2_key(salt_master, salt_minion):
+    """An accepted key for gw2, which does not run: the master publishes to it."""
+    accepted = Path(salt_master.config["pki_dir"]) / "minions"
+    target = accepted / "gw2"
+    assert not target.exists()
+    shutil.copyfile(accepted / salt_minion.id, target)
+    try:
+        yield "gw2"
+    finally:
+        target.unlink()
+
+
+def test_a_minion_that_does_not_answer_is_named_and_stderr_stays_clean(salt_master, gw2_key):
+    result = _salt_run(Path(salt_master.config_dir), "--out=json", "paas.status", "timeout=3")
+
+    assert result.returncode == 2, result
+    problems = json.loads(result.stdout)["problems"]
+    assert problems.count(f"{gw2_key} did not answer: Minion did not return. [No response]") == 1
+    assert f"gw1 did not answer: {NOT_ACCEPTED}" in problems
+    assert result.stderr == ""
