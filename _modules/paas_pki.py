@@ -360,7 +360,7 @@ def check(profile_name: str, ca: str | None = None) -> list[str]:
 def certificates() -> list[dict]:
     """
     Return the inventory of this node's certificates: profile, serial, names, expiry,
-    days left and problems.
+    days left, whether it is due for renewal (``renewal_due``) and problems.
 
     CLI Example:
 
@@ -374,6 +374,7 @@ def certificates() -> list[dict]:
         entry = {"node": __opts__["id"], "profile": name, "path": wanted["cert"]}
         if os.path.isfile(wanted["cert"]):
             entry.update(_summary(__salt__["x509.read_certificate"](wanted["cert"])))
+            entry["renewal_due"] = _due(entry["days_left"], wanted["renew_days"])
         entry["problems"] = check(name)
         inventory.append(entry)
     return inventory
@@ -393,7 +394,11 @@ def renewal_due(profile_name: str) -> bool:
     if not os.path.isfile(wanted["cert"]):
         return True
     days_left = _summary(__salt__["x509.read_certificate"](wanted["cert"]))["days_left"]
-    return days_left <= wanted["renew_days"]
+    return _due(days_left, wanted["renew_days"])
+
+
+def _due(days_left: int, renew_days: int) -> bool:
+    return days_left <= renew_days
 
 
 def _problems(wanted: dict, certificate: str, ca: str) -> list[str]:

@@ -328,7 +328,7 @@ def _certificate_problems(certificate: dict, renew_days: int) -> list[str]:
         return problems
     if days_left < 0 and not problems:
         problems.append(f"it expired on {certificate['not_after']}")
-    if 0 <= days_left <= renew_days:
+    if days_left >= 0 and certificate.get("renewal_due"):
         problems.append(f"{days_left} days left, inside the renewal window ({renew_days} days)")
     return problems
 

@@ -87,6 +87,7 @@ def certificate(node: str, profile: str, days_left: int = 364) -> dict:
         "names": [],
         "not_after": "2027-11-25 06:00:00",
         "days_left": days_left,
+        "renewal_due": days_left <= 30,
         "problems": [],
     }
 
@@ -212,6 +213,8 @@ def _certificate(node: str, profile: str, **changes) -> Callable[[dict], None]:
     def change(replies):
         (row,) = [r for r in replies["paas_pki.certificates"][node] if r["profile"] == profile]
         row.update(changes)
+        # As paas_pki.certificates decides it, with the topology's 30 days.
+        row["renewal_due"] = row["days_left"] <= 30
 
     return change
 
