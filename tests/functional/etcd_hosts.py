@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +19,8 @@ import salt.config
 from saltfactories.utils.functional import Loaders
 
 REPO = Path(__file__).resolve().parents[2]
+# A module dir holding the test double of Salt's service module (the unit double's).
+SERVICE_DOUBLE_DIR = Path(__file__).resolve().parent / "service_double"
 
 
 def topology(prefix: str, etcd_count: int = 3) -> dict:
@@ -70,24 +74,47 @@ def etcd_addresses(topology_: dict) -> dict[str, str]:
     }
 
 
-def minion(minion_id: str, tmp: Path, topology_: dict) -> Loaders:
-    """A minion's loaders, with the topology in its pillar and its PKI under ``tmp``."""
+def pillar(minion_id: str, tmp: Path, topology_: dict) -> dict:
+    """The ``paas`` pillar of a minion: ``topology_`` with the node's PKI and etcd's
+    directories (configuration, data, snapshots) under ``tmp/<minion_id>``."""
+    node_dir = tmp / minion_id
+    node_dir.mkdir(parents=True, exist_ok=True)
     pillar_topology = copy.deepcopy(topology_)
     pillar_topology["pki"] = {
         **pillar_topology.get("pki", {}),
-        "dir": str(tmp / minion_id / "pki"),
+        "dir": str(node_dir / "pki"),
         "ca_dir": str(tmp / "ca"),
     }
+    pillar_topology["etcd"] = {
+        **pillar_topology.get("etcd", {}),
+        "config_dir": str(node_dir / "etcd"),
+        "data_dir": str(node_dir / "etcd-data"),
+        "snapshot_dir": str(node_dir / "etcd-snapshots"),
+    }
+    return pillar_topology
+
+
+def minion(minion_id: str, tmp: Path, topology_: dict, unit_double: bool = False) -> Loaders:
+    """
+    A minion's loaders, with the topology in its pillar and its PKI under ``tmp``.
+
+    With ``unit_double``, Salt's ``providers`` option gives it the ``service`` module of
+    tests/functional/service_double/, which acts on the test's ``Unit`` objects (``UNITS``)
+    instead of on this host's systemd.
+    """
     opts = salt.config.minion_config(None)
     opts.update(
         id=minion_id,
         file_client="local",
         cachedir=str(tmp / minion_id / "cache"),
-        pillar={"paas": pillar_topology},
+        pillar={"paas": pillar(minion_id, tmp, topology_)},
         module_dirs=[str(REPO / "_modules")],
         states_dirs=[str(REPO / "_states")],
         utils_dirs=[str(REPO / "_utils")],
     )
+    if unit_double:
+        opts["module_dirs"].append(str(SERVICE_DOUBLE_DIR))
+        opts["providers"] = {"service": "paas_service_double"}
     # Each minion gets its own module namespace, as it would in its own process.
     return Loaders(opts, loaded_base_name=f"salt.loaded.{minion_id.replace('-', '_')}_{id(opts)}")
 
@@ -101,11 +128,14 @@ def issue(node: Loaders, ca: Loaders, profile: str) -> dict:
     return node.modules.paas_pki.install(profile, reply["certificate"], reply["ca"])
 
 
-def issue_all(tmp: Path, topology_: dict, node_ids: list[str]) -> dict[str, Loaders]:
-    """A CA and every certificate of ``node_ids`` and the master's minion; minions by id."""
+def issue_all(
+    tmp: Path, topology_: dict, node_ids: list[str], unit_double: bool = False
+) -> dict[str, Loaders]:
+    """A CA and every certificate of ``node_ids`` and the master's minion; minions by id
+    (the nodes' with the unit double, given ``unit_double``)."""
     ca = minion("paas-master", tmp, topology_)
     ca.modules.paas_pki.create_ca()
-    minions = {node: minion(node, tmp, topology_) for node in node_ids}
+    minions = {node: minion(node, tmp, topology_, unit_double) for node in node_ids}
     minions["paas-master"] = ca
     for each in minions.values():
         for profile in each.modules.paas_pki.profiles():
@@ -255,6 +285,113 @@ class Member:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+# The units the service double acts on, by (minion id, unit name).
+UNITS: dict[tuple[str, str], Unit] = {}
+
+
+class Unit:
+    """
+    A test double of one systemd unit of a node, for the minions whose ``service`` module
+    is the double: it runs the unit file's ``ExecStart`` with the variables of its
+    ``EnvironmentFile`` lines (``-`` for an optional one), in the node's network namespace;
+    a start returns once the service says ``READY=1`` on its notify socket (the unit's
+    ``Type=notify``), or fails when it exits first. Unlike systemd, it does not switch to
+    the unit's ``User=``: the test's files are in root's temporary directory.
+    """
+
+    def __init__(self, minion_id: str, name: str, unit_file: Path, namespace: str, workdir: Path):
+        self.minion_id, self.name, self.unit_file = minion_id, name, unit_file
+        self.namespace, self.workdir = namespace, workdir
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Unit:
+        UNITS[(self.minion_id, self.name)] = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        UNITS.pop((self.minion_id, self.name), None)
+
+    def _service(self) -> dict[str, list[str]]:
+        section, settings = None, {}
+        for line in map(str.strip, self.unit_file.read_text().splitlines()):
+            if line.startswith("["):
+                section = line
+            elif section == "[Service]" and "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                settings.setdefault(key, []).append(value)
+        assert settings.get("Type") == ["notify"], f"{self.unit_file}: not a Type=notify unit"
+        return settings
+
+    def _environment(self, files: list[str]) -> dict[str, str] | None:
+        environment = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        for entry in files:
+            path = Path(entry.removeprefix("-"))
+            if not path.exists():
+                if entry.startswith("-"):
+                    continue
+                return None
+            for line in path.read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    key, value = line.split("=", 1)
+                    environment[key.strip()] = value.strip()
+        return environment
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, timeout: float = 120) -> bool:
+        if self.running():
+            return True
+        service = self._service()
+        environment = self._environment(service.get("EnvironmentFile", []))
+        if environment is None:
+            return False
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        notify_path = self.workdir / "notify"
+        notify_path.unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(str(notify_path))
+            notify.settimeout(0.5)
+            environment["NOTIFY_SOCKET"] = str(notify_path)
+            with (self.workdir / "service.log").open("a") as log:
+                self.process = subprocess.Popen(
+                    ["ip", "netns", "exec", self.namespace, *shlex.split(service["ExecStart"][0])],
+                    env=environment,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.running():
+                try:
+                    message = notify.recv(4096)
+                except TimeoutError:
+                    continue
+                if "READY=1" in message.decode().splitlines():
+                    return True
+        self.stop()
+        return False
+
+    def stop(self) -> bool:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        return True
+
+    def restart(self) -> bool:
+        self.stop()
+        return self.start()
+
+    def log_tail(self) -> str:
+        path = self.workdir / "service.log"
+        return path.read_text()[-2000:] if path.exists() else ""
 
 
 def wait_for(check, what: str, members: list[Member], timeout: float = 60) -> None:
