@@ -13,6 +13,8 @@ import copy
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from tests.topologies import two_mistakes
+
 UTILS_FUNCTIONS = (
     "validate",
     "with_defaults",
@@ -82,18 +84,6 @@ def configure_loader_modules(
     }
 
 
-def _break_twice(topology: dict) -> list[str]:
-    """Make two independent mistakes; return the error each must produce."""
-    topology["nodes"][3]["addresses"]["private"] = "198.18.2.5"  # etcd2
-    topology["networks"]["private"]["vip"] = "198.18.1.41"  # worker1's address
-    return [
-        "node etcd2: paas:nodes[3]:addresses:private: "
-        "198.18.2.5 is outside the private network 198.18.1.0/24",
-        "paas:networks:private:vip: VIP 198.18.1.41 is the address of node worker1; "
-        "a VIP must be free",
-    ]
-
-
 @pytest.fixture(params=[False, True], ids=["for-real", "test-mode"])
 def testmode(request, opts):
     opts["test"] = request.param
@@ -140,21 +130,21 @@ def test_validate_points_at_a_pillar_that_did_not_render(execution_module, pilla
 
 
 def test_validate_names_node_and_field_of_every_error(execution_module, pillar):
-    expected = _break_twice(pillar["paas"])
+    expected = two_mistakes(pillar["paas"])
 
     assert execution_module.validate() == expected
 
 
 def test_validate_checks_a_given_topology_instead_of_the_pillar(execution_module, pillar):
     other = copy.deepcopy(pillar["paas"])
-    expected = _break_twice(other)
+    expected = two_mistakes(other)
 
     assert execution_module.validate(topology=other) == expected
     assert execution_module.validate() == []
 
 
 def test_get_refuses_a_bad_topology_listing_every_error(execution_module, pillar):
-    expected = _break_twice(pillar["paas"])
+    expected = two_mistakes(pillar["paas"])
 
     with pytest.raises(CommandExecutionError) as raised:
         execution_module.get()
@@ -202,7 +192,7 @@ def test_node_is_none_for_a_minion_that_is_not_a_node(execution_module, opts):
 
 
 def test_node_refuses_a_bad_topology(execution_module, pillar):
-    _break_twice(pillar["paas"])
+    two_mistakes(pillar["paas"])
 
     with pytest.raises(CommandExecutionError, match="the paas topology is invalid"):
         execution_module.node("etcd1")
@@ -235,7 +225,7 @@ def test_hosts_are_address_and_names_pairs(execution_module):
 
 
 def test_valid_state_fails_with_every_error_and_changes_nothing(state_module, pillar, testmode):
-    expected = _break_twice(pillar["paas"])
+    expected = two_mistakes(pillar["paas"])
 
     ret = state_module.valid("paas-cluster-topology-valid")
 
@@ -310,7 +300,7 @@ def test_the_topology_is_validated_once_while_the_pillar_stays_the_same(
     pillar["paas"]["cluster"]["name"] = "renamed"
     assert execution_module.get()["cluster"]["name"] == "renamed"
     assert len(calls) == 2
-    _break_twice(pillar["paas"])
+    two_mistakes(pillar["paas"])
     with pytest.raises(CommandExecutionError, match="the paas topology is invalid"):
         execution_module.get()
 
