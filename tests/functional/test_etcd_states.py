@@ -23,6 +23,7 @@ The tests run in order on one cluster, as an operator would work on it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import stat
 import subprocess
@@ -51,29 +52,23 @@ def cluster(tmp_path_factory):
         pytest.fail("etcd is not installed (make test installs etcd-server)")
     tmp = tmp_path_factory.mktemp("etcd-states")
     minions = etcd_hosts.issue_all(tmp, TOPOLOGY, list(ETCD_NODES), unit_double=True)
-    runs = {}
-    with etcd_hosts.Hosts("fs", "198.19.9.1", ETCD_NODES) as hosts:
-        units = {}
-        try:
-            for node in ETCD_NODES:
-                sandbox = Sandbox(
-                    node, tmp / node / "sandbox", etcd_hosts.pillar(node, tmp, TOPOLOGY)
-                )
-                runs[node] = {
-                    "sandbox": sandbox,
-                    "first": sandbox.apply("etcd.config"),
-                    "second": sandbox.apply("etcd.config"),
-                }
-                unit_file = sandbox.written().get(UNIT_FILE)
-                if unit_file is None:
-                    continue
-                units[node] = etcd_hosts.Unit(
+    runs, units = {}, {}
+    with contextlib.ExitStack() as stack:
+        hosts = stack.enter_context(etcd_hosts.Hosts("fs", "198.19.9.1", ETCD_NODES))
+        for node in ETCD_NODES:
+            sandbox = Sandbox(node, tmp / node / "sandbox", etcd_hosts.pillar(node, tmp, TOPOLOGY))
+            runs[node] = {
+                "sandbox": sandbox,
+                "first": sandbox.apply("etcd.config"),
+                "second": sandbox.apply("etcd.config"),
+            }
+            unit_file = sandbox.file(UNIT_FILE)
+            units[node] = stack.enter_context(
+                etcd_hosts.Unit(
                     node, "paas-etcd", unit_file, hosts.namespaces[node], tmp / node / "unit"
-                ).__enter__()
-            yield {"tmp": tmp, "minions": minions, "runs": runs, "units": units, "hosts": hosts}
-        finally:
-            for unit in units.values():
-                unit.__exit__()
+                )
+            )
+        yield {"tmp": tmp, "minions": minions, "runs": runs, "units": units, "hosts": hosts}
 
 
 def _member(cluster, node: str) -> dict:
