@@ -564,8 +564,9 @@ def _find(name: str, endpoint: str | None = None) -> dict:
 
 def initial_cluster(name: str, endpoint: str | None = None) -> str:
     """
-    Return the initial cluster the member ``name``, added but not started, must start
-    with: every started member by name, and ``name``.
+    Return the initial cluster the member ``name`` must start with when it joins: every
+    started member by name, and ``name`` at its peer URL. For a node that is not a member
+    yet, this is what it will start with once it is added.
 
     CLI Example:
 
@@ -573,17 +574,16 @@ def initial_cluster(name: str, endpoint: str | None = None) -> str:
 
         salt-call etcd_cluster.initial_cluster etcd4
     """
-    return _initial_cluster(members(endpoint), name, _find(name, endpoint)["id"])
+    return _initial_cluster(members(endpoint), name)
 
 
-def _initial_cluster(listed: list[dict], name: str, member_id: str) -> str:
-    return ",".join(
-        sorted(
-            f"{member['name'] or name}={member['peer_urls'][0]}"
-            for member in listed
-            if member["name"] or member["id"] == member_id
-        )
-    )
+def _initial_cluster(listed: list[dict], name: str) -> str:
+    started = [
+        f"{member['name']}={member['peer_urls'][0]}"
+        for member in listed
+        if member["name"] and member["name"] != name
+    ]
+    return ",".join(sorted([*started, f"{name}={peer_url(name)}"]))
 
 
 def _peer_urls() -> dict:
@@ -837,7 +837,7 @@ def member_add(
     )
     added = _member(reply.member)
     listed = [_member(member) for member in reply.members]
-    return {**added, "name": name, "initial_cluster": _initial_cluster(listed, name, added["id"])}
+    return {**added, "name": name, "initial_cluster": _initial_cluster(listed, name)}
 
 
 def member_promote(name: str, timeout: int = 120, endpoint: str | None = None) -> dict:

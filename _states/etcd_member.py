@@ -179,12 +179,10 @@ def _bootstrap(ret: dict, member: dict, bootstrap: bool, timeout: int, error) ->
             f"No etcd member answers ({error}), and {name} does not start a new "
             f"cluster: {refused}.",
         )
-    if __opts__["test"]:
-        _record(ret, "member", None, f"{name}, the first member of a new cluster")
-        return _predicted(ret, f"{name} would start a new cluster.")
-    _write_membership(ret, member, f"{name}={member['peer_url']}", "new")
-    _service("start", member)
+    _start(ret, member, f"{name}={member['peer_url']}", "new")
     _record(ret, "member", None, f"{name}, the first member of a new cluster")
+    if __opts__["test"]:
+        return _predicted(ret, f"{name} would start a new cluster.")
     ret["comment"] = _healthy(member, timeout, "started a new cluster and is healthy")
     return ret
 
@@ -196,6 +194,7 @@ def _join(ret: dict, member: dict, timeout: int) -> dict:
         if not health["quorum"]:
             return _failed(ret, f"{name} could not be added: the cluster has no quorum.")
         _record(ret, "member", None, "voter")
+        _start(ret, member, __salt__["etcd_cluster.initial_cluster"](name), "existing")
         return _predicted(
             ret,
             f"{name} would be added as a learner, its data directory wiped, "
@@ -209,29 +208,73 @@ def _join(ret: dict, member: dict, timeout: int) -> dict:
 def _finish_join(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
     # Added earlier, not yet started or promoted (a run that stopped half-way).
     name = member["name"]
-    if __opts__["test"]:
-        _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
-        return _predicted(ret, f"{name} would be started and promoted.")
     if not mine["started"]:
         initial = __salt__["etcd_cluster.initial_cluster"](name)
+        if __opts__["test"]:
+            _start(ret, member, initial, "existing")
+            _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
+            return _predicted(ret, f"{name} would be started and promoted.")
         return _start_and_promote(ret, member, mine["id"], initial, timeout)
     if not __salt__["service.status"](member["service"]):
-        _service("start", member)
+        if not __opts__["test"]:
+            _service("start", member)
         _record(ret, "service", "stopped", "running")
+    if __opts__["test"]:
+        _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
+        return _predicted(ret, f"{name} would be promoted.")
     return _promote(ret, member, mine["id"], timeout)
 
 
 def _start_and_promote(
     ret: dict, member: dict, member_id: str, initial_cluster: str, timeout: int
 ) -> dict:
-    _service("stop", member)
-    removed = _wipe(member)
-    if removed:
-        _record(ret, "data_dir", _entries(removed), "empty")
-    _write_membership(ret, member, initial_cluster, "existing")
-    _service("start", member)
-    _record(ret, "service", "stopped", "running")
+    _start(ret, member, initial_cluster, "existing")
+    _check_identity(member, member_id, timeout)
     return _promote(ret, member, member_id, timeout)
+
+
+def _start(ret: dict, member: dict, initial_cluster: str, state: str) -> None:
+    """Start the member afresh with ``initial_cluster``: stopped, its data directory
+    emptied, the membership written, started; each change recorded as it commits, or
+    only predicted under test."""
+    test = __opts__["test"]
+    was_running = bool(__salt__["service.status"](member["service"]))
+    if not test:
+        _service("stop", member)
+    entries = _data_entries(member)
+    if entries:
+        if not test:
+            _wipe(member)
+        _record(ret, "data_dir", _entries(len(entries)), "empty")
+    _write_membership(ret, member, initial_cluster, state)
+    if not test:
+        _service("start", member)
+    # A member that was running (say, restarting in a loop on stale data) is started
+    # afresh all the same.
+    _record(ret, "service", "running" if was_running else "stopped", "running")
+
+
+def _check_identity(member: dict, member_id: str, timeout: int) -> None:
+    """The member that started is the one the cluster added: a node that started with
+    other files (a membership or data directory etcd_member did not write) may run a
+    cluster of its own and answer every question itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            running = __salt__["etcd_cluster.member_status"](member["client_url"])["id"]
+            break
+        except CommandExecutionError as err:
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(
+                    f"{member['name']} was started but does not answer: {err}"
+                ) from err
+            time.sleep(1)
+    if running != member_id:
+        raise CommandExecutionError(
+            f"{member['name']} runs as member {running}, not as {member_id}, the member the "
+            f"cluster added: it is not part of the cluster (see {member['membership_env']} "
+            f"and the unit's environment files)"
+        )
 
 
 def _promote(ret: dict, member: dict, member_id: str, timeout: int) -> dict:
@@ -244,13 +287,15 @@ def _promote(ret: dict, member: dict, member_id: str, timeout: int) -> dict:
 
 def _replace(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
     name = member["name"]
+    gone = f"voter {mine['id']} without its data"
     if __opts__["test"]:
-        _record(ret, "member", f"voter {mine['id']} without its data", "voter")
+        _record(ret, "member", gone, "voter")
+        _start(ret, member, __salt__["etcd_cluster.initial_cluster"](name), "existing")
         return _predicted(ret, f"{name} has lost its data: it would be removed and added again.")
     __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
-    _record(ret, "member", f"voter {mine['id']} without its data", None)
+    _record(ret, "member", gone, None)
     added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
-    _record(ret, "member", f"voter {mine['id']} without its data", f"learner {added['id']}")
+    _record(ret, "member", gone, f"learner {added['id']}")
     return _start_and_promote(ret, member, added["id"], added["initial_cluster"], timeout)
 
 
@@ -267,16 +312,13 @@ def _data_entries(member: dict) -> list[str]:
     return os.listdir(data_dir) if os.path.isdir(data_dir) else []
 
 
-def _wipe(member: dict) -> int:
-    """Empty the member's data directory; return how many entries it held."""
-    entries = _data_entries(member)
-    for entry in entries:
+def _wipe(member: dict) -> None:
+    for entry in _data_entries(member):
         path = os.path.join(member["data_dir"], entry)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         else:
             os.unlink(path)
-    return len(entries)
 
 
 def _write_membership(ret: dict, member: dict, initial_cluster: str, state: str) -> None:
@@ -294,6 +336,9 @@ def _write_membership(ret: dict, member: dict, initial_cluster: str, state: str)
         with open(path, encoding="utf-8") as handle:
             old = handle.read()
     if old == contents:
+        return
+    if __opts__["test"]:
+        _record(ret, "membership", _initial_cluster_of(old), initial_cluster)
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.partial"
@@ -332,21 +377,27 @@ def absent(name: str, timeout: int = 120) -> dict:
         if found is None:
             ret["comment"] = f"{name} is not a member."
             return ret
-        if __opts__["test"]:
+        test = __opts__["test"]
+        if test:
             refusal = __salt__["etcd_cluster.removal_refusal"](name)
             if refusal:
                 return _failed(ret, refusal)
-            _record(ret, "member", found["id"], None)
-            return _predicted(ret, f"{name} would be removed from the cluster.")
-        __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
+        else:
+            __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
         _record(ret, "member", found["id"], None)
         if name == __opts__["id"]:
             member = __salt__["paas_topology.etcd_member"](name)
-            _service("stop", member)
-            _record(ret, "service", "running", "stopped")
-            removed = _wipe(member)
-            if removed:
-                _record(ret, "data_dir", _entries(removed), "empty")
+            if __salt__["service.status"](member["service"]):
+                if not test:
+                    _service("stop", member)
+                _record(ret, "service", "running", "stopped")
+            entries = _data_entries(member)
+            if entries:
+                if not test:
+                    _wipe(member)
+                _record(ret, "data_dir", _entries(len(entries)), "empty")
+        if test:
+            return _predicted(ret, f"{name} would be removed from the cluster.")
     except (CommandExecutionError, SaltInvocationError) as err:
         return _failed(ret, str(err))
     ret["comment"] = f"{name} was removed from the cluster."

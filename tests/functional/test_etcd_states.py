@@ -241,12 +241,6 @@ def test_pruned_removes_the_members_the_topology_no_longer_has(cluster):
     assert health["healthy"] and health["voters"] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="etcd_member (issue 10, section 3): under test=True, present's bootstrap and join "
-    "and absent on the node itself predict only 'member'; the real run also changes "
-    "'membership', 'service' and 'data_dir'",
-)
 def test_test_mode_predicts_the_changes_a_real_run_makes(cluster):
     assert PREDICTIONS, "no state ran"
     mismatched = {

@@ -43,6 +43,8 @@ class FakeCluster:
         self.refusal: str | None = None
         # Calls that fail, by name, with the error they raise.
         self.failures: dict[str, str] = {}
+        # The member id the started etcd answers with (the one member_add gave).
+        self.started_as = "30"
 
     def view(self, name: str) -> dict:
         """The topology's etcd view of node ``name`` (paas_topology.etcd_member)."""
@@ -79,6 +81,8 @@ class FakeCluster:
             "etcd_cluster.endpoints": lambda: ENDPOINTS,
             "etcd_cluster.members": lambda: self.members,
             "etcd_cluster.lookup_member": lookup_member,
+            "etcd_cluster.initial_cluster": lambda name: "etcd1=a,etcd2=b,etcd3=c",
+            "etcd_cluster.member_status": lambda endpoint: {"id": self.started_as},
             "etcd_cluster.member_health": lambda endpoint: {"healthy": True, "error": None},
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
             "etcd_cluster.removal_refusal": lambda name: self.refusal,
@@ -176,7 +180,7 @@ def test_the_first_node_starts_a_cluster_when_none_exists(state_module, cluster,
     cluster.members = None
     ret = state_module.present("etcd1", bootstrap=True)
     assert ret["result"] is True, ret
-    assert cluster.calls == [("service.start", "paas-etcd")]
+    assert cluster.calls == [("service.stop", "paas-etcd"), ("service.start", "paas-etcd")]
     assert (
         "ETCD_INITIAL_CLUSTER_STATE=new" in (cluster.data_dir.parent / "membership.env").read_text()
     )
@@ -200,8 +204,10 @@ def test_a_join_reports_each_step_as_it_commits_and_test_mode_predicts_it(
     state_module, cluster, opts
 ):
     (cluster.data_dir / "member").mkdir()
+    cluster.running = False
     opts["test"] = True
     predicted = state_module.present("etcd3")["changes"]
+    assert cluster.calls == []
     opts["test"] = False
     ret = state_module.present("etcd3")
     assert ret["result"] is True, ret
@@ -211,7 +217,37 @@ def test_a_join_reports_each_step_as_it_commits_and_test_mode_predicts_it(
         "membership": {"old": None, "new": "etcd1=a,etcd2=b,etcd3=c"},
         "service": {"old": "stopped", "new": "running"},
     }
-    assert predicted["member"] == {"old": None, "new": "voter"}
+    assert predicted == {**ret["changes"], "member": {"old": None, "new": "voter"}}
+
+
+def test_a_member_that_started_as_another_cluster_is_not_reported_as_joined(state_module, cluster):
+    cluster.started_as = "9a"
+    ret = state_module.present("etcd3")
+    assert ret["result"] is False
+    assert "etcd3 runs as member 9a, not as 30, the member the cluster added" in ret["comment"]
+    assert "etcd_cluster.member_promote" not in [call[0] for call in cluster.calls]
+    assert ret["changes"]["member"] == {"old": None, "new": "learner 30"}
+
+
+def test_absent_on_the_node_itself_predicts_the_stop_and_the_wipe(state_module, cluster, opts):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    opts["test"] = True
+    predicted = state_module.absent("etcd3")
+    assert predicted["result"] is None and cluster.calls == []
+    opts["test"] = False
+    ret = state_module.absent("etcd3")
+    assert ret["result"] is True, ret
+    assert (
+        ret["changes"]
+        == predicted["changes"]
+        == {
+            "member": {"old": "30", "new": None},
+            "service": {"old": "running", "new": "stopped"},
+            "data_dir": {"old": "1 entry", "new": "empty"},
+        }
+    )
+    assert not (cluster.data_dir / "member").exists()
 
 
 def test_a_start_that_fails_after_the_member_was_added_reports_what_happened(state_module, cluster):
