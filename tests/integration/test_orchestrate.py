@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.topologies import two_mistakes
+
 TOPOLOGY_STATE = "paas_topology_|-paas-cluster-topology-valid_|-paas-cluster-topology-valid_|-valid"
 
 
@@ -49,14 +51,7 @@ def _published_functions(event_listener, master_id: str, after: float) -> list[s
 def test_orchestration_stops_at_a_bad_topology_and_publishes_nothing(
     salt_master, salt_minion, salt_run_cli, event_listener, lab_topology
 ):
-    lab_topology["nodes"][3]["addresses"]["private"] = "198.18.2.5"  # etcd2
-    lab_topology["networks"]["private"]["vip"] = "198.18.1.41"  # worker1's address
-    expected = [
-        "node etcd2: paas:nodes[3]:addresses:private: "
-        "198.18.2.5 is outside the private network 198.18.1.0/24",
-        "paas:networks:private:vip: VIP 198.18.1.41 is the address of node worker1; "
-        "a VIP must be free",
-    ]
+    expected = two_mistakes(lab_topology)
     start = time.time()
 
     ret = salt_run_cli.run(

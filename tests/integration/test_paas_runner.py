@@ -15,22 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.topologies import two_mistakes
+
 SHIPPED_NODE_COUNT = 9
 SALT_RUN = Path(sys.executable).parent / "salt-run"
 # No node of the topology is a minion of the test master.
 NOT_ACCEPTED = "its key is not accepted on this master"
-
-
-def _bad_topology(topology: dict) -> tuple[dict, list[str]]:
-    """Two independent mistakes, and the error each must produce."""
-    topology["nodes"][3]["addresses"]["private"] = "198.18.2.5"  # etcd2
-    topology["networks"]["private"]["vip"] = "198.18.1.41"  # worker1's address
-    return topology, [
-        "node etcd2: paas:nodes[3]:addresses:private: "
-        "198.18.2.5 is outside the private network 198.18.1.0/24",
-        "paas:networks:private:vip: VIP 198.18.1.41 is the address of node worker1; "
-        "a VIP must be free",
-    ]
 
 
 def test_validate_passes_the_shipped_pillar_and_counts_its_nodes(salt_run_cli):
@@ -57,9 +47,9 @@ def test_validate_passes_the_documented_example(salt_run_cli, repo_root):
 def test_validate_of_a_bad_topology_file_fails_naming_node_and_field_of_each_error(
     salt_run_cli, lab_topology, tmp_path
 ):
-    topology, expected = _bad_topology(lab_topology)
+    expected = two_mistakes(lab_topology)
     path = tmp_path / "bad.sls"
-    path.write_text(yaml.safe_dump({"paas": topology}))
+    path.write_text(yaml.safe_dump({"paas": lab_topology}))
 
     ret = salt_run_cli.run("paas.validate", f"topology={path}")
 
