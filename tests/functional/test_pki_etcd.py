@@ -287,3 +287,17 @@ def test_client_certificate_from_another_ca_is_refused(pki, etcd_cluster, tmp_pa
 
 def test_certificate_holders_are_the_nodes_whose_roles_have_profiles(pki):
     assert pki["ca"].modules.paas_pki.holders() == ["etcd1", "etcd2", "etcd3", "cp1", "paas-master"]
+
+
+def test_the_inventory_says_which_certificates_are_due_for_renewal(pki, tmp_path):
+    rows = pki["minions"]["etcd1"].modules.paas_pki.certificates()
+    assert [(row["profile"], row["renewal_due"], row["problems"]) for row in rows] == [
+        ("etcd-server", False, []),
+        ("etcd-peer", False, []),
+        ("etcd-healthcheck-client", False, []),
+    ]
+    topology = copy.deepcopy(TOPOLOGY)
+    topology["pki"] = {"ca_days": 10, "leaf_days": 2, "renew_days": 1}
+    short_lived = etcd_hosts.issue_all(tmp_path, topology, ["cp1"])["cp1"]
+    (row,) = short_lived.modules.paas_pki.certificates()
+    assert (row["days_left"], row["renewal_due"]) == (1, True)
