@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 # What this host needs: debootstrap and systemd-nspawn for the lab's machines, and the
 # real daemons the functional tests run.
 HOST_PACKAGES := debootstrap systemd-container iproute2 nftables etcd-server etcd-client \
-	keepalived haproxy openssl curl python3-venv
+	keepalived haproxy conntrackd conntrack openssl curl python3-venv
 # Of those, the daemons: installed for their binaries, never run as the host's services.
-DAEMON_PACKAGES := etcd-server keepalived haproxy
+DAEMON_PACKAGES := etcd-server keepalived haproxy conntrackd
 # etc/salt/master's /srv/paas paths moved to this checkout (lab/checkout.py).
 CHECKOUT_CONF := etc/salt/master.d/checkout.conf
 
@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.lock etc/python/paas-protobuf-python.pth
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
-	# Salt's Python runs protobuf's pure-Python implementation, for etcd3 (README: protobuf).
+	# Salt's Python runs protobuf's pure-Python implementation, for etcd3 (docs/decisions/0001-protobuf-python-implementation.md).
 	install -m 0644 etc/python/paas-protobuf-python.pth \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/
 	touch $@

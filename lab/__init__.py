@@ -1,1 +1,1 @@
-"""The lab: the whole platform on one Linux machine (see README, "The lab")."""
+"""The lab: the whole platform on one Linux machine (docs/lab.md)."""

@@ -123,7 +123,8 @@ def _install_salt(rootfs: Path) -> None:
         "--find-links", "/var/cache/lab-wheels", *requirements, binds=binds,
     )  # fmt: skip
     shutil.rmtree(staging)
-    # Salt's Python runs protobuf's pure-Python implementation, for etcd3 (README: protobuf).
+    # Salt's Python runs protobuf's pure-Python implementation, for etcd3
+    # (docs/decisions/0001-protobuf-python-implementation.md).
     site_packages = next((rootfs / "opt/salt/lib").glob("python3*/site-packages"))
     shutil.copy(PROTOBUF_PTH, site_packages / PROTOBUF_PTH.name)
     for tool in ("salt-call", "salt-minion"):

@@ -72,8 +72,9 @@ paas:
   # Optional. etcd. source: package (the distribution's etcd-server and etcd-client)
   # or archive (an upstream release, pinned: version of the line above, URL and sha256;
   # unpacked to /opt/etcd/etcd-v<version>-linux-amd64). Data and snapshot directories,
-  # raft timers in milliseconds (election at least 5 heartbeats), the local metrics
-  # port (http on 127.0.0.1 only), and the backend quota in bytes.
+  # the directory of the member's environment files (etcd.env, membership.env), raft
+  # timers in milliseconds (election at least 5 heartbeats), the local metrics port (http
+  # on 127.0.0.1 only), and the backend quota in bytes.
   etcd:
     source: archive
     archive:
@@ -83,6 +84,7 @@ paas:
       sha256: "0000000000000000000000000000000000000000000000000000000000000000"
     data_dir: /var/lib/paas-etcd
     snapshot_dir: /var/lib/paas-etcd-snapshots
+    config_dir: /etc/paas/etcd
     heartbeat_ms: 100
     election_ms: 1000
     metrics_port: 2381

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+import salt._logging
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,3 +55,23 @@ def shipped_lab_topology() -> dict:
 def lab_topology(shipped_lab_topology: dict) -> dict:
     """The lab's topology (``paas`` in ``lab/pillar/paas.sls``), a fresh copy for each test."""
     return copy.deepcopy(shipped_lab_topology)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def salt_logs_to_pytest():
+    """
+    Log records, the daemons' among them, go to pytest's capture only.
+
+    Importing salt into this process gives the root logger a handler of Salt's that keeps
+    every record until logging is set up, which pytest never does, and writes them to
+    the stderr it first saw when the process exits: by then pytest has closed that
+    stream, and each record ends as a "--- Logging error ---" traceback. salt-factories
+    forwards the daemons' records to this process, so there were hundreds.
+    """
+    salt._logging.shutdown_temp_handler()
+    # As Salt's handler did, keep the root logger from falling back to printing on stderr
+    # when no capture is active (records that arrive while the daemons stop).
+    null = logging.NullHandler()
+    logging.root.addHandler(null)
+    yield
+    logging.root.removeHandler(null)

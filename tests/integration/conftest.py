@@ -9,12 +9,10 @@ past its topology check would target gw1, etcd1 and the others, never this machi
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-import salt._logging
 import yaml
 from saltfactories.daemons.master import SaltMaster
 
@@ -48,26 +46,6 @@ class ShippedConfigMaster(SaltMaster):
         config = super().default_config(root_dir, master_id, defaults=defaults, **kwargs)
         config.update(copy.deepcopy(overrides or {}))
         return config
-
-
-@pytest.fixture(scope="session", autouse=True)
-def salt_logs_to_pytest():
-    """
-    Log records, the daemons' among them, go to pytest's capture only.
-
-    Importing salt into this process gives the root logger a handler of Salt's that keeps
-    every record until logging is set up, which pytest never does, and writes them to
-    the stderr it first saw when the process exits: by then pytest has closed that
-    stream, and each record ends as a "--- Logging error ---" traceback. salt-factories
-    forwards the daemons' records to this process, so there were hundreds.
-    """
-    salt._logging.shutdown_temp_handler()
-    # As Salt's handler did, keep the root logger from falling back to printing on stderr
-    # when no capture is active (records that arrive while the daemons stop).
-    null = logging.NullHandler()
-    logging.root.addHandler(null)
-    yield
-    logging.root.removeHandler(null)
 
 
 @pytest.fixture(scope="session")

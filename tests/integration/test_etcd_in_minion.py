@@ -4,7 +4,7 @@ Salt 3008 installs: a put and a get through gRPC, sent by the master and execute
 minion's own process, against a real etcd with client certificates.
 
 The minion runs from this repository's venv, where ``make test`` installs the same
-``.pth`` file the lab's image has (README: protobuf); its id is ``etcd1`` of a topology
+``.pth`` file the lab's image has (docs/decisions/0001); its id is ``etcd1`` of a topology
 of its own, so that it holds etcd1's health-check client certificate.
 """
 
