@@ -31,7 +31,6 @@ __virtualname__ = "paas"
 # A report's severity; its index is salt-run's exit code.
 SEVERITIES = ("ok", "degraded", "down", "unknown")
 OUTPUTTER = "paas"
-GATEWAY_SERVICES = ("keepalived", "haproxy", "conntrackd", "nftables")
 NO_REPLY = "no reply"
 NOT_ACCEPTED = "its key is not accepted on this master"
 
@@ -211,8 +210,8 @@ def _gateway_problems(node: str, reply: dict, holds_a_vip: bool) -> list[tuple[s
     service means the platform does not serve it: down; anywhere else, degraded."""
     problems = [
         ("degraded", f"{node}: {service} is not active")
-        for service in GATEWAY_SERVICES
-        if not reply["services"].get(service) and not (holds_a_vip and service == "haproxy")
+        for service, active in reply["services"].items()
+        if not active and not (holds_a_vip and service == "haproxy")
     ]
     if "backends_error" in reply:
         problems.append(("degraded", f"{node}: haproxy's backends: {reply['backends_error']}"))
