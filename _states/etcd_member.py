@@ -100,10 +100,11 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
         # only come back as a new member.
         return _replace(ret, member, mine, timeout)
     if not __salt__["service.status"](member["service"]):
-        _record(ret, "service", "stopped", "running")
         if __opts__["test"]:
+            _record(ret, "service", "stopped", "running")
             return _predicted(ret, f"{name}'s etcd would be started.")
         _service("start", member)
+        _record(ret, "service", "stopped", "running")
         ret["comment"] = _healthy(member, timeout, "was started and is a healthy voting member")
         return ret
     ret["comment"] = _healthy(member, timeout, "is a healthy voting member")

@@ -337,3 +337,13 @@ def test_present_manages_only_the_node_it_runs_on(state_module, cluster):
     assert ret["result"] is False
     assert ret["comment"] == "etcd_member.present manages the node it runs on (etcd3), not etcd1"
     assert cluster.calls == []
+
+
+def test_a_stopped_member_whose_start_fails_reports_no_change(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    cluster.running = False
+    cluster.failures["service.start"] = "Job for paas-etcd.service failed"
+    ret = state_module.present("etcd3")
+    assert ret["result"] is False and ret["changes"] == {}, ret
+    assert "systemctl start paas-etcd failed" in ret["comment"]
