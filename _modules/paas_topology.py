@@ -245,3 +245,35 @@ def gateway() -> dict:
             )
         network["interface"] = holders[0]
     return settings
+
+
+def kubernetes() -> dict:
+    """
+    Return how the platform runs Kubernetes, the same on every node: version and line,
+    package repository, control planes (the first one inits) and workers, the API
+    endpoint (private VIP and port), the apiserver's extra SANs, subnets, join settings,
+    kubeadm's files and the external etcd (endpoints, CA, client certificate and key).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.kubernetes
+    """
+    return __utils__["paas_topology.kubernetes"](get())
+
+
+def kubernetes_node(node_id: str | None = None) -> dict:
+    """
+    Return what a Kubernetes node (this minion by default) is: the cluster's settings
+    (``paas_topology.kubernetes``), its id, private address, role (``control-plane`` or
+    ``worker``) and whether it is the first control plane.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.kubernetes_node
+        salt-call paas_topology.kubernetes_node cp2
+    """
+    return _view("kubernetes_node", get(), node_id or __opts__["id"])

@@ -23,6 +23,10 @@ NETWORKS = ("public", "private")
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
+_RELEASE = re.compile(r"^\d+\.\d+\.\d+$")
+_IMAGE = re.compile(
+    r"^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?$"
+)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _URL = re.compile(r"^(https?|salt|file)://\S+$")
 
@@ -52,6 +56,19 @@ class Field(NamedTuple):
     choices: tuple[str, ...] = ()
     minimum: int | None = None
     maximum: int | None = None
+
+
+# kubeadm refuses an external etcd older than its MinExternalEtcdVersion
+# (cmd/kubeadm/app/constants/constants.go) in the ExternalEtcdVersion preflight, which
+# runs on init only. By Kubernetes line; a line is supported once its figure is here.
+MIN_EXTERNAL_ETCD_VERSION = {"1.34": "3.5.24"}
+# The only kubeadm preflight check the topology may ask to skip: Debian's etcd 3.5 can be
+# older than kubeadm's minimum while the platform works on it.
+IGNORABLE_PREFLIGHT_ERRORS = ("ExternalEtcdVersion",)
+KUBERNETES_REPOSITORY = {
+    "url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/",
+    "key_url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/Release.key",
+}
 
 
 def _mapping(fields: dict[str, Field], required: bool = False) -> Field:
@@ -110,7 +127,35 @@ SCHEMA = _mapping(
         "versions": _mapping(
             {
                 "etcd": Field("version", default="3.5", choices=("3.4", "3.5")),
-                "kubernetes": Field("version", default="1.31"),
+                # A full release: the packages are pinned to it (<version>-*).
+                "kubernetes": Field(
+                    "release", default="1.34.2", choices=tuple(MIN_EXTERNAL_ETCD_VERSION)
+                ),
+            }
+        ),
+        "kubernetes": _mapping(
+            {
+                "pod_subnet": Field("network", default="10.244.0.0/16"),
+                "service_subnet": Field("network", default="10.96.0.0/12"),
+                "dns_domain": Field("domain", default="cluster.local"),
+                # Workers joined at once; the next batch waits for this one.
+                "worker_batch": Field("integer", default=10, minimum=1),
+                # The lifetime of the bootstrap token made for one run's joins.
+                "token_ttl_minutes": Field("integer", default=15, minimum=1, maximum=1440),
+                "sandbox_image": Field("image", default="registry.k8s.io/pause:3.10"),
+                # {line} is replaced by the Kubernetes line (1.34): pkgs.k8s.io has one
+                # flat repository per line.
+                "repository": _mapping(
+                    {
+                        "url": Field("url", default=KUBERNETES_REPOSITORY["url"]),
+                        "key_url": Field("url", default=KUBERNETES_REPOSITORY["key_url"]),
+                    }
+                ),
+                # Explicit only: the platform's own etcd version check before init is
+                # skipped too.
+                "ignore_preflight_errors": Field(
+                    "list", default=[], item=Field("string", choices=IGNORABLE_PREFLIGHT_ERRORS)
+                ),
             }
         ),
         "etcd": _mapping(
@@ -197,6 +242,28 @@ SCHEMA = _mapping(
                         "package_service": Field("string"),
                     }
                 ),
+                "kubernetes": _mapping(
+                    {
+                        # The distribution's packages only (the lab's image holds them).
+                        "packages": Field("list", item=Field("string")),
+                        # From the Kubernetes repository, pinned and held at the version.
+                        "kubernetes_packages": Field("list", item=Field("string")),
+                        "modules": Field("list", item=Field("string")),
+                        "modules_file": Field("path"),
+                        "sysctls": Field("table", item=Field("scalar")),
+                        "sysctl_file": Field("path"),
+                        "containerd": _mapping({"config": Field("path")}),
+                        "apt": _mapping(
+                            {
+                                "key_file": Field("path"),
+                                "keyring": Field("path"),
+                                "sources": Field("path"),
+                                "pin": Field("path"),
+                            }
+                        ),
+                        "validator": Field("path"),
+                    }
+                ),
                 "gateway": _mapping(
                     {
                         "packages": Field("list", item=Field("string")),
@@ -238,6 +305,23 @@ GATEWAY = {
         "nftables": "nftables",
     },
 }
+KUBERNETES = {
+    # The platform's kubeadm configuration (the formula writes it, kubeadm reads it).
+    "config_file": "/etc/paas/kubernetes/kubeadm.yaml",
+    # What kubeadm itself writes: a node is joined once kubelet.conf exists.
+    "admin_kubeconfig": "/etc/kubernetes/admin.conf",
+    "kubelet_kubeconfig": "/etc/kubernetes/kubelet.conf",
+    "pki_dir": "/etc/kubernetes/pki",
+    "manifests_dir": "/etc/kubernetes/manifests",
+    "cri_socket": "unix:///run/containerd/containerd.sock",
+    "services": {"containerd": "containerd", "kubelet": "kubelet"},
+}
+# kubeadm's own limits on the subnets (cmd/kubeadm/app/apis/kubeadm/validation): the
+# service subnet holds at least 10 addresses and at most 2^20; the pod subnet holds at
+# least one node's /24 (the controller-manager's default node mask), and at most 2^16 of
+# them.
+SERVICE_SUBNET_PREFIXES = (12, 28)
+POD_SUBNET_PREFIXES = (8, 24)
 # Certificate profiles: roles that get it, extended key usage, who owns the key.
 CERTIFICATE_PROFILES = {
     "etcd-server": ("etcd", "serverAuth", ETCD["user"]),
@@ -425,6 +509,10 @@ def _check_scalar(value: Any, field: Field) -> str | None:
         return f"{value!r} is not an http(s)://, salt:// or file:// URL"
     elif field.kind == "version" and not _VERSION.match(value):
         return f"{value!r} is not a version like 1.31 or 1.31.2"
+    elif field.kind == "release" and not _RELEASE.match(value):
+        return f"{value!r} is not a full version like 1.34.2 (the packages are pinned to it)"
+    elif field.kind == "image" and not _IMAGE.match(value):
+        return f"{value!r} is not a container image reference like registry.k8s.io/pause:3.10"
     if field.choices and _choice_of(value, field) not in field.choices:
         return f"{value!r} is not one of: {', '.join(field.choices)}"
     return None
@@ -432,7 +520,7 @@ def _check_scalar(value: Any, field: Field) -> str | None:
 
 def _choice_of(value: str, field: Field) -> str:
     # A version field accepts any patch release of an allowed minor line.
-    if field.kind == "version":
+    if field.kind in ("version", "release"):
         return ".".join(value.split(".")[:2])
     return value
 
@@ -601,6 +689,7 @@ def _check_settings(topology: dict, errors: list) -> None:
     filled = with_defaults(topology)
     _check_etcd_settings(filled, errors)
     _check_gateway_settings(filled, errors)
+    _check_kubernetes_settings(filled, errors)
     pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
@@ -667,6 +756,81 @@ def _check_gateway_settings(topology: dict, errors: list) -> None:
                 f"{advert} is not a multiple of 10; VRRP version 3 adverts in centiseconds",
             )
         )
+
+
+def _check_kubernetes_settings(topology: dict, errors: list) -> None:
+    settings = topology["kubernetes"]
+    subnets = {}
+    for name, (widest, narrowest) in (
+        ("pod_subnet", POD_SUBNET_PREFIXES),
+        ("service_subnet", SERVICE_SUBNET_PREFIXES),
+    ):
+        path = f"paas:kubernetes:{name}"
+        subnet = ipaddress.IPv4Network(settings[name], strict=False)
+        if str(subnet) != settings[name]:
+            errors.append(
+                TopologyError(
+                    path, f"{settings[name]!r} has host bits set; the network is {subnet}"
+                )
+            )
+            continue
+        if not widest <= subnet.prefixlen <= narrowest:
+            errors.append(
+                TopologyError(
+                    path,
+                    f"{subnet} has a /{subnet.prefixlen} prefix; kubeadm takes a {name} "
+                    f"between /{widest} and /{narrowest}",
+                )
+            )
+            continue
+        subnets[name] = subnet
+    # The VIPs, nodes and master are inside the two networks (checked above), so a subnet
+    # clear of both networks is clear of every address the platform owns.
+    for name, subnet in subnets.items():
+        for network in NETWORKS:
+            cidr = ipaddress.IPv4Network(topology["networks"][network]["cidr"], strict=False)
+            if subnet.overlaps(cidr):
+                errors.append(
+                    TopologyError(
+                        f"paas:kubernetes:{name}",
+                        f"{subnet} overlaps the {network} network {cidr}; pods and services "
+                        "need addresses of their own",
+                    )
+                )
+    if len(subnets) == 2 and subnets["pod_subnet"].overlaps(subnets["service_subnet"]):
+        errors.append(
+            TopologyError(
+                "paas:kubernetes:service_subnet",
+                f"{subnets['service_subnet']} overlaps the pod_subnet {subnets['pod_subnet']}",
+            )
+        )
+    line = _line(topology["versions"]["kubernetes"])
+    for key, url in settings["repository"].items():
+        path = f"paas:kubernetes:repository:{key}"
+        if not url.startswith(("http://", "https://")):
+            errors.append(TopologyError(path, f"{url!r} is not an http(s):// URL, which apt reads"))
+            continue
+        try:
+            url.format(line=line)
+        except (KeyError, IndexError, ValueError):
+            errors.append(
+                TopologyError(
+                    path, f"{url!r} may hold {{line}} (the Kubernetes line) and no other field"
+                )
+            )
+    ignored = settings["ignore_preflight_errors"]
+    for index, check in enumerate(ignored):
+        if check in ignored[:index]:
+            errors.append(
+                TopologyError(
+                    f"paas:kubernetes:ignore_preflight_errors[{index}]",
+                    f"{check!r} is listed twice",
+                )
+            )
+
+
+def _line(version: str) -> str:
+    return ".".join(version.split(".")[:2])
 
 
 def gateway(topology: dict, node_id: str) -> dict:
@@ -823,6 +987,109 @@ def etcd_member(topology: dict, node_id: str) -> dict:
             "peer": {key: paths["etcd-peer"][key] for key in ("cert", "key")},
         },
     }
+
+
+def kubernetes(topology: dict) -> dict:
+    """
+    How the platform runs Kubernetes, the same on every node: version, package repository,
+    the control planes (the first one inits, the others join it) and the workers, the API
+    endpoint (the private VIP, through the gateways), the names the apiserver's
+    certificate carries, the cluster's subnets, the join settings, kubeadm's files, and
+    the external etcd (every member's client URL and the apiserver's client certificate).
+    """
+    topology = with_defaults(topology)
+    settings = topology["kubernetes"]
+    version = topology["versions"]["kubernetes"]
+    line = _line(version)
+    private_vip = topology["networks"]["private"]["vip"]
+    public_vip = topology["networks"]["public"]["vip"]
+    name = topology["cluster"]["name"]
+    domain = topology["cluster"]["domain"]
+    control_planes = [
+        {"id": entry["id"], "address": entry["addresses"]["private"]}
+        for entry in nodes(topology, "control-plane")
+    ]
+    # A node with both roles joins once, as a control plane.
+    workers = [
+        {"id": entry["id"], "address": entry["addresses"]["private"]}
+        for entry in nodes(topology, "worker")
+        if "control-plane" not in entry["roles"]
+    ]
+    gateways_public = [entry["addresses"]["public"] for entry in nodes(topology, "gateway")]
+    vip_names = [
+        names for address, names in hosts(topology) if address in (private_vip, public_vip)
+    ]
+    etcd_client = certificate_paths(topology, "kube-apiserver-etcd-client")
+    return {
+        "version": version,
+        "line": line,
+        "cluster_name": name,
+        # pkgs.k8s.io's packages are <version>-<revision> (1.34.2-1.1).
+        "package_version": f"{version}-*",
+        "repository": {key: url.format(line=line) for key, url in settings["repository"].items()},
+        "sandbox_image": settings["sandbox_image"],
+        "control_planes": control_planes,
+        "first_control_plane": control_planes[0]["id"],
+        "workers": workers,
+        "endpoint": {"host": private_vip, "port": topology["gateway"]["api_port"]},
+        "vips": {"private": private_vip, "public": public_vip},
+        "cert_sans": _unique(
+            [private_vip, public_vip, *gateways_public, name, f"{name}.{domain}", f"api.{domain}"]
+            + [vip_name for names in vip_names for vip_name in names]
+        ),
+        "pod_subnet": settings["pod_subnet"],
+        "service_subnet": settings["service_subnet"],
+        "dns_domain": settings["dns_domain"],
+        "worker_batch": settings["worker_batch"],
+        "token_ttl_minutes": settings["token_ttl_minutes"],
+        "ignore_preflight_errors": list(settings["ignore_preflight_errors"]),
+        "min_etcd_version": MIN_EXTERNAL_ETCD_VERSION[line],
+        "config_file": KUBERNETES["config_file"],
+        "admin_kubeconfig": KUBERNETES["admin_kubeconfig"],
+        "kubelet_kubeconfig": KUBERNETES["kubelet_kubeconfig"],
+        "pki_dir": KUBERNETES["pki_dir"],
+        "manifests_dir": KUBERNETES["manifests_dir"],
+        "cri_socket": KUBERNETES["cri_socket"],
+        "services": dict(KUBERNETES["services"]),
+        "etcd": {
+            "endpoints": [member["client_url"] for member in etcd(topology)["members"].values()],
+            "ca": etcd_client["ca"],
+            "cert": etcd_client["cert"],
+            "key": etcd_client["key"],
+        },
+    }
+
+
+def kubernetes_node(topology: dict, node_id: str) -> dict:
+    """
+    What node ``node_id`` of the Kubernetes cluster is: the cluster's settings
+    (``kubernetes``), its id and private address, its role (``control-plane`` for a node
+    holding that role, whatever else it holds; else ``worker``) and whether it is the
+    first control plane, the one ``kubeadm init`` runs on.
+    """
+    cluster = kubernetes(topology)
+    for role, members in (
+        ("control-plane", cluster["control_planes"]),
+        ("worker", cluster["workers"]),
+    ):
+        for member in members:
+            if member["id"] == node_id:
+                return {
+                    **cluster,
+                    "id": node_id,
+                    "address": member["address"],
+                    "role": role,
+                    "first": node_id == cluster["first_control_plane"],
+                }
+    kubernetes_nodes = [member["id"] for member in cluster["control_planes"] + cluster["workers"]]
+    raise ValueError(
+        f"{node_id} is not a Kubernetes node of the topology (control-plane or worker nodes: "
+        f"{', '.join(kubernetes_nodes)})"
+    )
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 def certificate_paths(topology: dict, profile: str) -> dict:

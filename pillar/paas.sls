@@ -64,10 +64,13 @@ paas:
       roles: [worker]
       addresses: {private: 198.18.1.41}
 
-  # Optional. Software lines. etcd: 3.4 or 3.5 (default 3.5; kubeadm wants 3.5).
+  # Optional. Software versions. etcd: the line, 3.4 or 3.5 (default 3.5; kubeadm wants
+  # 3.5). kubernetes: a full release (default 1.34.2); kubeadm, kubelet and kubectl are
+  # pinned to it (<version>-*) and held, and its line (1.34) picks the package repository
+  # and the oldest etcd kubeadm accepts (1.34: 3.5.24). Supported lines: 1.34.
   versions:
     etcd: "3.5"
-    kubernetes: "1.31"
+    kubernetes: "1.34.2"
 
   # Optional. etcd. source: package (the distribution's etcd-server and etcd-client)
   # or archive (an upstream release, pinned: version of the line above, URL and sha256;
@@ -112,6 +115,36 @@ paas:
     stats_port: 8404
     sync_port: 3780
 
+  # Optional. Kubernetes, joined with kubeadm on the platform's etcd, its API on the
+  # private VIP at gateway:api_port. Every key is optional; the defaults are shown.
+  kubernetes:
+    # The pods' and the services' networks: networks in CIDR form without host bits, clear
+    # of each other and of the public and private networks (so of every node and VIP).
+    # kubeadm's limits: pod_subnet /8 to /24 (each node gets a /24 of it), service_subnet
+    # /12 to /28.
+    pod_subnet: 10.244.0.0/16
+    service_subnet: 10.96.0.0/12
+    # The cluster's DNS domain (Services are <name>.<namespace>.svc.<dns_domain>).
+    dns_domain: cluster.local
+    # Workers joined at once (at least 1); each batch is Ready before the next joins.
+    worker_batch: 10
+    # Lifetime of the bootstrap token made for one run's joins, in minutes (1 to 1440);
+    # the run deletes it once the joins are done.
+    token_ttl_minutes: 15
+    # containerd's sandbox (pause) image.
+    sandbox_image: registry.k8s.io/pause:3.10
+    # The package repository (pkgs.k8s.io's layout: a flat repository per line), http(s)
+    # only; {line} is replaced by the Kubernetes line of versions:kubernetes. The key is
+    # fetched from key_url and is the only key apt trusts for this repository.
+    repository:
+      url: https://pkgs.k8s.io/core:/stable:/v{line}/deb/
+      key_url: https://pkgs.k8s.io/core:/stable:/v{line}/deb/Release.key
+    # kubeadm preflight errors to ignore; only ExternalEtcdVersion may be listed: it
+    # lets kubeadm init run on an etcd older than kubeadm's minimum (and skips the
+    # platform's own check of it before init). Use an etcd kubeadm accepts instead
+    # (etcd:source archive, 3.5.24 or newer, as above) whenever you can.
+    ignore_preflight_errors: []
+
   # Optional. Certificates: where nodes keep theirs (dir) and where the master's minion
   # keeps the CA (ca_dir; its key never leaves it), key type (ec = ECDSA P-256, or
   # rsa), lifetimes in days, and how many days before expiry a certificate is renewed.
@@ -147,3 +180,11 @@ paas:
       keepalived:
         # What keepalived runs every second to see haproxy alive (exit 0 = alive).
         check: /usr/bin/pidof -q haproxy
+    kubernetes:
+      # Where containerd reads its configuration (the role writes SystemdCgroup and the
+      # sandbox image there). Other keys: packages (the distribution's: containerd, runc,
+      # gnupg), kubernetes_packages (kubeadm, kubelet, kubectl, from the repository above),
+      # modules and modules_file, sysctls and sysctl_file, apt (key_file, keyring,
+      # sources, pin), validator (salt/kubernetes/defaults.yaml has them all).
+      containerd:
+        config: /etc/containerd/config.toml

@@ -49,3 +49,19 @@ paas:
   pki:
     # The lab's master is this host: its CA lives with the rest of the lab's state.
     ca_dir: /var/lib/paas-lab/ca
+  versions:
+    kubernetes: "1.34.2"
+  kubernetes:
+    # Subnets of the lab's own reserved block (198.18.0.0/15), clear of its two networks:
+    # nothing routed is ever used.
+    pod_subnet: 198.19.0.0/17
+    service_subnet: 198.19.128.0/20
+    # The lab's apt repository of kubeadm, kubelet and kubectl packages holding the
+    # doubles, served by the lab on its master (docs/lab.md).
+    repository:
+      url: http://198.18.1.1:8081/core:/stable:/v1.34/deb/
+      key_url: http://198.18.1.1:8081/core:/stable:/v1.34/deb/Release.key
+    # Debian 13's etcd-server is 3.5.16 and kubeadm 1.34 wants 3.5.24 or newer for an
+    # external etcd: the lab runs on the distribution's package, so it skips kubeadm's
+    # ExternalEtcdVersion check (and the platform's own check before init), explicitly.
+    ignore_preflight_errors: [ExternalEtcdVersion]

@@ -165,9 +165,9 @@ def test_get_refuses_a_pillar_without_paas_key(execution_module, pillar):
 def test_get_gives_the_topology_with_defaults(execution_module, pillar):
     topology = execution_module.get()
 
-    assert topology["versions"] == {"etcd": "3.5", "kubernetes": "1.31"}
+    assert topology["versions"] == {"etcd": "3.5", "kubernetes": "1.34.2"}
     assert topology["pki"]["ca_dir"] == "/var/lib/paas-lab/ca"
-    assert "versions" not in pillar["paas"], "get() must not write defaults into the pillar"
+    assert "etcd" not in pillar["paas"]["versions"], "get() must not write defaults into the pillar"
 
 
 def test_node_is_none_for_an_id_the_topology_does_not_hold(execution_module):

@@ -422,10 +422,10 @@ _BROKEN_RULES = [
     ),
     (
         "lookup_of_an_unknown_role",
-        set_("lookup", {"kubernetes": {}}),
+        set_("lookup", {"database": {}}),
         None,
-        "paas:lookup:kubernetes",
-        "unknown key (known keys: common, etcd, gateway)",
+        "paas:lookup:database",
+        "unknown key (known keys: common, etcd, gateway, kubernetes)",
     ),
     (
         "lookup_sysctl_that_is_not_a_scalar",
@@ -528,13 +528,15 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
     del lab_topology["cluster"]["domain"]
     del lab_topology["master"]["id"]
     del lab_topology["pki"]
+    del lab_topology["versions"]
+    del lab_topology["kubernetes"]
     assert topology_utils.validate(lab_topology) == []
 
     filled = topology_utils.with_defaults(lab_topology)
 
     assert filled["cluster"] == {"name": "paas-lab", "domain": "paas.internal"}
     assert filled["master"] == {"id": "paas-master", "address": "198.18.1.1"}
-    assert filled["versions"] == {"etcd": "3.5", "kubernetes": "1.31"}
+    assert filled["versions"] == {"etcd": "3.5", "kubernetes": "1.34.2"}
     assert filled["pki"] == {
         "dir": "/etc/paas/pki",
         "ca_dir": "/etc/paas/ca",
@@ -571,6 +573,19 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "unhealthy_reports_before_action": 3,
     }
     assert filled["time"] == {"ntp_servers": []}
+    assert filled["kubernetes"] == {
+        "pod_subnet": "10.244.0.0/16",
+        "service_subnet": "10.96.0.0/12",
+        "dns_domain": "cluster.local",
+        "worker_batch": 10,
+        "token_ttl_minutes": 15,
+        "sandbox_image": "registry.k8s.io/pause:3.10",
+        "repository": {
+            "url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/",
+            "key_url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/Release.key",
+        },
+        "ignore_preflight_errors": [],
+    }
     assert filled["nodes"] == lab_topology["nodes"]
 
 
