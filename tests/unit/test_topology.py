@@ -441,6 +441,140 @@ _BROKEN_RULES = [
         "paas:lookup:gateway:keepalived:config",
         "'keepalived.conf' is not an absolute path",
     ),
+    # Kubernetes.
+    (
+        "pod_subnet_overlapping_the_private_network",
+        set_("kubernetes.pod_subnet", "198.18.1.0/24"),
+        None,
+        "paas:kubernetes:pod_subnet",
+        "198.18.1.0/24 overlaps the private network 198.18.1.0/24",
+    ),
+    (
+        "service_subnet_overlapping_the_public_network",
+        set_("kubernetes.service_subnet", "198.18.0.0/24"),
+        None,
+        "paas:kubernetes:service_subnet",
+        "198.18.0.0/24 overlaps the public network 198.18.0.0/24",
+    ),
+    (
+        "service_subnet_overlapping_the_pod_subnet",
+        set_("kubernetes.service_subnet", "198.19.64.0/20"),
+        None,
+        "paas:kubernetes:service_subnet",
+        "198.19.64.0/20 overlaps the pod_subnet 198.19.0.0/17",
+    ),
+    (
+        "pod_subnet_with_host_bits_set",
+        set_("kubernetes.pod_subnet", "198.19.0.5/17"),
+        None,
+        "paas:kubernetes:pod_subnet",
+        "'198.19.0.5/17' has host bits set; the network is 198.19.0.0/17",
+    ),
+    (
+        "pod_subnet_smaller_than_a_node_s_share",
+        set_("kubernetes.pod_subnet", "198.19.0.0/25"),
+        None,
+        "paas:kubernetes:pod_subnet",
+        "198.19.0.0/25 has a /25 prefix; kubeadm takes a pod_subnet between /8 and /24",
+    ),
+    (
+        "service_subnet_larger_than_kubeadm_takes",
+        set_("kubernetes.service_subnet", "10.0.0.0/8"),
+        None,
+        "paas:kubernetes:service_subnet",
+        "10.0.0.0/8 has a /8 prefix; kubeadm takes a service_subnet between /12 and /28",
+    ),
+    (
+        "service_subnet_that_is_not_a_network",
+        set_("kubernetes.service_subnet", "services"),
+        None,
+        "paas:kubernetes:service_subnet",
+        "'services' is not an IPv4 network in CIDR form",
+    ),
+    (
+        "dns_domain_that_is_not_a_domain",
+        set_("kubernetes.dns_domain", "Cluster_Local"),
+        None,
+        "paas:kubernetes:dns_domain",
+        "'Cluster_Local' is not a valid DNS domain",
+    ),
+    (
+        "worker_batch_of_zero",
+        set_("kubernetes.worker_batch", 0),
+        None,
+        "paas:kubernetes:worker_batch",
+        "must be at least 1, not 0",
+    ),
+    (
+        "token_ttl_longer_than_a_day",
+        set_("kubernetes.token_ttl_minutes", 1441),
+        None,
+        "paas:kubernetes:token_ttl_minutes",
+        "must be at most 1440, not 1441",
+    ),
+    (
+        "ignoring_a_preflight_check_other_than_the_etcd_version",
+        set_("kubernetes.ignore_preflight_errors", ["ExternalEtcdVersion", "Swap"]),
+        None,
+        "paas:kubernetes:ignore_preflight_errors[1]",
+        "'Swap' is not one of: ExternalEtcdVersion",
+    ),
+    (
+        "ignoring_the_etcd_version_twice",
+        set_("kubernetes.ignore_preflight_errors", ["ExternalEtcdVersion"] * 2),
+        None,
+        "paas:kubernetes:ignore_preflight_errors[1]",
+        "'ExternalEtcdVersion' is listed twice",
+    ),
+    (
+        "kubernetes_line_without_its_release",
+        set_("versions.kubernetes", "1.34"),
+        None,
+        "paas:versions:kubernetes",
+        "'1.34' is not a full version like 1.34.2",
+    ),
+    (
+        "kubernetes_line_without_a_known_etcd_minimum",
+        set_("versions.kubernetes", "1.33.5"),
+        None,
+        "paas:versions:kubernetes",
+        "'1.33.5' is not one of: 1.34",
+    ),
+    (
+        "repository_apt_cannot_read",
+        set_("kubernetes.repository.url", "salt://kubernetes/repo/"),
+        None,
+        "paas:kubernetes:repository:url",
+        "'salt://kubernetes/repo/' is not an http(s):// URL, which apt reads",
+    ),
+    (
+        "repository_key_url_with_an_unknown_placeholder",
+        set_("kubernetes.repository.key_url", "https://pkgs.k8s.io/v{version}/Release.key"),
+        None,
+        "paas:kubernetes:repository:key_url",
+        "may hold {line} (the Kubernetes line) and no other field",
+    ),
+    (
+        "sandbox_image_that_is_not_an_image",
+        set_("kubernetes.sandbox_image", "pause 3.10"),
+        None,
+        "paas:kubernetes:sandbox_image",
+        "'pause 3.10' is not a container image reference",
+    ),
+    (
+        "unknown_kubernetes_key",
+        set_("kubernetes.pod_cidr", "10.244.0.0/16"),
+        None,
+        "paas:kubernetes:pod_cidr",
+        "unknown key",
+    ),
+    (
+        "lookup_moving_the_kubeadm_configuration",
+        set_("lookup", {"kubernetes": {"config_file": "/root/kubeadm.yaml"}}),
+        None,
+        "paas:lookup:kubernetes:config_file",
+        "unknown key",
+    ),
     # The master's own minion.
     (
         "master_minion_id_taken_by_a_node",
@@ -846,3 +980,93 @@ def test_common_view_routes_private_nodes_through_the_private_vip(topology_utils
     ]
     with pytest.raises(ValueError, match="paas-master is not a node of the paas topology"):
         topology_utils.common(lab_topology, "paas-master")
+
+
+def test_kubernetes_view_orders_the_control_planes_and_names_the_external_etcd(
+    topology_utils, lab_topology
+):
+    cluster = topology_utils.kubernetes(lab_topology)
+
+    assert (cluster["version"], cluster["line"], cluster["package_version"]) == (
+        "1.34.2",
+        "1.34",
+        "1.34.2-*",
+    )
+    assert cluster["control_planes"] == [
+        {"id": f"cp{n}", "address": f"198.18.1.3{n}"} for n in (1, 2, 3)
+    ]
+    assert cluster["first_control_plane"] == "cp1"
+    assert cluster["workers"] == [{"id": "worker1", "address": "198.18.1.41"}]
+    assert cluster["endpoint"] == {"host": "198.18.1.10", "port": 6443}
+    assert cluster["vips"] == {"private": "198.18.1.10", "public": "198.18.0.10"}
+    assert (cluster["pod_subnet"], cluster["service_subnet"], cluster["dns_domain"]) == (
+        "198.19.0.0/17",
+        "198.19.128.0/20",
+        "cluster.local",
+    )
+    assert (cluster["worker_batch"], cluster["token_ttl_minutes"]) == (10, 15)
+    assert cluster["ignore_preflight_errors"] == ["ExternalEtcdVersion"]
+    assert cluster["min_etcd_version"] == "3.5.24"
+    assert cluster["etcd"] == {
+        "endpoints": [f"https://198.18.1.2{n}:2379" for n in (1, 2, 3)],
+        "ca": "/etc/paas/pki/etcd-ca.crt",
+        "cert": "/etc/paas/pki/kube-apiserver-etcd-client.crt",
+        "key": "/etc/paas/pki/kube-apiserver-etcd-client.key",
+    }
+    assert (cluster["config_file"], cluster["admin_kubeconfig"], cluster["pki_dir"]) == (
+        "/etc/paas/kubernetes/kubeadm.yaml",
+        "/etc/kubernetes/admin.conf",
+        "/etc/kubernetes/pki",
+    )
+    assert cluster["repository"] == {
+        "url": "http://198.18.1.1:8081/core:/stable:/v1.34/deb/",
+        "key_url": "http://198.18.1.1:8081/core:/stable:/v1.34/deb/Release.key",
+    }
+
+
+def test_kubernetes_view_puts_the_line_into_the_default_repository(topology_utils, lab_topology):
+    del lab_topology["kubernetes"]["repository"]
+
+    assert topology_utils.kubernetes(lab_topology)["repository"] == {
+        "url": "https://pkgs.k8s.io/core:/stable:/v1.34/deb/",
+        "key_url": "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key",
+    }
+
+
+def test_kubernetes_view_gives_the_apiserver_the_vips_gateways_and_cluster_names(
+    topology_utils, lab_topology
+):
+    sans = topology_utils.kubernetes(lab_topology)["cert_sans"]
+
+    assert sans[:4] == ["198.18.1.10", "198.18.0.10", "198.18.0.11", "198.18.0.12"]
+    assert {"paas-lab", "paas-lab.paas.lab", "api.paas.lab", "paas-lab-private-vip"} <= set(sans)
+    assert len(sans) == len(set(sans))
+
+
+def test_kubernetes_node_view_says_who_inits_and_who_joins(topology_utils, lab_topology):
+    first = topology_utils.kubernetes_node(lab_topology, "cp1")
+    second = topology_utils.kubernetes_node(lab_topology, "cp2")
+    worker = topology_utils.kubernetes_node(lab_topology, "worker1")
+
+    assert (first["id"], first["address"], first["role"], first["first"]) == (
+        "cp1",
+        "198.18.1.31",
+        "control-plane",
+        True,
+    )
+    assert (second["role"], second["first"]) == ("control-plane", False)
+    assert (worker["address"], worker["role"], worker["first"]) == ("198.18.1.41", "worker", False)
+    assert worker["endpoint"] == first["endpoint"]
+    with pytest.raises(ValueError, match="etcd1 is not a Kubernetes node of the topology"):
+        topology_utils.kubernetes_node(lab_topology, "etcd1")
+
+
+def test_a_control_plane_that_is_also_a_worker_joins_once_as_a_control_plane(
+    topology_utils, lab_topology
+):
+    set_("nodes.cp3.roles", ["control-plane", "worker"])(lab_topology)
+
+    cluster = topology_utils.kubernetes(lab_topology)
+
+    assert [entry["id"] for entry in cluster["workers"]] == ["worker1"]
+    assert topology_utils.kubernetes_node(lab_topology, "cp3")["role"] == "control-plane"
