@@ -4,10 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# What this host needs: debootstrap and systemd-nspawn for the lab's machines, and the
-# real daemons the functional tests run.
+# What this host needs: debootstrap and systemd-nspawn for the lab's machines, gnupg to
+# sign the lab's package repository, and the real daemons the functional tests run.
 HOST_PACKAGES := debootstrap systemd-container iproute2 nftables etcd-server etcd-client \
-	keepalived haproxy conntrackd conntrack openssl curl python3-venv
+	keepalived haproxy conntrackd conntrack openssl curl python3-venv gnupg
 # Of those, the daemons: installed for their binaries, never run as the host's services.
 DAEMON_PACKAGES := etcd-server keepalived haproxy conntrackd
 # etc/salt/master's /srv/paas paths moved to this checkout (lab/checkout.py).

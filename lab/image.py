@@ -35,10 +35,16 @@ SYSTEM_PACKAGES = [
 # The roles' packages, so that pkg.installed finds them on machines with no way out.
 ROLE_PACKAGES = [
     "etcd-server", "etcd-client", "keepalived", "haproxy", "nftables",
-    "conntrackd", "conntrack", "openssl", "curl",
+    "conntrackd", "conntrack", "openssl", "curl", "containerd", "runc", "gnupg",
 ]  # fmt: skip
-# Daemons the packages enable; the platform's states decide when they run.
-DISABLED_SERVICES = ["etcd", "haproxy", "keepalived", "conntrackd", "nftables"]
+# What the lab's Kubernetes doubles (lab/kube: kubeadm, kubelet, kube-apiserver), which
+# the machines install from the lab's package repository at converge time, run on.
+# debootstrap resolves no virtual package: python3-cffi-backend provides the cffi API
+# that python3-cryptography depends on.
+DOUBLE_PACKAGES = ["python3-cryptography", "python3-cffi-backend", "python3-yaml"]
+# Daemons the packages enable; the platform's states decide when and where they run
+# (containerd only on Kubernetes nodes, once its configuration is written).
+DISABLED_SERVICES = ["etcd", "haproxy", "keepalived", "conntrackd", "nftables", "containerd"]
 
 
 def formula_packages() -> list[str]:
@@ -51,7 +57,7 @@ def formula_packages() -> list[str]:
 
 
 def packages() -> list[str]:
-    return sorted(set(SYSTEM_PACKAGES + ROLE_PACKAGES + formula_packages()))
+    return sorted(set(SYSTEM_PACKAGES + ROLE_PACKAGES + DOUBLE_PACKAGES + formula_packages()))
 
 
 def recipe_hash() -> str:

@@ -10,7 +10,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import salt.crypt
 import yaml
 
@@ -28,15 +27,7 @@ from lab.config import (
     Lab,
     LabError,
 )
-from lab.processes import (
-    alive,
-    cgroup_pids,
-    lab_cgroups,
-    running,
-    start,
-    stop_cgroups,
-    wait_for,
-)
+from lab.processes import HostDaemon, alive, wait_for
 from lab.shell import step
 
 BIN = Path(sys.executable).parent
@@ -54,71 +45,19 @@ PILLARENV = "lab"
 
 
 @dataclass(frozen=True)
-class HostDaemon:
-    """A Salt daemon the lab runs on this host, handled as systemd handles a unit: it
-    runs in a cgroup of its own, it is up only while its main process runs, and it is
-    stopped and cleaned as the whole tree of processes it made."""
+class SaltDaemon(HostDaemon):
+    """A Salt daemon of the lab, run from its configuration directory."""
 
-    program: str
     config_dir: Path
-    root: Path
-    cgroup: str
-
-    @property
-    def pidfile(self) -> Path:
-        # The lab's record of the main process it started (Salt keeps one of its own).
-        return self.root / "main.pid"
-
-    @property
-    def console(self) -> Path:
-        return self.root / "console.log"
-
-    @property
-    def cgroups(self) -> list[Path]:
-        return lab_cgroups(self.cgroup)
-
-    def main(self) -> psutil.Process | None:
-        """The daemon's main process, when it runs (in the daemon's cgroup)."""
-        process = running(self.pidfile, self.program)
-        if process is not None and process.pid in cgroup_pids(self.cgroups):
-            return process
-        return None
-
-    def processes(self) -> set[int]:
-        """Every process of the daemon's tree, its main process or not."""
-        return cgroup_pids(self.cgroups)
 
     def start(self) -> int:
-        """Start the daemon anew, after stopping what is left of a previous one (its
-        children outlive a main process that was killed); its main process's PID."""
-        left = self.processes()
-        if left:
-            step(f"{self.program}: its main process is gone; stopping the {len(left)} it left")
-            self.stop(grace=0)
-        self.root.mkdir(parents=True, exist_ok=True)
-        return start(
-            [str(BIN / self.program), "--config-dir", str(self.config_dir)],
-            log=self.console,
-            pidfile=self.pidfile,
-            cgroups=self.cgroups,
-            cwd=REPO,
+        return super().start(
+            [str(BIN / self.program), "--config-dir", str(self.config_dir)], cwd=REPO
         )
 
-    def stop(self, grace: float) -> None:
-        stop_cgroups(self.main(), self.cgroups, grace)
 
-    def state(self) -> str:
-        """``up``, ``down``, or down with the processes its main process left."""
-        if self.main() is not None:
-            return "up"
-        left = self.processes()
-        if left:
-            return f"down (its main process is gone; {len(left)} of its processes still run)"
-        return "down"
-
-
-MASTER = HostDaemon("salt-master", MASTER_CONFIG_DIR, MASTER_ROOT, "master")
-CA_MINION = HostDaemon("salt-minion", CA_MINION_CONFIG_DIR, CA_MINION_ROOT, "master-minion")
+MASTER = SaltDaemon("salt-master", MASTER_ROOT, "master", MASTER_CONFIG_DIR)
+CA_MINION = SaltDaemon("salt-minion", CA_MINION_ROOT, "master-minion", CA_MINION_CONFIG_DIR)
 
 
 def lab_config(lab: Lab) -> dict:

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from lab.config import PREFIX, LabError
+from lab.shell import step
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 
@@ -51,7 +53,8 @@ def running(pidfile: Path, name: str) -> psutil.Process | None:
     """The live process recorded in ``pidfile`` if it runs program ``name``, else None."""
     try:
         process = psutil.Process(int(pidfile.read_text().strip()))
-        program = [Path(arg).name for arg in process.cmdline()[:2]]
+        # A program, or one that an interpreter runs (a script, or `python -m module`).
+        program = [Path(arg).name for arg in process.cmdline()[:3]]
         if process.status() != psutil.STATUS_ZOMBIE and name in program:
             return process
     except (OSError, ValueError, psutil.Error):
@@ -169,3 +172,62 @@ def _rmdir(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class HostDaemon:
+    """A daemon the lab runs on this host, handled as systemd handles a unit: it runs in
+    a cgroup of its own, it is up only while its main process runs, and it is stopped and
+    cleaned as the whole tree of processes it made."""
+
+    # The name its main process runs under (the program, or the script or module an
+    # interpreter runs).
+    program: str
+    root: Path
+    cgroup: str
+
+    @property
+    def pidfile(self) -> Path:
+        # The lab's record of the main process it started (a daemon may keep one of its own).
+        return self.root / "main.pid"
+
+    @property
+    def console(self) -> Path:
+        return self.root / "console.log"
+
+    @property
+    def cgroups(self) -> list[Path]:
+        return lab_cgroups(self.cgroup)
+
+    def main(self) -> psutil.Process | None:
+        """The daemon's main process, when it runs (in the daemon's cgroup)."""
+        process = running(self.pidfile, self.program)
+        if process is not None and process.pid in cgroup_pids(self.cgroups):
+            return process
+        return None
+
+    def processes(self) -> set[int]:
+        """Every process of the daemon's tree, its main process or not."""
+        return cgroup_pids(self.cgroups)
+
+    def start(self, argv: list[str], cwd: Path | None = None) -> int:
+        """Start the daemon anew as ``argv``, after stopping what is left of a previous
+        one (its children outlive a main process that was killed); its main process's PID."""
+        left = self.processes()
+        if left:
+            step(f"{self.program}: its main process is gone; stopping the {len(left)} it left")
+            self.stop(grace=0)
+        self.root.mkdir(parents=True, exist_ok=True)
+        return start(argv, log=self.console, pidfile=self.pidfile, cgroups=self.cgroups, cwd=cwd)
+
+    def stop(self, grace: float) -> None:
+        stop_cgroups(self.main(), self.cgroups, grace)
+
+    def state(self) -> str:
+        """``up``, ``down``, or down with the processes its main process left."""
+        if self.main() is not None:
+            return "up"
+        left = self.processes()
+        if left:
+            return f"down (its main process is gone; {len(left)} of its processes still run)"
+        return "down"
