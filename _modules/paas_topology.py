@@ -213,8 +213,12 @@ def etcd_member(node_id: str | None = None) -> dict:
 
 
 def _view(name: str, *args):
+    return _view_of(f"paas_topology.{name}", *args)
+
+
+def _view_of(function: str, *args):
     try:
-        return __utils__[f"paas_topology.{name}"](*args)
+        return __utils__[function](*args)
     except ValueError as error:
         raise CommandExecutionError(str(error)) from error
 
@@ -277,3 +281,22 @@ def kubernetes_node(node_id: str | None = None) -> dict:
         salt-call paas_topology.kubernetes_node cp2
     """
     return _view("kubernetes_node", get(), node_id or __opts__["id"])
+
+
+def kubeadm_configuration(node_id: str | None = None) -> str:
+    """
+    Return the kubeadm configuration of a Kubernetes node (this minion by default) as
+    kubeadm reads it (``--config``), rendered from the topology: Init and Cluster
+    configurations on the first control plane, a Join configuration without its secrets
+    on every other node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.kubeadm_configuration
+        salt-call paas_topology.kubeadm_configuration worker1
+    """
+    if "paas_kubeadm.render" not in __utils__:
+        raise CommandExecutionError("the paas_kubeadm utils module is not synced")
+    return _view_of("paas_kubeadm.render", get(), node_id or __opts__["id"])

@@ -790,11 +790,13 @@ def _check_kubernetes_settings(topology: dict, errors: list) -> None:
         for network in NETWORKS:
             cidr = ipaddress.IPv4Network(topology["networks"][network]["cidr"], strict=False)
             if subnet.overlaps(cidr):
+                held = _holders(topology, network, subnet)
                 errors.append(
                     TopologyError(
                         f"paas:kubernetes:{name}",
-                        f"{subnet} overlaps the {network} network {cidr}; pods and services "
-                        "need addresses of their own",
+                        f"{subnet} overlaps the {network} network {cidr}"
+                        + (f", where it holds {held}" if held else "")
+                        + "; pods and services need addresses of their own",
                     )
                 )
     if len(subnets) == 2 and subnets["pod_subnet"].overlaps(subnets["service_subnet"]):
@@ -827,6 +829,25 @@ def _check_kubernetes_settings(topology: dict, errors: list) -> None:
                     f"{check!r} is listed twice",
                 )
             )
+
+
+def _holders(topology: dict, network: str, subnet: ipaddress.IPv4Network, shown: int = 3) -> str:
+    """Who owns an address of ``network`` inside ``subnet``: nodes first, then the VIP and
+    the master; the first few of them."""
+    owners = [
+        f"node {entry['id']} ({entry['addresses'][network]})"
+        for entry in topology["nodes"]
+        if network in entry["addresses"]
+        and ipaddress.IPv4Address(entry["addresses"][network]) in subnet
+    ]
+    vip = topology["networks"][network]["vip"]
+    if ipaddress.IPv4Address(vip) in subnet:
+        owners.append(f"the {network} VIP {vip}")
+    if network == "private" and ipaddress.IPv4Address(topology["master"]["address"]) in subnet:
+        owners.append(f"the master ({topology['master']['address']})")
+    if len(owners) > shown:
+        owners = [*owners[:shown], f"{len(owners) - shown} more"]
+    return ", ".join(owners)
 
 
 def _line(version: str) -> str:
@@ -1064,10 +1085,12 @@ def kubernetes_node(topology: dict, node_id: str) -> dict:
     """
     What node ``node_id`` of the Kubernetes cluster is: the cluster's settings
     (``kubernetes``), its id and private address, its role (``control-plane`` for a node
-    holding that role, whatever else it holds; else ``worker``) and whether it is the
+    holding that role, whatever else it holds; else ``worker``), every Kubernetes role it
+    holds (a control plane that is also a worker takes workloads), and whether it is the
     first control plane, the one ``kubeadm init`` runs on.
     """
     cluster = kubernetes(topology)
+    entry = node(topology, node_id)
     for role, members in (
         ("control-plane", cluster["control_planes"]),
         ("worker", cluster["workers"]),
@@ -1079,6 +1102,9 @@ def kubernetes_node(topology: dict, node_id: str) -> dict:
                     "id": node_id,
                     "address": member["address"],
                     "role": role,
+                    "roles": [
+                        held for held in ("control-plane", "worker") if held in entry["roles"]
+                    ],
                     "first": node_id == cluster["first_control_plane"],
                 }
     kubernetes_nodes = [member["id"] for member in cluster["control_planes"] + cluster["workers"]]

@@ -1069,4 +1069,5 @@ def test_a_control_plane_that_is_also_a_worker_joins_once_as_a_control_plane(
     cluster = topology_utils.kubernetes(lab_topology)
 
     assert [entry["id"] for entry in cluster["workers"]] == ["worker1"]
-    assert topology_utils.kubernetes_node(lab_topology, "cp3")["role"] == "control-plane"
+    cp3 = topology_utils.kubernetes_node(lab_topology, "cp3")
+    assert (cp3["role"], cp3["roles"]) == ("control-plane", ["control-plane", "worker"])
