@@ -1,0 +1,521 @@
+"""
+Kubernetes joins and their check, run from the master.
+
+``salt-run paas_kubernetes.join role=control-plane`` joins the control planes of the
+topology that have not joined yet, one at a time, each Ready before the next;
+``role=worker`` joins the workers, ``paas:kubernetes:worker_batch`` at a time. Nodes
+that have joined are never joined again; when none is left, nothing is made or changed.
+Otherwise the run's credentials are made on the first control plane (a bootstrap token
+living ``paas:kubernetes:token_ttl_minutes``, the CA hash and, for control planes, a
+certificate key for the control-plane certificates uploaded again), passed inline to
+``state.apply kubernetes.join`` (pillar ``kubeadm_join``), made again when half their
+life has passed, and revoked when the run ends, whatever happened: every token it made
+deleted and the ``kube-system/kubeadm-certs`` Secret removed. A failed join stops the run
+and names the node and kubeadm's error (the node was cleaned by ``kubeadm reset -f``); a
+re-run resumes.
+
+``salt-run paas_kubernetes.plan role=...`` says what ``join`` would do;
+``salt-run paas_kubernetes.verify`` checks that every node of the topology is a Node,
+Ready, with its role's labels, and that the API answers through both VIPs.
+
+Each returns data, without any secret, with a ``retcode``: 0 when all is well, 1 when
+something failed (named in ``problems`` or ``failed``). The orchestration's
+``paas_kubernetes`` states run them.
+
+:depends: the ``paas_topology`` utils module (``utils_dirs``); ``paas_kubeadm`` on the
+    Kubernetes nodes and ``paas_kubernetes`` on the first control plane
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import urllib.request
+
+import salt.client
+import salt.pillar
+import salt.utils.minions
+from salt.exceptions import SaltClientError, SaltRunnerError
+
+__virtualname__ = "paas_kubernetes"
+
+ROLES = ("control-plane", "worker")
+CONTROL_PLANE_LABEL = "control-plane"
+JOIN_SLS = "kubernetes.join"
+JOIN_PILLAR = "kubeadm_join"
+ASK_TIMEOUT = 30
+POLL_SECONDS = 2
+HTTP_TIMEOUT = 5
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# The plan: pure functions of the topology's view and the nodes' answers.
+
+
+def candidates(view: dict, role: str) -> list[str]:
+    """The nodes a join of ``role`` is for, in topology order: every control plane but
+    the first (which initializes the cluster), or every worker."""
+    if role == "control-plane":
+        return [
+            node["id"]
+            for node in view["control_planes"]
+            if node["id"] != view["first_control_plane"]
+        ]
+    return [node["id"] for node in view["workers"]]
+
+
+def batch_size(view: dict, role: str) -> int:
+    """Control planes join one at a time; workers ``worker_batch`` at a time."""
+    return 1 if role == "control-plane" else int(view["worker_batch"])
+
+
+def batches(nodes: list[str], size: int) -> list[list[str]]:
+    """``nodes`` in order, cut into lists of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"a batch holds at least one node, not {size}")
+    return [nodes[start : start + size] for start in range(0, len(nodes), size)]
+
+
+def join_plan(nodes: list[str], answers: dict, size: int) -> dict:
+    """Which of ``nodes`` have joined, which are to join (in batches of ``size``) and
+    which did not say (their answer to ``paas_kubeadm.joined`` is not a boolean)."""
+    to_join = [node for node in nodes if answers.get(node) is False]
+    return {
+        "already_joined": [node for node in nodes if answers.get(node) is True],
+        "to_join": to_join,
+        "batches": batches(to_join, size),
+        "unanswered": {
+            node: str(answers.get(node, "no reply"))
+            for node in nodes
+            if not isinstance(answers.get(node), bool)
+        },
+    }
+
+
+# What an operator runs.
+
+
+def plan(role: str = "worker") -> dict:
+    """
+    Say what ``join`` would do for ``role``, changing nothing: the nodes that have
+    joined, those that would join and in which batches, those that did not answer.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_kubernetes.plan role=worker
+    """
+    report = {"role": role, "problems": []}
+    try:
+        view = _view(role)
+        nodes = candidates(view, role)
+        with _Minions() as minions:
+            found = join_plan(
+                nodes, minions.ask(nodes, "paas_kubeadm.joined"), batch_size(view, role)
+            )
+    except (SaltRunnerError, SaltClientError) as err:
+        report["problems"].append(str(err))
+        return _exit(report, 1)
+    report.update(found)
+    report["problems"] = _unanswered(found)
+    return _exit(report, 1 if report["problems"] else 0)
+
+
+def join(role: str = "worker", timeout: int = 600) -> dict:
+    """
+    Join the nodes of ``role`` (``control-plane`` or ``worker``) that have not joined
+    yet, with credentials made for this run and revoked at its end. Stops at the first
+    failed join, naming the node and kubeadm's error; exit code 1 then, 0 otherwise.
+
+    timeout
+        Seconds a node's join, or a control plane's wait for Ready, may take.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_kubernetes.join role=control-plane
+        salt-run paas_kubernetes.join role=worker
+    """
+    report = {
+        "role": role,
+        "already_joined": [],
+        "joined": [],
+        "failed": {},
+        "not_joined": [],
+        "revoked": None,
+        "problems": [],
+    }
+    secrets: set[str] = set()
+    try:
+        view = _view(role)
+        nodes = candidates(view, role)
+        with _Minions() as minions:
+            found = join_plan(
+                nodes, minions.ask(nodes, "paas_kubeadm.joined"), batch_size(view, role)
+            )
+            report["already_joined"] = found["already_joined"]
+            if found["unanswered"]:
+                report["problems"] = _unanswered(found)
+                report["not_joined"] = [*found["to_join"], *found["unanswered"]]
+            elif found["to_join"]:
+                _Joins(
+                    view,
+                    role,
+                    timeout=int(timeout),
+                    minions=minions,
+                    report=report,
+                    secrets=secrets,
+                ).run(found["batches"])
+    except (SaltRunnerError, SaltClientError) as err:
+        report["problems"].append(str(err))
+    failed = bool(report["problems"] or report["failed"])
+    return _exit(_scrub(report, secrets), 1 if failed else 0)
+
+
+def verify(timeout: int = 120) -> dict:
+    """
+    Check the cluster against the topology: every control plane and worker is a Node,
+    Ready, control planes labelled ``node-role.kubernetes.io/control-plane`` and
+    workers not; the API answers ``/readyz`` through both VIPs, from the master, over
+    TLS checked against the cluster's CA. Nodes are read on the first control plane
+    with its admin kubeconfig, which never leaves it (``paas_kubernetes.status``). Waits
+    up to ``timeout`` seconds for all of it; exit code 1 with every problem named when
+    it does not happen, 0 otherwise.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_kubernetes.verify
+    """
+    report = {"nodes": {}, "unknown_nodes": [], "api": {}, "problems": []}
+    try:
+        view = _view()
+        issuer = view["first_control_plane"]
+        expected = {node: "control-plane" for node in candidates(view, "control-plane")}
+        expected = {issuer: "control-plane", **expected}
+        expected.update((node, "worker") for node in candidates(view, "worker"))
+        deadline = time.monotonic() + int(timeout)
+        with _Minions() as minions:
+            while True:
+                seen = _nodes(minions, issuer)
+                ca = minions.call(issuer, "paas_kubeadm.ca_certificate")
+                report.update(_checked(view, expected, seen, ca))
+                if not report["problems"] or time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+    except (SaltRunnerError, SaltClientError) as err:
+        report["problems"].append(str(err))
+    return _exit(report, 1 if report["problems"] else 0)
+
+
+# Joins, batch after batch, with the run's credentials.
+
+
+class _Joins:
+    def __init__(self, view: dict, role: str, *, timeout: int, minions, report: dict, secrets: set):
+        self.issuer = view["first_control_plane"]
+        self.ttl_minutes = int(view["token_ttl_minutes"])
+        self.control_plane = role == "control-plane"
+        self.timeout = timeout
+        self.minions = minions
+        self.report = report
+        self.secrets = secrets
+        self.credentials = None
+        self.made_at = 0.0
+        self.live: list[str] = []
+
+    def run(self, planned: list[list[str]]) -> None:
+        try:
+            for index, batch in enumerate(planned):
+                self._fresh_credentials()
+                if not self._join(batch):
+                    self.report["not_joined"] = [
+                        node
+                        for rest in planned[index:]
+                        for node in rest
+                        if node not in self.report["joined"]
+                    ]
+                    return
+        finally:
+            self._revoke()
+
+    def _fresh_credentials(self) -> None:
+        # A token made again when half its life has passed outlives any one batch.
+        if self.credentials and time.monotonic() - self.made_at < self.ttl_minutes * 30:
+            return
+        made = self.minions.call(
+            self.issuer,
+            "paas_kubeadm.credentials",
+            arg=[self.ttl_minutes],
+            kwarg={"control_plane": self.control_plane},
+        )
+        if not isinstance(made, dict):
+            raise SaltRunnerError(f"{self.issuer}: the join credentials could not be made: {made}")
+        self.secrets.update(
+            secret
+            for secret in (made["token"], made["token"].partition(".")[2], made["certificate_key"])
+            if secret
+        )
+        self.live.append(made["token_id"])
+        previous, self.credentials, self.made_at = self.credentials, made, time.monotonic()
+        if previous:
+            self._revoke([previous["token_id"]])
+
+    def _pillar(self) -> dict:
+        given = {"token": self.credentials["token"], "ca_hash": self.credentials["ca_hash"]}
+        if self.control_plane:
+            given["certificate_key"] = self.credentials["certificate_key"]
+        return {JOIN_PILLAR: given}
+
+    def _join(self, batch: list[str]) -> bool:
+        replies = self.minions.apply(batch, JOIN_SLS, self._pillar(), self.timeout)
+        failed = {}
+        for node in batch:
+            failure = _state_failure(node, replies.get(node))
+            if failure:
+                failed[node] = failure
+            else:
+                self.report["joined"].append(node)
+        if not failed and self.control_plane:
+            for node in batch:
+                waited = _ready(self.minions, self.issuer, node, self.timeout)
+                if waited:
+                    failed[node] = f"{node} joined, but {waited}"
+        self.report["failed"].update(failed)
+        return not failed
+
+    def _revoke(self, token_ids: list[str] | None = None) -> None:
+        token_ids = list(self.live) if token_ids is None else token_ids
+        if not token_ids:
+            return
+        revoked = self.minions.call(self.issuer, "paas_kubeadm.revoke", arg=token_ids)
+        if isinstance(revoked, dict):
+            self.live = [token for token in self.live if token not in token_ids]
+            done = self.report["revoked"] or {"tokens": [], "kubeadm_certs_secret": None}
+            done["tokens"] += revoked["tokens"]
+            done["kubeadm_certs_secret"] = revoked["kubeadm_certs_secret"]
+            self.report["revoked"] = done
+            return
+        self.report["problems"].append(
+            f"{self.issuer}: the run's credentials could not be revoked ({revoked}); they "
+            f"die with their TTL ({self.ttl_minutes} minutes), or delete them there: "
+            f"kubeadm token delete {' '.join(token_ids)}, and kubectl -n kube-system "
+            "delete secret kubeadm-certs"
+        )
+
+
+def _nodes(minions, issuer: str):
+    """The Nodes as the first control plane reads them with its admin kubeconfig
+    (``paas_kubernetes.status``), or why they could not be read."""
+    status = minions.call(issuer, "paas_kubernetes.status")
+    if not isinstance(status, dict):
+        return f"{issuer} did not answer: {status}"
+    if "nodes" not in status:
+        return status.get("nodes_error") or status.get("error") or status.get("reason")
+    return status["nodes"]
+
+
+def _ready(minions, issuer: str, node: str, timeout: int) -> str | None:
+    """Wait until the Node ``node`` is Ready; None when it is, else what was seen last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = _nodes(minions, issuer)
+        if isinstance(seen, list):
+            entry = next((entry for entry in seen if entry["name"] == node), None)
+            if entry and entry["ready"]:
+                return None
+            seen = "it is not a Node" if entry is None else f"not Ready: {entry['reason']}"
+        if time.monotonic() > deadline:
+            return f"its Node is not Ready after {timeout} s: {seen}"
+        time.sleep(POLL_SECONDS)
+
+
+def _state_failure(node: str, reply) -> str | None:
+    """Why ``state.apply kubernetes.join`` did not join ``node``, or None when it did."""
+    if not isinstance(reply, dict):
+        return f"{node} did not return: {reply or 'no reply'}"
+    states, retcode = reply.get("ret"), reply.get("retcode", 0)
+    if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
+        return f"{node}: state.apply {JOIN_SLS} did not run: {states}"
+    failed = [state.get("comment", "") for state in states.values() if state.get("result") is False]
+    if failed:
+        return "\n".join(failed)
+    if retcode:
+        return f"{node}: state.apply {JOIN_SLS} exited {retcode}"
+    return None
+
+
+def _unanswered(found: dict) -> list[str]:
+    return [
+        f"{node} did not say whether it has joined: {reply}"
+        for node, reply in found["unanswered"].items()
+    ]
+
+
+# The check.
+
+
+def _checked(view: dict, expected: dict, seen, ca) -> dict:
+    problems, nodes, unknown = [], {}, []
+    if isinstance(seen, list):
+        listed = {entry["name"]: entry for entry in seen}
+        for node, role in expected.items():
+            entry = listed.get(node)
+            if entry is None:
+                problems.append(f"{node} is not a Node of the cluster")
+                continue
+            nodes[node] = {**entry, "role": role}
+            if not entry["ready"]:
+                problems.append(f"Node {node} is not Ready: {entry['reason']}")
+            labelled = CONTROL_PLANE_LABEL in entry["roles"]
+            if role == "control-plane" and not labelled:
+                problems.append(
+                    f"Node {node} is a control plane without the "
+                    f"node-role.kubernetes.io/{CONTROL_PLANE_LABEL} label"
+                )
+            if role == "worker" and labelled:
+                problems.append(
+                    f"Node {node} is a worker with the "
+                    f"node-role.kubernetes.io/{CONTROL_PLANE_LABEL} label"
+                )
+        unknown = sorted(name for name in listed if name not in expected)
+    else:
+        problems.append(f"{view['first_control_plane']} could not list the Nodes: {seen}")
+    api = {}
+    port = view["endpoint"]["port"]
+    for network in ("private", "public"):
+        address = view["vips"][network]
+        api[network] = _readyz(address, port, ca) if isinstance(ca, str) else f"no CA: {ca}"
+        if api[network] != "ok":
+            problems.append(
+                f"the API does not answer through the {network} VIP {address}:{port}: "
+                f"{api[network]}"
+            )
+    return {"nodes": nodes, "unknown_nodes": unknown, "api": api, "problems": problems}
+
+
+def _readyz(address: str, port: int, ca: str) -> str:
+    """``ok`` when the API answers /readyz at address:port over TLS the cluster's CA
+    vouches for (anonymous requests may read it), else what went wrong."""
+    context = ssl.create_default_context(cadata=ca)
+    url = f"https://{address}:{port}/readyz"
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=HTTP_TIMEOUT) as response:
+            answer = response.read().decode("utf-8", "replace").strip()
+            return "ok" if response.status == 200 else f"HTTP {response.status} {answer}"
+    except OSError as err:
+        return str(getattr(err, "reason", err))
+
+
+# The master's side of Salt.
+
+
+class _Minions:
+    """One LocalClient for a run; every call asks only accepted minions."""
+
+    def __enter__(self):
+        self.client = salt.client.LocalClient(mopts=__opts__)
+        return self
+
+    def __exit__(self, *exc):
+        self.client.destroy()
+
+    def _accepted(self, minions: list[str]) -> list[str]:
+        return salt.utils.minions.CkMinions(__opts__).check_minions(minions, "list")["minions"]
+
+    def _run(self, minions, function, arg=(), kwarg=None, timeout=ASK_TIMEOUT) -> dict:
+        accepted = self._accepted(minions)
+        replies = {minion: "its key is not accepted on this master" for minion in minions}
+        if accepted:
+            found = self.client.cmd(
+                accepted,
+                function,
+                arg=list(arg),
+                kwarg=kwarg,
+                tgt_type="list",
+                timeout=timeout,
+                full_return=True,
+            )
+            for minion in accepted:
+                # LocalClient says False for a minion that did not return at all.
+                reply = found.get(minion)
+                replies[minion] = reply if isinstance(reply, dict) else "no reply"
+        return replies
+
+    def ask(self, minions: list[str], function: str) -> dict:
+        """Each minion's answer, or why there is none."""
+        return {minion: _answer(reply) for minion, reply in self._run(minions, function).items()}
+
+    def call(self, minion: str, function: str, arg=(), kwarg=None, timeout=ASK_TIMEOUT):
+        """One minion's answer, or a string saying why there is none (its error)."""
+        return _answer(self._run([minion], function, arg, kwarg, timeout)[minion])
+
+    def apply(self, minions: list[str], sls: str, pillar: dict, timeout: int) -> dict:
+        """Each minion's state run (``ret`` and ``retcode``), or why there is none."""
+        return self._run(minions, "state.apply", [sls], {"pillar": pillar}, timeout)
+
+
+def _answer(reply):
+    if not isinstance(reply, dict):
+        return reply
+    answer = reply.get("ret")
+    if reply.get("retcode", 0) and not isinstance(answer, str):
+        return f"exit code {reply['retcode']}: {answer}"
+    if isinstance(answer, str) and answer.startswith("Minion did not return."):
+        return answer.splitlines()[0]
+    return answer
+
+
+def _view(role: str | None = None) -> dict:
+    if role is not None and role not in ROLES:
+        raise SaltRunnerError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if "paas_topology.kubernetes" not in __utils__:
+        raise SaltRunnerError(
+            "paas_kubernetes: the paas_topology utils module is not loaded; the master's "
+            "utils_dirs must hold the repository's _utils (etc/salt/master)"
+        )
+    pillar = _master_pillar()
+    if pillar.get("_errors"):
+        raise SaltRunnerError(f"the pillar did not render: {'; '.join(pillar['_errors'])}")
+    topology = pillar.get("paas")
+    errors = [str(error) for error in __utils__["paas_topology.validate"](topology)]
+    if errors:
+        raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
+    return __utils__["paas_topology.kubernetes"](topology)
+
+
+def _master_pillar() -> dict:
+    # The pillar the master's own minion (the one that runs orchestrations) sees.
+    pillar = salt.pillar.get_pillar(
+        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
+    )
+    try:
+        return pillar.compile_pillar()
+    finally:
+        pillar.destroy()
+
+
+def _scrub(value, secrets: set[str]):
+    """``value`` with every secret replaced, however a message came to hold one."""
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, "<redacted>")
+        return value
+    if isinstance(value, dict):
+        return {key: _scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, secrets) for item in value]
+    return value
+
+
+def _exit(report: dict, retcode: int) -> dict:
+    # salt-run exits with the "retcode" of the returned dict; an orchestration's step
+    # (saltutil.runner's "success") follows __context__["retcode"].
+    __context__["retcode"] = retcode
+    return {**report, "retcode": retcode}

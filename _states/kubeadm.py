@@ -1,0 +1,186 @@
+"""
+A Kubernetes node of the platform as a state: the cluster initialized on the first
+control plane, every other node joined.
+
+``kubeadm.initialized`` runs ``kubeadm init`` once, on the first control plane, after the
+platform's own checks (the external etcd's version among them), then deletes the
+bootstrap tokens and the ``kubeadm-certs`` Secret that init made: a join always uses the
+credentials of its own run. ``kubeadm.joined`` joins a node with the credentials
+``salt-run paas_kubernetes.join`` passes inline for one run (pillar ``kubeadm_join``:
+``token``, ``ca_hash`` and, for a control plane, ``certificate_key``); a node that has
+joined is never joined again, and needs no credentials to say so. Neither state puts a
+secret in its comment or changes. Under ``test=True`` they say what they would do
+(with the same change keys) without credentials and without changing anything.
+
+Changes are recorded as each step commits: an init whose token clean-up failed returns
+``result: False`` with the init among its changes.
+
+:depends: the ``paas_kubeadm`` execution module
+"""
+
+from __future__ import annotations
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "kubeadm"
+
+JOIN_PILLAR = "kubeadm_join"
+INIT_CREDENTIALS = "kubeadm init's bootstrap tokens and kube-system/kubeadm-certs Secret"
+
+
+def __virtual__():
+    if "paas_kubeadm.joined" not in __salt__:
+        return (False, "kubeadm: the paas_kubeadm execution module is not loaded")
+    return __virtualname__
+
+
+def _ret(name: str) -> dict:
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _record(ret: dict, key: str, old, new) -> None:
+    ret["changes"][key] = {"old": old, "new": new}
+
+
+def _failed(ret: dict, comment: str) -> dict:
+    # The changes recorded so far stay: they happened.
+    return {**ret, "result": False, "comment": comment}
+
+
+def _predicted(ret: dict, comment: str) -> dict:
+    return {**ret, "result": None, "comment": comment}
+
+
+def _this_node(ret: dict, state: str) -> dict | None:
+    if ret["name"] != __opts__["id"]:
+        return _failed(
+            ret,
+            f"kubeadm.{state} manages the node it runs on ({__opts__['id']}), not {ret['name']}",
+        )
+    return None
+
+
+def initialized(name: str) -> dict:
+    """
+    Initialize the cluster on this node, the first control plane of the topology, unless
+    it is initialized already: ``kubeadm init --config <file> --upload-certs`` after the
+    platform's checks, then init's bootstrap tokens and uploaded certificates deleted.
+    A failed init leaves the node cleaned by ``kubeadm reset -f`` and names kubeadm's
+    error.
+
+    name
+        This node's id; the state only manages the node it runs on.
+
+    .. code-block:: yaml
+
+        kubernetes-init-cluster:
+          kubeadm.initialized:
+            - name: cp1
+    """
+    ret = _ret(name)
+    wrong = _this_node(ret, "initialized")
+    if wrong:
+        return wrong
+    try:
+        if __salt__["paas_kubeadm.initialized"]():
+            ret["comment"] = f"{name} is initialized: kubeadm init runs once."
+            return ret
+        refusal = __salt__["paas_kubeadm.init_refusal"]()
+        if refusal:
+            return _failed(ret, f"{refusal}.")
+        if __opts__["test"]:
+            return _predict_init(ret)
+        done = __salt__["paas_kubeadm.init"]()
+        _record(ret, "cluster", None, f"initialized on {name}")
+        made = [token["id"] for token in __salt__["paas_kubeadm.tokens"]()]
+        __salt__["paas_kubeadm.revoke"](*made)
+        _record(ret, "init_credentials", INIT_CREDENTIALS, "deleted")
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
+    ret["comment"] = f"{name} initialized the cluster{_etcd_note(done['etcd'])}."
+    return ret
+
+
+def _etcd_note(check: dict) -> str:
+    if not check["checked"]:
+        return f" (external etcd version not checked: {check['reason']})"
+    notes = []
+    if check["versions"]:
+        notes.append(f"external etcd {', '.join(sorted(set(check['versions'].values())))}")
+    if check["unreachable"]:
+        notes.append(f"etcd's version could not be read: {'; '.join(check['unreachable'])}")
+    return f" ({'; '.join(notes)})"
+
+
+def _predict_init(ret: dict) -> dict:
+    # An etcd below the minimum is refused now; one that does not answer yet (its layer
+    # has not run) is only a caveat of the prediction.
+    check = __salt__["paas_kubeadm.etcd_version_check"](reachable=False)
+    name = ret["name"]
+    _record(ret, "cluster", None, f"initialized on {name}")
+    _record(ret, "init_credentials", INIT_CREDENTIALS, "deleted")
+    return _predicted(ret, f"{name} would initialize the cluster{_etcd_note(check)}.")
+
+
+def joined(name: str) -> dict:
+    """
+    Join this node to the cluster, unless it has joined already (a joined node is never
+    joined again). The credentials come from the pillar ``kubeadm_join``, which
+    ``salt-run paas_kubernetes.join`` passes inline for its run; a failed join leaves
+    the node cleaned by ``kubeadm reset -f`` and names kubeadm's error.
+
+    name
+        This node's id; the state only manages the node it runs on.
+
+    .. code-block:: yaml
+
+        kubernetes-join-node:
+          kubeadm.joined:
+            - name: worker1
+    """
+    ret = _ret(name)
+    wrong = _this_node(ret, "joined")
+    if wrong:
+        return wrong
+    try:
+        if __salt__["paas_kubeadm.joined"]():
+            ret["comment"] = f"{name} has joined: a node is never joined again."
+            return ret
+        node = __salt__["paas_topology.kubernetes_node"]()
+        if node["first"]:
+            return _failed(
+                ret,
+                f"{name} is the first control plane: it initializes the cluster "
+                "(kubeadm.initialized), it does not join one.",
+            )
+        role = node["role"]
+        if __opts__["test"]:
+            _record(ret, "node", None, f"joined as a {role}")
+            return _predicted(ret, f"{name} would join the cluster as a {role}.")
+        given = __pillar__.get(JOIN_PILLAR) or {}
+        missing = [
+            key
+            for key in (
+                "token",
+                "ca_hash",
+                *(["certificate_key"] if role == "control-plane" else []),
+            )
+            if not given.get(key)
+        ]
+        if missing:
+            return _failed(
+                ret,
+                f"{name} has not joined, and the pillar {JOIN_PILLAR} lacks "
+                f"{', '.join(missing)}: joins are run by salt-run paas_kubernetes.join "
+                "(orch.kubernetes), which passes the credentials for its run only.",
+            )
+        __salt__["paas_kubeadm.join"](
+            given["token"],
+            given["ca_hash"],
+            given.get("certificate_key") if role == "control-plane" else None,
+        )
+        _record(ret, "node", None, f"joined as a {role}")
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
+    ret["comment"] = f"{name} joined the cluster as a {role}."
+    return ret

@@ -1,0 +1,112 @@
+"""
+The Kubernetes joins and their check as orchestration steps, on the master.
+
+``paas_kubernetes.joined`` runs ``salt-run paas_kubernetes.join`` for a role and reports
+the nodes that joined as its changes, so a run where every node had joined already
+changes nothing; under ``test=True`` it runs ``paas_kubernetes.plan`` instead and
+predicts the same change. ``paas_kubernetes.verified`` runs ``paas_kubernetes.verify``
+and changes nothing. Both fail with what the runner names (the node and kubeadm's
+error, or each problem), so the orchestration's ``failhard`` stops there. Salt's own
+``salt.runner`` step would report every run of a runner as a change and predict nothing.
+
+:depends: ``saltutil.runner`` (the orchestration's master minion) and the
+    ``paas_kubernetes`` runner
+"""
+
+from __future__ import annotations
+
+__virtualname__ = "paas_kubernetes"
+
+
+def __virtual__():
+    if "saltutil.runner" not in __salt__:
+        return (False, "paas_kubernetes: saltutil.runner is not loaded")
+    return __virtualname__
+
+
+def _run(function: str, **kwargs) -> tuple[bool, dict]:
+    out = __salt__["saltutil.runner"](f"paas_kubernetes.{function}", full_return=True, **kwargs)
+    report = out.get("return") if isinstance(out, dict) else out
+    if not isinstance(report, dict):
+        return False, {"problems": [f"salt-run paas_kubernetes.{function} failed: {report}"]}
+    return bool(out.get("success")) and report.get("retcode") == 0, report
+
+
+def _problems(report: dict) -> list[str]:
+    return [*report.get("failed", {}).values(), *report.get("problems", [])]
+
+
+def joined(name: str, role: str) -> dict:
+    """
+    Every node of ``role`` (``control-plane``: all but the first; ``worker``) has
+    joined the cluster: those that had not are joined by ``salt-run
+    paas_kubernetes.join``, with credentials made and revoked within the run.
+
+    name
+        A label for the step.
+
+    role
+        ``control-plane`` or ``worker``.
+
+    .. code-block:: yaml
+
+        paas-kubernetes-workers:
+          paas_kubernetes.joined:
+            - role: worker
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    if __opts__["test"]:
+        ok, report = _run("plan", role=role)
+        if not ok:
+            return {**ret, "result": False, "comment": "\n".join(_problems(report))}
+        if report["to_join"]:
+            ret["changes"]["joined"] = {"old": None, "new": report["to_join"]}
+            sizes = {len(batch) for batch in report["batches"]}
+            return {
+                **ret,
+                "result": None,
+                "comment": f"{', '.join(report['to_join'])} would join as {role}s, in "
+                f"{len(report['batches'])} batches of at most {max(sizes)}.",
+            }
+        ret["comment"] = f"Every {role} has joined."
+        return ret
+    ok, report = _run("join", role=role)
+    if report.get("joined"):
+        ret["changes"]["joined"] = {"old": None, "new": report["joined"]}
+    if not ok:
+        left = report.get("not_joined") or []
+        stopped = f"\nNot joined, left for a re-run: {', '.join(left)}." if left else ""
+        return {**ret, "result": False, "comment": "\n".join(_problems(report)) + stopped}
+    if report.get("joined"):
+        ret["comment"] = (
+            f"{', '.join(report['joined'])} joined as {role}s; the run's credentials are revoked."
+        )
+    else:
+        ret["comment"] = f"Every {role} has joined."
+    return ret
+
+
+def verified(name: str) -> dict:
+    """
+    Every node of the topology is a Node of the cluster, Ready, with its role's labels,
+    and the API answers through both VIPs (``salt-run paas_kubernetes.verify``).
+    Changes nothing.
+
+    name
+        A label for the step.
+
+    .. code-block:: yaml
+
+        paas-kubernetes-verify:
+          paas_kubernetes.verified: []
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    if __opts__["test"]:
+        return {**ret, "result": None, "comment": "The cluster would be verified."}
+    ok, report = _run("verify")
+    if not ok:
+        return {**ret, "result": False, "comment": "\n".join(_problems(report))}
+    ret["comment"] = (
+        f"{len(report['nodes'])} Nodes Ready with their roles; the API answers through both VIPs."
+    )
+    return ret
