@@ -11,6 +11,9 @@ from __future__ import annotations
 
 __virtualname__ = "paas"
 
+# A Node's Ready condition as kubectl shows it (Unknown: its kubelet has gone silent).
+CONDITIONS = {"True": "Ready", "False": "NotReady", "Unknown": "Unknown"}
+
 
 def __virtual__():
     return __virtualname__
@@ -21,7 +24,13 @@ def output(data: dict, **kwargs) -> str:
     A report as a person reads it: the verdict and every problem first, then each part.
     """
     if "gateways" in data:
-        title, parts = "paas", [_gateways(data["gateways"]), _etcd(data["etcd"]), _pki(data["pki"])]
+        title = "paas"
+        parts = [
+            _gateways(data["gateways"]),
+            _etcd(data["etcd"]),
+            _kubernetes(data["kubernetes"]),
+            _pki(data["pki"]),
+        ]
     elif "certificates" in data:
         title = "certificates"
         parts = [
@@ -112,6 +121,73 @@ def _etcd(etcd: dict) -> str:
     return "\n".join([summary, _table(table)])
 
 
+def _kubernetes(kubernetes: dict) -> str:
+    """The Nodes as a control plane lists them, then each control plane's apiserver."""
+    if kubernetes["initialized"] is None:
+        return "kubernetes: " + "; ".join(kubernetes["problems"]) + _flag(kubernetes)
+    title = f"kubernetes v{kubernetes['version']}"
+    if not kubernetes["initialized"]:
+        return f"{title}: not initialized{_flag(kubernetes)}"
+    nodes = kubernetes["nodes"]
+    if kubernetes["seen_by"] is None:
+        summary = f"{title}: no control plane could list the Nodes"
+    else:
+        ready = sum(1 for node in nodes if node["ready"])
+        summary = f"{title}: {len(nodes)} Nodes, {ready} Ready (seen by {kubernetes['seen_by']})"
+    parts = [summary + _flag(kubernetes)]
+    if nodes:
+        header = ("NODE", "READY", "ROLES", "KUBELET", "AGE", "LEASE")
+        parts.append(
+            _table(
+                [header]
+                + [
+                    (
+                        node["name"],
+                        CONDITIONS.get(node["condition"], "-"),
+                        ",".join(node["roles"]) or "<none>",
+                        _text(node["kubelet"]),
+                        _duration(node["age_s"]),
+                        "none"
+                        if node["lease_age_s"] is None
+                        else _duration(node["lease_age_s"]) + " ago",
+                    )
+                    for node in nodes
+                ]
+            )
+        )
+    apiservers = [
+        (cp, *(_readiness(apiserver, check) for check in ("direct", "private_vip", "public_vip")))
+        for cp, apiserver in kubernetes["apiservers"].items()
+    ]
+    if any(apiserver for apiserver in kubernetes["apiservers"].values()):
+        header = ("CONTROL PLANE", "DIRECT", "VIA PRIVATE VIP", "VIA PUBLIC VIP")
+        parts.extend(["", _table([header, *apiservers])])
+    return "\n".join(parts)
+
+
+def _readiness(apiserver: dict | None, check: str) -> str:
+    if apiserver is None:
+        return "-"
+    return "ready" if apiserver[check]["ready"] else "NOT READY"
+
+
+def _duration(seconds: int | None) -> str:
+    """Seconds as kubectl shows an age: 45s, 12m, 5h, 3d."""
+    if seconds is None:
+        return "-"
+    for unit, size, below in (("s", 1, 120), ("m", 60, 7200), ("h", 3600, 172800)):
+        if seconds < below:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 86400}d"
+
+
+def _label(row: dict) -> str:
+    """A certificate's name in the tables: kubeadm's carry their source."""
+    if row.get("source") != "kubeadm":
+        return row["profile"]
+    return "kubeadm" if row["profile"] == "-" else f"kubeadm {row['profile']}"
+
+
 def _pki(pki: dict) -> str:
     """One line: the table of every certificate is paas.certs'."""
     dated = [row for row in pki["certificates"] if row.get("days_left") is not None]
@@ -121,7 +197,7 @@ def _pki(pki: dict) -> str:
         soonest = min(dated, key=lambda row: row["days_left"])
         summary += (
             f", the soonest ends in {soonest['days_left']} days "
-            f"({soonest['node']} {soonest['profile']})"
+            f"({soonest['node']} {_label(soonest)})"
         )
     return f"{summary}; renewal window {pki['renew_days']} days{_flag(pki)}"
 
@@ -131,7 +207,7 @@ def _certificate_table(rows: list[dict]) -> str:
     table = [header] + [
         (
             row["node"],
-            row["profile"],
+            _label(row),
             row.get("serial", "-")[:23],
             row.get("not_after", "-"),
             _text(row.get("days_left")),

@@ -2,8 +2,8 @@
 What a platform engineer runs on the master.
 
 ``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file;
-``salt-run paas.status`` reports the platform's health (gateways, etcd, certificates);
-``salt-run paas.certs`` lists every certificate.
+``salt-run paas.status`` reports the platform's health (gateways, etcd, Kubernetes,
+certificates); ``salt-run paas.certs`` lists every certificate, kubeadm's included.
 
 The reports are data, the same whatever ``--out`` is: a verdict (``severity``: ok,
 degraded, down or unknown), the ``problems`` behind it, and what was seen. The tables
@@ -33,6 +33,13 @@ SEVERITIES = ("ok", "degraded", "down", "unknown")
 OUTPUTTER = "paas"
 NO_REPLY = "no reply"
 NOT_ACCEPTED = "its key is not accepted on this master"
+KUBERNETES_FIX = "salt-run state.orchestrate orch.kubernetes"
+# kube-controller-manager's --node-monitor-grace-period (50 s since Kubernetes 1.32): a
+# kubelet silent for longer is one the controller-manager marks NotReady; the report
+# names it whether or not the controller-manager has done so yet.
+LEASE_GRACE_S = 50
+# The apiserver checks each control plane makes through a VIP, by the VIP's network.
+THROUGH_VIPS = {"private_vip": "private", "public_vip": "public"}
 
 # What salt-run itself leaves unclosed when it exits (saltstack/salt#70174, Salt 3008):
 # its Runner, that Runner's MasterMinion and an event publisher. Logger and message.
@@ -90,10 +97,12 @@ def validate(topology: str | None = None) -> dict:
 def certs(timeout: int = 30) -> dict:
     """
     The inventory of every certificate the platform issued, as installed on the nodes
-    and the master's minion (node, profile, serial, names, expiry, days left, problems),
-    with the renewal window and a verdict: degraded when a certificate has a problem,
-    is inside its renewal window or cannot be seen (its minion did not answer), down
-    when one has expired. The exit code is the verdict's (0, 1, 2; 3: no report).
+    and the master's minion, and kubeadm's on each control plane (``source: kubeadm``,
+    the ones ``kubeadm certs check-expiration`` lists): node, profile, serial, names,
+    expiry, days left, problems; with the renewal window and a verdict: degraded when a
+    certificate has a problem, is inside its renewal window or cannot be seen (its
+    minion did not answer), down when one has expired. The exit code is the verdict's
+    (0, 1, 2; 3: no report).
 
     CLI Example:
 
@@ -120,16 +129,25 @@ def status(timeout: int = 30) -> dict:
       gateway's VRRP state, daemons and haproxy backends, as the gateways say;
     - ``etcd``: health and quorum, the leader, alarms, and per member its role, health,
       db size, raft index and version, as the first etcd node that answers sees them;
+    - ``kubernetes``: the Nodes (Ready, roles, kubelet version, age, Lease renewal), as
+      the first control plane that can list them sees them, and per control plane its
+      apiserver's ``/readyz``, directly and through each VIP from that node;
     - ``pki``: every certificate, as ``paas.certs`` reports them.
 
     The verdict (``severity``, and the exit code) is down (2) when the platform does
     not serve: no gateway or two holding a VIP, the VIPs apart, a VIP holder whose
     haproxy is down or has no server UP for a service, etcd without quorum or no etcd
-    node answering, an expired certificate. It is degraded (1) for a problem a person
-    must see while it serves: a gateway not answering, a daemon not active, a haproxy
-    server not UP, an etcd member unhealthy, a learner, missing from the cluster or
-    from the topology, an etcd alarm, a certificate with problems or in its renewal
-    window. Every problem is named in ``problems``; 3 means no report could be made.
+    node answering, no control plane answering or able to list the Nodes, no apiserver
+    ready through a VIP, no worker a Ready Node, an expired certificate. It is degraded
+    (1) for a problem a person must see while it serves: a gateway not answering, a
+    daemon not active, a haproxy server not UP, an etcd member unhealthy, a learner,
+    missing from the cluster or from the topology, an etcd alarm, Kubernetes not
+    initialized or a control plane not set up, an apiserver not ready (directly or
+    through a VIP from one control plane), a topology node that is not a Node, not
+    Ready, whose kubelet stopped renewing its Lease, with the wrong roles or another
+    kubelet version, a Node not in the topology, a certificate with problems or in its
+    renewal window. Every problem is named in ``problems``; 3 means no report could
+    be made.
 
     CLI Example:
 
@@ -148,11 +166,12 @@ def status(timeout: int = 30) -> dict:
         gateways = _gateways(gateway_nodes, _ask(gateway_nodes, "paas_gateway.status", timeout))
         etcd_nodes = node_ids(topology, "etcd")
         etcd = _etcd(etcd_nodes, _ask(etcd_nodes, "etcd_cluster.overview", timeout))
+        kubernetes = _kubernetes(topology, timeout)
         pki = _pki(topology, timeout)
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
-    sections = {"gateways": gateways, "etcd": etcd, "pki": pki}
-    # A silent gateway is named by both its part and the certificates': once here.
+    sections = {"gateways": gateways, "etcd": etcd, "kubernetes": kubernetes, "pki": pki}
+    # A silent gateway or control plane is named by its part and the certificates': once here.
     problems = dict.fromkeys(text for part in sections.values() for text in part["problems"])
     return _report(
         {
@@ -290,16 +309,178 @@ def _etcd(nodes: list[str], replies: dict) -> dict:
     return {**_verdict(problems), **etcd, "seen_by": seen_by}
 
 
+def _kubernetes(topology: dict, timeout: int) -> dict:
+    """Kubernetes as its control planes see it: each reports its own apiserver's
+    readiness, directly and through each VIP, and the Nodes are those the first control
+    plane (in topology order) that can list them sees. Down when nobody can say, when
+    the API answers through neither VIP from any control plane, or when no worker can
+    run workloads; anything else a person must see is degraded."""
+    view = __utils__["paas_topology.kubernetes"](topology)
+    control_planes = [entry["id"] for entry in view["control_planes"]]
+    replies = _ask(control_planes, "paas_kubernetes.status", timeout)
+    answers = {cp: replies[cp] for cp in control_planes if isinstance(replies.get(cp), dict)}
+    seen = {
+        "version": view["version"],
+        "vips": view["vips"],
+        "apiservers": {cp: answers.get(cp, {}).get("apiserver") for cp in control_planes},
+    }
+    if not answers:
+        silence = "; ".join(f"{cp}: {replies.get(cp, NO_REPLY)}" for cp in control_planes)
+        return {
+            **_verdict([("down", f"no control plane answered: {silence}")]),
+            **seen,
+            "initialized": None,
+            "seen_by": None,
+            "nodes": [],
+        }
+    problems = [
+        ("degraded", f"{cp} did not answer: {replies.get(cp, NO_REPLY)}")
+        for cp in control_planes
+        if cp not in answers
+    ]
+    initialized = [cp for cp, answer in answers.items() if answer["initialized"]]
+    if not initialized:
+        problems.append(
+            (
+                "degraded",
+                f"Kubernetes is not initialized: {view['admin_kubeconfig']} is on none of "
+                f"{', '.join(answers)}; run {KUBERNETES_FIX}",
+            )
+        )
+        return {**_verdict(problems), **seen, "initialized": False, "seen_by": None, "nodes": []}
+    for cp, answer in answers.items():
+        if not answer["initialized"]:
+            problems.append(
+                (
+                    "degraded",
+                    f"{cp} is not a control plane of the cluster yet ({answer['reason']}); "
+                    f"run {KUBERNETES_FIX}",
+                )
+            )
+        elif "error" in answer:
+            problems.append(("degraded", f"{cp}: {answer['error']}"))
+        elif "nodes_error" in answer:
+            problems.append(("degraded", f"{cp} could not list the Nodes: {answer['nodes_error']}"))
+    problems.extend(_apiserver_problems(view, answers))
+    seen_by = next((cp for cp in control_planes if "nodes" in answers.get(cp, {})), None)
+    if seen_by is None:
+        # Each control plane's reason is named above.
+        problems.append(("down", "no control plane could list the Nodes"))
+        nodes = []
+    else:
+        nodes = answers[seen_by]["nodes"]
+        problems.extend(_node_problems(view, nodes))
+    return {**_verdict(problems), **seen, "initialized": True, "seen_by": seen_by, "nodes": nodes}
+
+
+def _apiserver_problems(view: dict, answers: dict) -> list[tuple[str, str]]:
+    """Each control plane's apiserver not ready, directly or through a VIP from that
+    node, is degraded; a VIP through which no control plane got a ready apiserver is
+    down: the API does not answer there."""
+    checked = {cp: answer["apiserver"] for cp, answer in answers.items() if "apiserver" in answer}
+    problems = []
+    for cp, apiserver in checked.items():
+        if not apiserver["direct"]["ready"]:
+            problems.append(
+                ("degraded", f"{cp}: its apiserver is not ready: {apiserver['direct']['error']}")
+            )
+        problems.extend(
+            (
+                "degraded",
+                f"{cp}: the apiserver through the {network} VIP is not ready: "
+                f"{apiserver[check]['error']}",
+            )
+            for check, network in THROUGH_VIPS.items()
+            if not apiserver[check]["ready"]
+        )
+    problems.extend(
+        ("down", f"no apiserver is ready through the {network} VIP {view['vips'][network]}")
+        for check, network in THROUGH_VIPS.items()
+        if checked and not any(apiserver[check]["ready"] for apiserver in checked.values())
+    )
+    return problems
+
+
+def _node_problems(view: dict, nodes: list[dict]) -> list[tuple[str, str]]:
+    """What is wrong with the Nodes against the topology: each is degraded, but no
+    worker serving (a Ready Node whose kubelet renews its Lease) is down, since nothing
+    can run the platform's workloads then."""
+    listed = {node["name"]: node for node in nodes}
+    roles = {entry["id"]: "control-plane" for entry in view["control_planes"]}
+    roles.update({entry["id"]: "worker" for entry in view["workers"]})
+    problems = []
+    for node_id, role in roles.items():
+        if node_id in listed:
+            problems.extend(
+                ("degraded", text) for text in _node_row_problems(listed[node_id], role, view)
+            )
+        else:
+            problems.append(
+                ("degraded", f"{node_id} is not a Node of the cluster; run {KUBERNETES_FIX}")
+            )
+    problems.extend(
+        ("degraded", f"Node {name} is not a node of the topology")
+        for name in listed
+        if name not in roles
+    )
+    workers = [entry["id"] for entry in view["workers"]]
+    if workers and not any(_serves_workloads(listed.get(worker)) for worker in workers):
+        problems.append(
+            ("down", "no worker is a Ready Node: nothing can run the platform's workloads")
+        )
+    return problems
+
+
+def _node_row_problems(node: dict, role: str, view: dict) -> list[str]:
+    name = node["name"]
+    problems = []
+    if not node["ready"]:
+        problems.append(
+            f"Node {name} is not Ready: {node['reason'] or node['condition'] or 'no reason'}"
+        )
+    if node["lease_age_s"] is None:
+        problems.append(f"Node {name} has no Lease in kube-node-lease: its kubelet renews none")
+    elif node["lease_age_s"] > LEASE_GRACE_S:
+        problems.append(
+            f"Node {name}'s kubelet last renewed its Lease {node['lease_age_s']} s ago "
+            f"(more than {LEASE_GRACE_S} s: it is stopped or cannot reach the API)"
+        )
+    has_role = "control-plane" in node["roles"]
+    if role == "control-plane" and not has_role:
+        problems.append(f"Node {name} lacks the control-plane role")
+    elif role == "worker" and has_role:
+        problems.append(f"Node {name} has the control-plane role; the topology makes it a worker")
+    if node["kubelet"] != f"v{view['version']}":
+        problems.append(
+            f"Node {name} runs kubelet {node['kubelet']}, the topology's is v{view['version']}"
+        )
+    return problems
+
+
+def _serves_workloads(node: dict | None) -> bool:
+    return bool(
+        node
+        and node["ready"]
+        and node["lease_age_s"] is not None
+        and node["lease_age_s"] <= LEASE_GRACE_S
+    )
+
+
 def _pki(topology: dict, timeout: int) -> dict:
-    """Every certificate of the nodes and the master's minion, and what is wrong with
-    them: an expired one is down; a problem, the renewal window or a minion that did
-    not answer (its certificates unseen) is degraded."""
+    """Every certificate of the nodes and the master's minion, kubeadm's on each control
+    plane after the platform's, and what is wrong with them: an expired one is down; a
+    problem, the renewal window or a minion that did not answer (its certificates
+    unseen) is degraded."""
     minions = [
         *__utils__["paas_topology.node_ids"](topology),
         __utils__["paas_topology.master_id"](topology),
     ]
+    control_planes = [
+        entry["id"] for entry in __utils__["paas_topology.kubernetes"](topology)["control_planes"]
+    ]
     renew_days = __utils__["paas_topology.with_defaults"](topology)["pki"]["renew_days"]
     replies = _ask(minions, "paas_pki.certificates", timeout)
+    kubeadm = _ask(control_planes, "paas_kubernetes.certificates", timeout)
     rows, problems = [], []
     for minion in minions:
         reply = replies.get(minion)
@@ -308,14 +489,28 @@ def _pki(topology: dict, timeout: int) -> dict:
             rows.append({"node": minion, "profile": "-", "problems": [problem]})
             problems.append(("degraded", f"{minion} {problem}"))
             continue
-        for certificate in reply:
-            row = {**certificate, "problems": _certificate_problems(certificate, renew_days)}
-            expired = row.get("days_left") is not None and row["days_left"] < 0
-            problems.extend(
-                ("down" if expired else "degraded", f"{row['node']} {row['profile']}: {text}")
-                for text in row["problems"]
-            )
-            rows.append(row)
+        inventories = [("", reply)]
+        if minion in control_planes:
+            inventories.append(("kubeadm ", kubeadm.get(minion)))
+        for source, inventory in inventories:
+            if not isinstance(inventory, list):
+                problem = f"did not answer: {NO_REPLY if inventory is None else inventory}"
+                rows.append(
+                    {"node": minion, "profile": "-", "source": "kubeadm", "problems": [problem]}
+                )
+                problems.append(("degraded", f"{minion} kubeadm: {problem}"))
+                continue
+            for certificate in inventory:
+                row = {**certificate, "problems": _certificate_problems(certificate, renew_days)}
+                expired = row.get("days_left") is not None and row["days_left"] < 0
+                problems.extend(
+                    (
+                        "down" if expired else "degraded",
+                        f"{row['node']} {source}{row['profile']}: {text}",
+                    )
+                    for text in row["problems"]
+                )
+                rows.append(row)
     return {**_verdict(problems), "renew_days": renew_days, "certificates": rows}
 
 

@@ -46,6 +46,46 @@ def _member(name: str, healthy: bool = True) -> dict:
     }
 
 
+def _node(name: str, roles=(), **changes) -> dict:
+    return {
+        "name": name,
+        "ready": True,
+        "condition": "True",
+        "reason": None,
+        "roles": list(roles),
+        "kubelet": "v1.34.2",
+        "age_s": 90000,
+        "lease_age_s": 4,
+        **changes,
+    }
+
+
+def _apiserver(**not_ready) -> dict:
+    return {
+        check: {"url": "-", "ready": check not in not_ready, "error": not_ready.get(check)}
+        for check in ("direct", "private_vip", "public_vip")
+    }
+
+
+KUBERNETES = {
+    "severity": "degraded",
+    "problems": ["cp2: its apiserver is not ready: HTTP 500: etcd failed"],
+    "version": "1.34.2",
+    "vips": {"private": "198.18.1.10", "public": "198.18.0.10"},
+    "initialized": True,
+    "seen_by": "cp1",
+    "nodes": [
+        _node("cp1", roles=("control-plane",), age_s=45),
+        _node("cp2", roles=("control-plane",), age_s=725, ready=False, condition="False"),
+        _node("worker1", age_s=7300, lease_age_s=None, ready=False, condition="Unknown"),
+    ],
+    "apiservers": {
+        "cp1": _apiserver(),
+        "cp2": _apiserver(direct="HTTP 500: etcd failed"),
+        "cp3": None,
+    },
+}
+
 CERTIFICATES = [
     {
         "node": "etcd1",
@@ -63,12 +103,24 @@ CERTIFICATES = [
         "days_left": 12,
         "problems": ["12 days left, inside the renewal window (30 days)"],
     },
+    {
+        "node": "cp1",
+        "profile": "apiserver",
+        "source": "kubeadm",
+        "signed_by": "ca",
+        "serial": "7A:01",
+        "not_after": "2026-11-25 06:00:00",
+        "days_left": 364,
+        "problems": [],
+    },
     {"node": "cp3", "profile": "-", "problems": ["did not answer: no reply"]},
+    {"node": "cp2", "profile": "-", "source": "kubeadm", "problems": ["did not answer: no reply"]},
 ]
 
 CERTIFICATE_PROBLEMS = [
     "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)",
     "cp3 did not answer: no reply",
+    "cp2 kubeadm: did not answer: no reply",
 ]
 
 STATUS = {
@@ -78,6 +130,7 @@ STATUS = {
         "gw2: haproxy's kube-apiserver server cp2 is DOWN",
         "gw2: conntrackd is not active",
         "etcd member etcd3 is unhealthy: timeout",
+        *KUBERNETES["problems"],
         *CERTIFICATE_PROBLEMS,
     ],
     "gateways": {
@@ -108,6 +161,7 @@ STATUS = {
         },
         "seen_by": "etcd1",
     },
+    "kubernetes": KUBERNETES,
     "pki": {
         "severity": "degraded",
         "problems": CERTIFICATE_PROBLEMS,
@@ -130,7 +184,7 @@ def status() -> dict:
 
 
 def _healthy(status: dict) -> dict:
-    for part in (status, status["gateways"], status["etcd"], status["pki"]):
+    for part in (status, *(status[name] for name in ("gateways", "etcd", "kubernetes", "pki"))):
         part.update(severity="ok", problems=[])
     return status
 
@@ -138,9 +192,9 @@ def _healthy(status: dict) -> dict:
 def test_the_verdict_and_every_problem_come_first(outputter, status):
     lines = outputter.output(status).splitlines()
 
-    assert lines[0] == "paas: DEGRADED (6 problems)"
-    assert lines[1:7] == [f"  - {problem}" for problem in STATUS["problems"]]
-    assert lines[7] == ""
+    assert lines[0] == "paas: DEGRADED (8 problems)"
+    assert lines[1:9] == [f"  - {problem}" for problem in STATUS["problems"]]
+    assert lines[9] == ""
 
 
 def test_a_healthy_report_says_ok_and_flags_no_part(outputter, status):
@@ -206,11 +260,78 @@ def test_an_etcd_nobody_could_ask_is_said_so(outputter, status):
     assert "\netcd: no etcd node answered: etcd1: no reply (DOWN)\n" in table
 
 
+def test_the_nodes_and_each_control_planes_apiserver(outputter, status):
+    table = outputter.output(status).splitlines()
+
+    start = table.index("kubernetes v1.34.2: 3 Nodes, 1 Ready (seen by cp1) (DEGRADED)")
+    assert table[start + 1 : start + 10] == [
+        "NODE     READY     ROLES          KUBELET  AGE  LEASE",
+        "cp1      Ready     control-plane  v1.34.2  45s  4s ago",
+        "cp2      NotReady  control-plane  v1.34.2  12m  4s ago",
+        "worker1  Unknown   <none>         v1.34.2  2h   none",
+        "",
+        "CONTROL PLANE  DIRECT     VIA PRIVATE VIP  VIA PUBLIC VIP",
+        "cp1            ready      ready            ready",
+        "cp2            NOT READY  ready            ready",
+        "cp3            -          -                -",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0s"), (119, "119s"), (120, "2m"), (7199, "119m"), (7200, "2h"), (172800, "2d")],
+)
+def test_ages_read_as_kubectl_shows_them(outputter, status, seconds, shown):
+    status["kubernetes"]["nodes"] = [_node("cp1", age_s=seconds)]
+
+    table = outputter.output(status).splitlines()
+
+    header = next(index for index, line in enumerate(table) if line.startswith("NODE "))
+    assert table[header + 1].split()[4] == shown
+
+
+def test_kubernetes_not_initialized_is_said_so(outputter, status):
+    status["kubernetes"].update(
+        initialized=False, seen_by=None, nodes=[], apiservers=dict.fromkeys(("cp1", "cp2"))
+    )
+
+    table = outputter.output(status)
+
+    assert "\nkubernetes v1.34.2: not initialized (DEGRADED)\n\ncertificates:" in table
+
+
+def test_kubernetes_nobody_could_ask_is_said_so(outputter, status):
+    status["kubernetes"].update(
+        severity="down",
+        problems=["no control plane answered: cp1: no reply"],
+        initialized=None,
+        seen_by=None,
+        nodes=[],
+        apiservers={"cp1": None},
+    )
+
+    table = outputter.output(status)
+
+    assert "\nkubernetes: no control plane answered: cp1: no reply (DOWN)\n" in table
+
+
+def test_nodes_no_control_plane_could_list_leave_the_apiservers(outputter, status):
+    status["kubernetes"].update(seen_by=None, nodes=[])
+
+    table = outputter.output(status).splitlines()
+
+    start = table.index("kubernetes v1.34.2: no control plane could list the Nodes (DEGRADED)")
+    assert table[start + 1 : start + 3] == [
+        "",
+        "CONTROL PLANE  DIRECT     VIA PRIVATE VIP  VIA PUBLIC VIP",
+    ]
+
+
 def test_status_sums_up_the_certificates_in_one_line(outputter, status):
     last = outputter.output(status).splitlines()[-1]
 
     assert last == (
-        "certificates: 2 on 2 nodes, the soonest ends in 12 days "
+        "certificates: 3 on 2 nodes, the soonest ends in 12 days "
         "(cp1 kube-apiserver-etcd-client); renewal window 30 days (DEGRADED)"
     )
 
@@ -219,14 +340,17 @@ def test_certs_lists_every_certificate_with_its_problems(outputter, status):
     report = {**status["pki"], "retcode": 1, "outputter": "paas"}
 
     assert outputter.output(report).splitlines() == [
-        "certificates: DEGRADED (2 problems)",
+        "certificates: DEGRADED (3 problems)",
         *(f"  - {problem}" for problem in CERTIFICATE_PROBLEMS),
         "",
         "NODE   PROFILE                     SERIAL    NOT AFTER            DAYS  PROBLEMS",
         "etcd1  etcd-server                 1A:2B:3C  2027-11-25 06:00:00  364   ok",
         "cp1    kube-apiserver-etcd-client  0F:1E     2026-12-08 06:00:00  12    "
         "12 days left, inside the renewal window (30 days)",
+        "cp1    kubeadm apiserver           7A:01     2026-11-25 06:00:00  364   ok",
         "cp3    -                           -         -                    -     "
+        "did not answer: no reply",
+        "cp2    kubeadm                     -         -                    -     "
         "did not answer: no reply",
         "renewal window: the last 30 days",
     ]

@@ -4,8 +4,9 @@ Salt's loader dunders, from what the minions answer: every kind of problem named
 the severity and exit code it gives (0 ok, 1 degraded, 2 down, 3 unknown); reports that
 are data whatever the output, and that name the ``paas`` outputter.
 
-The minions' answers stand in for ``paas_gateway.status``, ``etcd_cluster.overview`` and
-``paas_pki.certificates``; the topology is the lab's.
+The minions' answers stand in for ``paas_gateway.status``, ``etcd_cluster.overview``,
+``paas_kubernetes.status``, ``paas_pki.certificates`` and ``paas_kubernetes.certificates``;
+the topology is the lab's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import pytest
 from salt.exceptions import SaltClientError
 
-UTILS_FUNCTIONS = ("validate", "with_defaults", "node_ids", "master_id")
+UTILS_FUNCTIONS = ("validate", "with_defaults", "node_ids", "master_id", "kubernetes")
 GATEWAYS = ("gw1", "gw2")
 ETCD = ("etcd1", "etcd2", "etcd3")
 CPS = ("cp1", "cp2", "cp3")
@@ -25,6 +26,10 @@ PROFILES = {
     **{node: ("kube-apiserver-etcd-client",) for node in ("cp1", "cp2", "cp3")},
     "paas-master": ("etcd-admin-client",),
 }
+KUBEADM = ("admin.conf", "apiserver", "ca")
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+FIX = "run salt-run state.orchestrate orch.kubernetes"
+NOT_READY = "HTTP 500: etcd failed: reason withheld"
 SERVERS = [
     ("kube-apiserver", "cp1"),
     ("kube-apiserver", "cp2"),
@@ -92,15 +97,60 @@ def certificate(node: str, profile: str, days_left: int = 364) -> dict:
     }
 
 
+def kubernetes_node(name: str) -> dict:
+    """One Node as paas_kubernetes.status lists it: Ready, its Lease renewed 4 s ago."""
+    return {
+        "name": name,
+        "ready": True,
+        "condition": "True",
+        "reason": None,
+        "roles": ["control-plane"] if name in CPS else [],
+        "kubelet": "v1.34.2",
+        "age_s": 3600,
+        "lease_age_s": 4,
+    }
+
+
+def kubernetes_status(cp: str) -> dict:
+    """A control plane's paas_kubernetes.status: every Node Ready, every apiserver ready."""
+    return {
+        "node": cp,
+        "initialized": True,
+        "nodes": [kubernetes_node(name) for name in (*CPS, "worker1")],
+        "apiserver": {
+            check: {"url": f"https://{address}:6443/readyz", "ready": True, "error": None}
+            for check, address in (
+                ("direct", f"198.18.1.3{cp[-1]}"),
+                ("private_vip", "198.18.1.10"),
+                ("public_vip", "198.18.0.10"),
+            )
+        },
+    }
+
+
+def kubeadm_certificate(node: str, name: str, days_left: int = 364) -> dict:
+    """One entry of paas_kubernetes.certificates."""
+    return {
+        **certificate(node, name, days_left),
+        "path": f"/etc/kubernetes/pki/{name}.crt",
+        "source": "kubeadm",
+        "signed_by": None if name == "ca" else "ca",
+    }
+
+
 def healthy_replies() -> dict:
     """What every minion answers, by function, on a healthy platform: gw1 holds the VIPs."""
     nodes = ["gw1", "gw2", *ETCD, "cp1", "cp2", "cp3", "worker1", "paas-master"]
     return {
         "paas_gateway.status": {"gw1": gateway(True), "gw2": gateway(False)},
         "etcd_cluster.overview": {name: overview() for name in ETCD},
+        "paas_kubernetes.status": {cp: kubernetes_status(cp) for cp in CPS},
         "paas_pki.certificates": {
             node: [certificate(node, profile) for profile in PROFILES.get(node, ())]
             for node in nodes
+        },
+        "paas_kubernetes.certificates": {
+            cp: [kubeadm_certificate(cp, name) for name in KUBEADM] for cp in CPS
         },
     }
 
@@ -214,6 +264,64 @@ def _certificate(node: str, profile: str, **changes) -> Callable[[dict], None]:
         (row,) = [r for r in replies["paas_pki.certificates"][node] if r["profile"] == profile]
         row.update(changes)
         # As paas_pki.certificates decides it, with the topology's 30 days.
+        row["renewal_due"] = row["days_left"] <= 30
+
+    return change
+
+
+def _kubernetes(cp: str, **changes) -> Callable[[dict], None]:
+    def change(replies):
+        reply = replies["paas_kubernetes.status"][cp]
+        for key, value in changes.items():
+            if value is None:
+                reply.pop(key, None)
+            else:
+                reply[key] = value
+
+    return change
+
+
+def _not_initialized(*cps: str) -> Callable[[dict], None]:
+    return _both(
+        *(
+            _kubernetes(
+                cp, initialized=False, reason=f"{ADMIN_CONF} is absent", nodes=None, apiserver=None
+            )
+            for cp in cps
+        )
+    )
+
+
+def _apiserver(cp: str, check: str, error: str = NOT_READY) -> Callable[[dict], None]:
+    def change(replies):
+        replies["paas_kubernetes.status"][cp]["apiserver"][check].update(ready=False, error=error)
+
+    return change
+
+
+def _node(name: str, **changes) -> Callable[[dict], None]:
+    """Change a Node as every control plane lists it; ``gone=True`` removes it."""
+
+    def change(replies):
+        for reply in replies["paas_kubernetes.status"].values():
+            if "nodes" not in reply:
+                continue
+            nodes = reply["nodes"]
+            (row,) = [row for row in nodes if row["name"] == name] or [None]
+            if changes.get("gone"):
+                nodes.remove(row)
+            elif row is None:
+                nodes.append({**kubernetes_node(name), **changes})
+            else:
+                row.update(changes)
+
+    return change
+
+
+def _kubeadm(cp: str, name: str, **changes) -> Callable[[dict], None]:
+    def change(replies):
+        (row,) = [r for r in replies["paas_kubernetes.certificates"][cp] if r["profile"] == name]
+        row.update(changes)
         row["renewal_due"] = row["days_left"] <= 30
 
     return change
@@ -347,6 +455,134 @@ PROBLEMS = [
         "degraded",
         "etcd's members do not agree on a leader",
     ),
+    # Kubernetes.
+    (_silent("paas_kubernetes.status", "cp2"), "degraded", "cp2 did not answer: no reply"),
+    (
+        _silent("paas_kubernetes.status", "cp1", "'paas_kubernetes.status' is not available."),
+        "degraded",
+        "cp1 did not answer: 'paas_kubernetes.status' is not available.",
+    ),
+    (
+        _both(*(_silent("paas_kubernetes.status", cp) for cp in CPS)),
+        "down",
+        "no control plane answered: cp1: no reply; cp2: no reply; cp3: no reply",
+    ),
+    (
+        _not_initialized(*CPS),
+        "degraded",
+        f"Kubernetes is not initialized: {ADMIN_CONF} is on none of cp1, cp2, cp3; {FIX}",
+    ),
+    (
+        _both(_not_initialized("cp3"), _node("cp3", gone=True)),
+        "degraded",
+        [
+            f"cp3 is not a control plane of the cluster yet ({ADMIN_CONF} is absent); {FIX}",
+            f"cp3 is not a Node of the cluster; {FIX}",
+        ],
+    ),
+    (
+        _kubernetes(
+            "cp1",
+            error=f"the kubeconfig {ADMIN_CONF} has no current-context",
+            nodes=None,
+            apiserver=None,
+        ),
+        "degraded",
+        f"cp1: the kubeconfig {ADMIN_CONF} has no current-context",
+    ),
+    (
+        _kubernetes("cp1", nodes=None, nodes_error="HTTP 403 Forbidden"),
+        "degraded",
+        "cp1 could not list the Nodes: HTTP 403 Forbidden",
+    ),
+    (
+        _both(*(_kubernetes(cp, nodes=None, nodes_error="timed out") for cp in CPS)),
+        "down",
+        [
+            *(f"{cp} could not list the Nodes: timed out" for cp in CPS),
+            "no control plane could list the Nodes",
+        ],
+    ),
+    (
+        _apiserver("cp2", "direct"),
+        "degraded",
+        f"cp2: its apiserver is not ready: {NOT_READY}",
+    ),
+    (
+        _apiserver("cp3", "public_vip", "Connection refused"),
+        "degraded",
+        "cp3: the apiserver through the public VIP is not ready: Connection refused",
+    ),
+    (
+        _both(*(_apiserver(cp, "private_vip", "timed out") for cp in CPS)),
+        "down",
+        [
+            *(f"{cp}: the apiserver through the private VIP is not ready: timed out" for cp in CPS),
+            "no apiserver is ready through the private VIP 198.18.1.10",
+        ],
+    ),
+    (
+        _both(*(_apiserver(cp, "public_vip", "timed out") for cp in CPS)),
+        "down",
+        [
+            *(f"{cp}: the apiserver through the public VIP is not ready: timed out" for cp in CPS),
+            "no apiserver is ready through the public VIP 198.18.0.10",
+        ],
+    ),
+    (
+        _node("cp2", ready=False, condition="False", reason="KubeletNotReady: runtime down"),
+        "degraded",
+        "Node cp2 is not Ready: KubeletNotReady: runtime down",
+    ),
+    (
+        _node("worker1", ready=False, condition="Unknown", reason=None),
+        "down",
+        [
+            "Node worker1 is not Ready: Unknown",
+            "no worker is a Ready Node: nothing can run the platform's workloads",
+        ],
+    ),
+    (
+        _node("cp1", lease_age_s=51),
+        "degraded",
+        "Node cp1's kubelet last renewed its Lease 51 s ago "
+        "(more than 50 s: it is stopped or cannot reach the API)",
+    ),
+    (
+        _node("worker1", lease_age_s=51),
+        "down",
+        [
+            "Node worker1's kubelet last renewed its Lease 51 s ago "
+            "(more than 50 s: it is stopped or cannot reach the API)",
+            "no worker is a Ready Node: nothing can run the platform's workloads",
+        ],
+    ),
+    (
+        _node("cp3", lease_age_s=None),
+        "degraded",
+        "Node cp3 has no Lease in kube-node-lease: its kubelet renews none",
+    ),
+    (
+        _node("worker1", gone=True),
+        "down",
+        [
+            f"worker1 is not a Node of the cluster; {FIX}",
+            "no worker is a Ready Node: nothing can run the platform's workloads",
+        ],
+    ),
+    (_node("cp3", gone=True), "degraded", f"cp3 is not a Node of the cluster; {FIX}"),
+    (_node("worker9"), "degraded", "Node worker9 is not a node of the topology"),
+    (_node("cp2", roles=[]), "degraded", "Node cp2 lacks the control-plane role"),
+    (
+        _node("worker1", roles=["control-plane"]),
+        "degraded",
+        "Node worker1 has the control-plane role; the topology makes it a worker",
+    ),
+    (
+        _node("worker1", kubelet="v1.34.1"),
+        "degraded",
+        "Node worker1 runs kubelet v1.34.1, the topology's is v1.34.2",
+    ),
     # Certificates.
     (
         _certificate(
@@ -376,6 +612,32 @@ PROBLEMS = [
         "etcd1 etcd-server: it is not signed by the platform's CA",
     ),
     (_silent("paas_pki.certificates", "cp3"), "degraded", "cp3 did not answer: no reply"),
+    (
+        _kubeadm("cp1", "apiserver", days_left=12),
+        "degraded",
+        "cp1 kubeadm apiserver: 12 days left, inside the renewal window (30 days)",
+    ),
+    (
+        _kubeadm(
+            "cp2",
+            "ca",
+            days_left=-1,
+            not_after="2026-11-25 06:00:00",
+            problems=["it expired on 2026-11-25 06:00:00"],
+        ),
+        "down",
+        "cp2 kubeadm ca: it expired on 2026-11-25 06:00:00",
+    ),
+    (
+        _kubeadm("cp3", "admin.conf", problems=["it is not signed by kubeadm's ca"]),
+        "degraded",
+        "cp3 kubeadm admin.conf: it is not signed by kubeadm's ca",
+    ),
+    (
+        _silent("paas_kubernetes.certificates", "cp3"),
+        "degraded",
+        "cp3 kubeadm: did not answer: no reply",
+    ),
     (
         _silent(
             "paas_pki.certificates", "paas-master", "'paas_pki.certificates' is not available."
@@ -416,9 +678,13 @@ def test_a_healthy_platform_is_ok_and_exits_0(runner, asked, context):
     assert report["outputter"] == "paas"
     assert report["gateways"]["holder"] == "gw1"
     assert report["etcd"]["seen_by"] == "etcd1" and report["etcd"]["leader"] == "etcd1"
-    assert len(report["pki"]["certificates"]) == 13
+    assert report["kubernetes"]["initialized"] is True
+    assert report["kubernetes"]["seen_by"] == "cp1"
+    assert [node["name"] for node in report["kubernetes"]["nodes"]] == [*CPS, "worker1"]
+    assert list(report["kubernetes"]["apiservers"]) == list(CPS)
+    assert len(report["pki"]["certificates"]) == 13 + len(CPS) * len(KUBEADM)
     assert report["pki"]["renew_days"] == 30
-    for section in ("gateways", "etcd", "pki"):
+    for section in ("gateways", "etcd", "kubernetes", "pki"):
         assert report[section]["severity"] == "ok" and report[section]["problems"] == []
 
 
@@ -501,17 +767,58 @@ def test_etcd_is_seen_by_the_first_etcd_node_that_answers(runner, asked, replies
     assert report["severity"] == "ok"
 
 
-def test_the_runner_asks_the_gateways_the_etcd_nodes_and_every_node_and_the_master(runner, asked):
+def test_the_runner_asks_the_gateways_the_etcd_nodes_the_control_planes_and_every_node(
+    runner, asked
+):
     runner.status()
 
     assert asked == [
         (["gw1", "gw2"], "paas_gateway.status"),
         (list(ETCD), "etcd_cluster.overview"),
+        (list(CPS), "paas_kubernetes.status"),
         (
             ["gw1", "gw2", *ETCD, "cp1", "cp2", "cp3", "worker1", "paas-master"],
             "paas_pki.certificates",
         ),
+        (list(CPS), "paas_kubernetes.certificates"),
     ]
+
+
+def test_the_nodes_are_those_the_first_control_plane_that_lists_them_sees(runner, asked, replies):
+    _kubernetes("cp1", nodes=None, nodes_error="HTTP 403 Forbidden")(replies)
+    replies["paas_kubernetes.status"]["cp2"]["nodes"][0]["age_s"] = 7
+
+    kubernetes = runner.status()["kubernetes"]
+
+    assert kubernetes["seen_by"] == "cp2"
+    assert kubernetes["nodes"][0] == {**kubernetes_node("cp1"), "age_s": 7}
+
+
+def test_a_lease_renewed_within_the_grace_period_is_no_problem(runner, asked, replies):
+    _node("worker1", lease_age_s=50)(replies)
+
+    assert runner.status()["severity"] == "ok"
+
+
+def test_a_cluster_not_initialized_reports_no_nodes_and_no_apiservers(runner, asked, replies):
+    _not_initialized(*CPS)(replies)
+
+    kubernetes = runner.status()["kubernetes"]
+
+    assert kubernetes["initialized"] is False and kubernetes["seen_by"] is None
+    assert kubernetes["nodes"] == []
+    assert kubernetes["apiservers"] == dict.fromkeys(CPS)
+
+
+def test_a_silent_control_plane_is_named_once_though_three_parts_ask_it(runner, asked, replies):
+    for function in ("paas_kubernetes.status", "paas_pki.certificates"):
+        _silent(function, "cp2")(replies)
+    _silent("paas_kubernetes.certificates", "cp2")(replies)
+
+    report = runner.status()
+
+    assert report["problems"] == ["cp2 did not answer: no reply"]
+    assert report["kubernetes"]["apiservers"]["cp2"] is None
 
 
 def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies, context):
@@ -524,10 +831,15 @@ def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies
         "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)"
     ]
     assert report["renew_days"] == 30 and report["outputter"] == "paas"
-    assert {(row["node"], row["profile"]) for row in report["certificates"]} == {
-        (node, profile) for node, profiles in PROFILES.items() for profile in profiles
-    }
-    assert [function for _, function in asked] == ["paas_pki.certificates"]
+    assert [(row["node"], row["profile"]) for row in report["certificates"]] == [
+        (node, profile)
+        for node in ("gw1", "gw2", *ETCD, *CPS, "worker1", "paas-master")
+        for profile in (*PROFILES.get(node, ()), *(KUBEADM if node in CPS else ()))
+    ]
+    assert [function for _, function in asked] == [
+        "paas_pki.certificates",
+        "paas_kubernetes.certificates",
+    ]
 
 
 def test_certs_of_a_healthy_platform_are_ok(runner, asked, context):
@@ -650,7 +962,10 @@ def test_the_table_of_a_healthy_platform_shows_what_the_data_holds(runner, asked
     assert "etcd: healthy, 3 of 3 voting members healthy, leader etcd1, alarms: none" in table
     for name in (*GATEWAYS, *ETCD):
         assert f"\n{name} " in table
+    assert "kubernetes v1.34.2: 4 Nodes, 4 Ready (seen by cp1)\n" in table
+    for name in (*CPS, "worker1"):
+        assert f"\n{name} " in table
     assert table.endswith(
-        "certificates: 13 on 7 nodes, the soonest ends in 364 days "
+        "certificates: 22 on 7 nodes, the soonest ends in 364 days "
         "(etcd1 etcd-server); renewal window 30 days"
     )
