@@ -483,7 +483,7 @@ def _upload_certificates(node: dict, token: str) -> str:
     key = _last_line(result["stdout"])
     if result["retcode"] != 0 or not _CERTIFICATE_KEY.fullmatch(key):
         raise CommandExecutionError(
-            _failure("kubeadm init phase upload-certs", result, (token, key))
+            _failure("kubeadm init phase upload-certs", result, (token.partition(".")[2], key))
         )
     return key
 
@@ -587,7 +587,8 @@ def join(token: str, ca_hash: str, certificate_key: str | None = None) -> dict:
         raise SaltInvocationError(f"{name} is a control plane: its join needs the certificate key")
     if not control_plane and certificate_key:
         raise SaltInvocationError(f"{name} is a worker: it joins without the certificate key")
-    secrets = (token, token.partition(".")[2], certificate_key)
+    # The token's id is public (the name of its Secret): only its secret half goes.
+    secrets = (token.partition(".")[2], certificate_key)
     documents = _join_configuration(node, token, ca_hash, certificate_key)
     directory = tempfile.mkdtemp(prefix="paas-kubeadm-join-", dir=RUNTIME_DIR)
     try:
