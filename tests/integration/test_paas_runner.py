@@ -123,11 +123,14 @@ def _silent_platform(topology: dict) -> list[str]:
     """What paas.status names when no node of the topology is a minion of the master."""
     gateways = [node["id"] for node in topology["nodes"] if "gateway" in node["roles"]]
     etcd = [node["id"] for node in topology["nodes"] if "etcd" in node["roles"]]
+    control_planes = [node["id"] for node in topology["nodes"] if "control-plane" in node["roles"]]
     return [
         "no gateway holds the public VIP",
         "no gateway holds the private VIP",
         *(f"{node} did not answer: {NOT_ACCEPTED}" for node in gateways),
         "no etcd node answered: " + "; ".join(f"{node}: {NOT_ACCEPTED}" for node in etcd),
+        "no control plane answered: "
+        + "; ".join(f"{node}: {NOT_ACCEPTED}" for node in control_planes),
         # The gateways' certificates are unseen too: named once, above.
         *(
             f"{minion} did not answer: {NOT_ACCEPTED}"
