@@ -161,7 +161,9 @@ class Apiserver(http.server.ThreadingHTTPServer):
         context.load_verify_locations(kubeadm.pki_dir / "ca.crt")
         context.verify_mode = ssl.CERT_REQUIRED
         self.socket = context.wrap_socket(self.socket, server_side=True)
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:
