@@ -1,0 +1,268 @@
+"""
+The ``kubeadm`` state module (``_states/kubeadm.py``) under Salt's loader dunders, with the
+``paas_kubeadm`` functions it calls replaced by a recording stand-in: a joined node is
+never joined again (not even asked for credentials), test mode predicts the changes a
+real run records without credentials and without changing anything, a failed step
+keeps what happened before it, and no secret reaches a comment, changes or a log record.
+
+The module's own behaviour (kubeadm's calls, the temporary configuration) is in
+test_kubeadm_module.py; the runner that passes the credentials in
+test_kubernetes_runner.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+TOKEN = "abcdef.0123456789abcdef"
+CERTIFICATE_KEY = "0123456789abcdef" * 4
+CA_HASH = "sha256:" + "ab" * 32
+CREDENTIALS = {"token": TOKEN, "ca_hash": CA_HASH, "certificate_key": CERTIFICATE_KEY}
+
+
+class Kubeadm:
+    """What paas_kubeadm would answer on a node, and every call that would change it."""
+
+    def __init__(self):
+        self.joined = False
+        self.initialized = False
+        self.refusal: str | None = None
+        self.calls: list[tuple] = []
+        self.failures: dict[str, str] = {}
+        self.etcd = {"checked": True, "versions": {"https://e1:2379": "3.5.24"}, "unreachable": []}
+        self.etcd_refusal: str | None = None
+
+    def view(self, node: str) -> dict:
+        return {
+            "id": node,
+            "role": "worker" if node.startswith("worker") else "control-plane",
+            "first": node == "cp1",
+            "first_control_plane": "cp1",
+        }
+
+    def salt(self, opts: dict) -> dict:
+        def record(name, answer=None):
+            def call(*args, **kwargs):
+                self.calls.append((name, *args))
+                if name in self.failures:
+                    raise CommandExecutionError(self.failures[name])
+                return answer(*args) if callable(answer) else answer
+
+            return call
+
+        def version_check(reachable=True):
+            self.calls.append(("paas_kubeadm.etcd_version_check", reachable))
+            if self.etcd_refusal:
+                raise CommandExecutionError(self.etcd_refusal)
+            return self.etcd
+
+        return {
+            "paas_topology.kubernetes_node": lambda: self.view(opts["id"]),
+            "paas_kubeadm.joined": lambda: self.joined,
+            "paas_kubeadm.initialized": lambda: self.initialized,
+            "paas_kubeadm.init_refusal": lambda: self.refusal,
+            "paas_kubeadm.etcd_version_check": version_check,
+            "paas_kubeadm.init": record("paas_kubeadm.init", {"node": "cp1", "etcd": self.etcd}),
+            "paas_kubeadm.tokens": record(
+                "paas_kubeadm.tokens", [{"id": "zyxwvu", "description": "kubeadm init"}]
+            ),
+            "paas_kubeadm.revoke": record(
+                "paas_kubeadm.revoke",
+                lambda *ids: {"tokens": list(ids), "kubeadm_certs_secret": "deleted"},
+            ),
+            "paas_kubeadm.join": record(
+                "paas_kubeadm.join", lambda *args: {"node": opts["id"], "role": "worker"}
+            ),
+        }
+
+    def changes(self) -> list[str]:
+        return [call[0] for call in self.calls if call[0] != "paas_kubeadm.etcd_version_check"]
+
+
+@pytest.fixture(scope="module")
+def state_module(import_repo_module):
+    return import_repo_module("_states/kubeadm.py", "kubeadm_state_module")
+
+
+@pytest.fixture
+def kubeadm() -> Kubeadm:
+    return Kubeadm()
+
+
+@pytest.fixture
+def opts() -> dict:
+    return {"id": "cp1", "test": False}
+
+
+@pytest.fixture
+def pillar() -> dict:
+    return {}
+
+
+@pytest.fixture
+def configure_loader_modules(state_module, kubeadm, opts, pillar):
+    return {state_module: {"__salt__": kubeadm.salt(opts), "__opts__": opts, "__pillar__": pillar}}
+
+
+def _no_secret(*texts) -> None:
+    said = json.dumps(texts, default=str)
+    for secret in (TOKEN, TOKEN.split(".")[1], CERTIFICATE_KEY):
+        assert secret not in said
+
+
+# kubeadm.initialized
+
+
+def test_an_initialized_control_plane_changes_nothing(state_module, kubeadm):
+    kubeadm.initialized = True
+    ret = state_module.initialized("cp1")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert kubeadm.calls == []
+
+
+def test_test_mode_predicts_the_init_and_its_clean_up_with_the_keys_a_run_records(
+    state_module, kubeadm, opts
+):
+    opts["test"] = True
+    predicted = state_module.initialized("cp1")
+    assert predicted["result"] is None, predicted
+    assert "would initialize" in predicted["comment"]
+    assert kubeadm.changes() == []
+    opts["test"] = False
+    ret = state_module.initialized("cp1")
+    assert ret["result"] is True, ret
+    assert ret["changes"] == predicted["changes"]
+    assert set(ret["changes"]) == {"cluster", "init_credentials"}
+    assert kubeadm.changes() == [
+        "paas_kubeadm.init",
+        "paas_kubeadm.tokens",
+        "paas_kubeadm.revoke",
+    ]
+    assert ("paas_kubeadm.revoke", "zyxwvu") in kubeadm.calls
+
+
+def test_test_mode_refuses_an_etcd_below_the_minimum_and_tolerates_one_not_running_yet(
+    state_module, kubeadm, opts
+):
+    opts["test"] = True
+    kubeadm.etcd = {"checked": True, "versions": {}, "unreachable": ["https://e1:2379: refused"]}
+    predicted = state_module.initialized("cp1")
+    assert predicted["result"] is None
+    assert "could not be read" in predicted["comment"]
+    assert ("paas_kubeadm.etcd_version_check", False) in kubeadm.calls
+    kubeadm.etcd_refusal = "cp1: https://e1:2379 runs etcd 3.5.16, and kubeadm refuses"
+    refused = state_module.initialized("cp1")
+    assert refused["result"] is False and "3.5.16" in refused["comment"]
+
+
+def test_a_refused_init_changes_nothing_and_says_why(state_module, kubeadm):
+    kubeadm.refusal = "a Kubernetes API already answers at 198.18.1.10:6443"
+    ret = state_module.initialized("cp1")
+    assert ret["result"] is False
+    assert "already answers" in ret["comment"]
+    assert kubeadm.changes() == []
+
+
+def test_a_failed_init_is_reported_with_kubeadms_error(state_module, kubeadm):
+    kubeadm.failures["paas_kubeadm.init"] = "cp1: kubeadm init failed (exit code 1) boom"
+    ret = state_module.initialized("cp1")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith("cp1: kubeadm init failed")
+
+
+def test_an_init_whose_clean_up_failed_keeps_the_init_in_its_changes(state_module, kubeadm):
+    kubeadm.failures["paas_kubeadm.revoke"] = "cp1: bootstrap tokens zyxwvu remain"
+    ret = state_module.initialized("cp1")
+    assert ret["result"] is False
+    assert set(ret["changes"]) == {"cluster"}
+    assert "zyxwvu remain" in ret["comment"]
+
+
+def test_only_the_node_itself_is_managed(state_module, kubeadm):
+    ret = state_module.initialized("cp2")
+    assert ret["result"] is False and "manages the node it runs on (cp1)" in ret["comment"]
+    assert kubeadm.calls == []
+
+
+# kubeadm.joined
+
+
+def test_a_joined_node_is_never_joined_again_not_even_with_credentials(
+    state_module, kubeadm, opts, pillar
+):
+    opts["id"] = "worker1"
+    kubeadm.joined = True
+    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    for test in (True, False):
+        opts["test"] = test
+        ret = state_module.joined("worker1")
+        assert ret["result"] is True and ret["changes"] == {}, ret
+        assert "never joined again" in ret["comment"]
+    assert kubeadm.calls == []
+
+
+def test_test_mode_predicts_a_join_without_credentials(state_module, kubeadm, opts, caplog):
+    opts.update(id="worker1", test=True)
+    predicted = state_module.joined("worker1")
+    assert predicted["result"] is None, predicted
+    assert predicted["changes"] == {"node": {"old": None, "new": "joined as a worker"}}
+    assert kubeadm.calls == []
+
+
+def test_a_join_passes_the_credentials_to_the_module_and_says_none_of_them(
+    state_module, kubeadm, opts, pillar, caplog
+):
+    opts["id"] = "cp2"
+    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    with caplog.at_level(logging.DEBUG):
+        ret = state_module.joined("cp2")
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {"node": {"old": None, "new": "joined as a control-plane"}}
+    assert kubeadm.calls == [("paas_kubeadm.join", TOKEN, CA_HASH, CERTIFICATE_KEY)]
+    _no_secret(ret, [record.getMessage() for record in caplog.records])
+
+
+def test_a_worker_is_never_given_the_certificate_key(state_module, kubeadm, opts, pillar):
+    opts["id"] = "worker1"
+    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    assert state_module.joined("worker1")["result"] is True
+    assert kubeadm.calls == [("paas_kubeadm.join", TOKEN, CA_HASH, None)]
+
+
+def test_a_join_without_credentials_says_which_are_missing_and_who_passes_them(
+    state_module, kubeadm, opts, pillar
+):
+    opts["id"] = "cp2"
+    pillar["kubeadm_join"] = {"token": TOKEN, "ca_hash": CA_HASH}
+    ret = state_module.joined("cp2")
+    assert ret["result"] is False
+    assert "lacks certificate_key" in ret["comment"]
+    assert "salt-run paas_kubernetes.join" in ret["comment"]
+    assert kubeadm.calls == []
+    _no_secret(ret)
+
+
+def test_a_failed_join_is_reported_with_kubeadms_error_and_no_change(
+    state_module, kubeadm, opts, pillar
+):
+    opts["id"] = "worker1"
+    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    kubeadm.failures["paas_kubeadm.join"] = (
+        "worker1: kubeadm join failed (exit code 1) token id abcdef.<redacted> is invalid\n"
+        "The node was cleaned with kubeadm reset -f; a re-run tries again."
+    )
+    ret = state_module.joined("worker1")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith("worker1: kubeadm join failed")
+    _no_secret(ret)
+
+
+def test_the_first_control_plane_does_not_join(state_module, kubeadm, pillar):
+    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    ret = state_module.joined("cp1")
+    assert ret["result"] is False and "it initializes the cluster" in ret["comment"]
+    assert kubeadm.calls == []
