@@ -1,0 +1,216 @@
+"""
+The lab's kubeadm, kubelet and kubectl packages: Debian packages named and versioned as
+pkgs.k8s.io's ("1.34.2-1.1", amd64), holding the lab's test doubles, so that the
+platform's repository, pin and hold go through apt for real.
+
+Each package ships its programs under /usr/lib/paas-lab-kube/ and a /usr/bin wrapper;
+kubelet ships the real deb's systemd unit and kubeadm drop-in (lab/kube/files/, from
+kubernetes/release's kubelet packaging) and the apiserver double the kubelet double runs,
+since the images it would run cannot be had here. They depend only on what the lab's
+image has (python3, python3-cryptography, python3-yaml): the real kubeadm and kubelet
+debs' dependencies (cri-tools, kubernetes-cni, iptables, ...) are left out.
+
+Builds are deterministic (fixed modes, owners and times), so an unchanged double makes
+byte-identical packages. Needs dpkg-deb; no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+KUBE_DIR = Path(__file__).resolve().parent
+FILES = KUBE_DIR / "files"
+LIB = "usr/lib/paas-lab-kube"
+# The doubles copy this release; a package of another version would lie about its contents.
+DOUBLE_VERSION = "1.34.2"
+# pkgs.k8s.io's Debian revision for its builds.
+DEBIAN_REVISION = "1.1"
+# 2025-11-11T00:00:00Z: every file's time, and dpkg-deb's (SOURCE_DATE_EPOCH).
+FIXED_TIME = 1762819200
+MAINTAINER = "paas-salt lab <lab@paas-lab.invalid>"
+
+PACKAGES = {
+    "kubeadm": {
+        "programs": {"kubeadm": "kubeadm.py"},
+        "libraries": ["kubeadm.py", "kubeadm_pki.py"],
+        "depends": "python3, python3-cryptography, python3-yaml",
+        "summary": "Command-line utility for administering a Kubernetes cluster (lab double)",
+    },
+    "kubelet": {
+        "programs": {"kubelet": "kubelet.py"},
+        "libraries": ["kubelet.py", "kube_apiserver.py"],
+        "depends": "python3, python3-cryptography, python3-yaml",
+        "summary": "Node agent for Kubernetes clusters (lab double)",
+        "units": {
+            "usr/lib/systemd/system/kubelet.service": FILES / "kubelet.service",
+            "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": FILES / "10-kubeadm.conf",
+        },
+    },
+    "kubectl": {
+        "programs": {"kubectl": "kubectl.py"},
+        "libraries": ["kubectl.py"],
+        "depends": "python3, python3-yaml",
+        "summary": "Command-line utility for interacting with a Kubernetes cluster (lab double)",
+    },
+}
+
+DESCRIPTION = (
+    " The paas-salt lab's test double: it behaves like the real {name} {version} where\n"
+    " the platform's states can tell, on the lab's other Kubernetes doubles.\n"
+    " It is not Kubernetes."
+)
+
+WRAPPER = """#!/bin/sh
+# The lab's {name} double (paas-salt lab/kube/{program}).
+exec /usr/bin/python3 -B /{lib}/{program} "$@"
+"""
+
+# What debhelper's dh_installsystemd writes for a unit enabled and started on install,
+# as the real kubelet deb does (the kubelet then restarts every 10 s until kubeadm runs).
+KUBELET_POSTINST = """#!/bin/sh
+set -e
+if [ "$1" = "configure" ] || [ "$1" = "abort-upgrade" ] || \\
+	[ "$1" = "abort-deconfigure" ] || [ "$1" = "abort-remove" ]; then
+	if deb-systemd-helper debian-installed 'kubelet.service'; then
+		deb-systemd-helper unmask 'kubelet.service' >/dev/null || true
+		if deb-systemd-helper --quiet was-enabled 'kubelet.service'; then
+			deb-systemd-helper enable 'kubelet.service' >/dev/null || true
+		fi
+		deb-systemd-helper update-state 'kubelet.service' >/dev/null || true
+	else
+		deb-systemd-helper enable 'kubelet.service' >/dev/null || true
+	fi
+	if [ -d /run/systemd/system ]; then
+		systemctl --system daemon-reload >/dev/null || true
+		if [ -n "$2" ]; then _dh_action=restart; else _dh_action=start; fi
+		deb-systemd-invoke $_dh_action 'kubelet.service' >/dev/null || true
+	fi
+fi
+"""
+
+KUBELET_PRERM = """#!/bin/sh
+set -e
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+	deb-systemd-invoke stop 'kubelet.service' >/dev/null || true
+fi
+"""
+
+KUBELET_POSTRM = """#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+	systemctl --system daemon-reload >/dev/null || true
+fi
+if [ "$1" = "remove" ]; then
+	deb-systemd-helper mask 'kubelet.service' >/dev/null || true
+fi
+if [ "$1" = "purge" ]; then
+	deb-systemd-helper purge 'kubelet.service' >/dev/null || true
+	deb-systemd-helper unmask 'kubelet.service' >/dev/null || true
+fi
+"""
+
+
+def package_version(version: str) -> str:
+    """ "1.34.2" -> "1.34.2-1.1" (pkgs.k8s.io's style); a full version is kept."""
+    upstream = version.split("-", 1)[0]
+    if upstream != DOUBLE_VERSION:
+        raise ValueError(
+            f"the lab's Kubernetes doubles copy {DOUBLE_VERSION}; they cannot be packaged as "
+            f"{version}: set paas:versions:kubernetes to {DOUBLE_VERSION} for the lab"
+        )
+    return version if "-" in version else f"{version}-{DEBIAN_REVISION}"
+
+
+def build(version: str, out_dir: Path) -> list[Path]:
+    """Build kubeadm, kubelet and kubectl .deb files of ``version`` in ``out_dir``."""
+    full_version = package_version(version)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for name, spec in PACKAGES.items():
+        with tempfile.TemporaryDirectory(prefix=f"paas-lab-{name}-") as scratch:
+            root = Path(scratch) / name
+            _stage(name, spec, root, full_version)
+            deb = out_dir / f"{name}_{full_version}_amd64.deb"
+            _dpkg_deb(root, deb)
+            built.append(deb)
+    return built
+
+
+def _source(file_name: str) -> Path:
+    path = KUBE_DIR / file_name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: a double the packages ship is missing")
+    return path
+
+
+def _put(root: Path, relative: str, data: bytes, mode: int) -> None:
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    target.chmod(mode)
+
+
+def _stage(name: str, spec: dict, root: Path, full_version: str) -> None:
+    for library in spec["libraries"]:
+        _put(root, f"{LIB}/{library}", _source(library).read_bytes(), 0o644)
+    for program, library in spec["programs"].items():
+        wrapper = WRAPPER.format(name=program, program=library, lib=LIB)
+        _put(root, f"usr/bin/{program}", wrapper.encode(), 0o755)
+    for relative, source in spec.get("units", {}).items():
+        _put(root, relative, source.read_bytes(), 0o644)
+    payload = sorted(p for p in root.rglob("*") if p.is_file())
+    md5sums = "".join(
+        f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n" for p in payload
+    )
+    installed_kib = (sum(p.stat().st_size for p in payload) + 1023) // 1024
+    control = (
+        f"Package: {name}\n"
+        f"Version: {full_version}\n"
+        "Architecture: amd64\n"
+        f"Maintainer: {MAINTAINER}\n"
+        f"Installed-Size: {installed_kib}\n"
+        f"Depends: {spec['depends']}\n"
+        "Section: admin\n"
+        "Priority: optional\n"
+        "Homepage: https://kubernetes.io\n"
+        f"Description: {spec['summary']}\n"
+        + DESCRIPTION.format(name=name, version=DOUBLE_VERSION)
+        + "\n"
+    )
+    _put(root, "DEBIAN/control", control.encode(), 0o644)
+    _put(root, "DEBIAN/md5sums", md5sums.encode(), 0o644)
+    if name == "kubelet":
+        _put(root, "DEBIAN/postinst", KUBELET_POSTINST.encode(), 0o755)
+        _put(root, "DEBIAN/prerm", KUBELET_PRERM.encode(), 0o755)
+        _put(root, "DEBIAN/postrm", KUBELET_POSTRM.encode(), 0o755)
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+        os.utime(path, (FIXED_TIME, FIXED_TIME), follow_symlinks=False)
+
+
+def _dpkg_deb(root: Path, deb: Path) -> None:
+    environment = dict(os.environ, SOURCE_DATE_EPOCH=str(FIXED_TIME))
+    result = subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(deb)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dpkg-deb --build {root.name}: {result.stderr.strip()}")
+
+
+def _main() -> None:
+    for deb in build(sys.argv[1], Path(sys.argv[2])):
+        print(deb)
+
+
+if __name__ == "__main__":
+    _main()
