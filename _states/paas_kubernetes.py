@@ -36,7 +36,7 @@ def _problems(report: dict) -> list[str]:
     return [*report.get("failed", {}).values(), *report.get("problems", [])]
 
 
-def joined(name: str, role: str) -> dict:
+def joined(name: str, role: str, timeout: int = 600) -> dict:
     """
     Every node of ``role`` (``control-plane``: all but the first; ``worker``) has
     joined the cluster: those that had not are joined by ``salt-run
@@ -47,6 +47,9 @@ def joined(name: str, role: str) -> dict:
 
     role
         ``control-plane`` or ``worker``.
+
+    timeout
+        Seconds a node's join, or a control plane's wait for Ready, may take.
 
     .. code-block:: yaml
 
@@ -70,7 +73,7 @@ def joined(name: str, role: str) -> dict:
             }
         ret["comment"] = f"Every {role} has joined."
         return ret
-    ok, report = _run("join", role=role)
+    ok, report = _run("join", role=role, timeout=timeout)
     if report.get("joined"):
         ret["changes"]["joined"] = {"old": None, "new": report["joined"]}
     if not ok:
@@ -86,7 +89,7 @@ def joined(name: str, role: str) -> dict:
     return ret
 
 
-def verified(name: str) -> dict:
+def verified(name: str, timeout: int = 120) -> dict:
     """
     Every node of the topology is a Node of the cluster, Ready, with its role's labels,
     and the API answers through both VIPs (``salt-run paas_kubernetes.verify``).
@@ -94,6 +97,9 @@ def verified(name: str) -> dict:
 
     name
         A label for the step.
+
+    timeout
+        Seconds to wait for every Node to be Ready and the API to answer.
 
     .. code-block:: yaml
 
@@ -103,7 +109,7 @@ def verified(name: str) -> dict:
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     if __opts__["test"]:
         return {**ret, "result": None, "comment": "The cluster would be verified."}
-    ok, report = _run("verify")
+    ok, report = _run("verify", timeout=timeout)
     if not ok:
         return {**ret, "result": False, "comment": "\n".join(_problems(report))}
     ret["comment"] = (
