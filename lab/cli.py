@@ -1,16 +1,19 @@
 """
 The lab's command line: `python -m lab up|down|status`.
 
-up      build the image if its recipe changed, wire the network, start the master,
-        boot every machine of the lab's topology (lab/pillar/paas.sls), wait for their
-        minions, converge the platform with orch.cluster (a line per step; Salt's
-        output in /var/lib/paas-lab/converge.log). On a running lab it re-converges,
-        then retires the machines that are no longer in the topology; a master whose
+up      build the image if its recipe changed, wire the network, build (when its
+        inputs changed) and serve the Kubernetes double's package repository on the
+        master's private address, start the master, boot every machine of the lab's
+        topology (lab/pillar/paas.sls), wait for their minions, converge the platform
+        with orch.cluster (a line per step; Salt's output in
+        /var/lib/paas-lab/converge.log). On a running lab it re-converges, then retires
+        the machines that are no longer in the topology; a master whose
         main process died is cleaned up and started anew. --variant NAME adds what
         lab/variants/NAME.yaml adds (etcd5: two more etcd nodes, etcd from an archive).
-down    remove every trace: machines, overlays, master, namespaces, bridges, state.
-status  say whether the master is up, list the machines with their roles, addresses,
-        systemd state and minion.
+down    remove every trace: machines, overlays, master, the package repository and its
+        server, namespaces, bridges, state.
+status  say whether the master and the package repository's server are up, list the
+        machines with their roles, addresses, systemd state and minion.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import os
 import shutil
 from pathlib import Path
 
-from lab import converge, etcd_archive, image, machines, master, network, standins
-from lab.config import STATE_DIR, Lab, LabError, load_lab, variants
+from lab import apt_repo, converge, etcd_archive, image, machines, master, network, standins
+from lab.config import STATE_DIR, Lab, LabError, load_lab, topology_rules, variants
 from lab.processes import lab_cgroups, remove_cgroup, wait_for
 from lab.shell import fail, run, step
 
@@ -50,6 +53,8 @@ def up(lab: Lab, converge_platform: bool) -> None:
     master.ensure_keys()
     archive = etcd_archive.ensure(rootfs) if lab.etcd_source == "archive" else None
     master.write_pillar(lab, archive)
+    kubernetes = topology_rules.kubernetes(lab.topology)
+    apt_repo.up(kubernetes["version"], kubernetes["repository"]["url"], lab.master_address)
     master.up(lab)
     master.master_minion_up(lab)
     machines.up(lab, rootfs)
@@ -88,6 +93,7 @@ def wait_for_minions(lab: Lab) -> None:
 def down() -> None:
     machines.down()
     master.down()
+    apt_repo.down()
     for namespace in network.lab_namespaces():
         # Whatever a test left running inside a namespace goes with it.
         for pid in run("ip", "netns", "pids", namespace, check=False).split():
@@ -102,6 +108,7 @@ def down() -> None:
 def status(lab: Lab) -> None:
     state = master.MASTER.state()
     print(f"master: {state}")
+    print(f"package repository: {apt_repo.SERVER.state()}")
     # A master whose main process died may still half answer: ask it nothing then.
     answering = master.answering(minion_ids(lab), timeout=3) if state == "up" else set()
     rows = [("NODE", "ROLES", "PUBLIC", "PRIVATE", "MACHINE", "MINION")]
