@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ssl
 import time
+import urllib.error
 import urllib.request
 
 import salt.client
@@ -202,9 +203,9 @@ def verify(timeout: int = 120) -> dict:
         expected.update((node, "worker") for node in candidates(view, "worker"))
         deadline = time.monotonic() + int(timeout)
         with _Minions() as minions:
+            ca = minions.call(issuer, "paas_kubeadm.ca_certificate")
             while True:
                 seen = _nodes(minions, issuer)
-                ca = minions.call(issuer, "paas_kubeadm.ca_certificate")
                 report.update(_checked(view, expected, seen, ca))
                 if not report["problems"] or time.monotonic() > deadline:
                     break
@@ -406,9 +407,13 @@ def _readyz(address: str, port: int, ca: str) -> str:
     context = ssl.create_default_context(cadata=ca)
     url = f"https://{address}:{port}/readyz"
     try:
-        with urllib.request.urlopen(url, context=context, timeout=HTTP_TIMEOUT) as response:
-            answer = response.read().decode("utf-8", "replace").strip()
-            return "ok" if response.status == 200 else f"HTTP {response.status} {answer}"
+        with urllib.request.urlopen(url, context=context, timeout=HTTP_TIMEOUT):
+            return "ok"
+    except urllib.error.HTTPError as err:
+        # kube-apiserver lists the checks that failed ("[-]etcd failed: reason withheld").
+        body = err.read().decode("utf-8", "replace")
+        failed = [line for line in body.splitlines() if line.startswith("[-]")]
+        return f"HTTP {err.code}: {'; '.join(failed) or body.strip() or err.reason}"
     except OSError as err:
         return str(getattr(err, "reason", err))
 

@@ -16,25 +16,18 @@ hash) with their revocation.
 
 from __future__ import annotations
 
-import datetime
-import http.server
-import ipaddress
 import json
 import logging
 import os
-import ssl
 import stat
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from tests import tls
 
 TOKEN = "abcdef.0123456789abcdef"
 TOKEN_SECRET = "0123456789abcdef"
@@ -147,96 +140,6 @@ def _documents(path: str) -> list:
         return list(yaml.safe_load_all(handle))
 
 
-def _authority(name: str):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _issue(authority, name: str, ips=()):
-    ca_cert, ca_key = authority
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-    )
-    if ips:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]),
-            critical=False,
-        )
-    return builder.sign(ca_key, hashes.SHA256()), key
-
-
-def _write(path, cert, key=None) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        path.with_suffix(".key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-
-class Etcd(http.server.ThreadingHTTPServer):
-    """etcd's /version over HTTPS on loopback, client certificates of its CA required."""
-
-    def __init__(self, pki, version: str):
-        super().__init__(("127.0.0.1", 0), _EtcdHandler)
-        self.version = version
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(pki / "etcd-server.crt", pki / "etcd-server.key")
-        context.load_verify_locations(pki / "etcd-ca.crt")
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.socket = context.wrap_socket(self.socket, server_side=True)
-        self.thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server_address[1]}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join()
-
-
-class _EtcdHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"etcdserver": self.server.version, "etcdcluster": "3.5.0"}).encode()
-        self.send_response(200 if self.path == "/version" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def module(import_repo_module):
     return import_repo_module("_modules/paas_kubeadm.py", "paas_kubeadm_module")
@@ -253,20 +156,29 @@ def pki(tmp_path_factory):
     """The etcd CA, an etcd server certificate for 127.0.0.1, the apiserver's etcd client
     certificate, and a cluster CA as kubeadm writes it."""
     directory = tmp_path_factory.mktemp("pki")
-    etcd_ca = _authority("etcd-ca")
-    _write(directory / "etcd-ca.crt", etcd_ca[0])
-    _write(directory / "etcd-server.crt", *_issue(etcd_ca, "etcd1", ips=("127.0.0.1",)))
-    _write(directory / "etcd-client.crt", *_issue(etcd_ca, "kube-apiserver-etcd-client"))
+    etcd_ca = tls.authority("etcd-ca")
+    tls.write(directory / "etcd-ca.crt", etcd_ca[0])
+    tls.write(directory / "etcd-server.crt", *tls.issue(etcd_ca, "etcd1", ips=("127.0.0.1",)))
+    tls.write(directory / "etcd-client.crt", *tls.issue(etcd_ca, "kube-apiserver-etcd-client"))
     kubernetes = directory / "kubernetes"
     kubernetes.mkdir()
-    _write(kubernetes / "ca.crt", *_authority("kubernetes"))
+    tls.write(kubernetes / "ca.crt", *tls.authority("kubernetes"))
     return directory
+
+
+def _etcd(pki, version: str) -> tls.HttpsStandIn:
+    """An etcd member's /version, client certificates of the etcd CA required."""
+    return tls.HttpsStandIn(
+        pki / "etcd-server.crt",
+        {"/version": (200, {"etcdserver": version, "etcdcluster": "3.5.0"})},
+        client_ca=pki / "etcd-ca.crt",
+    )
 
 
 @pytest.fixture
 def etcd(pki):
     """Three etcd members answering /version, 3.5.24 unless a test says otherwise."""
-    members = [Etcd(pki, "3.5.24") for _ in range(3)]
+    members = [_etcd(pki, "3.5.24") for _ in range(3)]
     try:
         yield members
     finally:
@@ -377,7 +289,7 @@ def test_a_control_plane_is_initialized_with_its_apiserver_manifest_and_admin_co
 
 
 def test_etcd_3_5_16_is_refused_before_init_with_the_reason_and_the_fix(module, etcd, tools):
-    etcd[1].version = "3.5.16"
+    etcd[1].routes["/version"][1]["etcdserver"] = "3.5.16"
     with pytest.raises(CommandExecutionError) as refused:
         module.init()
     message = str(refused.value)
@@ -400,7 +312,7 @@ def test_etcd_at_the_minimum_passes_and_init_is_not_told_to_ignore_the_check(mod
 
 def test_the_check_is_skipped_only_when_the_topology_lists_it(module, nodes, tools, etcd):
     for member in etcd:
-        member.version = "3.5.16"
+        member.routes["/version"][1]["etcdserver"] = "3.5.16"
     nodes["cp1"]["ignore_preflight_errors"] = ["ExternalEtcdVersion"]
     check = module.etcd_version_check()
     assert check["checked"] is False
@@ -424,7 +336,7 @@ def test_an_etcd_that_does_not_answer_stops_init_unless_only_predicting(module, 
 def test_etcd_is_asked_with_the_apiserver_client_certificate_of_the_view(module, nodes, tmp_path):
     # A client certificate of another CA: the members refuse the handshake.
     stranger = tmp_path / "stranger.crt"
-    _write(stranger, *_issue(_authority("another-ca"), "kube-apiserver-etcd-client"))
+    tls.write(stranger, *tls.issue(tls.authority("another-ca"), "kube-apiserver-etcd-client"))
     nodes["cp1"]["etcd"].update(cert=str(stranger), key=str(stranger.with_suffix(".key")))
     with pytest.raises(CommandExecutionError, match="could not be read"):
         module.etcd_version_check()

@@ -19,6 +19,8 @@ import json
 
 import pytest
 
+from tests import tls
+
 TOKEN = "abcdef.0123456789abcdef"
 CERTIFICATE_KEY = "0123456789abcdef" * 4
 CA_HASH = "sha256:" + "ab" * 32
@@ -389,6 +391,29 @@ def test_verify_names_every_missing_unready_or_mislabelled_node(runner, minions,
         "the API does not answer through the public VIP 198.18.0.10:6443: refused",
     ]
     assert report["unknown_nodes"] == ["stranger"]
+
+
+@pytest.fixture(scope="module")
+def readyz(runner):
+    """The runner's own /readyz check (the other tests replace it)."""
+    return runner._readyz
+
+
+def test_the_api_is_ready_only_over_tls_the_clusters_ca_vouches_for(readyz, tmp_path):
+    cluster_ca, other_ca = tls.authority("kubernetes"), tls.authority("another")
+    tls.write(tmp_path / "apiserver.crt", *tls.issue(cluster_ca, "kube-apiserver", ("127.0.0.1",)))
+    apiserver = tls.HttpsStandIn(tmp_path / "apiserver.crt", {"/readyz": (200, "ok")})
+    try:
+        assert readyz("127.0.0.1", apiserver.port, tls.pem(cluster_ca[0])) == "ok"
+        assert "certificate verify failed" in readyz(
+            "127.0.0.1", apiserver.port, tls.pem(other_ca[0])
+        )
+        apiserver.routes["/readyz"] = (500, "[+]ping ok\n[-]etcd failed: reason withheld\n")
+        assert readyz("127.0.0.1", apiserver.port, tls.pem(cluster_ca[0])) == (
+            "HTTP 500: [-]etcd failed: reason withheld"
+        )
+    finally:
+        apiserver.stop()
 
 
 # The orchestration's steps.
