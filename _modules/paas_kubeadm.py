@@ -280,9 +280,9 @@ def init_refusal() -> str | None:
         return (
             f"{name} holds {node['kubelet_kubeconfig']} but no control plane (no "
             f"{_apiserver_manifest(node)} or {node['admin_kubeconfig']}): a kubeadm init "
-            "stopped half-way, or files were removed "
-            "from a working node. kubeadm reset -f would delete its CA: if no cluster runs "
-            "on it, run kubeadm reset -f on it and run again"
+            "stopped half-way, or files were removed from a working node. kubeadm reset -f "
+            "would delete its CA: if no cluster runs on it, run kubeadm reset -f on it and "
+            "run again"
         )
     endpoint = node["endpoint"]
     if _api_answers(endpoint):

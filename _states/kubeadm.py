@@ -15,7 +15,8 @@ secret in its comment or changes. Under ``test=True`` they say what they would d
 Changes are recorded as each step commits: an init whose token clean-up failed returns
 ``result: False`` with the init among its changes.
 
-:depends: the ``paas_kubeadm`` execution module
+:depends: the ``paas_kubeadm`` execution module, the topology's Kubernetes view
+    (``paas_topology.kubernetes_node``)
 """
 
 from __future__ import annotations
