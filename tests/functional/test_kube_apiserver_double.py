@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +40,7 @@ from tests.functional import etcd_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 APISERVER = REPO / "lab/kube/kube_apiserver.py"
+KUBELET = REPO / "lab/kube/kubelet.py"
 TOPOLOGY = etcd_hosts.topology("198.19.13")
 ETCD_NODES = etcd_hosts.etcd_addresses(TOPOLOGY)
 CONTROL_PLANES = {"cp1": "198.19.13.31", "cp2": "198.19.13.32"}
@@ -631,4 +634,238 @@ def test_it_reads_through_the_next_endpoint_while_one_member_is_down(apiserver, 
         lambda: _get(apiserver["url"] + "/readyz", verify=apiserver["ca"]).status_code == 200,
         "the apiserver ready again",
         platform["members"],
+    )
+
+
+# The kubelet double.
+
+
+def test_kubelet_exits_until_its_config_file_exists(platform, tmp_path):
+    process = Process(
+        [sys.executable, str(KUBELET), f"--config={tmp_path / 'config.yaml'}"],
+        platform["hosts"].namespaces["cp2"],
+        tmp_path / "kubelet.log",
+    )
+    assert process.process.wait(timeout=30) == 1
+    assert (
+        f'"command failed" err="failed to load kubelet config file, path: {tmp_path}/config.yaml'
+        in process.output()
+    )
+    assert "no such file or directory" in process.output()
+
+
+def kubeconfig(server: str, ca: str, user: dict) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kubernetes", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64.b64encode(Path(ca).read_bytes()).decode(),
+        }}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "kubernetes", "user": "u"}}],
+        "current-context": "ctx",
+        "users": [{"name": "u", "user": user}],
+    }  # fmt: skip
+
+
+class Containerd:
+    """A listening socket where the kubelet looks for containerd."""
+
+    def __init__(self, path: Path):
+        self.path, self.socket = path, None
+
+    def start(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket.bind(str(self.path))
+        self.socket.listen(16)
+
+    def stop(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+        self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def kubelet(platform, apiserver):
+    """cp2's kubelet double, as kubeadm join leaves it: config.yaml, the kube-apiserver and
+    kube-scheduler manifests, a bootstrap kubeconfig with a bootstrap token for cp2's own
+    apiserver (the VIP's stand-in), no kubelet.conf yet."""
+    node_dir = platform["tmp"] / "cp2"
+    manifests = node_dir / "manifests"
+    manifests.mkdir(parents=True)
+    containerd = Containerd(node_dir / "containerd.sock")
+    containerd.start()
+    platform["stack"].callback(containerd.stop)
+    config = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "staticPodPath": str(manifests),
+        "containerRuntimeEndpoint": f"unix://{containerd.path}",
+        # A lease of 4 s is renewed every second, a status computed every second: the
+        # real kubelet's own fields (nodeLeaseDurationSeconds, nodeStatusUpdateFrequency).
+        "nodeLeaseDurationSeconds": 4,
+        "nodeStatusUpdateFrequency": "1s",
+    }
+    (node_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = apiserver_command(platform["kube"], platform["etcd_client"], CONTROL_PLANES["cp2"])
+    apiserver_manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-apiserver", "namespace": "kube-system"},
+        "spec": {"containers": [{"name": "kube-apiserver", "command": command}]},
+    }
+    (manifests / "kube-apiserver.yaml").write_text(yaml.safe_dump(apiserver_manifest))
+    scheduler = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+        "spec": {"containers": [{"name": "kube-scheduler", "command": ["kube-scheduler"]}]},
+    }
+    (manifests / "kube-scheduler.yaml").write_text(yaml.safe_dump(scheduler))
+    admin = client.CoreV1Api(api_client(apiserver, platform))
+    admin.create_namespaced_secret(
+        "kube-system",
+        bootstrap_token_secret(
+            "kubcp2", "0123456789abcdef", _rfc3339(datetime.timedelta(minutes=5))
+        ),
+    )
+    server = f"https://{CONTROL_PLANES['cp2']}:6443"
+    bootstrap = kubeconfig(server, apiserver["ca"], {"token": "kubcp2.0123456789abcdef"})
+    (node_dir / "bootstrap-kubelet.conf").write_text(yaml.safe_dump(bootstrap))
+    process = Process(
+        [
+            sys.executable, str(KUBELET),
+            f"--bootstrap-kubeconfig={node_dir / 'bootstrap-kubelet.conf'}",
+            f"--kubeconfig={node_dir / 'kubelet.conf'}",
+            f"--config={node_dir / 'config.yaml'}",
+            f"--cert-dir={node_dir / 'pki'}",
+            "--hostname-override=cp2",
+        ],
+        platform["hosts"].namespaces["cp2"],
+        platform["tmp"] / "kubelet.log",
+    )  # fmt: skip
+    platform["stack"].callback(process.stop)
+    yield {
+        "process": process,
+        "dir": node_dir,
+        "manifests": manifests,
+        "containerd": containerd,
+        "admin": admin,
+        "leases": client.CoordinationV1Api(api_client(apiserver, platform)),
+        "server": server,
+    }
+    process.stop()
+
+
+def _node(kubelet, name: str = "cp2"):
+    try:
+        return kubelet["admin"].read_node(name)
+    except ApiException:
+        return None
+
+
+def _ready(node) -> str | None:
+    conditions = {c.type: c.status for c in (node.status.conditions or [])} if node else {}
+    return conditions.get("Ready")
+
+
+def test_kubelet_bootstraps_and_registers_its_node(kubelet, platform):
+    node = wait_until(lambda: _node(kubelet), "cp2's Node registered", kubelet["process"])
+    assert node.metadata.labels["kubernetes.io/hostname"] == "cp2"
+    assert node.metadata.labels["kubernetes.io/os"] == "linux"
+    assert node.status.node_info.kubelet_version == "v1.34.2"
+    addresses = {a.type: a.address for a in node.status.addresses}
+    assert addresses["InternalIP"] == CONTROL_PLANES["cp2"]
+    assert etcd_value(platform, "/registry/minions/cp2")["metadata"]["name"] == "cp2"
+    wait_until(lambda: _ready(_node(kubelet)) == "True", "cp2 Ready", kubelet["process"])
+
+    written = yaml.safe_load((kubelet["dir"] / "kubelet.conf").read_text())
+    current = kubelet["dir"] / "pki/kubelet-client-current.pem"
+    assert written["users"][0]["user"] == {
+        "client-certificate": str(current),
+        "client-key": str(current),
+    }
+    assert written["clusters"][0]["cluster"]["server"] == kubelet["server"]
+    assert current.is_symlink() and current.stat().st_mode & 0o777 == 0o600
+    certificate = x509.load_pem_x509_certificate(current.read_bytes())
+    assert certificate.subject == _name("system:node:cp2", ("system:nodes",))
+    assert "PRIVATE KEY" in current.read_text()
+
+
+def test_kubelet_runs_the_apiserver_manifest_and_not_the_others(kubelet):
+    url = kubelet["server"] + "/readyz"
+    ca = kubelet["admin"].api_client.configuration.ssl_ca_cert
+    wait_until(
+        lambda: (r := _get(url, verify=ca)) is not None and r.status_code == 200,
+        "cp2's apiserver ready", kubelet["process"],
+    )  # fmt: skip
+    output = kubelet["process"].output()
+    assert "started kube-system/kube-apiserver-cp2" in output
+    assert "kube-system/kube-scheduler-cp2 (kube-scheduler): not run" in output
+
+    manifest = kubelet["manifests"] / "kube-apiserver.yaml"
+    saved = manifest.read_text()
+    manifest.unlink()
+    wait_until(lambda: _get(url, verify=ca) is None, "cp2's apiserver stopped", kubelet["process"])
+    manifest.write_text(saved)
+    wait_until(
+        lambda: (r := _get(url, verify=ca)) is not None and r.status_code == 200,
+        "cp2's apiserver back", kubelet["process"],
+    )  # fmt: skip
+
+
+def _renew_time(kubelet):
+    try:
+        return kubelet["leases"].read_namespaced_lease("cp2", "kube-node-lease").spec.renew_time
+    except ApiException:
+        return None
+
+
+def test_kubelet_renews_its_lease(kubelet, platform):
+    wait_until(lambda: _node(kubelet), "cp2's Node registered", kubelet["process"])
+    seen = [wait_until(lambda: _renew_time(kubelet), "cp2's Lease", kubelet["process"])]
+    for _ in range(2):
+        seen.append(
+            wait_until(
+                lambda: (t := _renew_time(kubelet)) != seen[-1] and t,
+                "cp2's Lease renewed",
+                kubelet["process"],
+            )
+        )
+    assert seen == sorted(seen)
+    lease = kubelet["leases"].read_namespaced_lease("cp2", "kube-node-lease")
+    assert (lease.spec.holder_identity, lease.spec.lease_duration_seconds) == ("cp2", 4)
+    assert lease.metadata.owner_references[0].name == "cp2"
+    stored = etcd_value(platform, "/registry/leases/kube-node-lease/cp2")
+    assert stored["spec"]["holderIdentity"] == "cp2"
+
+
+def test_kubelet_is_ready_only_while_containerd_answers(kubelet):
+    wait_until(lambda: _ready(_node(kubelet)) == "True", "cp2 Ready", kubelet["process"])
+    kubelet["containerd"].stop()
+    wait_until(lambda: _ready(_node(kubelet)) == "False", "cp2 NotReady", kubelet["process"])
+    kubelet["containerd"].start()
+    wait_until(lambda: _ready(_node(kubelet)) == "True", "cp2 Ready again", kubelet["process"])
+    output = kubelet["process"].output()
+    assert output.count("NotReady: container runtime is down") == 1
+
+
+def test_kubelet_serves_healthz(kubelet, platform):
+    result = subprocess.run(
+        ["ip", "netns", "exec", platform["hosts"].namespaces["cp2"],
+         "curl", "-s", "http://127.0.0.1:10248/healthz"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.stdout == "ok"
+
+
+def test_kubelet_stops_its_static_pods_when_it_stops(kubelet):
+    wait_until(lambda: _node(kubelet), "cp2's Node registered", kubelet["process"])
+    kubelet["process"].process.send_signal(signal.SIGTERM)
+    assert kubelet["process"].process.wait(timeout=20) == 0
+    assert _get(kubelet["server"] + "/livez", verify=False) is None
+    assert "stopped kube-system/kube-apiserver-cp2: the kubelet is stopping" in (
+        kubelet["process"].output()
     )

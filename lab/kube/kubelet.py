@@ -1,0 +1,798 @@
+"""
+The lab's kubelet: a test double, run by the ``kubelet`` package's systemd unit as the real
+one is (``kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS
+$KUBELET_EXTRA_ARGS``). It runs no containers: it runs the ``kube-apiserver`` static pod
+as the lab's apiserver double (kube_apiserver.py beside this file) with the manifest's
+flags, registers its Node, renews its Lease, reports Ready while containerd answers on its
+socket and serves ``/healthz``, through the API server its kubeconfig names.
+
+    kubelet.py --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf
+        [--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf] [--node-ip=ADDRESS]
+        [--hostname-override=NAME] [--cert-dir=/var/lib/kubelet/pki]
+        [--container-runtime-endpoint=unix:///run/containerd/containerd.sock]
+        [--node-labels=k=v,...] [--register-with-taints=k=v:Effect,...] [any other flag]
+
+Needs python3 with python3-cryptography and python3-yaml. lab/kube/README.md names the
+upstream source each behaviour copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KUBELET_VERSION = "v1.34.2"
+APISERVER = Path(__file__).resolve().parent / "kube_apiserver.py"
+# KubeletConfiguration's defaults (pkg/kubelet/apis/config/v1beta1/defaults.go).
+DEFAULTS = {
+    "staticPodPath": "",
+    "healthzPort": 10248,
+    "healthzBindAddress": "127.0.0.1",
+    "nodeLeaseDurationSeconds": 40,
+    "nodeStatusUpdateFrequency": "10s",
+    "nodeStatusReportFrequency": "5m",
+    "containerRuntimeEndpoint": "unix:///run/containerd/containerd.sock",
+}
+# The lease is renewed at a quarter of its duration (pkg/kubelet/kubelet.go,
+# nodeLeaseRenewIntervalFraction).
+LEASE_RENEW_FRACTION = 0.25
+# CrashLoopBackOff: 10 s doubling to 5 min (pkg/kubelet/kubelet.go).
+BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
+API_TIMEOUT = 5.0
+
+
+def log(level: str, message: str) -> None:
+    """One klog-style line on stderr (journald keeps it for the unit)."""
+    stamp = datetime.datetime.now().strftime("%m%d %H:%M:%S.%f")
+    sys.stderr.write(f"{level}{stamp} {os.getpid():>7} kubelet.py] {message}\n")
+    sys.stderr.flush()
+
+
+def parse_flags(argv: list[str]) -> dict[str, str]:
+    """pflag's forms: ``--name=value``, ``--name value`` and a bare boolean ``--name``."""
+    flags: dict[str, str] = {}
+    index = 0
+    while index < len(argv):
+        argument = argv[index]
+        index += 1
+        if not argument.startswith("-"):
+            continue
+        name = argument.lstrip("-")
+        if "=" in name:
+            name, value = name.split("=", 1)
+        elif index < len(argv) and not argv[index].startswith("-"):
+            value = argv[index]
+            index += 1
+        else:
+            value = "true"
+        flags[name] = value
+    return flags
+
+
+def duration(text: str | int | float) -> float:
+    """A Go duration (``10s``, ``1m30s``, ``500ms``) in seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(float(amount) * units[unit] for amount, unit in parts)
+
+
+def now_rfc3339(micro: bool = False) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_config(path: str) -> dict:
+    """The KubeletConfiguration file; exit 1 as the real kubelet does when it is missing
+    (cmd/kubelet/app/server.go, loadConfigFile), which systemd's restart loop repeats until
+    kubeadm has written it."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        reason = f"open {path}: {error.strerror.lower()}" if error.strerror else str(error)
+        raise SystemExit(
+            f"failed to load kubelet config file, path: {path}, error: failed to load Kubelet "
+            f'config file {path}, error failed to read kubelet config file "{path}", error: '
+            f"{reason}"
+        ) from error
+    loaded = yaml.safe_load(text) or {}
+    if not isinstance(loaded, dict) or loaded.get("kind") != "KubeletConfiguration":
+        raise SystemExit(f"failed to load kubelet config file, path: {path}, error: not a "
+                         "KubeletConfiguration")  # fmt: skip
+    return {**DEFAULTS, **loaded}
+
+
+# Kubeconfigs and the API.
+
+
+class ApiUnreachable(Exception):
+    """The API server did not answer."""
+
+
+def _cluster_and_user(kubeconfig: dict) -> tuple[dict, dict]:
+    contexts = {c["name"]: c["context"] for c in kubeconfig.get("contexts") or []}
+    context = contexts.get(kubeconfig.get("current-context"), {})
+    clusters = {c["name"]: c["cluster"] for c in kubeconfig.get("clusters") or []}
+    users = {u["name"]: u.get("user") or {} for u in kubeconfig.get("users") or []}
+    cluster = clusters.get(context.get("cluster")) or next(iter(clusters.values()), {})
+    user = users.get(context.get("user")) or next(iter(users.values()), {})
+    return cluster, user
+
+
+def _relative(path: str, kubeconfig_path: Path) -> str:
+    return str(kubeconfig_path.parent / path) if not os.path.isabs(path) else path
+
+
+class Api:
+    """A client of the API server a kubeconfig names: its CA, and a client certificate or
+    a bearer token."""
+
+    def __init__(self, kubeconfig_path: Path):
+        kubeconfig = yaml.safe_load(kubeconfig_path.read_text())
+        cluster, user = _cluster_and_user(kubeconfig)
+        self.server = urlsplit(cluster["server"])
+        self.ca_data = cluster.get("certificate-authority-data")
+        self.ca_file = cluster.get("certificate-authority")
+        if self.ca_data:
+            cadata = base64.b64decode(self.ca_data).decode()
+            self.context = ssl.create_default_context(cadata=cadata)
+        else:
+            self.ca_file = _relative(self.ca_file, kubeconfig_path)
+            self.context = ssl.create_default_context(cafile=self.ca_file)
+        self.token = user.get("token")
+        if user.get("client-certificate-data"):
+            with tempfile.TemporaryDirectory() as private:
+                pem = Path(private) / "client.pem"
+                pem.write_bytes(
+                    base64.b64decode(user["client-certificate-data"])
+                    + b"\n"
+                    + base64.b64decode(user["client-key-data"])
+                )
+                self.context.load_cert_chain(pem)
+        elif user.get("client-certificate"):
+            self.context.load_cert_chain(
+                _relative(user["client-certificate"], kubeconfig_path),
+                _relative(user.get("client-key") or user["client-certificate"], kubeconfig_path),
+            )
+
+    @property
+    def url(self) -> str:
+        return self.server.geturl()
+
+    def request(
+        self, method: str, path: str, body=None, content_type: str = "application/json"
+    ) -> tuple[int, dict]:
+        connection = http.client.HTTPSConnection(
+            self.server.hostname, self.server.port or 443, context=self.context,
+            timeout=API_TIMEOUT,
+        )  # fmt: skip
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            connection.request(method, path, json.dumps(body) if body is not None else None,
+                               headers)  # fmt: skip
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise ApiUnreachable(f"{self.url}: {error}") from error
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(data) if data else {}
+        except ValueError:
+            return response.status, {"message": data[:200].decode(errors="replace")}
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, readable by root only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as output:
+        output.write(data)
+    temporary.replace(path)
+
+
+class BootstrapFailed(Exception):
+    """The CSR was denied or failed."""
+
+
+def _valid_pair(pem_path: Path) -> bool:
+    try:
+        certificate = x509.load_pem_x509_certificate(pem_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    not_after = getattr(certificate, "not_valid_after_utc", None) or (
+        certificate.not_valid_after.replace(tzinfo=datetime.UTC)
+    )
+    return not_after > datetime.datetime.now(datetime.UTC)
+
+
+def tls_bootstrap(bootstrap_path: Path, kubeconfig_path: Path, cert_dir: Path, node: str) -> None:
+    """The kubelet's TLS bootstrap (pkg/kubelet/certificate/bootstrap/bootstrap.go): a key
+    and a CSR for ``system:node:<node>`` in ``system:nodes``, sent with the bootstrap
+    kubeconfig's token, the signed certificate and its key in
+    ``<cert-dir>/kubelet-client-<time>.pem`` linked from ``kubelet-client-current.pem``,
+    and a kubeconfig at ``kubeconfig_path`` that uses it. A valid current pair is reused."""
+    current = cert_dir / "kubelet-client-current.pem"
+    bootstrap = yaml.safe_load(bootstrap_path.read_text())
+    cluster, _ = _cluster_and_user(bootstrap)
+    if not _valid_pair(current):
+        api = Api(bootstrap_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
+            ]
+        )
+        csr = (
+            x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+        )
+        request = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
+        base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+        status, created = api.request(
+            "POST", base,
+            {
+                "apiVersion": "certificates.k8s.io/v1",
+                "kind": "CertificateSigningRequest",
+                "metadata": {"generateName": "csr-"},
+                "spec": {
+                    "request": request,
+                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                    "usages": ["digital signature", "client auth"],
+                },
+            },
+        )  # fmt: skip
+        if status != 201:
+            raise BootstrapFailed(f"creating the CSR: {status} {created.get('message')}")
+        name = created["metadata"]["name"]
+        certificate = created.get("status", {}).get("certificate")
+        deadline = time.monotonic() + 60
+        while not certificate:
+            conditions = created.get("status", {}).get("conditions") or []
+            refused = [c for c in conditions if c.get("type") in ("Denied", "Failed")]
+            if refused:
+                raise BootstrapFailed(
+                    f"CSR {name} {refused[0]['type']}: {refused[0].get('message')}"
+                )
+            if time.monotonic() > deadline:
+                raise BootstrapFailed(f"CSR {name} not signed within 60 s")
+            time.sleep(1)
+            _, created = api.request("GET", f"{base}/{name}")
+            certificate = created.get("status", {}).get("certificate")
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        pair = cert_dir / f"kubelet-client-{stamp}.pem"
+        write_private(pair, base64.b64decode(certificate) + key_pem)
+        link = cert_dir / ".kubelet-client-current.pem.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(pair)
+        link.replace(current)
+        log("I", f"TLS bootstrap: client certificate from CSR {name} in {pair}")
+    ca = {
+        key: cluster[key]
+        for key in ("certificate-authority-data", "certificate-authority")
+        if cluster.get(key)
+    }
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "default-cluster", "cluster": {"server": cluster["server"], **ca}}],
+        "contexts": [
+            {
+                "name": "default-context",
+                "context": {
+                    "cluster": "default-cluster",
+                    "namespace": "default",
+                    "user": "default-auth",
+                },
+            }
+        ],
+        "current-context": "default-context",
+        "preferences": {},
+        "users": [
+            {
+                "name": "default-auth",
+                "user": {"client-certificate": str(current), "client-key": str(current)},
+            }
+        ],
+    }
+    write_private(kubeconfig_path, yaml.safe_dump(kubeconfig, sort_keys=False).encode())
+
+
+# Static pods.
+
+
+class StaticPods:
+    """The manifests in staticPodPath: the ``kube-apiserver`` one runs as the apiserver
+    double with its command and args, restarted when it exits (with CrashLoopBackOff's
+    delays) or its manifest changes, stopped when its manifest goes; the others are
+    recorded as not run."""
+
+    def __init__(self, directory: str, node: str):
+        self.directory = Path(directory) if directory else None
+        self.node = node
+        self.pods: dict[Path, dict] = {}
+        self.reported: dict[Path, str] = {}
+
+    def sync(self) -> None:
+        manifests = {}
+        if self.directory and self.directory.is_dir():
+            manifests = {
+                path: path.read_bytes()
+                for path in sorted(self.directory.iterdir())
+                if path.is_file() and not path.name.startswith(".")
+            }
+        for path in list(self.pods):
+            pod = self.pods[path]
+            if manifests.get(path) != pod["manifest"]:
+                self.stop(
+                    path, "its manifest changed" if path in manifests else "its manifest went"
+                )
+        for path, manifest in manifests.items():
+            pod = self.pods.get(path)
+            if pod is None:
+                command = self.command(path, manifest)
+                if command is not None:
+                    self.pods[path] = {"manifest": manifest, "command": command, "process": None,
+                                       "backoff": 0.0, "next_start": 0.0}  # fmt: skip
+                    self.start(path)
+            elif pod["process"] is not None and pod["process"].poll() is not None:
+                code = pod["process"].returncode
+                pod["backoff"] = min(max(pod["backoff"] * 2, BACKOFF_START), BACKOFF_MAX)
+                pod["next_start"] = time.monotonic() + pod["backoff"]
+                pod["process"] = None
+                log("E", f"{self.pod_name(path)} exited with code {code}; back-off "
+                         f"{pod['backoff']:.0f}s restarting it")  # fmt: skip
+            elif pod["process"] is None and time.monotonic() >= pod["next_start"]:
+                self.start(path)
+        for path in set(self.reported) - set(manifests):
+            del self.reported[path]
+
+    def command(self, path: Path, manifest: bytes) -> list[str] | None:
+        """The apiserver double's argv for a kube-apiserver manifest, else None."""
+        try:
+            pod = yaml.safe_load(manifest) or {}
+            container = pod["spec"]["containers"][0]
+            argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+            self.report(path, f"static pod manifest {path} cannot be read: {error}")
+            return None
+        if argv and os.path.basename(argv[0]) == "kube-apiserver":
+            return [sys.executable, str(APISERVER), *argv[1:]]
+        self.report(
+            path,
+            f"static pod {self.pod_name(path)} ({argv[0] if argv else 'no command'}): not run "
+            "by the lab's kubelet double",
+        )
+        return None
+
+    def report(self, path: Path, message: str) -> None:
+        if self.reported.get(path) != message:
+            self.reported[path] = message
+            log("W", message)
+
+    def pod_name(self, path: Path) -> str:
+        return f"kube-system/{path.stem}-{self.node}"
+
+    def start(self, path: Path) -> None:
+        pod = self.pods[path]
+        pod["process"] = subprocess.Popen(pod["command"], stdin=subprocess.DEVNULL)
+        log("I", f"started {self.pod_name(path)} (pid {pod['process'].pid})")
+
+    def stop(self, path: Path, why: str) -> None:
+        process = self.pods.pop(path)["process"]
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log("I", f"stopped {self.pod_name(path)}: {why}")
+
+    def stop_all(self) -> None:
+        for path in list(self.pods):
+            self.stop(path, "the kubelet is stopping")
+
+
+# The node.
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def default_route_address() -> str:
+    """The address this machine speaks from on its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def runtime_answers(endpoint: str) -> bool:
+    path = endpoint.removeprefix("unix://")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def containerd_version() -> str:
+    if shutil.which("containerd") is None:
+        return "containerd://unknown"
+    result = subprocess.run(["containerd", "--version"], capture_output=True, text=True,
+                            check=False)  # fmt: skip
+    fields = result.stdout.split()
+    return f"containerd://{fields[2] if len(fields) > 2 else 'unknown'}"
+
+
+def os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+def memory_kib() -> str:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{line.split()[1]}Ki"
+    return "0Ki"
+
+
+def parse_taints(text: str) -> list[dict]:
+    taints = []
+    for entry in filter(None, text.split(",")):
+        key_value, _, effect = entry.partition(":")
+        key, _, value = key_value.partition("=")
+        taint = {"key": key, "effect": effect}
+        if value:
+            taint["value"] = value
+        taints.append(taint)
+    return taints
+
+
+class Node:
+    """The Node, its Lease and its status, as the kubelet keeps them
+    (pkg/kubelet/kubelet_node_status.go, pkg/kubelet/nodelease)."""
+
+    def __init__(self, flags: dict[str, str], config: dict):
+        self.name = (flags.get("hostname-override") or socket.gethostname()).lower()
+        self.address = flags.get("node-ip") or default_route_address()
+        self.runtime = flags.get("container-runtime-endpoint") or config["containerRuntimeEndpoint"]
+        self.lease_seconds = int(config["nodeLeaseDurationSeconds"])
+        self.status_every = duration(config["nodeStatusUpdateFrequency"])
+        self.report_every = duration(config["nodeStatusReportFrequency"])
+        self.labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": "amd64",
+        }
+        for pair in filter(None, flags.get("node-labels", "").split(",")):
+            key, _, value = pair.partition("=")
+            self.labels[key] = value
+        self.taints = parse_taints(flags.get("register-with-taints", ""))
+        self.uid: str | None = None
+        self.lease: dict | None = None
+        self.ready: bool | None = None
+        self.started = self.ready_since = now_rfc3339()
+        self.reported_at = 0.0
+        self.runtime_version = containerd_version()
+
+    def status(self, ready: bool) -> dict:
+        now = now_rfc3339()
+        capacity = {"cpu": str(os.cpu_count() or 1), "memory": memory_kib(), "pods": "110",
+                    "ephemeral-storage": "0"}  # fmt: skip
+        pressure = [
+            {
+                "type": kind,
+                "status": "False",
+                "reason": f"KubeletHas{reason}",
+                "message": message,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": self.started,
+            }
+            for kind, reason, message in (
+                ("MemoryPressure", "SufficientMemory", "kubelet has sufficient memory available"),
+                ("DiskPressure", "NoDiskPressure", "kubelet has no disk pressure"),
+                ("PIDPressure", "SufficientPID", "kubelet has sufficient PID available"),
+            )
+        ]
+        ready_condition = {
+            "type": "Ready",
+            "status": "True" if ready else "False",
+            "reason": "KubeletReady" if ready else "KubeletNotReady",
+            "message": "kubelet is posting ready status" if ready else "container runtime is down",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": self.ready_since,
+        }
+        return {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [*pressure, ready_condition],
+            "addresses": [
+                {"type": "InternalIP", "address": self.address},
+                {"type": "Hostname", "address": self.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": _read("/etc/machine-id"),
+                "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
+                "bootID": _read("/proc/sys/kernel/random/boot_id"),
+                "kernelVersion": platform.release(),
+                "osImage": os_image(),
+                "containerRuntimeVersion": self.runtime_version,
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        }
+
+    def register(self, api: Api) -> bool:
+        """POST the Node; an existing one is taken as ours (kubelet_node_status.go,
+        registerWithAPIServer)."""
+        ready = runtime_answers(self.runtime)
+        self.observe(ready)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": self.labels,
+                "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+            },
+            "spec": {"taints": self.taints} if self.taints else {},
+            "status": self.status(ready),
+        }
+        code, reply = api.request("POST", "/api/v1/nodes", body)
+        if code == 409:
+            code, reply = api.request("GET", f"/api/v1/nodes/{self.name}")
+        if code not in (200, 201):
+            log("E", f"Unable to register node {self.name} with API server {api.url}: "
+                     f"{code} {reply.get('message')}")  # fmt: skip
+            return False
+        self.uid = reply["metadata"]["uid"]
+        self.reported_at = time.monotonic()
+        log("I", f"Successfully registered node {self.name} ({self.address}) with {api.url}")
+        return True
+
+    def observe(self, ready: bool) -> bool:
+        """Record the Ready state; True when it changed."""
+        if ready == self.ready:
+            return False
+        if self.ready is not None:
+            log("I", f"Node {self.name} {'Ready' if ready else 'NotReady'}: container runtime "
+                     f"{'answers' if ready else 'is down'} on {self.runtime}")  # fmt: skip
+        self.ready, self.ready_since = ready, now_rfc3339()
+        return True
+
+    def update_status(self, api: Api) -> None:
+        """PATCH the status when Ready changed or nodeStatusReportFrequency passed."""
+        ready = runtime_answers(self.runtime)
+        changed = self.observe(ready)
+        if not changed and time.monotonic() - self.reported_at < self.report_every:
+            return
+        code, reply = api.request(
+            "PATCH", f"/api/v1/nodes/{self.name}/status", {"status": self.status(ready)},
+            "application/strategic-merge-patch+json",
+        )  # fmt: skip
+        if code != 200:
+            log("E", f"Error updating node status: {code} {reply.get('message')}")
+            return
+        self.reported_at = time.monotonic()
+
+    def renew_lease(self, api: Api) -> None:
+        """Renew kube-node-lease/<node> (pkg/kubelet/nodelease, controller.go): create it
+        when missing, else update the last one read; on a conflict read it again."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
+        for _ in range(2):
+            if self.lease is None:
+                code, reply = api.request("GET", path)
+                if code == 404:
+                    code, reply = api.request(
+                        "POST", path.rsplit("/", 1)[0], self.lease_body({"name": self.name})
+                    )
+                if code not in (200, 201):
+                    log("E", f"failed to ensure lease {self.name}: {code} {reply.get('message')}")
+                    return
+                self.lease = reply
+                if code == 201:
+                    return
+            code, reply = api.request("PUT", path, self.lease_body(self.lease["metadata"]))
+            if code == 200:
+                self.lease = reply
+                return
+            self.lease = None
+            if code != 409:
+                log("E", f"failed to update lease {self.name}: {code} {reply.get('message')}")
+                return
+
+    def lease_body(self, metadata: dict) -> dict:
+        metadata = {**metadata, "name": self.name, "namespace": "kube-node-lease"}
+        if self.uid:
+            metadata["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.uid}
+            ]
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": self.name,
+                "leaseDurationSeconds": self.lease_seconds,
+                "renewTime": now_rfc3339(micro=True),
+            },
+        }
+
+
+class Healthz(BaseHTTPRequestHandler):
+    def do_GET(self):
+        found = self.path.split("?")[0] == "/healthz"
+        data = b"ok" if found else b"404 page not found\n"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class Kubelet:
+    def __init__(self, flags: dict[str, str]):
+        self.flags = flags
+        self.config = load_config(flags.get("config", "/var/lib/kubelet/config.yaml"))
+        self.node = Node(flags, self.config)
+        self.pods = StaticPods(self.config["staticPodPath"], self.node.name)
+        self.stopping = threading.Event()
+        self.api_error: str | None = None
+
+    def run(self) -> None:
+        """Serve /healthz, run the static pods and keep the Node until stopped, then stop
+        the static pods (in the lab they live in the kubelet's unit; the real kubelet
+        leaves containers running)."""
+        port = int(self.config["healthzPort"])
+        if port:
+            server = ThreadingHTTPServer((self.config["healthzBindAddress"], port), Healthz)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        pods = threading.Thread(target=self.run_pods)
+        pods.start()
+        try:
+            self.keep_node()
+        finally:
+            self.stopping.set()
+            pods.join()
+            self.pods.stop_all()
+
+    def keep_node(self) -> None:
+        api = self.client()
+        if api is None:
+            log("I", "No API server defined - no node status update will be sent")
+            self.stopping.wait()
+            return
+        registered = False
+        renew_every = self.node.lease_seconds * LEASE_RENEW_FRACTION
+        next_lease = next_status = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            try:
+                if not registered:
+                    registered = self.node.register(api)
+                if registered and now >= next_lease:
+                    self.node.renew_lease(api)
+                    next_lease = now + renew_every
+                if registered and now >= next_status:
+                    self.node.update_status(api)
+                    next_status = now + self.node.status_every
+                self.reachable(api, None)
+            except ApiUnreachable as error:
+                self.reachable(api, str(error))
+            wake = min(next_lease, next_status) if registered else now + 1
+            self.stopping.wait(max(0.1, min(wake - time.monotonic(), 1.0)))
+
+    def reachable(self, api: Api, error: str | None) -> None:
+        if (error is None) != (self.api_error is None):
+            if error:
+                log("E", f"API server {api.url} does not answer, retrying: {error}")
+            else:
+                log("I", f"API server {api.url} answers")
+        self.api_error = error
+
+    def client(self) -> Api | None:
+        """The API client of --kubeconfig, after TLS bootstrap through
+        --bootstrap-kubeconfig when the kubeconfig does not exist yet."""
+        kubeconfig = Path(self.flags.get("kubeconfig", ""))
+        bootstrap = Path(self.flags.get("bootstrap-kubeconfig", ""))
+        cert_dir = Path(self.flags.get("cert-dir", "/var/lib/kubelet/pki"))
+        if not self.flags.get("kubeconfig"):
+            return None
+        if not kubeconfig.exists() and self.flags.get("bootstrap-kubeconfig"):
+            if not bootstrap.exists():
+                return None
+            failure = None
+            while not self.stopping.is_set():
+                try:
+                    tls_bootstrap(bootstrap, kubeconfig, cert_dir, self.node.name)
+                    break
+                except (ApiUnreachable, BootstrapFailed) as error:
+                    if str(error) != failure:
+                        log("E", f"TLS bootstrap through {bootstrap} failed, retrying: {error}")
+                    failure = str(error)
+                    self.stopping.wait(2)
+        if not kubeconfig.exists():
+            return None
+        return Api(kubeconfig)
+
+    def run_pods(self) -> None:
+        while not self.stopping.is_set():
+            self.pods.sync()
+            self.stopping.wait(1)
+
+    def stop(self, *_) -> None:
+        self.stopping.set()
+
+
+def main(argv: list[str]) -> None:
+    flags = parse_flags(argv)
+    kubelet = Kubelet(flags)
+    signal.signal(signal.SIGTERM, kubelet.stop)
+    signal.signal(signal.SIGINT, kubelet.stop)
+    log("I", f"kubelet double {KUBELET_VERSION} for node {kubelet.node.name}")
+    kubelet.run()
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            log("E", f'"command failed" err="{exit_.code}"')
+            sys.exit(1)
+        raise
