@@ -313,7 +313,7 @@ KUBERNETES = {
     "kubelet_kubeconfig": "/etc/kubernetes/kubelet.conf",
     "pki_dir": "/etc/kubernetes/pki",
     "manifests_dir": "/etc/kubernetes/manifests",
-    "cri_socket": "unix:///run/containerd/containerd.sock",
+    "containerd_socket": "/run/containerd/containerd.sock",
     "services": {"containerd": "containerd", "kubelet": "kubelet"},
 }
 # kubeadm's own limits on the subnets (cmd/kubeadm/app/apis/kubeadm/validation): the
@@ -1070,7 +1070,8 @@ def kubernetes(topology: dict) -> dict:
         "kubelet_kubeconfig": KUBERNETES["kubelet_kubeconfig"],
         "pki_dir": KUBERNETES["pki_dir"],
         "manifests_dir": KUBERNETES["manifests_dir"],
-        "cri_socket": KUBERNETES["cri_socket"],
+        "containerd_socket": KUBERNETES["containerd_socket"],
+        "cri_socket": f"unix://{KUBERNETES['containerd_socket']}",
         "services": dict(KUBERNETES["services"]),
         "etcd": {
             "endpoints": [member["client_url"] for member in etcd(topology)["members"].values()],

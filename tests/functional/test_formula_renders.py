@@ -20,7 +20,7 @@ from saltfactories.utils.functional import Loaders
 from tests.functional.etcd_hosts import REPO
 
 TOPOLOGIES = {"operator-example": "pillar/paas.sls", "lab": "lab/pillar/paas.sls"}
-ORCHESTRATIONS = ("orch.cluster", "orch.gateway", "orch.etcd")
+ORCHESTRATIONS = ("orch.cluster", "orch.gateway", "orch.etcd", "orch.kubernetes")
 CLUSTER_STEPS = [
     "paas-cluster-topology-valid",
     "paas-cluster-sync-modules",
@@ -32,6 +32,11 @@ CLUSTER_STEPS = [
     "paas-etcd-first",
     "paas-etcd-members",
     "paas-etcd-whole",
+    "paas-kubernetes-nodes",
+    "paas-kubernetes-init",
+    "paas-kubernetes-control-planes",
+    "paas-kubernetes-workers",
+    "paas-kubernetes-verify",
 ]
 UNIT_CHECKER = "/usr/local/libexec/paas-verify-unit"
 
@@ -52,6 +57,10 @@ def _roles_sls(topology: dict, node_id: str) -> list[str]:
         sls.append("pki")
     if "etcd" in roles:
         sls += ["etcd", "etcd.prune"]
+    if "control-plane" in roles or "worker" in roles:
+        sls.append("kubernetes")
+        first = next(node["id"] for node in topology["nodes"] if "control-plane" in node["roles"])
+        sls.append("kubernetes.init_cluster" if node_id == first else "kubernetes.join")
     return sls
 
 
@@ -303,7 +312,7 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
 
     ids = {
         role: [node["id"] for node in topology["nodes"] if role in node["roles"]]
-        for role in ("gateway", "etcd")
+        for role in ("gateway", "etcd", "control-plane", "worker")
     }
     targets = {step: shown[step]["args"].get("tgt") for step in CLUSTER_STEPS}
     assert targets["paas-cluster-gateway-first"] == ids["gateway"][0]
@@ -312,13 +321,17 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
     assert targets["paas-etcd-members"] == ",".join(ids["etcd"][1:])
     assert shown["paas-etcd-members"]["args"]["batch"] == 1
     assert shown["paas-etcd-first"]["args"]["pillar"] == {"etcd_bootstrap": True}
+    assert targets["paas-kubernetes-nodes"] == ",".join(ids["control-plane"] + ids["worker"])
+    assert shown["paas-kubernetes-nodes"]["args"]["sls"] == "kubernetes"
+    assert targets["paas-kubernetes-init"] == ids["control-plane"][0]
 
 
 @pytest.mark.parametrize(
     ("orchestration", "steps"),
     [
         ("orch.gateway", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[3:5]]),
-        ("orch.etcd", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[5:]]),
+        ("orch.etcd", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[5:10]]),
+        ("orch.kubernetes", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[5:7], *CLUSTER_STEPS[10:]]),
     ],
 )
 @pytest.mark.parametrize("topology_name", TOPOLOGIES)
@@ -331,3 +344,111 @@ def test_one_layers_orchestration_runs_its_steps_in_order(
     assert _steps(shown) == steps
     for before, step in itertools.pairwise(steps):
         assert _requires(shown[step]) == [before], step
+
+
+def _kubernetes_nodes(topology: dict) -> list[dict]:
+    return [node for node in topology["nodes"] if {"control-plane", "worker"} & set(node["roles"])]
+
+
+@pytest.mark.parametrize("topology_name", TOPOLOGIES)
+def test_kubernetes_packages_come_pinned_and_held_from_the_signed_repository(
+    formula, topology_name
+):
+    topology = _topology(topology_name)
+    version = topology["versions"]["kubernetes"]
+    line = ".".join(version.split(".")[:2])
+    repository = topology.get("kubernetes", {}).get("repository", {})
+    url = repository.get("url", "https://pkgs.k8s.io/core:/stable:/v{line}/deb/")
+    key_url = repository.get("key_url", "https://pkgs.k8s.io/core:/stable:/v{line}/deb/Release.key")
+    for node in _kubernetes_nodes(topology):
+        shown = formula.show(topology_name, node["id"], "kubernetes")
+        sources = shown["kubernetes-install-repository"]["args"]
+        assert sources["name"] == "/etc/apt/sources.list.d/paas-kubernetes.list"
+        assert (
+            f"deb [signed-by=/etc/apt/keyrings/paas-kubernetes.gpg] {url.format(line=line)} /\n"
+            in sources["contents"]
+        )
+        assert shown["kubernetes-install-repository-key"]["args"]["source"] == (
+            key_url.format(line=line)
+        )
+        assert (
+            "--output /etc/apt/keyrings/paas-kubernetes.gpg"
+            in (shown["kubernetes-install-repository-keyring"]["args"]["name"])
+        )
+        pin = shown["kubernetes-install-pin"]["args"]
+        assert pin["name"] == "/etc/apt/preferences.d/paas-kubernetes"
+        assert pin["contents"].splitlines()[1:] == [
+            "Package: kubeadm kubelet kubectl",
+            f"Pin: version {version}-*",
+            "Pin-Priority: 1001",
+        ]
+        packages = shown["kubernetes-install-kubernetes-packages"]["args"]
+        assert packages["pkgs"] == [
+            {"kubeadm": f"{version}-*"},
+            {"kubelet": f"{version}-*"},
+            {"kubectl": f"{version}-*"},
+        ]
+        assert packages["hold"] is True
+        # The lab's image installs every distribution package a role lists: only those.
+        distribution = shown["kubernetes-install-packages"]["args"]["pkgs"]
+        assert not {"kubeadm", "kubelet", "kubectl"} & set(distribution)
+        assert {"containerd", "runc", "gnupg"} <= set(distribution)
+        assert shown["kubernetes-install-kubelet-enabled"]["function"] == "service.enabled"
+
+
+@pytest.mark.parametrize("topology_name", TOPOLOGIES)
+def test_containerd_runs_with_the_systemd_cgroup_driver_and_the_sandbox_image(
+    formula, topology_name
+):
+    topology = _topology(topology_name)
+    sandbox = topology.get("kubernetes", {}).get("sandbox_image", "registry.k8s.io/pause:3.10")
+    for node in _kubernetes_nodes(topology):
+        shown = formula.show(topology_name, node["id"], "kubernetes")
+        config = shown["kubernetes-install-containerd-config"]["args"]
+        assert config["name"] == "/etc/containerd/config.toml"
+        assert "containerd --config" in config["check_cmd"]
+        assert config["context"]["node"]["sandbox_image"] == sandbox
+        template = (REPO / "salt/kubernetes/files/containerd-config.toml.jinja").read_text()
+        assert "SystemdCgroup = true" in template
+        assert 'sandbox_image = "{{ node.sandbox_image }}"' in template
+        running = shown["kubernetes-install-containerd-running"]
+        assert running["args"]["watch"] == [{"file": "kubernetes-install-containerd-config"}]
+        sysctls = {
+            state["args"]["name"]: state["args"]["value"]
+            for state in shown.values()
+            if state["function"] == "sysctl.present"
+        }
+        assert sysctls == {
+            "net.ipv4.ip_forward": 1,
+            "net.bridge.bridge-nf-call-iptables": 1,
+            "net.bridge.bridge-nf-call-ip6tables": 1,
+        }
+        for module in ("overlay", "br_netfilter"):
+            load = shown[f"kubernetes-install-module-{module}"]["args"]
+            assert load["unless"] == f"test -d /sys/module/{module}"
+
+
+@pytest.mark.parametrize("topology_name", TOPOLOGIES)
+def test_each_kubernetes_node_gets_its_kubeadm_configuration_checked_by_kubeadm(
+    formula, topology_name
+):
+    topology = _topology(topology_name)
+    nodes = _kubernetes_nodes(topology)
+    first = next(node["id"] for node in nodes if "control-plane" in node["roles"])
+    for node in nodes:
+        shown = formula.show(topology_name, node["id"], "kubernetes")
+        config = shown["kubernetes-config-kubeadm"]["args"]
+        assert (config["name"], config["mode"]) == ("/etc/paas/kubernetes/kubeadm.yaml", "0600")
+        assert config["check_cmd"] == "/usr/local/libexec/paas-kubeadm-validate"
+        documents = list(yaml.safe_load_all(config["contents"]))
+        kinds = [document["kind"] for document in documents]
+        if node["id"] == first:
+            assert kinds == ["InitConfiguration", "ClusterConfiguration"]
+            assert (
+                documents[0]["localAPIEndpoint"]["advertiseAddress"]
+                == (node["addresses"]["private"])
+            )
+        else:
+            assert kinds == ["JoinConfiguration"]
+            assert "token" not in documents[0]["discovery"]["bootstrapToken"]
+        assert documents[0]["nodeRegistration"]["name"] == node["id"]
