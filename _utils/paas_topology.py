@@ -322,9 +322,13 @@ KUBERNETES = {
 # them.
 SERVICE_SUBNET_PREFIXES = (12, 28)
 POD_SUBNET_PREFIXES = (8, 24)
-# Certificate profiles: roles that get it, extended key usage, who owns the key.
+# Certificate profiles: roles that get it, extended key usage, who owns the key. etcd's
+# server certificate authenticates as a client too: etcd's JSON gateway (/v3/ over HTTPS)
+# dials etcd's own gRPC port presenting it (etcd-io/etcd#9785; etcd 3.4 has no separate
+# gateway client certificate), as kubeadm's etcd server certificate does
+# (docs/decisions/0004-etcd-server-certificate-client-auth.md).
 CERTIFICATE_PROFILES = {
-    "etcd-server": ("etcd", "serverAuth", ETCD["user"]),
+    "etcd-server": ("etcd", "serverAuth, clientAuth", ETCD["user"]),
     "etcd-peer": ("etcd", "serverAuth, clientAuth", ETCD["user"]),
     "etcd-healthcheck-client": ("etcd", "clientAuth", "root"),
     "kube-apiserver-etcd-client": ("control-plane", "clientAuth", "root"),

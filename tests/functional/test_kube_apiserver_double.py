@@ -128,35 +128,6 @@ def kubernetes_pki(directory: Path, addresses: list[str]) -> dict:
     return paths
 
 
-def with_client_auth(certificate_path: str, ca_dir: Path) -> None:
-    """Re-issue the etcd server certificate at ``certificate_path`` from the same CA, key,
-    subject and names, with clientAuth beside serverAuth. etcd's gRPC gateway (the JSON
-    API the apiserver double uses) dials etcd itself presenting the server certificate as
-    its client certificate, which etcd refuses without clientAuth (etcd-io/etcd#9785;
-    kubeadm's own etcd server certificate has both usages for this, kubernetes#65020); the
-    PKI's etcd-server profile has serverAuth only."""
-    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
-    old = x509.load_pem_x509_certificate(Path(certificate_path).read_bytes())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(old.subject)
-        .issuer_name(ca.subject)
-        .public_key(old.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(old.not_valid_before_utc)
-        .not_valid_after(old.not_valid_after_utc)
-    )
-    for extension in old.extensions:
-        if isinstance(extension.value, x509.ExtendedKeyUsage):
-            continue
-        builder = builder.add_extension(extension.value, extension.critical)
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    certificate = builder.sign(ca_key, hashes.SHA256())
-    Path(certificate_path).write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-
 def apiserver_command(kube: dict, etcd: dict, advertise: str, port: int = 6443) -> list[str]:
     """The command of kubeadm's kube-apiserver static pod with external etcd."""
     return [
@@ -243,8 +214,6 @@ def platform(tmp_path_factory):
         pytest.fail("etcd is not installed (make test installs etcd-server)")
     tmp = tmp_path_factory.mktemp("kube-doubles")
     minions = etcd_hosts.issue_all(tmp, TOPOLOGY, [*ETCD_NODES, "cp1"])
-    for node in ETCD_NODES:
-        with_client_auth(minions[node].modules.paas_pki.profile("etcd-server")["cert"], tmp / "ca")
     kube = kubernetes_pki(tmp / "kubernetes", list(CONTROL_PLANES.values()))
     with contextlib.ExitStack() as stack:
         hosts = stack.enter_context(etcd_hosts.Hosts("fk", HOST, {**ETCD_NODES, **CONTROL_PLANES}))

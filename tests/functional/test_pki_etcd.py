@@ -50,7 +50,6 @@ def _openssl_verify(pki, node: str, profile: str, purpose: str) -> bool:
 @pytest.mark.parametrize(
     ("node", "profile", "allowed", "refused"),
     [
-        ("etcd1", "etcd-server", "sslserver", "sslclient"),
         ("etcd1", "etcd-healthcheck-client", "sslclient", "sslserver"),
         ("cp1", "kube-apiserver-etcd-client", "sslclient", "sslserver"),
         ("paas-master", "etcd-admin-client", "sslclient", "sslserver"),
@@ -61,9 +60,11 @@ def test_certificate_passes_its_purpose_and_fails_the_other(pki, node, profile, 
     assert not _openssl_verify(pki, node, profile, refused)
 
 
-def test_peer_certificate_serves_and_authenticates(pki):
-    assert _openssl_verify(pki, "etcd2", "etcd-peer", "sslserver")
-    assert _openssl_verify(pki, "etcd2", "etcd-peer", "sslclient")
+@pytest.mark.parametrize("profile", ["etcd-server", "etcd-peer"])
+def test_server_and_peer_certificates_serve_and_authenticate(pki, profile):
+    # The server certificate is a client too: etcd's JSON gateway dials etcd with it.
+    assert _openssl_verify(pki, "etcd2", profile, "sslserver")
+    assert _openssl_verify(pki, "etcd2", profile, "sslclient")
 
 
 def test_server_certificate_has_what_etcd_needs(pki):
@@ -72,7 +73,7 @@ def test_server_certificate_has_what_etcd_needs(pki):
     )
     extensions = details["extensions"]
     assert extensions["keyUsage"]["digitalSignature"] and extensions["keyUsage"]["keyEncipherment"]
-    assert extensions["extendedKeyUsage"]["value"] == ["serverAuth"]
+    assert extensions["extendedKeyUsage"]["value"] == ["serverAuth", "clientAuth"]
     assert sorted(extensions["subjectAltName"]["value"]) == sorted(
         ["IP:198.19.1.21", "DNS:etcd1", "DNS:etcd1.ft.test", "IP:127.0.0.1", "DNS:localhost"]
     )
@@ -263,12 +264,26 @@ def test_apiserver_client_reads_and_writes(pki, etcd_cluster):
     assert read.stdout.strip() == "written"
 
 
-def test_server_only_certificate_is_refused_as_a_client(pki, etcd_cluster):
+def test_server_only_certificate_is_refused_as_a_client(pki, etcd_cluster, tmp_path):
     # The same request with a client certificate reads the value; a server-only one
-    # (serverAuth, no clientAuth) is turned away in the TLS handshake.
+    # (serverAuth, no clientAuth) from the cluster's CA is turned away in the handshake.
     accepted = _etcdctl(pki, "etcd1", "etcd-healthcheck-client", "get", "/paas/test")
     assert "written" in accepted.stdout
-    result = _etcdctl(pki, "etcd1", "etcd-server", "get", "/paas/test")
+    ca_dir = pki["tmp"] / "ca"
+    key, csr, cert = tmp_path / "server.key", tmp_path / "server.csr", tmp_path / "server.crt"
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=server-only",
+         "-addext", "extendedKeyUsage=serverAuth"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca_dir / "ca.crt", "-CAkey",
+         ca_dir / "ca.key", "-copy_extensions", "copy", "-days", "1", "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    cluster_ca = _paths(pki, "etcd1", "etcd-server")["ca"]
+    result = _etcdctl_with(cluster_ca, str(cert), str(key), "get", "/paas/test")
     assert result.returncode != 0
     assert "written" not in result.stdout
 

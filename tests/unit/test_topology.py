@@ -959,7 +959,7 @@ def test_certificate_profiles_follow_roles_and_name_their_paths(topology_utils, 
         "IP:127.0.0.1",
         "DNS:localhost",
     ]
-    assert (server["owner"], server["extendedKeyUsage"]) == ("etcd", "serverAuth")
+    assert (server["owner"], server["extendedKeyUsage"]) == ("etcd", "serverAuth, clientAuth")
     assert (server["cert"], server["key"], server["ca"]) == (
         "/etc/paas/pki/etcd-server.crt",
         "/etc/paas/pki/etcd-server.key",
