@@ -712,7 +712,10 @@ def default_cluster(data: dict | None, bind_port: int) -> dict:
     cluster["featureGates"] = cluster.get("featureGates") or {}
     endpoint = cluster.get("controlPlaneEndpoint") or ""
     if endpoint:
-        host, port = parse_host_port(endpoint)
+        try:
+            host, port = parse_host_port(endpoint)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not port:
             cluster["controlPlaneEndpoint"] = join_host_port(host, bind_port)
     cluster.setdefault("controlPlaneEndpoint", "")
@@ -720,24 +723,21 @@ def default_cluster(data: dict | None, bind_port: int) -> dict:
 
 
 def parse_host_port(endpoint: str) -> tuple[str, str]:
-    """kubeadmutil.ParseHostPort: host (IP or DNS-1123 subdomain) and optional port."""
-    if endpoint.startswith("["):
-        match = re.match(r"^\[([^\]]+)\](?::(\d+))?$", endpoint)
-        if not match:
-            raise ValueError(f"endpoint {endpoint!r} is not valid")
-        host, port = match.group(1), match.group(2) or ""
-    elif endpoint.count(":") == 1:
-        host, port = endpoint.split(":")
-    else:
-        host, port = endpoint, ""
+    """kubeadmutil.ParseHostPort (util/endpoint.go), with its errors."""
+    match = re.match(r"^\[([^\]]+)\]:(\d*)$", endpoint) or re.match(r"^([^:]*):([^:]*)$", endpoint)
+    host, port = (match.group(1), match.group(2)) if match else (endpoint, "")
     if port and (not port.isdigit() or not 0 < int(port) < 65536):
-        raise ValueError("port must be a valid number between 1 and 65535, inclusive")
+        raise ValueError(
+            f"hostport {endpoint}: port {port} must be a valid number between 1 and 65535, "
+            "inclusive"
+        )
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not DNS1123_SUBDOMAIN.match(host) or len(host) > 253:
+        if _dns1123_errors(host):
             raise ValueError(
-                "host must be a valid IP address or a valid RFC-1123 DNS subdomain"
+                f"hostport {endpoint}: host '{host}' must be a valid IP address or a valid "
+                "RFC-1123 DNS subdomain"
             ) from None
     return host, port
 

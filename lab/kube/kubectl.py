@@ -2,8 +2,9 @@
 The lab's kubectl double, deliberately minimal: what an operator or a test types on a
 lab machine to look at the cluster, not kubectl.
 
-    kubectl [--kubeconfig F] get nodes [-o json|wide]
+    kubectl [--kubeconfig F] get nodes [-o json]
     kubectl [--kubeconfig F] get --raw /readyz
+    kubectl [--kubeconfig F] [-n NAMESPACE] delete secret NAME [--ignore-not-found]
     kubectl version [--client] -o json
 
 The kubeconfig is --kubeconfig, else $KUBECONFIG, else ~/.kube/config (kubectl's order).
@@ -96,9 +97,9 @@ def _connection(path: Path) -> tuple[str, ssl.SSLContext, dict]:
     return cluster.get("server", "").rstrip("/"), tls, headers
 
 
-def _get(kubeconfig: str, path: str) -> bytes:
+def _get(kubeconfig: str, path: str, method: str = "GET") -> bytes:
     server, tls, headers = _connection(_kubeconfig_path(kubeconfig))
-    request = urllib.request.Request(server + path, headers=headers)
+    request = urllib.request.Request(server + path, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, context=tls, timeout=30) as answer:
             return answer.read()
@@ -176,6 +177,20 @@ def get(options) -> None:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def delete(options) -> None:
+    """kubectl delete secret: what the platform runs to remove the kubeadm-certs Secret."""
+    if options.resource not in ("secret", "secrets") or not options.name:
+        raise KubectlError("the lab's kubectl double deletes only a secret by name")
+    path = f"/api/v1/namespaces/{options.namespace}/secrets/{options.name}"
+    try:
+        _get(options.kubeconfig, path, method="DELETE")
+    except KubectlError as err:
+        if options.ignore_not_found and "(NotFound)" in str(err):
+            return
+        raise
+    print(f'secret "{options.name}" deleted')
+
+
 def version(options) -> None:
     if options.output == "json":
         print(json.dumps({"clientVersion": VERSION, "kustomizeVersion": "v5.7.1"}, indent=2))
@@ -191,12 +206,19 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="kubectl", allow_abbrev=False)
     parser.add_argument("--kubeconfig", default="")
+    parser.add_argument("-n", "--namespace", default="default")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     get_command = commands.add_parser("get", allow_abbrev=False)
     get_command.add_argument("resource", nargs="?", default="")
     get_command.add_argument("--raw", default="")
     get_command.add_argument("-o", "--output", default="")
     get_command.add_argument("--kubeconfig", default=argparse.SUPPRESS)
+    delete_command = commands.add_parser("delete", allow_abbrev=False)
+    delete_command.add_argument("resource")
+    delete_command.add_argument("name", nargs="?", default="")
+    delete_command.add_argument("--ignore-not-found", action="store_true")
+    delete_command.add_argument("--kubeconfig", default=argparse.SUPPRESS)
+    delete_command.add_argument("-n", "--namespace", default=argparse.SUPPRESS)
     version_command = commands.add_parser("version", allow_abbrev=False)
     version_command.add_argument("--client", action="store_true")
     version_command.add_argument("-o", "--output", default="")
@@ -204,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         options = parser.parse_args(argv)
         if options.command == "get":
             get(options)
+        elif options.command == "delete":
+            delete(options)
         elif options.command == "version":
             version(options)
         else:
             raise KubectlError(
                 f'unknown command "{options.command}" for "kubectl" (the lab\'s kubectl double '
-                "knows get nodes, get --raw and version)"
+                "knows get nodes, get --raw, delete secret and version)"
             )
     except KubectlError as err:
         sys.stderr.write(f"error: {err}\n")
