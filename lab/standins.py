@@ -1,6 +1,8 @@
-"""The stand-in backends (lab/files/standin.py) on the control-plane and worker machines:
-installed as units in each machine and started there, so that the gateways' haproxy
-has real servers (the kube-apiserver and the ingress controller cannot run here)."""
+"""The stand-in backends (lab/files/standin.py) on the worker machines: installed as units
+in each machine and started there, so that the gateways' haproxy has real servers for
+the ingress (no ingress controller runs here). The control planes' API is the
+kube-apiserver double that the kubelet double runs from kubeadm's manifest (lab/kube/),
+which orch.cluster's Kubernetes layers install and start."""
 
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ def unit(kind: str, ports: list[int]) -> str:
     )
 
 
+# Kinds a lab of an older checkout ran, which a machine that still has them stops.
+RETIRED_KINDS = ("apiserver",)
+
+
 def standins(machine: Machine, lab: Lab) -> dict[str, list[int]]:
     """Which stand-ins a machine runs, by kind, with their ports."""
     gateway = lab.topology["gateway"]
     kinds = {}
-    if "control-plane" in machine.roles:
-        kinds["apiserver"] = [gateway["api_port"]]
     if "worker" in machine.roles:
         kinds["ingress"] = [gateway["ingress"]["http_port"], gateway["ingress"]["https_port"]]
     return kinds
@@ -49,16 +53,36 @@ def install(path: Path, content: str) -> bool:
     return True
 
 
+def unit_name(kind: str) -> str:
+    return f"paas-lab-standin-{kind}.service"
+
+
+def retire(machine: Machine) -> None:
+    """Stop and remove the stand-ins of a kind the lab no longer runs (the apiserver's,
+    whose port is the kube-apiserver double's now)."""
+    for kind in RETIRED_KINDS:
+        path = machine.root / "etc/systemd/system" / unit_name(kind)
+        if not path.exists():
+            continue
+        run(
+            "nsenter", "-t", str(leader_pid(machine)), "-a",
+            "systemctl", "disable", "--now", "--quiet", unit_name(kind),
+        )  # fmt: skip
+        path.unlink()
+        step(f"stand-in backends: {machine.id}'s {kind} stand-in stopped and removed")
+
+
 def up(lab: Lab) -> None:
     started = []
     for machine in lab.machines:
+        retire(machine)
         kinds = standins(machine, lab)
         if not kinds:
             continue
         changed = install(machine.root / INSTALLED.lstrip("/"), SCRIPT.read_text())
         names = []
         for kind, ports in kinds.items():
-            name = f"paas-lab-standin-{kind}.service"
+            name = unit_name(kind)
             path = machine.root / "etc/systemd/system" / name
             changed = install(path, unit(kind, ports)) or changed
             names.append(name)
