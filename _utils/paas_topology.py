@@ -248,7 +248,8 @@ SCHEMA = _mapping(
                         "packages": Field("list", item=Field("string")),
                         # From the Kubernetes repository, pinned and held at the version.
                         "kubernetes_packages": Field("list", item=Field("string")),
-                        "modules": Field("list", item=Field("string")),
+                        # Module name: a command that succeeds once it is in the kernel.
+                        "modules": Field("table", item=Field("string")),
                         "modules_file": Field("path"),
                         "sysctls": Field("table", item=Field("scalar")),
                         "sysctl_file": Field("path"),

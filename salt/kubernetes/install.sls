@@ -17,18 +17,18 @@ kubernetes-install-modules-file:
     - mode: "0644"
     - contents: |
         # Managed by Salt (salt/kubernetes): loaded at boot by systemd-modules-load.
-        {%- for module in kubernetes.modules %}
+        {%- for module in kubernetes.modules | sort %}
         {{ module }}
         {%- endfor %}
 
-{%- for module in kubernetes.modules %}
+{%- for module, loaded in kubernetes.modules | dictsort %}
 
-# A module built into the kernel or loaded already needs nothing (a container cannot load
-# one, and its host's kernel is the one that counts).
+# A module in the kernel already (loaded or built in) needs nothing; a container cannot
+# load one, and its host's kernel is the one that counts.
 kubernetes-install-module-{{ module }}:
   cmd.run:
     - name: modprobe {{ module }}
-    - unless: test -d /sys/module/{{ module }}
+    - unless: test -d /sys/module/{{ module }} || {{ loaded }}
     - require:
       - pkg: kubernetes-install-packages
       - file: kubernetes-install-modules-file

@@ -5,12 +5,16 @@ lab's (``lab/pillar/paas.sls``). Each node is a minion of its own (salt-factorie
 ``Loaders``, ``file_roots`` on the repository's ``salt/``, the pillar file itself read
 through a ``top.sls``), and ``state.show_sls`` renders each role it has, with the facts
 the roles must take from the topology's views checked in what they rendered. Nothing is
-applied here: the roles that can run on this host are applied in the other tests.
+applied here: the roles that can run on this host are applied in the other tests. The
+kubeadm configuration each Kubernetes node renders goes through its check_cmd
+(salt/kubernetes/files/paas-kubeadm-validate) with the lab's kubeadm double as kubeadm.
 """
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 import salt.config
@@ -423,9 +427,17 @@ def test_containerd_runs_with_the_systemd_cgroup_driver_and_the_sandbox_image(
             "net.bridge.bridge-nf-call-iptables": 1,
             "net.bridge.bridge-nf-call-ip6tables": 1,
         }
-        for module in ("overlay", "br_netfilter"):
-            load = shown[f"kubernetes-install-module-{module}"]["args"]
-            assert load["unless"] == f"test -d /sys/module/{module}"
+        # Loaded, or built in (no /sys/module entry then): modprobe only when neither.
+        assert shown["kubernetes-install-module-overlay"]["args"]["unless"] == (
+            "test -d /sys/module/overlay || grep -qw overlay /proc/filesystems"
+        )
+        assert shown["kubernetes-install-module-br_netfilter"]["args"]["unless"] == (
+            "test -d /sys/module/br_netfilter || test -d /proc/sys/net/bridge"
+        )
+        assert shown["kubernetes-install-modules-file"]["args"]["contents"].splitlines()[1:] == [
+            "br_netfilter",
+            "overlay",
+        ]
 
 
 @pytest.mark.parametrize("topology_name", TOPOLOGIES)
@@ -452,3 +464,64 @@ def test_each_kubernetes_node_gets_its_kubeadm_configuration_checked_by_kubeadm(
             assert kinds == ["JoinConfiguration"]
             assert "token" not in documents[0]["discovery"]["bootstrapToken"]
         assert documents[0]["nodeRegistration"]["name"] == node["id"]
+
+
+@pytest.fixture(scope="module")
+def kubeadm_double_path(tmp_path_factory):
+    """A PATH whose kubeadm is the lab's double (lab/kube/kubeadm.py), which validates a
+    configuration as kubeadm 1.34 does."""
+    bin_dir = tmp_path_factory.mktemp("kubeadm-double")
+    kubeadm = bin_dir / "kubeadm"
+    kubeadm.write_text(f'#!/bin/sh\nexec {sys.executable} {REPO / "lab/kube/kubeadm.py"} "$@"\n')
+    kubeadm.chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
+def _validate(path: str, config, tmp_path) -> subprocess.CompletedProcess:
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(config)
+    return subprocess.run(
+        [REPO / "salt/kubernetes/files/paas-kubeadm-validate", candidate],
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("topology_name", TOPOLOGIES)
+def test_kubeadms_check_accepts_every_nodes_configuration_without_its_secrets(
+    formula, kubeadm_double_path, tmp_path, topology_name
+):
+    for node in _kubernetes_nodes(_topology(topology_name)):
+        shown = formula.show(topology_name, node["id"], "kubernetes")
+        config = shown["kubernetes-config-kubeadm"]["args"]["contents"]
+
+        result = _validate(kubeadm_double_path, config, tmp_path)
+
+        assert (result.returncode, result.stdout) == (0, "ok\n"), (node["id"], result.stderr)
+        assert (tmp_path / "candidate.yaml").read_text() == config, "the check changed the file"
+
+
+def test_kubeadms_check_refuses_an_unknown_field_and_a_join_needs_its_placeholders(
+    formula, kubeadm_double_path, tmp_path
+):
+    cp1 = formula.show("lab", "cp1", "kubernetes")["kubernetes-config-kubeadm"]["args"]
+    refused = _validate(
+        kubeadm_double_path, cp1["contents"].replace("podSubnet", "podCIDR"), tmp_path
+    )
+    assert refused.returncode == 1
+    assert 'unknown field "networking.podCIDR"' in refused.stderr
+
+    # What the placeholders are for: kubeadm itself refuses the join file as it is kept.
+    worker = formula.show("lab", "worker1", "kubernetes")["kubernetes-config-kubeadm"]["args"]
+    (tmp_path / "join.yaml").write_text(worker["contents"])
+    bare = subprocess.run(
+        ["kubeadm", "config", "validate", "--config", tmp_path / "join.yaml"],
+        capture_output=True,
+        text=True,
+        env={"PATH": kubeadm_double_path},
+        check=False,
+    )
+    assert bare.returncode == 1
+    assert "the bootstrap token is invalid" in bare.stderr
