@@ -1,0 +1,101 @@
+"""
+The lab's kubeadm, kubelet and kubectl packages (lab/kube/packages.py): named and
+versioned as pkgs.k8s.io's, holding the doubles and the real kubelet unit, depending only
+on what the lab's image has, and byte-identical from one build to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+
+import pytest
+
+from lab.kube import packages
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return packages.build("1.34.2", tmp_path_factory.mktemp("debs"))
+
+
+def field(deb, name: str) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "--field", str(deb), name], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def contents(deb) -> dict[str, str]:
+    listing = subprocess.run(
+        ["dpkg-deb", "--contents", str(deb)], check=True, capture_output=True, text=True
+    ).stdout
+    entries = {}
+    for line in listing.splitlines():
+        mode, owner, *_, path = line.split()
+        if not path.endswith("/"):
+            entries[path.removeprefix(".")] = f"{mode} {owner}"
+    return entries
+
+
+def test_the_three_packages_are_named_and_versioned_as_pkgs_k8s_io(built):
+    assert [deb.name for deb in built] == [
+        "kubeadm_1.34.2-1.1_amd64.deb",
+        "kubelet_1.34.2-1.1_amd64.deb",
+        "kubectl_1.34.2-1.1_amd64.deb",
+    ]
+    for deb in built:
+        assert field(deb, "Version") == "1.34.2-1.1"
+        assert field(deb, "Architecture") == "amd64"
+        assert set(field(deb, "Depends").split(", ")) <= {
+            "python3",
+            "python3-cryptography",
+            "python3-yaml",
+        }
+
+
+def test_each_package_ships_its_program_and_wrapper_root_owned(built):
+    kubeadm, kubelet, kubectl = (contents(deb) for deb in built)
+    assert kubeadm == {
+        "/usr/bin/kubeadm": "-rwxr-xr-x root/root",
+        "/usr/lib/paas-lab-kube/kubeadm.py": "-rw-r--r-- root/root",
+        "/usr/lib/paas-lab-kube/kubeadm_pki.py": "-rw-r--r-- root/root",
+    }
+    assert kubelet == {
+        "/usr/bin/kubelet": "-rwxr-xr-x root/root",
+        "/usr/lib/paas-lab-kube/kubelet.py": "-rw-r--r-- root/root",
+        "/usr/lib/paas-lab-kube/kube_apiserver.py": "-rw-r--r-- root/root",
+        "/usr/lib/systemd/system/kubelet.service": "-rw-r--r-- root/root",
+        "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": "-rw-r--r-- root/root",
+    }
+    assert kubectl == {
+        "/usr/bin/kubectl": "-rwxr-xr-x root/root",
+        "/usr/lib/paas-lab-kube/kubectl.py": "-rw-r--r-- root/root",
+    }
+
+
+def test_the_kubelet_unit_is_the_real_debs(built, tmp_path):
+    subprocess.run(["dpkg-deb", "-x", str(built[1]), str(tmp_path)], check=True)
+    unit = (tmp_path / "usr/lib/systemd/system/kubelet.service").read_text()
+    assert "Restart=always" in unit
+    assert "RestartSec=10" in unit
+    dropin = (tmp_path / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf").read_text()
+    assert "EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env" in dropin
+    assert "EnvironmentFile=-/etc/default/kubelet" in dropin
+    assert (
+        "ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS "
+        "$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS"
+    ) in dropin
+    wrapper = (tmp_path / "usr/bin/kubelet").read_text()
+    assert 'exec /usr/bin/python3 -B /usr/lib/paas-lab-kube/kubelet.py "$@"' in wrapper
+
+
+def test_builds_are_byte_identical(built, tmp_path):
+    again = packages.build("1.34.2", tmp_path)
+    digests = [hashlib.sha256(deb.read_bytes()).hexdigest() for deb in built]
+    assert digests == [hashlib.sha256(deb.read_bytes()).hexdigest() for deb in again]
+
+
+def test_another_kubernetes_version_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"the lab.s Kubernetes doubles copy 1\.34\.2"):
+        packages.build("1.35.0", tmp_path)
+    assert list(tmp_path.iterdir()) == []
