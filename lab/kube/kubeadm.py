@@ -2417,7 +2417,11 @@ def _check_file_existing(path: str, label: str):
 
 def _check_port(port: int):
     def check():
-        probe = socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET)
+        # net.Listen("tcp", ":port") listens on both families where IPv6 exists.
+        try:
+            probe = socket.socket(socket.AF_INET6)
+        except OSError:
+            probe = socket.socket(socket.AF_INET)
         try:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("", port))
