@@ -1065,17 +1065,21 @@ def label_selector(text: str):
 
 
 def field_selector(text: str):
-    """``metadata.name`` and ``metadata.namespace`` with ``=``, ``==`` or ``!=``."""
+    """``metadata.name``, ``metadata.namespace`` and (a Secret's) ``type`` with ``=``,
+    ``==`` or ``!=``: kubeadm lists the bootstrap tokens with ``type=``."""
     requirements = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        match = re.fullmatch(r"(metadata\.name|metadata\.namespace)\s*(!=|==|=)\s*(.*)", part)
+        match = re.fullmatch(r"(metadata\.name|metadata\.namespace|type)\s*(!=|==|=)\s*(.*)", part)
         if not match:
             raise bad_request(f'field label not supported: "{part.split("=")[0].rstrip("!")}"')
         requirements.append(match.groups())
 
     def matches(obj: dict) -> bool:
         for path, operator, value in requirements:
-            actual = obj["metadata"].get(path.split(".")[1], "")
+            if path == "type":
+                actual = obj.get("type", "")
+            else:
+                actual = obj["metadata"].get(path.split(".")[1], "")
             if (actual == value) != (operator != "!="):
                 return False
         return True
