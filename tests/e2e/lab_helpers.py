@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from lab.config import load_lab
+from lab.config import Machine, load_lab, variants
 from lab.machines import leader_pid
 
 REPO = Path(__file__).resolve().parents[2]
+GATEWAYS = ["gw1", "gw2"]
+PUBLIC_VIP, PRIVATE_VIP = "198.18.0.10", "198.18.1.10"
+CONTROL_PLANES = {"cp1": "198.18.1.31", "cp2": "198.18.1.32", "cp3": "198.18.1.33"}
 LAB_STATE = Path("/var/lib/paas-lab")
 MASTER_PIDFILE = LAB_STATE / "master/main.pid"
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -134,11 +141,12 @@ def leftovers() -> list[str]:
         for line in _lines("ip", "-o", "link", "show")
         if "paas-lab" in line or " pl" in line
     ]
+    # Machines, the master's minion, the package repository's server: each names its
+    # files under the lab's state directory.
     found += [
         f"process {line.strip()}"
         for line in _lines("ps", "-eo", "pid=,args=")
-        if ("systemd-nspawn" in line and str(LAB_STATE) in line)
-        or ("salt-minion" in line and str(LAB_STATE) in line)
+        if str(LAB_STATE) in line
     ]
     found += [f"salt-master process {pid}" for pid in sorted(master_processes())]
     if _lines("nft", "list", "table", "inet", "paas-lab"):
@@ -153,14 +161,95 @@ def leftovers() -> list[str]:
     return found
 
 
+def machine(node: str) -> Machine:
+    """A machine of the lab's topology, or of one of its variants."""
+    for variant in (None, *variants()):
+        found = [m for m in load_lab(variant=variant).machines if m.id == node]
+        if found:
+            return found[0]
+    raise LookupError(f"{node} is a machine of no topology of the lab")
+
+
 def node_python(machine_id: str, script: str) -> str:
     """Run a Python script with the node's Salt (as its minion would) inside a machine."""
-    (machine,) = [m for m in load_lab().machines if m.id == machine_id]
     result = subprocess.run(
-        ["nsenter", "-t", str(leader_pid(machine)), "-a", "/opt/salt/bin/python", "-"],
+        ["nsenter", "-t", str(leader_pid(machine(machine_id))), "-a", "/opt/salt/bin/python", "-"],
         input=script,
         check=True,
         capture_output=True,
         text=True,
     )
     return result.stdout
+
+
+def on(node: str, command: str, check: bool = True) -> str:
+    """Run a shell command inside a lab machine, as root, without going through Salt."""
+    result = subprocess.run(
+        ["nsenter", "-t", str(leader_pid(machine(node))), "-a", "sh", "-c", command],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, f"{node}: {command}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def vips_of(gateway: str) -> set[str]:
+    """The VIPs a gateway holds now (on a link that is up), read from its namespace."""
+    reply = subprocess.run(
+        ["ip", "-n", f"paas-lab-{gateway}", "-j", "-4", "addr", "show"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    held = {
+        info["local"]
+        for link in json.loads(reply.stdout)
+        if link.get("operstate") == "UP"
+        for info in link["addr_info"]
+    }
+    return held & {PUBLIC_VIP, PRIVATE_VIP}
+
+
+def holder() -> str | None:
+    """The gateway holding both VIPs while the other holds none; None otherwise."""
+    held = {gateway: vips_of(gateway) for gateway in GATEWAYS}
+    for gateway in GATEWAYS:
+        if held[gateway] == {PUBLIC_VIP, PRIVATE_VIP} and not held[other(gateway)]:
+            return gateway
+    return None
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def other(gateway: str) -> str:
+    return next(name for name in GATEWAYS if name != gateway)
+
+
+def api_served_by(address: str = PUBLIC_VIP, port: int = 6443) -> str:
+    """The control plane whose apiserver served a TLS connection to ``address``: the
+    one whose address its serving certificate (kubeadm's, per node) names."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((address, port), timeout=5) as connection,
+        context.wrap_socket(connection) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    names = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    addresses = {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
+    (node,) = [node for node, ip in CONTROL_PLANES.items() if ip in addresses]
+    return node

@@ -206,6 +206,18 @@ def test_validate_runner_explains_an_unreadable_topology_file(lab, tmp_path):
     assert "has no top-level paas key" in no_key.stdout + no_key.stderr
 
 
+KUBEADM_CERTIFICATES = (
+    "admin.conf",
+    "apiserver",
+    "apiserver-kubelet-client",
+    "controller-manager.conf",
+    "front-proxy-client",
+    "scheduler.conf",
+    "ca",
+    "front-proxy-ca",
+)
+
+
 def _certificate_rows() -> list[dict]:
     result = _salt_run("--out=json", "paas.certs")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -214,14 +226,19 @@ def _certificate_rows() -> list[dict]:
 
 def test_every_node_has_the_certificates_its_roles_need(lab):
     held = {(row["node"], row["profile"]): row for row in _certificate_rows()}
+    control_planes = ("cp1", "cp2", "cp3")
     expected = {
         *[
             (node, profile)
             for node in ("etcd1", "etcd2", "etcd3")
             for profile in ("etcd-server", "etcd-peer", "etcd-healthcheck-client")
         ],
-        *[(n, "kube-apiserver-etcd-client") for n in ("cp1", "cp2", "cp3")],
+        *[(n, "kube-apiserver-etcd-client") for n in control_planes],
         ("paas-master", "etcd-admin-client"),
+        # kubeadm's, as `kubeadm certs check-expiration` lists them; super-admin.conf is
+        # written by init only.
+        *[(n, name) for n in control_planes for name in KUBEADM_CERTIFICATES],
+        ("cp1", "super-admin.conf"),
     }
     assert set(held) == expected
     for row in held.values():
