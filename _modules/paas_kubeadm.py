@@ -22,6 +22,7 @@ kube-apiserver manifest and ``admin.conf`` exist.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -31,8 +32,9 @@ import ssl
 import tempfile
 import urllib.request
 
+import salt.crypt
 import yaml
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, InvalidKeyError, SaltInvocationError
 
 __virtualname__ = "paas_kubeadm"
 
@@ -425,22 +427,35 @@ def ca_hash() -> str:
     return f"sha256:{hashlib.sha256(info).hexdigest()}"
 
 
-def credentials(ttl_minutes: int = 15, control_plane: bool = False) -> dict:
+def credentials(ttl_minutes: int = 15, control_plane: bool = False, recipients=None) -> dict:
     """
     Make what joins need, for one run only: a new bootstrap token living
     ``ttl_minutes``, the CA hash and, with ``control_plane``, a certificate key for the
     control-plane certificates uploaded again (``kubeadm init phase upload-certs
     --upload-certs --config <file>``: without ``--config`` the external etcd client files
     would be missing from the ``kube-system/kubeadm-certs`` Secret). Runs on the first
-    control plane. The answer holds secrets: delete them with ``revoke`` when the joins
-    are done.
+    control plane. Delete them with ``revoke`` when the joins are done.
+
+    recipients
+        The joining nodes, ``{minion id: its Salt public key (PEM)}``. The token and the
+        certificate key leave this node only sealed to each of them (RSA-OAEP with the
+        minion's own key pair): the master, its job cache, its event bus and
+        every other minion see ciphertext that only that node's ``minion.pem`` opens.
+        The answer: ``token_id`` and ``ca_hash`` (neither is secret), ``ttl_minutes``,
+        and ``sealed`` ``{minion id: {token, certificate_key}}``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call paas_kubeadm.credentials 15 control_plane=True --out=quiet
+        salt-call paas_kubeadm.credentials 15 control_plane=True \
+            recipients='{"worker1": "-----BEGIN PUBLIC KEY-----..."}'
     """
+    if not recipients or not isinstance(recipients, dict):
+        raise SaltInvocationError(
+            "recipients must name the joining nodes with their Salt public keys: the "
+            "credentials leave this node only sealed to them"
+        )
     node = _node()
     if not initialized():
         raise CommandExecutionError(
@@ -453,18 +468,17 @@ def credentials(ttl_minutes: int = 15, control_plane: bool = False) -> dict:
     token = _TOKEN.fullmatch(_last_line(result["stdout"])) if result["retcode"] == 0 else None
     if token is None:
         raise CommandExecutionError(_failure("kubeadm token create", result))
-    made = {
-        "token_id": token.group(1),
-        "token": token.group(0),
-        "ca_hash": None,
-        "certificate_key": None,
-        "ttl_minutes": ttl,
-    }
+    made = {"token_id": token.group(1), "ca_hash": None, "ttl_minutes": ttl, "sealed": {}}
     try:
         made["ca_hash"] = ca_hash()
-        if control_plane:
-            made["certificate_key"] = _upload_certificates(node, made["token"])
-    except CommandExecutionError as err:
+        certificate_key = _upload_certificates(node, token.group(0)) if control_plane else None
+        for recipient, public_key in recipients.items():
+            made["sealed"][recipient] = {
+                "token": _seal(public_key, token.group(0), recipient),
+                "certificate_key": certificate_key
+                and _seal(public_key, certificate_key, recipient),
+            }
+    except (CommandExecutionError, SaltInvocationError) as err:
         # Nothing half-made outlives a failed call.
         try:
             revoke(made["token_id"])
@@ -474,6 +488,19 @@ def credentials(ttl_minutes: int = 15, control_plane: bool = False) -> dict:
             ) from err
         raise
     return made
+
+
+def _seal(public_key: str, secret: str, recipient: str = "the recipient") -> str:
+    """``secret`` encrypted to a minion's Salt public key (RSA-OAEP, as Salt's own key
+    exchange), base64: only that minion's private key opens it (the ``kubeadm.joined``
+    state does, on the node)."""
+    try:
+        key = salt.crypt.PublicKey.from_str(public_key)
+    except (InvalidKeyError, ValueError, TypeError) as err:
+        raise SaltInvocationError(
+            f"the public key given for {recipient} is unusable: {err}"
+        ) from err
+    return base64.b64encode(key.encrypt(secret.encode())).decode()
 
 
 def _upload_certificates(node: dict, token: str) -> str:

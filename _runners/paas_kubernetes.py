@@ -7,7 +7,9 @@ topology that have not joined yet, one at a time, each Ready before the next;
 that have joined are never joined again; when none is left, nothing is made or changed.
 Otherwise the run's credentials are made on the first control plane (a bootstrap token
 living ``paas:kubernetes:token_ttl_minutes``, the CA hash and, for control planes, a
-certificate key for the control-plane certificates uploaded again), passed inline to
+certificate key for the control-plane certificates uploaded again), the token and key
+sealed there to each joining node's Salt public key (so the master, its job cache and
+event bus, and the other minions only ever hold ciphertext), passed inline to
 ``state.apply kubernetes.join`` (pillar ``kubeadm_join``), made again when half their
 life has passed, and revoked when the run ends, whatever happened: every token it made
 deleted and the ``kube-system/kubeadm-certs`` Secret removed. A failed join stops the run
@@ -28,6 +30,7 @@ something failed (named in ``problems`` or ``failed``). The orchestration's
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 import urllib.error
@@ -35,6 +38,7 @@ import urllib.request
 
 import salt.client
 import salt.pillar
+import salt.utils.files
 import salt.utils.minions
 from salt.exceptions import SaltClientError, SaltRunnerError
 
@@ -151,7 +155,6 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
         "revoked": None,
         "problems": [],
     }
-    secrets: set[str] = set()
     try:
         view = _view(role)
         nodes = candidates(view, role)
@@ -170,12 +173,12 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
                     timeout=int(timeout),
                     minions=minions,
                     report=report,
-                    secrets=secrets,
+                    recipients=_public_keys(found["to_join"]),
                 ).run(found["batches"])
     except (SaltRunnerError, SaltClientError) as err:
         report["problems"].append(str(err))
     failed = bool(report["problems"] or report["failed"])
-    return _exit(_scrub(report, secrets), 1 if failed else 0)
+    return _exit(report, 1 if failed else 0)
 
 
 def verify(timeout: int = 120) -> dict:
@@ -219,14 +222,16 @@ def verify(timeout: int = 120) -> dict:
 
 
 class _Joins:
-    def __init__(self, view: dict, role: str, *, timeout: int, minions, report: dict, secrets: set):
+    def __init__(
+        self, view: dict, role: str, *, timeout: int, minions, report: dict, recipients: dict
+    ):
         self.issuer = view["first_control_plane"]
         self.ttl_minutes = int(view["token_ttl_minutes"])
         self.control_plane = role == "control-plane"
         self.timeout = timeout
         self.minions = minions
         self.report = report
-        self.secrets = secrets
+        self.recipients = recipients
         self.credentials = None
         self.made_at = 0.0
         self.live: list[str] = []
@@ -254,28 +259,22 @@ class _Joins:
             self.issuer,
             "paas_kubeadm.credentials",
             arg=[self.ttl_minutes],
-            kwarg={"control_plane": self.control_plane},
+            kwarg={"control_plane": self.control_plane, "recipients": self.recipients},
         )
         if not isinstance(made, dict):
             raise SaltRunnerError(f"{self.issuer}: the join credentials could not be made: {made}")
-        self.secrets.update(
-            secret
-            for secret in (made["token"], made["token"].partition(".")[2], made["certificate_key"])
-            if secret
-        )
         self.live.append(made["token_id"])
         previous, self.credentials, self.made_at = self.credentials, made, time.monotonic()
         if previous:
             self._revoke([previous["token_id"]])
 
-    def _pillar(self) -> dict:
-        given = {"token": self.credentials["token"], "ca_hash": self.credentials["ca_hash"]}
-        if self.control_plane:
-            given["certificate_key"] = self.credentials["certificate_key"]
-        return {JOIN_PILLAR: given}
+    def _pillar(self, batch: list[str]) -> dict:
+        # Each node of the batch gets only what is sealed to its own key.
+        sealed = {node: self.credentials["sealed"][node] for node in batch}
+        return {JOIN_PILLAR: {"ca_hash": self.credentials["ca_hash"], "sealed": sealed}}
 
     def _join(self, batch: list[str]) -> bool:
-        replies = self.minions.apply(batch, JOIN_SLS, self._pillar(), self.timeout)
+        replies = self.minions.apply(batch, JOIN_SLS, self._pillar(batch), self.timeout)
         failed = {}
         for node in batch:
             failure = _state_failure(node, replies.get(node))
@@ -506,17 +505,21 @@ def _master_pillar() -> dict:
         pillar.destroy()
 
 
-def _scrub(value, secrets: set[str]):
-    """``value`` with every secret replaced, however a message came to hold one."""
-    if isinstance(value, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            value = value.replace(secret, "<redacted>")
-        return value
-    if isinstance(value, dict):
-        return {key: _scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_scrub(item, secrets) for item in value]
-    return value
+def _public_keys(nodes: list[str]) -> dict:
+    """Each node's Salt public key as this master accepted it: the join credentials are
+    sealed to it, so only that node can read them."""
+    keys = {}
+    for node in nodes:
+        path = os.path.join(__opts__["pki_dir"], "minions", node)
+        try:
+            with salt.utils.files.fopen(path) as key:
+                keys[node] = key.read()
+        except OSError as err:
+            raise SaltRunnerError(
+                f"{node}: its Salt key is not accepted on this master ({err.strerror}: "
+                f"{path}); the join credentials are sealed to it"
+            ) from err
+    return keys
 
 
 def _exit(report: dict, retcode: int) -> dict:

@@ -7,7 +7,8 @@ platform's own checks (the external etcd's version among them), then deletes the
 bootstrap tokens and the ``kubeadm-certs`` Secret that init made: a join always uses the
 credentials of its own run. ``kubeadm.joined`` joins a node with the credentials
 ``salt-run paas_kubernetes.join`` passes inline for one run (pillar ``kubeadm_join``:
-``token``, ``ca_hash`` and, for a control plane, ``certificate_key``); a node that has
+``ca_hash``, and ``sealed:<node>``: the ``token`` and, for a control plane, the
+``certificate_key``, each sealed to the node's own Salt key); a node that has
 joined is never joined again, and needs no credentials to say so. Neither state puts a
 secret in its comment or changes. Under ``test=True`` they say what they would do
 (with the same change keys) without credentials and without changing anything.
@@ -21,6 +22,10 @@ Changes are recorded as each step commits: an init whose token clean-up failed r
 
 from __future__ import annotations
 
+import base64
+import os
+
+import salt.crypt
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "kubeadm"
@@ -159,29 +164,42 @@ def joined(name: str) -> dict:
             _record(ret, "node", None, f"joined as a {role}")
             return _predicted(ret, f"{name} would join the cluster as a {role}.")
         given = __pillar__.get(JOIN_PILLAR) or {}
+        sealed = (given.get("sealed") or {}).get(name) or {}
         missing = [
             key
             for key in (
                 "token",
-                "ca_hash",
                 *(["certificate_key"] if role == "control-plane" else []),
             )
-            if not given.get(key)
-        ]
+            if not sealed.get(key)
+        ] + ([] if given.get("ca_hash") else ["ca_hash"])
         if missing:
             return _failed(
                 ret,
                 f"{name} has not joined, and the pillar {JOIN_PILLAR} lacks "
-                f"{', '.join(missing)}: joins are run by salt-run paas_kubernetes.join "
-                "(orch.kubernetes), which passes the credentials for its run only.",
+                f"{', '.join(missing)} for it: joins are run by salt-run "
+                "paas_kubernetes.join (orch.kubernetes), which passes the credentials for "
+                "its run only, sealed to each joining node's key.",
             )
         __salt__["paas_kubeadm.join"](
-            given["token"],
+            _unseal(sealed["token"]),
             given["ca_hash"],
-            given.get("certificate_key") if role == "control-plane" else None,
+            _unseal(sealed["certificate_key"]) if role == "control-plane" else None,
         )
         _record(ret, "node", None, f"joined as a {role}")
     except (CommandExecutionError, SaltInvocationError) as err:
         return _failed(ret, str(err))
     ret["comment"] = f"{name} joined the cluster as a {role}."
     return ret
+
+
+def _unseal(sealed: str) -> str:
+    # Opened here, in the state, with this minion's own Salt key: a module function would
+    # let any job return the secret.
+    key = salt.crypt.PrivateKey.from_file(os.path.join(__opts__["pki_dir"], "minion.pem"))
+    try:
+        return key.decrypt(base64.b64decode(sealed)).decode()
+    except (ValueError, TypeError) as err:
+        raise CommandExecutionError(
+            f"{__opts__['id']}: the join credentials were not sealed to this minion's key"
+        ) from err

@@ -16,6 +16,7 @@ hash) with their revocation.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests import tls
@@ -32,6 +35,25 @@ from tests import tls
 TOKEN = "abcdef.0123456789abcdef"
 TOKEN_SECRET = "0123456789abcdef"
 CERTIFICATE_KEY = "f" * 8 + "0123456789abcdef" * 3 + "e" * 8
+
+
+def _minion_key():
+    """A key pair as a minion's Salt key (RSA), and its public half as the master has it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return key, public.decode()
+
+
+def _open(key, sealed: str) -> str:
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    return key.decrypt(base64.b64decode(sealed), oaep).decode()
+
+
+CP2_KEY, CP2_PUBLIC = _minion_key()
+CP3_KEY, CP3_PUBLIC = _minion_key()
+RECIPIENTS = {"cp2": CP2_PUBLIC, "cp3": CP3_PUBLIC}
 CA_HASH = "sha256:" + "ab" * 32
 INIT_TOKEN = "zyxwvu.zyxwvutsrqponmlk"
 PREFLIGHT_ERROR = (
@@ -416,9 +438,16 @@ def test_credentials_for_control_planes_upload_the_certificates_with_the_config(
     module, nodes, tools, pki
 ):
     _initialize(nodes["cp1"])
-    made = module.credentials(15, control_plane=True)
-    assert made["token"] == TOKEN and made["token_id"] == "abcdef"
-    assert made["certificate_key"] == CERTIFICATE_KEY
+    made = module.credentials(15, control_plane=True, recipients=RECIPIENTS)
+    assert made["token_id"] == "abcdef" and set(made["sealed"]) == {"cp2", "cp3"}
+    # Each node's copy opens with its own key only, and nothing is in the clear.
+    for node, key in (("cp2", CP2_KEY), ("cp3", CP3_KEY)):
+        assert _open(key, made["sealed"][node]["token"]) == TOKEN
+        assert _open(key, made["sealed"][node]["certificate_key"]) == CERTIFICATE_KEY
+    with pytest.raises(ValueError):
+        _open(CP3_KEY, made["sealed"]["cp2"]["token"])
+    said = json.dumps(made)
+    assert TOKEN_SECRET not in said and CERTIFICATE_KEY not in said
     create, upload = tools.calls
     assert create[:5] == ["kubeadm", "token", "create", "--ttl", "15m"]
     assert upload == [
@@ -450,8 +479,9 @@ def test_credentials_for_control_planes_upload_the_certificates_with_the_config(
 
 def test_credentials_for_workers_carry_no_certificate_key(module, nodes, tools):
     _initialize(nodes["cp1"])
-    made = module.credentials(15)
-    assert made["certificate_key"] is None
+    made = module.credentials(15, recipients={"worker1": CP2_PUBLIC})
+    assert made["sealed"]["worker1"]["certificate_key"] is None
+    assert _open(CP2_KEY, made["sealed"]["worker1"]["token"]) == TOKEN
     assert not any("upload-certs" in call for call in tools.calls)
 
 
@@ -463,7 +493,7 @@ def test_a_failed_upload_deletes_the_token_just_made_and_says_nothing_secret(
         "kubeadm", "init", "phase", result=_error(f"error: token {TOKEN} could not upload")
     )
     with caplog.at_level(logging.DEBUG), pytest.raises(CommandExecutionError) as failed:
-        module.credentials(15, control_plane=True)
+        module.credentials(15, control_plane=True, recipients=RECIPIENTS)
     assert ["kubeadm", "token", "delete", "abcdef"] in tools.calls
     assert [call[0] for call in tools.calls].count("kubectl") == 1
     assert "abcdef.<redacted>" in str(failed.value)
@@ -472,8 +502,22 @@ def test_a_failed_upload_deletes_the_token_just_made_and_says_nothing_secret(
 
 def test_no_credentials_before_the_cluster_is_initialized(module, tools):
     with pytest.raises(CommandExecutionError, match="not initialized"):
+        module.credentials(15, recipients=RECIPIENTS)
+    assert tools.calls == []
+
+
+def test_no_credentials_without_keys_to_seal_them_to(module, nodes, tools):
+    _initialize(nodes["cp1"])
+    with pytest.raises(SaltInvocationError, match="sealed to them"):
         module.credentials(15)
     assert tools.calls == []
+
+
+def test_an_unusable_public_key_deletes_the_token_just_made(module, nodes, tools):
+    _initialize(nodes["cp1"])
+    with pytest.raises(SaltInvocationError, match="public key given for cp2 is unusable"):
+        module.credentials(15, recipients={"cp2": "not a key"})
+    assert ["kubeadm", "token", "delete", "abcdef"] in tools.calls
 
 
 def test_revoke_deletes_the_token_and_the_certificates_secret(module, nodes, tools):

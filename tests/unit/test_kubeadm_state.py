@@ -12,16 +12,48 @@ test_kubernetes_runner.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
 import pytest
+import salt.crypt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from salt.exceptions import CommandExecutionError
 
 TOKEN = "abcdef.0123456789abcdef"
 CERTIFICATE_KEY = "0123456789abcdef" * 4
 CA_HASH = "sha256:" + "ab" * 32
-CREDENTIALS = {"token": TOKEN, "ca_hash": CA_HASH, "certificate_key": CERTIFICATE_KEY}
+
+
+def _key_pair() -> tuple[bytes, str]:
+    """A minion's Salt key pair: its minion.pem, and the public key the master holds."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public.decode()
+
+
+OWN_KEY, OWN_PUBLIC = _key_pair()
+_OTHER_KEY, OTHER_PUBLIC = _key_pair()
+
+
+def _seal(public: str, secret: str) -> str:
+    return base64.b64encode(salt.crypt.PublicKey.from_str(public).encrypt(secret)).decode()
+
+
+def credentials(node: str, public: str = OWN_PUBLIC) -> dict:
+    """The pillar salt-run paas_kubernetes.join passes: the CA hash, and the token and
+    certificate key sealed to the joining node's key."""
+    sealed = {"token": _seal(public, TOKEN), "certificate_key": _seal(public, CERTIFICATE_KEY)}
+    return {"ca_hash": CA_HASH, "sealed": {node: sealed}}
 
 
 class Kubeadm:
@@ -94,8 +126,10 @@ def kubeadm() -> Kubeadm:
 
 
 @pytest.fixture
-def opts() -> dict:
-    return {"id": "cp1", "test": False}
+def opts(tmp_path) -> dict:
+    # This minion's own Salt key, where the minion keeps it.
+    (tmp_path / "minion.pem").write_bytes(OWN_KEY)
+    return {"id": "cp1", "test": False, "pki_dir": str(tmp_path)}
 
 
 @pytest.fixture
@@ -196,7 +230,7 @@ def test_a_joined_node_is_never_joined_again_not_even_with_credentials(
 ):
     opts["id"] = "worker1"
     kubeadm.joined = True
-    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    pillar["kubeadm_join"] = credentials("worker1")
     for test in (True, False):
         opts["test"] = test
         ret = state_module.joined("worker1")
@@ -217,7 +251,7 @@ def test_a_join_passes_the_credentials_to_the_module_and_says_none_of_them(
     state_module, kubeadm, opts, pillar, caplog
 ):
     opts["id"] = "cp2"
-    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    pillar["kubeadm_join"] = credentials("cp2")
     with caplog.at_level(logging.DEBUG):
         ret = state_module.joined("cp2")
     assert ret["result"] is True, ret
@@ -228,7 +262,7 @@ def test_a_join_passes_the_credentials_to_the_module_and_says_none_of_them(
 
 def test_a_worker_is_never_given_the_certificate_key(state_module, kubeadm, opts, pillar):
     opts["id"] = "worker1"
-    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    pillar["kubeadm_join"] = credentials("worker1")
     assert state_module.joined("worker1")["result"] is True
     assert kubeadm.calls == [("paas_kubeadm.join", TOKEN, CA_HASH, None)]
 
@@ -237,20 +271,32 @@ def test_a_join_without_credentials_says_which_are_missing_and_who_passes_them(
     state_module, kubeadm, opts, pillar
 ):
     opts["id"] = "cp2"
-    pillar["kubeadm_join"] = {"token": TOKEN, "ca_hash": CA_HASH}
+    pillar["kubeadm_join"] = credentials("cp2")
+    del pillar["kubeadm_join"]["sealed"]["cp2"]["certificate_key"]
     ret = state_module.joined("cp2")
     assert ret["result"] is False
-    assert "lacks certificate_key" in ret["comment"]
+    assert "lacks certificate_key for it" in ret["comment"]
     assert "salt-run paas_kubernetes.join" in ret["comment"]
     assert kubeadm.calls == []
     _no_secret(ret)
+
+
+def test_credentials_sealed_to_another_node_are_not_used(state_module, kubeadm, opts, pillar):
+    opts["id"] = "cp2"
+    pillar["kubeadm_join"] = credentials("cp3")
+    assert "lacks token, certificate_key for it" in state_module.joined("cp2")["comment"]
+    pillar["kubeadm_join"] = credentials("cp2", public=OTHER_PUBLIC)
+    ret = state_module.joined("cp2")
+    assert ret["result"] is False
+    assert ret["comment"] == "cp2: the join credentials were not sealed to this minion's key"
+    assert kubeadm.calls == []
 
 
 def test_a_failed_join_is_reported_with_kubeadms_error_and_no_change(
     state_module, kubeadm, opts, pillar
 ):
     opts["id"] = "worker1"
-    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    pillar["kubeadm_join"] = credentials("worker1")
     kubeadm.failures["paas_kubeadm.join"] = (
         "worker1: kubeadm join failed (exit code 1) token id abcdef.<redacted> is invalid\n"
         "The node was cleaned with kubeadm reset -f; a re-run tries again."
@@ -262,7 +308,7 @@ def test_a_failed_join_is_reported_with_kubeadms_error_and_no_change(
 
 
 def test_the_first_control_plane_does_not_join(state_module, kubeadm, pillar):
-    pillar["kubeadm_join"] = dict(CREDENTIALS)
+    pillar["kubeadm_join"] = credentials("cp1")
     ret = state_module.joined("cp1")
     assert ret["result"] is False and "it initializes the cluster" in ret["comment"]
     assert kubeadm.calls == []

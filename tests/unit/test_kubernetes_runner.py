@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 
 import pytest
 
@@ -68,12 +69,20 @@ class Minions:
             if self.credentials_error:
                 return self.credentials_error
             self.made += 1
+            # What cp1 seals to each joining node's key (here: names, not ciphertext).
             return {
                 "token_id": f"abcde{self.made}",
-                "token": f"abcde{self.made}.0123456789abcdef",
                 "ca_hash": CA_HASH,
-                "certificate_key": CERTIFICATE_KEY if kwarg["control_plane"] else None,
                 "ttl_minutes": arg[0],
+                "sealed": {
+                    node: {
+                        "token": f"abcde{self.made} sealed to {key}",
+                        "certificate_key": f"key sealed to {key}"
+                        if kwarg["control_plane"]
+                        else None,
+                    }
+                    for node, key in kwarg["recipients"].items()
+                },
             }
         if function == "paas_kubeadm.revoke":
             if self.revoke_error:
@@ -157,13 +166,23 @@ def context() -> dict:
 
 
 @pytest.fixture
-def dunders(topology_utils, context) -> dict:
+def master_opts(tmp_path) -> dict:
+    """The master's opts, with the accepted keys of the Kubernetes nodes."""
+    accepted = tmp_path / "minions"
+    accepted.mkdir()
+    for node in ("cp2", "cp3", *WORKERS):
+        (accepted / node).write_text(f"{node}'s public key")
+    return {"id": "paas-master", "pki_dir": str(tmp_path)}
+
+
+@pytest.fixture
+def dunders(topology_utils, context, master_opts) -> dict:
     """The runner's loader dunders: the topology's utils, the master's opts, a context."""
     utils = {
         f"paas_topology.{name}": getattr(topology_utils, name)
         for name in ("validate", "kubernetes")
     }
-    return {"__utils__": utils, "__opts__": {"id": "paas-master"}, "__context__": context}
+    return {"__utils__": utils, "__opts__": master_opts, "__context__": context}
 
 
 @pytest.fixture
@@ -248,9 +267,15 @@ def test_workers_join_in_batches_with_one_token_revoked_at_the_end(runner, minio
     assert minions.functions() == ["paas_kubeadm.credentials", "paas_kubeadm.revoke"]
     credentials = next(call for call in minions.calls if call[2] == "paas_kubeadm.credentials")
     assert credentials[1] == "cp1"
-    assert credentials[3:] == ((15,), {"control_plane": False})
-    for pillar in minions.pillars:
-        assert pillar == {"kubeadm_join": {"token": "abcde1.0123456789abcdef", "ca_hash": CA_HASH}}
+    recipients = {node: f"{node}'s public key" for node in WORKERS[1:]}
+    assert credentials[3:] == ((15,), {"control_plane": False, "recipients": recipients})
+    # Each batch gets only what was sealed to its own nodes' keys.
+    for pillar, batch in zip(minions.pillars, (WORKERS[1:3], WORKERS[3:]), strict=True):
+        sealed = {
+            node: {"token": f"abcde1 sealed to {node}'s public key", "certificate_key": None}
+            for node in batch
+        }
+        assert pillar == {"kubeadm_join": {"ca_hash": CA_HASH, "sealed": sealed}}
     assert minions.calls[-1] == ("call", "cp1", "paas_kubeadm.revoke", ("abcde1",), {})
     assert report["revoked"] == {"tokens": ["abcde1"], "kubeadm_certs_secret": "deleted"}
     _no_secret(report)
@@ -269,7 +294,12 @@ def test_control_planes_join_one_at_a_time_each_ready_before_the_next(runner, mi
         "paas_kubernetes.status",
         "paas_kubeadm.revoke",
     ]
-    assert minions.pillars[0]["kubeadm_join"]["certificate_key"] == CERTIFICATE_KEY
+    assert minions.pillars[0]["kubeadm_join"]["sealed"] == {
+        "cp2": {
+            "token": "abcde1 sealed to cp2's public key",
+            "certificate_key": "key sealed to cp2's public key",
+        }
+    }
     _no_secret(report)
 
 
@@ -289,10 +319,9 @@ def test_a_control_plane_that_is_not_ready_stops_the_run_before_the_next(runner,
 def test_a_failed_join_stops_the_run_names_node_and_error_and_still_revokes(
     runner, minions, context
 ):
-    # Even a message that held the token whole would not carry it out of the runner.
     minions.failures["worker3"] = (
         "worker3: kubeadm join failed (exit code 1) error execution phase preflight: "
-        "couldn't validate the identity of the API Server with token abcde1.0123456789abcdef\n"
+        "couldn't validate the identity of the API Server with token abcde1.<redacted>\n"
         "The node was cleaned with kubeadm reset -f; a re-run tries again."
     )
     report = runner.join(role="worker")
@@ -353,10 +382,12 @@ def test_credentials_are_made_again_when_half_their_life_has_passed(runner, mini
     assert len(made) == 2
     revoked = [call[3] for call in minions.calls if call[2] == "paas_kubeadm.revoke"]
     assert revoked == [("abcde1",), ("abcde2",)]
-    assert [pillar["kubeadm_join"]["token"][:6] for pillar in minions.pillars] == [
-        "abcde1",
-        "abcde2",
-    ]
+    assert [
+        pillar["kubeadm_join"]["sealed"]["worker2"]["token"][:6] for pillar in minions.pillars[:1]
+    ] == ["abcde1"]
+    assert [
+        pillar["kubeadm_join"]["sealed"]["worker4"]["token"][:6] for pillar in minions.pillars[1:]
+    ] == ["abcde2"]
 
 
 def test_an_unknown_role_is_refused(runner, minions):
@@ -468,3 +499,12 @@ def test_the_verify_step_changes_nothing_and_fails_with_the_problems(orchestrati
     failed = states.verified("paas-kubernetes-verify", timeout=0)
     assert failed["result"] is False and failed["changes"] == {}
     assert "cp3 is not a Node of the cluster" in failed["comment"]
+
+
+def test_a_node_whose_key_is_not_accepted_gets_no_credentials(runner, minions, master_opts):
+    os.remove(os.path.join(master_opts["pki_dir"], "minions", "worker4"))
+    report = runner.join(role="worker")
+    assert report["retcode"] == 1
+    (problem,) = report["problems"]
+    assert problem.startswith("worker4: its Salt key is not accepted on this master")
+    assert minions.functions() == [] and minions.applied() == []
