@@ -9,6 +9,7 @@ checks and the kubernetes client are real.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -22,6 +23,7 @@ from pathlib import Path
 import etcd3
 import kubernetes
 import pytest
+import salt.crypt
 import salt.payload
 
 from lab.apt_repo import SERVER as REPOSITORY_SERVER
@@ -277,15 +279,34 @@ def test_the_api_through_the_vip_answers_again_after_a_hard_gateway_failover(lab
 
 def _run_credentials() -> list[dict]:
     """The join credentials that the runs so far passed to the joining nodes, oldest
-    first, as the master's job cache keeps them: a state.apply job's inline pillar."""
+    first, as the master's job cache keeps them (a state.apply job's inline pillar), and
+    opened with each node's own Salt key, as only that node can."""
     found = []
     for load in sorted(JOB_CACHE.glob("*/*/.load.p"), key=lambda path: path.stat().st_mtime):
         job = salt.payload.loads(load.read_bytes())
         for argument in job.get("arg") or []:
             pillar = argument.get("pillar") if isinstance(argument, dict) else None
             if isinstance(pillar, dict) and "kubeadm_join" in pillar:
-                found.append(pillar["kubeadm_join"])
+                for node, sealed in pillar["kubeadm_join"]["sealed"].items():
+                    key = salt.crypt.PrivateKey.from_file(
+                        str(LAB_STATE / f"nodes/{node}/root/etc/salt/pki/minion/minion.pem")
+                    )
+                    found.append(
+                        {
+                            name: value and key.decrypt(base64.b64decode(value)).decode()
+                            for name, value in sealed.items()
+                        }
+                    )
     return found
+
+
+def _seal(node: str, secret: str) -> str:
+    """``secret`` sealed to ``node``'s Salt key as the master accepted it, as the first
+    control plane seals a run's credentials."""
+    public = salt.crypt.PublicKey.from_file(
+        str(LAB_STATE / f"master/etc/salt/pki/master/minions/{node}")
+    )
+    return base64.b64encode(public.encrypt(secret)).decode()
 
 
 def _secrets(credentials: list[dict]) -> set[str]:
@@ -353,7 +374,9 @@ def test_the_runs_join_credentials_are_in_no_pillar_file_or_log_and_dead_after_i
     assert credentials, "no join was given credentials: the test proves nothing"
     assert any(given.get("certificate_key") for given in credentials), credentials
     secrets = _secrets(credentials)
-    for path in [*PILLAR_FILES, *MASTER_LOGS, *_minion_logs()]:
+    # The master's job cache and event bus saw them only sealed: not one in the clear.
+    job_files = [path for path in JOB_CACHE.rglob("*") if path.is_file()]
+    for path in [*PILLAR_FILES, *MASTER_LOGS, *_minion_logs(), *job_files]:
         text = path.read_text(errors="replace")
         assert not [secret for secret in secrets if secret in text], path
     token_ids = {given["token"].partition(".")[0] for given in credentials}
@@ -390,8 +413,8 @@ def test_a_worker_added_to_the_topology_joins_alone_once_a_broken_tokens_join_fa
     token_id = token.partition(".")[0]
     try:
         ca_hash = salt_json("salt", "cp1", "paas_kubeadm.ca_hash")["cp1"]
-        broken = {"token": f"{token_id}.{'0' * 16}", "ca_hash": ca_hash}
-        pillar = json.dumps({"kubeadm_join": broken})
+        broken = {"token": _seal("worker2", f"{token_id}.{'0' * 16}"), "certificate_key": None}
+        pillar = json.dumps({"kubeadm_join": {"ca_hash": ca_hash, "sealed": {"worker2": broken}}})
         reply = salt_json(
             "salt", "-t", "300", "worker2", "state.apply", "kubernetes.join", f"pillar={pillar}"
         )
