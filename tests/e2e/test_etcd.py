@@ -178,7 +178,9 @@ def test_plain_http_is_refused(lab, port):
 
 
 MEMBERSHIP = "/etc/paas/etcd/membership.env"
-SAVED = ".e2e-saved"
+# Beside the data directory, not in it: a joining member's data directory is wiped.
+SAVED_DATA = f"{DATA_DIR}-e2e-saved"
+SAVED_MEMBERSHIP = f"{DATA_DIR}-e2e-saved-membership.env"
 
 
 @pytest.fixture
@@ -189,19 +191,20 @@ def etcd_set_aside(lab):
     for node in ETCD:
         _on(
             node,
-            f"systemctl stop paas-etcd && mv {DATA_DIR}/member {DATA_DIR}/member{SAVED} "
-            f"&& mv {MEMBERSHIP} {MEMBERSHIP}{SAVED}",
+            f"systemctl stop paas-etcd && mv {DATA_DIR}/member {SAVED_DATA} "
+            f"&& mv {MEMBERSHIP} {SAVED_MEMBERSHIP}",
         )
     try:
         yield
     finally:
         for node in ETCD:
-            _on(
+            restored = _on(
                 node,
                 f"systemctl stop paas-etcd; rm -rf {DATA_DIR}/member && "
-                f"mv {DATA_DIR}/member{SAVED} {DATA_DIR}/member && "
-                f"mv {MEMBERSHIP}{SAVED} {MEMBERSHIP}",
+                f"mv {SAVED_DATA} {DATA_DIR}/member && mv {SAVED_MEMBERSHIP} {MEMBERSHIP} "
+                "&& echo restored",
             )
+            assert restored == "restored", (node, restored)
         for node in ETCD:
             _on(node, "systemctl start --no-block paas-etcd")
         assert wait_for(lambda: _status()["healthy"], timeout=60, interval=2)
