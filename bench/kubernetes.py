@@ -15,7 +15,13 @@ between two answers of a client from a second before the kill until the VIPs hav
 and every client has answered again. Prints a table of medians and writes
 bench/results/kubernetes.json with every run.
 
-    python -m bench.kubernetes [--runs 3] [--failovers 5] [--timeout 0.25]
+With ``--workers 10 20``, then, how the cold converge grows with the worker count: for each
+count N the lab's workersN variant (lab/variants/: N workers, batches of
+paas:kubernetes:worker_batch) from nothing, orch.cluster timed as above, and the time each
+worker beyond the first adds against the one-worker figure; written to
+bench/results/kubernetes_workers.json.
+
+    python -m bench.kubernetes [--runs 3] [--failovers 5] [--timeout 0.25] [--workers 10 20]
 """
 
 from __future__ import annotations
@@ -245,6 +251,23 @@ def one_run(failovers: int, timeout: float) -> dict:
     }
 
 
+def scaled(workers: int, one_worker: dict) -> dict:
+    """orch.cluster from nothing on the workers<N> variant, against one worker's figures."""
+    lab("down")
+    lab("up", "--variant", f"workers{workers}", "--no-converge")
+    converge_s, kubernetes_s = orchestrate()
+    extra = workers - 1
+    return {
+        f"converge_{workers}_s": converge_s,
+        f"converge_kubernetes_{workers}_s": kubernetes_s,
+        f"per_extra_worker_{workers}_s": (converge_s - one_worker["converge_s"]) / extra,
+        f"per_extra_worker_kubernetes_{workers}_s": (
+            kubernetes_s - one_worker["converge_kubernetes_s"]
+        )
+        / extra,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -252,13 +275,23 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=0.25, help="each API request's timeout, in seconds"
     )
+    parser.add_argument(
+        "--workers", type=int, nargs="*", default=[], help="worker counts (workers<N> variants)"
+    )
     args = parser.parse_args()
     lab("up", "--no-converge")  # builds the image if its recipe changed: not measured
-    runs = []
+    runs, scaling = [], {}
     try:
         for index in range(args.runs):
             runs.append(one_run(args.failovers, args.timeout))
             print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
+        one_worker = {
+            key: statistics.median(run[key] for run in runs)
+            for key in ("converge_s", "converge_kubernetes_s")
+        }
+        for workers in args.workers:
+            scaling.update(scaled(workers, one_worker))
+            print(f"{workers} workers: {scaling}", flush=True)
     finally:
         lab("down")
     report(
@@ -274,6 +307,18 @@ def main() -> None:
         runs,
         digits=2,
     )
+    if scaling:
+        labels = {}
+        for workers in args.workers:
+            labels.update(
+                {
+                    f"converge_{workers}_s": f"orch.cluster from nothing, {workers} workers",
+                    f"converge_kubernetes_{workers}_s": "  of which its Kubernetes steps",
+                    f"per_extra_worker_{workers}_s": "  each worker beyond the first",
+                    f"per_extra_worker_kubernetes_{workers}_s": "  of that, Kubernetes steps",
+                }
+            )
+        report("kubernetes_workers", labels, [scaling], digits=2)
 
 
 if __name__ == "__main__":
