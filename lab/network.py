@@ -6,9 +6,12 @@ import re
 from pathlib import Path
 
 from lab.config import BRIDGES, PREFIX, Lab, Machine
+from lab.processes import wait_for
 from lab.shell import run
 
 NETNS_DIR = Path("/run/netns")
+# The host's side of a machine's veth (Interface.host_name): pl<index>-<network>.
+HOST_SIDE = re.compile(r"pl\d+-(publ|priv)")
 
 
 def link_exists(name: str) -> bool:
@@ -46,11 +49,15 @@ def up_bridges(lab: Lab) -> None:
 
 def up_machine_network(machine: Machine, lab: Lab) -> None:
     """Give a machine its namespace, one veth per network, its addresses and routes."""
-    if not (NETNS_DIR / machine.netns).exists():
+    fresh = not (NETNS_DIR / machine.netns).exists()
+    if fresh:
         run("ip", "netns", "add", machine.netns)
     in_ns = ("ip", "-n", machine.netns)
     run(*in_ns, "link", "set", "lo", "up")
     for interface in machine.interfaces:
+        if fresh and link_exists(interface.host_name):
+            # A veth whose namespace is gone (the kernel had not yet torn it down).
+            run("ip", "link", "delete", interface.host_name, check=False)
         if not link_exists(interface.host_name):
             run(
                 "ip", "link", "add", interface.host_name, "type", "veth",
@@ -84,11 +91,22 @@ def lab_namespaces() -> list[str]:
     return sorted(path.name for path in NETNS_DIR.iterdir() if path.name.startswith(PREFIX))
 
 
+def host_sides() -> list[str]:
+    """The host's sides of the machines' veths that exist now."""
+    net = Path("/sys/class/net")
+    return sorted(path.name for path in net.iterdir() if HOST_SIDE.fullmatch(path.name))
+
+
 def down() -> None:
-    """Remove every namespace and bridge the lab made (their veths go with them)."""
+    """Remove every namespace and bridge the lab made. Their veths go with them, once the
+    kernel has torn the namespaces down, which it does after `ip netns delete` returns:
+    wait for it, so that a `lab up` right after makes them anew."""
     for name in lab_namespaces():
         run("ip", "netns", "delete", name)
     for bridge in BRIDGES.values():
         if link_exists(bridge):
             run("ip", "link", "delete", bridge)
+    if not wait_for(lambda: not host_sides(), timeout=10, interval=0.1):
+        for name in host_sides():
+            run("ip", "link", "delete", name, check=False)
     run("nft", "delete", "table", "inet", PREFIX, check=False)
