@@ -61,6 +61,7 @@ bench: host-packages venv
 	$(PY) -m bench.lab_boot
 	$(PY) -m bench.etcd
 	$(PY) -m bench.gateway
+	$(PY) -m bench.kubernetes
 
 # Re-resolve requirements.in into requirements.lock.
 lock:
