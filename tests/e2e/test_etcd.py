@@ -26,6 +26,8 @@ from tests.e2e.lab_helpers import (
     step_of,
 )
 
+pytestmark = pytest.mark.e2e
+
 ETCD = ["etcd1", "etcd2", "etcd3"]
 ADDRESSES = {f"etcd{n}": f"198.18.1.{20 + n}" for n in range(1, 6)}
 # The master's own minion holds the admin client certificate, on this host.
