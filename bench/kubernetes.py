@@ -18,7 +18,8 @@ bench/results/kubernetes.json with every run.
 With ``--workers 10 20``, then, how the cold converge grows with the worker count: for each
 count N the lab's workersN variant (lab/variants/: N workers, batches of
 paas:kubernetes:worker_batch) from nothing, orch.cluster timed as above, and the time each
-worker beyond the first adds against the one-worker figure; written to
+worker beyond the first adds against the one-worker medians (those of the runs before it,
+or with ``--runs 0`` of bench/results/kubernetes.json); written to
 bench/results/kubernetes_workers.json.
 
     python -m bench.kubernetes [--runs 3] [--failovers 5] [--timeout 0.25] [--workers 10 20]
@@ -47,6 +48,7 @@ from lab.config import load_lab
 from lab.machines import leader_pid
 
 GATEWAYS = ("gw1", "gw2")
+RESULTS = REPO / "bench" / "results" / "kubernetes.json"
 ADMIN_KUBECONFIG = "etc/kubernetes/admin.conf"
 # An API call that goes through the apiserver to etcd, as a controller's would.
 PATH = "/api/v1/nodes?limit=1"
@@ -280,45 +282,51 @@ def main() -> None:
     )
     args = parser.parse_args()
     lab("up", "--no-converge")  # builds the image if its recipe changed: not measured
-    runs, scaling = [], {}
-    try:
-        for index in range(args.runs):
-            runs.append(one_run(args.failovers, args.timeout))
-            print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
-        one_worker = {
-            key: statistics.median(run[key] for run in runs)
-            for key in ("converge_s", "converge_kubernetes_s")
-        }
-        for workers in args.workers:
-            scaling.update(scaled(workers, one_worker))
-            print(f"{workers} workers: {scaling}", flush=True)
-    finally:
-        lab("down")
-    report(
-        "kubernetes",
-        {
-            "converge_s": "orch.cluster from nothing, with Kubernetes",
-            "converge_kubernetes_s": "  of which its Kubernetes steps",
-            "noop_s": "orch.cluster no-op re-run",
-            "noop_kubernetes_s": "  of which its Kubernetes steps",
-            "stall_public_s": f"API stall, hard failover, public VIP ({args.timeout} s tries)",
-            "stall_private_s": f"API stall, hard failover, private VIP ({args.timeout} s tries)",
-        },
-        runs,
-        digits=2,
-    )
-    if scaling:
-        labels = {}
-        for workers in args.workers:
-            labels.update(
-                {
-                    f"converge_{workers}_s": f"orch.cluster from nothing, {workers} workers",
-                    f"converge_kubernetes_{workers}_s": "  of which its Kubernetes steps",
-                    f"per_extra_worker_{workers}_s": "  each worker beyond the first",
-                    f"per_extra_worker_kubernetes_{workers}_s": "  of that, Kubernetes steps",
-                }
-            )
-        report("kubernetes_workers", labels, [scaling], digits=2)
+    if args.runs:
+        runs = []
+        try:
+            for index in range(args.runs):
+                runs.append(one_run(args.failovers, args.timeout))
+                print(f"run {index + 1}/{args.runs}: {runs[-1]}", flush=True)
+        finally:
+            lab("down")
+        report("kubernetes", labels(args.timeout), runs, digits=2)
+    if args.workers:
+        # One worker's figures: the runs above, or the last bench.kubernetes's.
+        one_worker = json.loads(RESULTS.read_text())["median"]
+        scaling = {}
+        try:
+            for workers in args.workers:
+                scaling.update(scaled(workers, one_worker))
+                print(f"{workers} workers: {scaling}", flush=True)
+        finally:
+            lab("down")
+        report("kubernetes_workers", worker_labels(args.workers), [scaling], digits=2)
+
+
+def labels(timeout: float) -> dict:
+    return {
+        "converge_s": "orch.cluster from nothing, with Kubernetes",
+        "converge_kubernetes_s": "  of which its Kubernetes steps",
+        "noop_s": "orch.cluster no-op re-run",
+        "noop_kubernetes_s": "  of which its Kubernetes steps",
+        "stall_public_s": f"API stall, hard failover, public VIP ({timeout} s tries)",
+        "stall_private_s": f"API stall, hard failover, private VIP ({timeout} s tries)",
+    }
+
+
+def worker_labels(counts: list[int]) -> dict:
+    found = {}
+    for workers in counts:
+        found.update(
+            {
+                f"converge_{workers}_s": f"orch.cluster from nothing, {workers} workers",
+                f"converge_kubernetes_{workers}_s": "  of which its Kubernetes steps",
+                f"per_extra_worker_{workers}_s": "  each worker beyond the first",
+                f"per_extra_worker_kubernetes_{workers}_s": "  of that, Kubernetes steps",
+            }
+        )
+    return found
 
 
 if __name__ == "__main__":
