@@ -30,6 +30,7 @@ RESULT = STATE_DIR / "converge.json"
 # At most this many failed states are shown for a failed step; the log has them all.
 SHOWN_FAILURES = 10
 REQUISITE_FAILED = "One or more requisite failed"
+RUN_FAILED = "Run failed on minions: "
 
 
 def run(sls: str = "orch.cluster", timeout: float = 1800) -> None:
@@ -168,6 +169,15 @@ def _failures(ret: dict) -> list[str]:
             line = f"{minion}: {state.get('__id__') or key.split('_|-')[1]}: {comment}"
             (skipped if comment.startswith(REQUISITE_FAILED) else found).append(line)
     found = found or skipped
+    # A minion Salt gave up on (a batch's job check unanswered) has no return at all.
+    comment = _short(ret.get("comment"))
+    if comment.startswith(RUN_FAILED):
+        listed = comment.removeprefix(RUN_FAILED).split(" / ")[0].split(", ")
+        found += [
+            f"{minion}: no return (Salt counted it as not responding; see its minion log)"
+            for minion in listed
+            if minion and minion not in (returns if isinstance(returns, dict) else {})
+        ]
     if len(found) > SHOWN_FAILURES:
         found = [*found[:SHOWN_FAILURES], f"... {len(found) - SHOWN_FAILURES} more in {LOG}"]
     return found or [_short(ret.get("comment"))]
