@@ -196,6 +196,21 @@ def etcd() -> dict:
     return __utils__["paas_topology.etcd"](get())
 
 
+def dr() -> dict:
+    """
+    Return how the platform keeps etcd recoverable: snapshot interval and retention (on
+    the nodes and on the master), the master's receive directory, the drill's interval,
+    the beacon's timers, the reactor's debounce and lock expiry, and the etcd cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_topology.dr
+    """
+    return __utils__["paas_topology.dr"](get())
+
+
 def etcd_member(node_id: str | None = None) -> dict:
     """
     Return what the etcd member of a node (this minion by default) runs with: the

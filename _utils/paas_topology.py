@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import os
 import re
 from collections import Counter
 from typing import Any, NamedTuple
@@ -214,9 +215,23 @@ SCHEMA = _mapping(
         ),
         "dr": _mapping(
             {
-                "snapshot_interval_minutes": Field("integer", default=30, minimum=1),
+                # The most data a restore from backup can lose.
+                "snapshot_interval_minutes": Field("integer", default=5, minimum=1),
+                # Verified snapshots kept on each etcd node, and per node on the master.
                 "snapshot_retention": Field("integer", default=48, minimum=1),
+                "offsite_retention": Field("integer", default=288, minimum=1),
+                # Where the master keeps the snapshots the nodes send it.
+                "receive_dir": Field("path", default="/var/lib/paas/dr/snapshots"),
+                # The newest off-node snapshot restored into a scratch etcd and read back.
+                "drill_interval_minutes": Field("integer", default=60, minimum=1),
+                # The beacon's tick, and how often it reports an unchanged state.
+                "beacon_interval_seconds": Field("integer", default=5, minimum=1),
+                "heartbeat_seconds": Field("integer", default=60, minimum=5),
+                # Consecutive bad reports from a member before the reactor acts on it.
                 "unhealthy_reports_before_action": Field("integer", default=3, minimum=1),
+                # A remediation's lock is taken over after this long (a master that
+                # restarted mid-way leaves it behind).
+                "lock_expiry_minutes": Field("integer", default=15, minimum=1),
             }
         ),
         "time": _mapping({"ntp_servers": Field("list", default=[], item=Field("string"))}),
@@ -986,6 +1001,25 @@ def etcd(topology: dict) -> dict:
         "initial_cluster": ",".join(
             f"{name}={member['peer_url']}" for name, member in members.items()
         ),
+    }
+
+
+def dr(topology: dict) -> dict:
+    """
+    How the platform keeps etcd recoverable: the snapshot timer and retention on the
+    nodes and on the master, the master's receive and state directories, the drill's
+    timer, the beacon's timers, the reactor's debounce and its lock's expiry, and the
+    etcd cluster (``etcd``) all of it is about.
+    """
+    topology = with_defaults(topology)
+    settings = topology["dr"]
+    receive_dir = settings["receive_dir"]
+    return {
+        **settings,
+        "etcd": etcd(topology),
+        "master_id": topology["master"]["id"],
+        # The runner's records (beacon reports, the lock, drills, remediations).
+        "state_dir": os.path.join(os.path.dirname(receive_dir.rstrip("/")), "state"),
     }
 
 

@@ -156,12 +156,21 @@ paas:
     leaf_days: 365
     renew_days: 30
 
-  # Optional. Disaster recovery: etcd snapshot interval and how many to keep, and how
-  # many consecutive unhealthy beacon reports the reactor waits for before it acts.
+  # Optional. Disaster recovery: the etcd snapshot interval (the most a restore from
+  # backup loses) and how many to keep on each node and, per node, on the master; the
+  # restore drill's interval; the health beacon's tick and heartbeat; how many
+  # consecutive unhealthy reports the reactor waits for before it acts; when a
+  # remediation's lock is taken over.
   dr:
-    snapshot_interval_minutes: 30
+    snapshot_interval_minutes: 5
     snapshot_retention: 48
+    offsite_retention: 288
+    receive_dir: /var/lib/paas/dr/snapshots
+    drill_interval_minutes: 60
+    beacon_interval_seconds: 5
+    heartbeat_seconds: 60
     unhealthy_reports_before_action: 3
+    lock_expiry_minutes: 15
 
   # Optional. NTP servers for the nodes' time sync (default: none; the
   # distribution's pool). A container takes its clock from its host.

@@ -702,9 +702,15 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "sync_port": 3780,
     }
     assert filled["dr"] == {
-        "snapshot_interval_minutes": 30,
+        "snapshot_interval_minutes": 5,
         "snapshot_retention": 48,
+        "offsite_retention": 288,
+        "receive_dir": "/var/lib/paas/dr/snapshots",
+        "drill_interval_minutes": 60,
+        "beacon_interval_seconds": 5,
+        "heartbeat_seconds": 60,
         "unhealthy_reports_before_action": 3,
+        "lock_expiry_minutes": 15,
     }
     assert filled["time"] == {"ntp_servers": []}
     assert filled["kubernetes"] == {
@@ -938,6 +944,19 @@ def test_etcd_view_follows_an_archive_source(topology_utils, lab_topology):
     }
 
     assert topology_utils.etcd(lab_topology)["bin_dir"] == "/opt/etcd/etcd-v3.5.24-linux-amd64"
+
+
+def test_dr_view_gives_the_timers_the_master_directories_and_the_cluster(
+    topology_utils, lab_topology
+):
+    lab_topology["dr"] = {"receive_dir": "/srv/dr/snapshots", "unhealthy_reports_before_action": 5}
+
+    dr = topology_utils.dr(lab_topology)
+
+    assert (dr["receive_dir"], dr["state_dir"]) == ("/srv/dr/snapshots", "/srv/dr/state")
+    assert (dr["unhealthy_reports_before_action"], dr["snapshot_interval_minutes"]) == (5, 5)
+    assert dr["master_id"] == "paas-master"
+    assert list(dr["etcd"]["members"]) == ["etcd1", "etcd2", "etcd3"]
 
 
 def test_certificate_profiles_follow_roles_and_name_their_paths(topology_utils, lab_topology):
