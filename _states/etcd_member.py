@@ -26,6 +26,9 @@ import time
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "etcd_member"
+# How far back in its unit's journal a member's panic counts: etcd restarted by systemd
+# logs a few dozen lines before it panics again.
+PANIC_LINES = 60
 
 
 def __virtual__():
@@ -105,10 +108,50 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
             return _predicted(ret, f"{name}'s etcd would be started.")
         _service("start", member)
         _record(ret, "service", "stopped", "running")
-        ret["comment"] = _healthy(member, timeout, "was started and is a healthy voting member")
-        return ret
-    ret["comment"] = _healthy(member, timeout, "is a healthy voting member")
-    return ret
+        return _healthy_or_replaced(
+            ret, member, mine, timeout, "was started and is a healthy voting member"
+        )
+    return _healthy_or_replaced(ret, member, mine, timeout, "is a healthy voting member")
+
+
+def _healthy_or_replaced(ret: dict, member: dict, mine: dict, timeout: int, state: str) -> dict:
+    """Wait until the member is healthy; a member whose etcd panics in a loop instead (its
+    data emptied under a running cluster: etcd then starts a fresh log under the old
+    member ID, and the leader's first append is out of its range) is replaced: its data
+    is of no use to anyone, and the cluster has all of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = __salt__["etcd_cluster.member_health"](member["client_url"])
+        if report["healthy"]:
+            ret["comment"] = f"{member['name']} {state}."
+            return ret
+        panic = _panic(member)
+        if panic:
+            if __opts__["test"]:
+                _record(ret, "member", f"voter {mine['id']} panicking", "voter")
+                return _predicted(
+                    ret, f"{member['name']}'s etcd panics ({panic}): it would be replaced."
+                )
+            ret["changes"]["reason"] = f"its etcd panics: {panic}"
+            return _replace(ret, member, mine, timeout)
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"{member['name']} is a member but not healthy: {report['error']}"
+            )
+        time.sleep(1)
+
+
+def _panic(member: dict) -> str | None:
+    """The panic of this member's etcd, when its newest journal lines hold one."""
+    journal = __salt__["cmd.run"](
+        f"journalctl --no-pager -o cat -n {PANIC_LINES} -u {member['service']}",
+        python_shell=False,
+        ignore_retcode=True,
+    )
+    for line in reversed(journal.splitlines()):
+        if line.startswith("panic: "):
+            return line.removeprefix("panic: ").strip()
+    return None
 
 
 def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
@@ -247,6 +290,11 @@ def _start(ret: dict, member: dict, initial_cluster: str, state: str) -> None:
         if not test:
             _wipe(member)
         _record(ret, "data_dir", _entries(len(entries)), "empty")
+    elif not os.path.isdir(member["data_dir"]):
+        # Removed whole (rm -rf): etcd, not root, could not make it again.
+        if not test:
+            _make_data_dir(member)
+        _record(ret, "data_dir", "missing", "empty")
     _write_membership(ret, member, initial_cluster, state)
     if not test:
         _service("start", member)
@@ -313,6 +361,16 @@ def _data_entries(member: dict) -> list[str]:
     return os.listdir(data_dir) if os.path.isdir(data_dir) else []
 
 
+def _make_data_dir(member: dict) -> None:
+    os.makedirs(member["data_dir"], mode=0o700)
+    owner = (
+        __salt__["file.user_to_uid"](member["user"]),
+        __salt__["file.group_to_gid"](member["user"]),
+    )
+    os.chown(member["data_dir"], *owner)
+    os.chmod(member["data_dir"], 0o700)
+
+
 def _wipe(member: dict) -> None:
     for entry in _data_entries(member):
         path = os.path.join(member["data_dir"], entry)
@@ -355,6 +413,48 @@ def _initial_cluster_of(contents: str | None) -> str | None:
         if line.startswith("ETCD_INITIAL_CLUSTER="):
             return line.split("=", 1)[1]
     return None
+
+
+def replaced(name: str, timeout: int = 120) -> dict:
+    """
+    Replace this node's member when it is not healthy: removed from the cluster (refused
+    when that would cost quorum), its etcd stopped and its data wiped, added again as a
+    learner, started, and promoted once caught up. A member that is healthy when the
+    state runs is left alone (it came back on its own). Used by ``orch.etcd_recover``.
+
+    name
+        This node's id; the state only manages the node it runs on.
+
+    timeout
+        Seconds to wait for each step (removal, start, promotion).
+
+    .. code-block:: yaml
+
+        etcd-member-replaced:
+          etcd_member.replaced:
+            - name: etcd3
+    """
+    ret = _ret(name)
+    if name != __opts__["id"]:
+        return _failed(
+            ret,
+            f"etcd_member.replaced manages the node it runs on ({__opts__['id']}), not {name}",
+        )
+    try:
+        member = __salt__["paas_topology.etcd_member"](name)
+        if __salt__["etcd_cluster.member_health"](member["client_url"])["healthy"]:
+            ret["comment"] = f"{name} is healthy: nothing to replace."
+            return ret
+        mine = __salt__["etcd_cluster.lookup_member"](name)
+        if mine is None:
+            return _join(ret, member, timeout)
+        if __opts__["test"]:
+            refusal = __salt__["etcd_cluster.removal_refusal"](name)
+            if refusal:
+                return _failed(ret, refusal)
+        return _replace(ret, member, mine, timeout)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return _failed(ret, str(err))
 
 
 def absent(name: str, timeout: int = 120) -> dict:

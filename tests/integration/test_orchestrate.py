@@ -84,3 +84,31 @@ def test_orchestration_stops_at_a_bad_topology_and_publishes_nothing(
     assert seen.found_all_events, f"the event listener missed: {seen.missed}"
     published = _published_functions(event_listener, salt_master.id, start)
     assert [fun for fun in published if fun != "saltutil.find_job"] == ["test.ping"]
+
+
+@pytest.mark.usefixtures("topology_minion_keys")
+def test_recovering_a_member_that_is_no_etcd_node_is_refused_and_publishes_nothing(
+    salt_master, salt_minion, salt_run_cli, event_listener, lab_topology
+):
+    start = time.time()
+
+    ret = salt_run_cli.run(
+        "state.orchestrate",
+        "orch.etcd_recover",
+        f"pillar={json.dumps({'paas': lab_topology, 'member': 'cp1'})}",
+    )
+
+    assert ret.returncode != 0, ret
+    (check,) = ret.data["data"][salt_master.id].values()
+    assert check["result"] is False
+    assert check["name"] == (
+        "pillar member=cp1 is not an etcd node of the topology (etcd1, etcd2, etcd3)"
+    )
+    ping = salt_master.salt_cli(timeout=60).run("test.ping", minion_tgt=salt_minion.id)
+    assert ping.returncode == 0 and ping.data is True, ping
+    seen = event_listener.wait_for_events(
+        [(salt_master.id, f"salt/job/*/ret/{salt_minion.id}")], after_time=start, timeout=30
+    )
+    assert seen.found_all_events, f"the event listener missed: {seen.missed}"
+    published = _published_functions(event_listener, salt_master.id, start)
+    assert [fun for fun in published if fun != "saltutil.find_job"] == ["test.ping"]

@@ -9,6 +9,8 @@ The real module against real etcd is in tests/functional and tests/e2e.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -45,6 +47,9 @@ class FakeCluster:
         self.failures: dict[str, str] = {}
         # The member id the started etcd answers with (the one member_add gave).
         self.started_as = "30"
+        # Whether this node's etcd answers healthy before the state starts it.
+        self.healthy = True
+        self.journal = "-- journal --"
 
     def view(self, name: str) -> dict:
         """The topology's etcd view of node ``name`` (paas_topology.etcd_member)."""
@@ -57,6 +62,7 @@ class FakeCluster:
             "service": "paas-etcd",
             "membership_env": str(self.data_dir.parent / "membership.env"),
             "token": "paas-test",
+            "user": "etcd",
         }
 
     def salt(self) -> dict:
@@ -83,7 +89,7 @@ class FakeCluster:
             "etcd_cluster.lookup_member": lookup_member,
             "etcd_cluster.initial_cluster": lambda name: "etcd1=a,etcd2=b,etcd3=c",
             "etcd_cluster.member_status": lambda endpoint: {"id": self.started_as},
-            "etcd_cluster.member_health": lambda endpoint: {"healthy": True, "error": None},
+            "etcd_cluster.member_health": self.member_health,
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
             "etcd_cluster.removal_refusal": lambda name: self.refusal,
             "etcd_cluster.member_add": record("etcd_cluster.member_add"),
@@ -93,8 +99,16 @@ class FakeCluster:
             "service.start": record("service.start"),
             "service.stop": record("service.stop"),
             "service.restart": record("service.restart"),
-            "cmd.run": lambda *args, **kwargs: "-- journal --",
+            "cmd.run": lambda *args, **kwargs: self.journal,
+            "file.user_to_uid": lambda user: os.getuid(),
+            "file.group_to_gid": lambda group: os.getgid(),
         }
+
+    def member_health(self, endpoint: str) -> dict:
+        started = any(call[0] == "service.start" for call in self.calls)
+        if self.healthy or started:
+            return {"healthy": True, "error": None}
+        return {"healthy": False, "error": "connection refused"}
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +361,92 @@ def test_a_stopped_member_whose_start_fails_reports_no_change(state_module, clus
     ret = state_module.present("etcd3")
     assert ret["result"] is False and ret["changes"] == {}, ret
     assert "systemctl start paas-etcd failed" in ret["comment"]
+
+
+PANIC = (
+    '{"level":"info","msg":"starting an etcd server"}\n'
+    "panic: tocommit(11) is out of range [lastIndex(0)]. Was the raft log corrupted, "
+    "truncated, or lost?\n"
+    "goroutine 1 [running]:"
+)
+
+
+def test_a_member_whose_emptied_data_makes_it_panic_is_replaced(state_module, cluster):
+    # Its data directory was emptied under a running cluster and systemd restarted it: a
+    # fresh log under the old member ID, a panic on the leader's first append, in a loop.
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member" / "wal").mkdir(parents=True)
+    cluster.healthy, cluster.journal = False, PANIC
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True, ret
+    assert ret["changes"]["reason"].startswith("its etcd panics: tocommit(11) is out of range")
+    assert ret["changes"]["member"] == {"old": "voter 30 without its data", "new": "voter 30"}
+    assert [call[0] for call in cluster.calls] == [
+        "etcd_cluster.member_remove",
+        "etcd_cluster.member_add",
+        "service.stop",
+        "service.start",
+        "etcd_cluster.member_promote",
+    ]
+    assert not (cluster.data_dir / "member").exists()
+
+
+def test_a_panicking_member_is_only_predicted_under_test(state_module, cluster, opts):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    cluster.healthy, cluster.journal, opts["test"] = False, PANIC, True
+    ret = state_module.present("etcd3")
+    assert ret["result"] is None and "it would be replaced" in ret["comment"], ret
+    assert cluster.calls == []
+
+
+def test_an_unhealthy_member_without_a_panic_is_not_replaced(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    cluster.healthy = False
+    ret = state_module.present("etcd3", timeout=0)
+    assert ret["result"] is False
+    assert "is a member but not healthy: connection refused" in ret["comment"]
+    assert cluster.calls == []
+
+
+def test_replaced_leaves_a_healthy_member_alone(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    ret = state_module.replaced("etcd3")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert "nothing to replace" in ret["comment"]
+    assert cluster.calls == []
+
+
+def test_replaced_removes_wipes_and_re_adds_a_member_whose_data_dir_is_gone(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    cluster.data_dir.rmdir()
+    cluster.healthy = False
+    ret = state_module.replaced("etcd3")
+    assert ret["result"] is True, ret
+    assert ret["changes"]["data_dir"] == {"old": "missing", "new": "empty"}
+    assert ret["changes"]["member"]["new"] == "voter 30"
+    assert cluster.data_dir.is_dir() and oct(cluster.data_dir.stat().st_mode)[-3:] == "700"
+    assert [call[0] for call in cluster.calls][:2] == [
+        "etcd_cluster.member_remove",
+        "etcd_cluster.member_add",
+    ]
+
+
+def test_replaced_refuses_what_would_cost_quorum(state_module, cluster, opts):
+    cluster.members.append(_member("etcd3"))
+    cluster.healthy = False
+    cluster.refusal = "removing etcd3 would leave 1 of 2 voters healthy: quorum is 2"
+    opts["test"] = True
+    ret = state_module.replaced("etcd3")
+    assert ret["result"] is False and ret["comment"] == cluster.refusal
+    opts["test"] = False
+    cluster.failures["etcd_cluster.member_remove"] = cluster.refusal
+    ret = state_module.replaced("etcd3")
+    assert ret["result"] is False and ret["comment"] == cluster.refusal
+    assert ret["changes"] == {}
+
+
+def test_replaced_manages_only_the_node_it_runs_on(state_module, cluster):
+    ret = state_module.replaced("etcd1")
+    assert ret["result"] is False and "manages the node it runs on (etcd3)" in ret["comment"]
