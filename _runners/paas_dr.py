@@ -1,0 +1,644 @@
+"""
+The master's decision on etcd health reports: recover a lost member, restore a cluster
+that lost quorum, or do nothing.
+
+The reactor (``reactor/etcd_health.sls``) hands every ``salt/beacon/*/etcd_health/``
+event to ``react``, which records the report, decides with ``decide`` (a pure function
+of the reports, the ``paas:dr`` settings and the time) and, when the decision is to act,
+takes the master-side lock, runs ``orch.etcd_recover`` or ``orch.etcd_restore`` and
+records the outcome. One remediation runs at a time: an event that would start another
+while the lock is held is recorded and dropped.
+
+Records, in the ``paas:dr`` view's ``state_dir`` on the master, each written whole (a
+temporary file, then renamed over the old one):
+
+- ``reports.json``: per member the latest report, its recent states and its count of
+  consecutive unhealthy reports; the last decision;
+- ``lock.json``: the remediation running (owner, action, member, taken, expires);
+- ``remediations.json``: the last 50 remediations and their outcomes;
+- ``dropped.json``: the last 50 events dropped because a remediation held the lock.
+
+:depends: the ``paas_topology`` utils module (``utils_dirs`` in the master config)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fcntl
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+
+import salt.pillar
+from salt.exceptions import SaltRunnerError
+
+__virtualname__ = "paas_dr"
+
+log = logging.getLogger(__name__)
+
+REPORTS = "reports.json"
+REMEDIATIONS = "remediations.json"
+DROPPED = "dropped.json"
+LOCK = "lock.json"
+# Held around every read-modify-write of the records and the lock: the reactor runs
+# reactions in threads of one process, and an operator's salt-run is another process.
+RECORDS_LOCK = ".records.lock"
+KEEP = 50
+# How many of a member's recent states reports.json keeps (at least the debounce's N).
+RECENT = 10
+# A report is fresh for this many beacon intervals; an unhealthy member reports on every
+# interval, so a member silent for longer is silent.
+FRESH_INTERVALS = 3
+# What etcd raises on a member whose data no longer matches the others': the member,
+# not the cluster, is to be replaced.
+CORRUPT = "CORRUPT"
+ORCHESTRATIONS = {"recover": "orch.etcd_recover", "restore": "orch.etcd_restore"}
+# The fields of a beacon report that reports.json keeps.
+REPORT_FIELDS = (
+    "member",
+    "state",
+    "serving",
+    "health",
+    "member_id",
+    "leader",
+    "raft_index",
+    "raft_term",
+    "revision",
+    "db_size",
+    "quota_bytes",
+    "alarms",
+    "data_dir",
+    "service",
+    "peers",
+    "error",
+    "reason",
+    "time",
+)
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def react(event: dict) -> dict:
+    """
+    Record one ``etcd_health`` beacon report, decide, and act on the decision: run
+    ``orch.etcd_recover`` (pillar ``member``, ``dr_owner``) or ``orch.etcd_restore``
+    (pillar ``dr_owner``) under the lock, and record the outcome. Returns the decision:
+    ``action`` (none, recover, restore), ``member``, ``rule``, ``reason``, and when it
+    acted or was dropped, ``owner`` and ``outcome`` (ok, failed, dropped).
+
+    The reactor calls it for every ``salt/beacon/*/etcd_health/`` event.
+
+    event
+        The beacon's event data (``member``, ``state``, ``leader``, ``peers``, ``time``...).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.react event='{"member": "etcd3", "state": "down", "time": 1764000000}'
+    """
+    if isinstance(event, str):
+        event = json.loads(event)
+    settings = _settings()
+    state_dir = settings["state_dir"]
+    member = event.get("member") if isinstance(event, dict) else None
+    if member not in settings["etcd"]["members"]:
+        raise SaltRunnerError(
+            f"paas_dr.react: the event's member {member!r} is no etcd member of the topology "
+            f"(members: {', '.join(settings['etcd']['members'])})"
+        )
+    now = time.time()
+    with _records(state_dir):
+        reports = _read(state_dir, REPORTS, {})
+        _record_report(reports, event, now, _debounce(settings))
+        decision = decide(reports.get("members", {}), settings, now)
+        reports["last_decision"] = {**decision, "time": now, "event_member": member}
+        _write(state_dir, REPORTS, reports)
+        if decision["action"] == "none":
+            return decision
+        owner = _owner(now)
+        taken, lock_record = _take_lock(state_dir, owner, decision, settings, now)
+        if not taken:
+            _append(
+                state_dir,
+                DROPPED,
+                {
+                    "time": now,
+                    "member": member,
+                    "state": event.get("state"),
+                    "action": decision["action"],
+                    "target": decision["member"],
+                    "held_by": lock_record.get("owner"),
+                },
+            )
+            return {**decision, "owner": lock_record.get("owner"), "outcome": "dropped"}
+    return _remediate(state_dir, decision, owner, lock_record)
+
+
+def decide(reports: dict, settings: dict, now: float) -> dict:
+    """
+    What to do about the members' reports (``reports.json``'s ``members``: per member
+    ``latest`` and ``recent``) at time ``now``, with the ``paas:dr`` view ``settings``.
+    A pure function: it reads nothing else and changes nothing.
+
+    - recover member X: X's last N reports (N = ``unhealthy_reports_before_action``) are
+      all ``down`` or a ``CORRUPT`` alarm (a healthy report between resets the count),
+      the newest within 3 beacon intervals; and a quorum of the other voters report
+      ``healthy``, agree on the leader and see X's /health fail; never when removing X
+      would leave fewer healthy voters than the remaining voters' quorum;
+    - X ``isolated`` while a quorum of the others is healthy is a partition: none;
+    - restore: no member healthy, every member reporting has its last N reports
+      ``down`` or ``isolated`` (quorum lost), every other member silent for 3 intervals
+      and seen down by those reporting;
+    - anything else, or stale reports: none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # react calls it; the last decision is in the summary
+        salt-run paas_dr.summary
+    """
+    voters = list(settings["etcd"]["members"])
+    needed = _debounce(settings)
+    fresh = {
+        member: reports[member]
+        for member in voters
+        if member in reports and _fresh(reports[member]["latest"], settings, now)
+    }
+    healthy = [member for member in voters if _state(fresh.get(member)) == "healthy"]
+    if healthy:
+        return _decide_with_healthy(voters, fresh, healthy, needed)
+    return _decide_without_healthy(voters, fresh, needed)
+
+
+def lock() -> dict | None:
+    """
+    The remediation lock, or None when no remediation holds it: owner, action, member,
+    taken, expires, and ``expired`` (an expired lock is taken over by the next
+    remediation).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.lock
+    """
+    settings = _settings()
+    record = _read(settings["state_dir"], LOCK, None)
+    if record is None:
+        return None
+    return {**record, "expired": _lock_is_stale(record, time.time())}
+
+
+def unlock(owner: str) -> dict:
+    """
+    Remove the remediation lock held by ``owner`` (the ``owner`` that ``paas_dr.lock``
+    shows), for an operator who knows its remediation is no longer running. Refused when
+    another owner holds it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.unlock owner=20261126132700123456
+    """
+    state_dir = _settings()["state_dir"]
+    with _records(state_dir):
+        record = _read(state_dir, LOCK, None)
+        if record is None:
+            return {"unlocked": False, "owner": owner, "comment": "no lock is held"}
+        if record.get("owner") != owner:
+            raise SaltRunnerError(
+                f"paas_dr.unlock: the lock in {os.path.join(state_dir, LOCK)} is held by "
+                f"{record.get('owner')!r}, not {owner!r}; paas_dr.lock shows it"
+            )
+        os.unlink(os.path.join(state_dir, LOCK))
+    return {"unlocked": True, "owner": owner, "lock": record}
+
+
+def summary(dropped: int = 10) -> dict:
+    """
+    The reactor's side of disaster recovery as data: the lock, the last remediation and
+    its outcome, the last ``dropped`` events dropped during a remediation, the last
+    decision, and per member its latest state, the report's age and its count of
+    consecutive unhealthy reports.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.summary
+    """
+    state_dir = _settings()["state_dir"]
+    now = time.time()
+    record = _read(state_dir, LOCK, None)
+    remediations = _read(state_dir, REMEDIATIONS, [])
+    reports = _read(state_dir, REPORTS, {})
+    return {
+        "lock": None if record is None else {**record, "expired": _lock_is_stale(record, now)},
+        "last_remediation": remediations[-1] if remediations else None,
+        "dropped": _read(state_dir, DROPPED, [])[-dropped:] if dropped > 0 else [],
+        "last_decision": reports.get("last_decision"),
+        "members": {
+            member: {
+                "state": entry["latest"].get("state"),
+                "age_s": round(now - _report_time(entry["latest"]), 1),
+                "consecutive_unhealthy": entry.get("consecutive_unhealthy", 0),
+            }
+            for member, entry in reports.get("members", {}).items()
+        },
+    }
+
+
+def _decide_with_healthy(voters: list[str], fresh: dict, healthy: list[str], needed: int):
+    """Quorum may hold: a member lost, a partition, or nothing to do."""
+    waiting = []
+    for member in voters:
+        entry = fresh.get(member)
+        state = _state(entry)
+        if entry is None or state == "healthy":
+            continue
+        others = [other for other in voters if other != member]
+        quorum = len(others) // 2 + 1
+        healthy_others = [other for other in healthy if other != member]
+        if state == "isolated" and len(healthy_others) >= quorum:
+            return _decision(
+                "none",
+                member,
+                "partition",
+                f"{member} is isolated while {', '.join(healthy_others)} are healthy: a "
+                "partition, not a lost member; never acted on",
+            )
+        recent = entry.get("recent", [])[-needed:]
+        if len(recent) < needed or not all(_replaceable(report) for report in recent):
+            waiting.append(f"{member} ({len(recent)} of {needed} down or corrupt in a row)")
+            continue
+        if len(healthy_others) < quorum:
+            return _decision(
+                "none",
+                member,
+                "quorum",
+                f"removing {member} would leave {len(healthy_others)} healthy voters, fewer "
+                f"than the quorum of {quorum} of the remaining {len(others)}",
+            )
+        confirming = _confirming(member, healthy_others, fresh)
+        if len(confirming) < quorum:
+            return _decision(
+                "none",
+                member,
+                "unconfirmed",
+                f"{member} reports {state} but only {len(confirming)} of the others "
+                f"({', '.join(confirming) or 'none'}) agree on a leader and see its /health "
+                f"fail; {quorum} must",
+            )
+        return _decision(
+            "recover",
+            member,
+            "recover",
+            f"{member} reported {state} {needed} times in a row and "
+            f"{', '.join(confirming)} see it fail under one leader",
+        )
+    if waiting:
+        return _decision("none", None, "debounce", f"waiting: {'; '.join(waiting)}")
+    return _decision("none", None, "healthy", f"{', '.join(healthy)} healthy, nothing to do")
+
+
+def _decide_without_healthy(voters: list[str], fresh: dict, needed: int) -> dict:
+    """No member healthy: quorum lost when every member is down, isolated or silent."""
+    if not fresh:
+        return _decision(
+            "none", None, "stale", "no member reported within 3 beacon intervals; nothing to act on"
+        )
+    for member, entry in fresh.items():
+        recent = entry.get("recent", [])[-needed:]
+        if len(recent) < needed or not all(_quorum_lost(report) for report in recent):
+            return _decision(
+                "none",
+                member,
+                "debounce",
+                f"no member healthy, but {member}'s last {needed} reports are not all down "
+                "or isolated",
+            )
+    silent = [member for member in voters if member not in fresh]
+    for member in silent:
+        seeing = [other for other, entry in fresh.items() if _peer(entry, member) is not False]
+        if seeing:
+            return _decision(
+                "none",
+                member,
+                "unconfirmed",
+                f"{member} is silent but {', '.join(seeing)} do not see its /health fail",
+            )
+    silent_text = f"; {', '.join(silent)} silent" if silent else ""
+    return _decision(
+        "restore",
+        None,
+        "restore",
+        f"no member healthy: {', '.join(fresh)} down or isolated {needed} times in a row"
+        f"{silent_text}",
+    )
+
+
+def _decision(action: str, member: str | None, rule: str, reason: str) -> dict:
+    return {
+        "action": action,
+        "member": member,
+        "rule": rule,
+        "reason": reason,
+        "owner": None,
+        "outcome": None,
+    }
+
+
+def _confirming(member: str, healthy_others: list[str], fresh: dict) -> list[str]:
+    """The healthy others that see ``member``'s /health fail, under the leader most of
+    them follow."""
+    leaders: dict[str, list[str]] = {}
+    for other in healthy_others:
+        latest = fresh[other]["latest"]
+        if latest.get("leader") and _peer(fresh[other], member) is False:
+            leaders.setdefault(latest["leader"], []).append(other)
+    return max(leaders.values(), key=len, default=[])
+
+
+def _peer(entry: dict, member: str):
+    return (entry["latest"].get("peers") or {}).get(member)
+
+
+def _replaceable(report: dict) -> bool:
+    """A state that replacing the member mends: it does not answer, or its data is corrupt."""
+    return report.get("state") == "down" or (
+        report.get("state") == "alarm" and CORRUPT in (report.get("alarms") or [])
+    )
+
+
+def _quorum_lost(report: dict) -> bool:
+    return report.get("state") in ("down", "isolated")
+
+
+def _state(entry: dict | None) -> str | None:
+    return None if entry is None else entry["latest"].get("state")
+
+
+def _fresh(report: dict, settings: dict, now: float) -> bool:
+    """An unhealthy member reports every beacon interval; a healthy one once per heartbeat."""
+    interval = settings["beacon_interval_seconds"]
+    window = FRESH_INTERVALS * interval
+    if report.get("state") == "healthy":
+        window += settings["heartbeat_seconds"]
+    return now - _report_time(report) <= window
+
+
+def _report_time(report: dict) -> float:
+    return float(report.get("time") or report.get("received") or 0)
+
+
+def _debounce(settings: dict) -> int:
+    return max(1, int(settings["unhealthy_reports_before_action"]))
+
+
+def _record_report(reports: dict, event: dict, now: float, needed: int) -> None:
+    """Add the event to its member's entry; an event older than the member's latest
+    report (the reactor's threads may deliver them out of order) changes nothing."""
+    members = reports.setdefault("members", {})
+    report = {key: copy.deepcopy(event[key]) for key in REPORT_FIELDS if key in event}
+    report["received"] = now
+    report.setdefault("time", now)
+    entry = members.get(event["member"])
+    if entry is not None and _report_time(entry["latest"]) > _report_time(report):
+        return
+    recent = [] if entry is None else entry.get("recent", [])
+    recent = [
+        *recent,
+        {key: report.get(key) for key in ("state", "alarms", "time")},
+    ][-max(RECENT, needed) :]
+    unhealthy = 0 if entry is None else entry.get("consecutive_unhealthy", 0)
+    members[event["member"]] = {
+        "latest": report,
+        "recent": recent,
+        "consecutive_unhealthy": 0 if report.get("state") == "healthy" else unhealthy + 1,
+    }
+
+
+def _remediate(state_dir: str, decision: dict, owner: str, lock_record: dict) -> dict:
+    """Run the decision's orchestration, then release the lock and record the outcome,
+    whatever happened."""
+    pillar = {"dr_owner": owner}
+    if decision["action"] == "recover":
+        pillar["member"] = decision["member"]
+    orchestration = ORCHESTRATIONS[decision["action"]]
+    started = time.time()
+    clock = time.monotonic()
+    outcome, failed = "failed", []
+    log.warning(
+        "paas_dr: %s started %s (%s), owner %s",
+        decision["rule"],
+        orchestration,
+        decision["reason"],
+        owner,
+    )
+    try:
+        result = __salt__["state.orchestrate"](orchestration, pillar=pillar)
+        failed = _failed_steps(result)
+        outcome = "ok" if not failed else "failed"
+    # Whatever failed, the failure is recorded and the lock released.
+    except Exception as err:
+        failed = [{"step": orchestration, "comment": f"{type(err).__name__}: {err}"}]
+    finally:
+        duration = round(time.monotonic() - clock, 3)
+        with _records(state_dir):
+            released = _release_lock(state_dir, owner)
+            reports = _read(state_dir, REPORTS, {})
+            # What was reported before and during the remediation is spent: acting
+            # again takes N new unhealthy reports.
+            for entry in reports.get("members", {}).values():
+                entry["recent"] = []
+                entry["consecutive_unhealthy"] = 0
+            _write(state_dir, REPORTS, reports)
+            _append(
+                state_dir,
+                REMEDIATIONS,
+                {
+                    "owner": owner,
+                    "action": decision["action"],
+                    "member": decision["member"],
+                    "orchestration": orchestration,
+                    "reason": decision["reason"],
+                    "started": started,
+                    "finished": time.time(),
+                    "duration_s": duration,
+                    "outcome": outcome,
+                    "failed_steps": failed,
+                    "took_over": lock_record.get("took_over"),
+                    "lock_released": released,
+                },
+            )
+    log.warning("paas_dr: %s %s in %.1f s, owner %s", orchestration, outcome, duration, owner)
+    return {**decision, "owner": owner, "outcome": outcome, "failed_steps": failed}
+
+
+def _failed_steps(result) -> list[dict]:
+    """The orchestration's failed steps with their comments; a render error is one."""
+    if not isinstance(result, dict) or "data" not in result:
+        return [{"step": "orchestration", "comment": f"unexpected return: {result!r}"}]
+    failed = []
+    for minion, steps in result["data"].items():
+        if not isinstance(steps, dict):
+            failed.extend({"step": minion, "comment": str(error)} for error in steps or [])
+            continue
+        for key, step in sorted(steps.items(), key=lambda item: item[1].get("__run_num__", 0)):
+            if step.get("result") is False:
+                failed.append(
+                    {"step": step.get("__id__", key), "comment": str(step.get("comment", ""))}
+                )
+    if not failed and result.get("retcode", 0) != 0:
+        failed.append({"step": "orchestration", "comment": f"retcode {result['retcode']}"})
+    return failed
+
+
+def _owner(now: float) -> str:
+    # The runner job's id names the remediation in the master's job cache; by hand
+    # (no job) the time does.
+    jid = globals().get("__jid__")
+    return str(jid) if jid else f"react-{now:.6f}"
+
+
+def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: float):
+    """(True, the lock written) when taken, (False, the holder's lock) when it is held.
+    Called with the records lock held."""
+    path = os.path.join(state_dir, LOCK)
+    record = {
+        "owner": owner,
+        "action": decision["action"],
+        "member": decision["member"],
+        "taken": now,
+        "expires": now + settings["lock_expiry_minutes"] * 60,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "pid_started": _process_started(os.getpid()),
+        "took_over": None,
+    }
+    held = _read(state_dir, LOCK, None)
+    if os.path.exists(path):
+        if held is not None and not _lock_is_stale(held, now):
+            return False, held
+        record["took_over"] = held if held is not None else {"owner": None, "unreadable": True}
+        log.warning("paas_dr: taking over the stale lock of %s", (held or {}).get("owner"))
+        os.unlink(path)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(record, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True, record
+
+
+def _release_lock(state_dir: str, owner: str) -> bool:
+    """Remove the lock if it is still ``owner``'s (an operator may have unlocked it, or
+    a later remediation taken it over). Called with the records lock held."""
+    held = _read(state_dir, LOCK, None)
+    if held is None or held.get("owner") != owner:
+        return False
+    os.unlink(os.path.join(state_dir, LOCK))
+    return True
+
+
+def _lock_is_stale(record: dict, now: float) -> bool:
+    """Expired, or its holder (a process on this host) is gone: a master restarted in
+    the middle of a remediation leaves a lock nobody will release."""
+    if now >= float(record.get("expires", 0)):
+        return True
+    if record.get("host") != socket.gethostname() or not record.get("pid"):
+        return False
+    started = _process_started(int(record["pid"]))
+    return started is None or started != record.get("pid_started")
+
+
+def _process_started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (from /proc), which tells a
+    process from a later one with the same pid; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # The command name (2nd field) may hold spaces and parentheses; it ends at the last ")".
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+@contextlib.contextmanager
+def _records(state_dir: str):
+    os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    with open(os.path.join(state_dir, RECORDS_LOCK), "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read(state_dir: str, name: str, default):
+    path = os.path.join(state_dir, name)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as err:
+        log.error("paas_dr: %s is unreadable (%s); starting it anew", path, err)
+        return default
+
+
+def _write(state_dir: str, name: str, data) -> None:
+    descriptor, partial = tempfile.mkstemp(prefix=f".{name}.", dir=state_dir)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(partial, 0o640)
+        os.replace(partial, os.path.join(state_dir, name))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def _append(state_dir: str, name: str, entry: dict) -> None:
+    _write(state_dir, name, [*_read(state_dir, name, []), entry][-KEEP:])
+
+
+def _settings() -> dict:
+    """The ``paas:dr`` view of the topology in the master's pillar."""
+    if "paas_topology.dr" not in __utils__:
+        utils_dirs = ", ".join(__opts__.get("utils_dirs") or []) or "none"
+        raise SaltRunnerError(
+            "paas_dr: the paas_topology utils module is not loaded; the master's utils_dirs "
+            f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
+        )
+    pillar = _master_pillar()
+    if pillar.get("_errors"):
+        raise SaltRunnerError(f"paas_dr: the pillar did not render: {pillar['_errors']}")
+    if "paas" not in pillar:
+        raise SaltRunnerError(
+            "paas_dr: the pillar has no paas key (is pillar/top.sls assigning it?)"
+        )
+    return __utils__["paas_topology.dr"](pillar["paas"])
+
+
+def _master_pillar() -> dict:
+    # The pillar the master's own minion (the one that runs orchestrations) sees.
+    pillar = salt.pillar.get_pillar(
+        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
+    )
+    try:
+        return pillar.compile_pillar()
+    finally:
+        pillar.destroy()
