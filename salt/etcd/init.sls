@@ -3,3 +3,4 @@ include:
   - etcd.install
   - etcd.config
   - etcd.service
+  - etcd.backup
