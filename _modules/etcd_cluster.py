@@ -102,6 +102,12 @@ _FIELDS = {
         ("dbSizeInUse", 9, "int64", False),
         ("isLearner", 10, "bool", False),
     ],
+    "HashKVRequest": [("revision", 1, "int64", False)],
+    "HashKVResponse": [
+        ("header", 1, "bytes", False),
+        ("hash", 2, "uint32", False),
+        ("compact_revision", 3, "int64", False),
+    ],
 }
 _METHODS = {
     "MemberList": ("Cluster", "MemberListRequest", "MemberListResponse"),
@@ -109,6 +115,7 @@ _METHODS = {
     "MemberPromote": ("Cluster", "MemberPromoteRequest", "MemberListResponse"),
     "MemberRemove": ("Cluster", "MemberRemoveRequest", "MemberListResponse"),
     "Status": ("Maintenance", "StatusRequest", "StatusResponse"),
+    "HashKV": ("Maintenance", "HashKVRequest", "HashKVResponse"),
 }
 
 
@@ -375,14 +382,18 @@ def member_status(endpoint: str) -> dict:
 
 
 def _header_member_id(header: bytes) -> int:
-    # ResponseHeader: cluster_id = 1, member_id = 2 (varints).
+    return _header(header).get(2, 0)
+
+
+def _header(header: bytes) -> dict:
+    # ResponseHeader: cluster_id = 1, member_id = 2, revision = 3, raft_term = 4 (varints).
     position, fields = 0, {}
     while position < len(header):
         key, position = _varint(header, position)
         if key & 7 != 0:
             break
         fields[key >> 3], position = _varint(header, position)
-    return fields.get(2, 0)
+    return fields
 
 
 def _varint(data: bytes, position: int) -> tuple[int, int]:
@@ -424,6 +435,43 @@ def status(endpoint: str | None = None) -> dict:
         report[name] = {**member, **state, "is_leader": state["leader"] == member["id"]}
     leader = names.get(leaders.pop()) if len(leaders) == 1 else None
     return {"leader": leader, "members": report}
+
+
+def hashkv(revision: int | None = None) -> dict:
+    """
+    Return every started member's hash of its key-value store at one revision (the
+    newest the first answering member has, unless given), and whether they are equal:
+    members that applied the same history have the same hash, as ``etcdctl endpoint
+    hashkv`` compares.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.hashkv
+    """
+    listed = [member for member in members() if member["client_urls"]]
+    if revision is None:
+        first = _first_answer(None, lambda client: _call(client, "HashKV", revision=0))
+        revision = _header(first.header).get(3, 0)
+    report = {}
+    for member in listed:
+        name = member["name"] or member["peer_urls"][0]
+        try:
+            reply = _first_answer(
+                member["client_urls"][0],
+                lambda client: _call(client, "HashKV", revision=revision),
+            )
+        except CommandExecutionError as err:
+            report[name] = {"hash": None, "error": str(err)}
+            continue
+        report[name] = {"hash": reply.hash, "compact_revision": reply.compact_revision}
+    hashes = {entry["hash"] for entry in report.values()}
+    return {
+        "revision": revision,
+        "equal": len(hashes) == 1 and None not in hashes,
+        "members": report,
+    }
 
 
 def overview(endpoint: str | None = None) -> dict:
@@ -696,6 +744,9 @@ def snapshot_restore(
     name: str | None = None,
     initial_cluster: str | None = None,
     token: str | None = None,
+    *,
+    bump_revision: int = 0,
+    set_aside: bool = False,
 ) -> dict:
     """
     Restore ``snapshot`` (checked first) into a new data directory for member ``name``
@@ -703,6 +754,16 @@ def snapshot_restore(
     topology by default), owned by etcd with mode 0700. Refuses a data directory that
     holds data. Every member restored from one snapshot gets the same cluster token,
     derived from the snapshot unless given.
+
+    bump_revision
+        Raise the restored store's revision by this much and mark it compacted there
+        (etcdutl 3.5.10 and later): a client that watched the lost cluster (an
+        apiserver's cache) then sees a compaction, never revisions going back.
+
+    set_aside
+        Move what the data directory holds (a store etcd could not read, a log started
+        afresh) to ``<data_dir>.before-restore`` instead of refusing it; the one set
+        aside by an earlier restore is dropped.
 
     CLI Example:
 
@@ -714,6 +775,10 @@ def snapshot_restore(
     config = settings()
     name = name or __opts__["id"]
     data_dir = data_dir or config["data_dir"]
+    if set_aside and os.path.isdir(data_dir) and os.listdir(data_dir):
+        aside = f"{data_dir.rstrip('/')}.before-restore"
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(data_dir, aside)
     if os.path.isdir(data_dir) and os.listdir(data_dir):
         what = "an etcd member's data" if "member" in os.listdir(data_dir) else "files"
         raise CommandExecutionError(
@@ -729,6 +794,14 @@ def snapshot_restore(
     if name not in peers:
         raise SaltInvocationError(f"{name} is not in initial_cluster {initial_cluster}")
     token = token or f"{config['token']}-restore-{checked['sha256'][:12]}"
+    bump = []
+    if bump_revision:
+        if config["line"] == "3.4":
+            raise CommandExecutionError(
+                "etcd 3.4's etcdctl cannot bump a restored revision: restoring without it "
+                "would take the revision back under every watcher (etcd 3.5.10 or later)"
+            )
+        bump = [f"--bump-revision={int(bump_revision)}", "--mark-compacted"]
     parent = os.path.dirname(data_dir.rstrip("/"))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".restore-", dir=parent)
@@ -743,6 +816,7 @@ def snapshot_restore(
             f"--initial-cluster={initial_cluster}",
             f"--initial-cluster-token={token}",
             f"--initial-advertise-peer-urls={peers[name]}",
+            *bump,
         )
         for root, dirs, files in os.walk(target):
             for entry in [root, *(os.path.join(root, item) for item in dirs + files)]:
@@ -753,7 +827,108 @@ def snapshot_restore(
         os.replace(target, data_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {**checked, "data_dir": data_dir, "name": name, "token": token}
+    return {
+        **checked,
+        "data_dir": data_dir,
+        "name": name,
+        "token": token,
+        "revision": checked["revision"] + int(bump_revision),
+    }
+
+
+def local_data() -> dict:
+    """
+    Return what this node's member has on disk, read with etcd stopped: whether its data
+    directory holds a member's store, and that store's revision and key count (what a
+    restore from this member would keep). A store that etcd's own tool cannot read is
+    reported with the reason, as no data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.local_data
+    """
+    config = settings()
+    name = __opts__["id"]
+    database = os.path.join(config["data_dir"], "member", "snap", "db")
+    report = {"member": name, "data": False, "revision": None, "keys": None, "db": database}
+    if __salt__["service.status"](config["service"]):
+        raise CommandExecutionError(
+            f"{name}'s etcd runs: its store is read with etcd stopped ({config['service']})"
+        )
+    if not os.path.isfile(database):
+        return {**report, "error": f"{database} does not exist"}
+    try:
+        status_report = json.loads(_etcd_tool("snapshot", "status", database, "--write-out=json"))
+    except (CommandExecutionError, ValueError) as err:
+        return {**report, "error": str(err)}
+    return {
+        **report,
+        "data": True,
+        "revision": status_report["revision"],
+        "keys": status_report["totalKey"],
+    }
+
+
+def force_new_cluster(timeout: int = 120) -> dict:
+    """
+    Make this node's member, with its data as it is, the only member of a new cluster
+    (``--force-new-cluster``), once: every other member must be stopped first (while old
+    members run, they would still count it as one of theirs). Started with the flag,
+    healthy alone, then restarted without it. The others are added back afterwards as
+    new members (``orch.etcd_restore``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call etcd_cluster.force_new_cluster
+    """
+    config = settings()
+    name = __opts__["id"]
+    service = config["service"]
+    own_url = config["members"][name]["client_url"]
+    flag = config["force_new_cluster_env"]
+    _service("stop", service)
+    os.makedirs(os.path.dirname(flag), exist_ok=True)
+    try:
+        with open(flag, "w", encoding="utf-8") as handle:
+            handle.write(
+                "# Written by etcd_cluster.force_new_cluster for one start.\n"
+                "ETCD_FORCE_NEW_CLUSTER=true\n"
+            )
+        _service("start", service)
+        _wait_alone(name, own_url, timeout)
+    finally:
+        if os.path.exists(flag):
+            os.unlink(flag)
+    _service("restart", service)
+    listed = _wait_alone(name, own_url, timeout)
+    return {"member": name, "members": listed, "raft_index": member_status(own_url)["raft_index"]}
+
+
+def _service(action: str, service: str) -> None:
+    if not __salt__[f"service.{action}"](service):
+        raise CommandExecutionError(f"systemctl {action} {service} failed")
+
+
+def _wait_alone(name: str, url: str, timeout: int) -> list[str]:
+    """Wait until the member at ``url`` is healthy and the cluster's only member."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = member_health(url)
+        listed = []
+        if report["healthy"]:
+            listed = [member["name"] for member in members(url)]
+            if listed == [name]:
+                return listed
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"{name} did not come up as the only member of a new cluster within "
+                f"{timeout}s: {report['error'] or f'members {listed}'}"
+            )
+        time.sleep(1)
 
 
 def _etcd_tool(*argv: str) -> str:

@@ -329,6 +329,10 @@ KUBERNETES = {
     "kubelet_kubeconfig": "/etc/kubernetes/kubelet.conf",
     "pki_dir": "/etc/kubernetes/pki",
     "manifests_dir": "/etc/kubernetes/manifests",
+    # Where a restore of etcd keeps the control plane's static Pod manifests meanwhile:
+    # out of the kubelet's staticPodPath, so the kubelet stops those Pods.
+    "paused_manifests_dir": "/etc/kubernetes/paas-paused-manifests",
+    "control_plane_components": ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
     "containerd_socket": "/run/containerd/containerd.sock",
     "services": {"containerd": "containerd", "kubelet": "kubelet"},
 }
@@ -988,6 +992,9 @@ def etcd(topology: dict) -> dict:
         "env_file": f"{config_dir}/etcd.env",
         # Written when a member joins; the unit reads it only while the data dir is empty.
         "membership_env": f"{config_dir}/membership.env",
+        # Present for one start only (etcd_cluster.force_new_cluster); under /run, so a
+        # reboot never keeps it.
+        "force_new_cluster_env": f"/run/{ETCD['service']}/force-new-cluster.env",
         "data_dir": settings["data_dir"],
         "snapshot_dir": settings["snapshot_dir"],
         "heartbeat_ms": settings["heartbeat_ms"],
@@ -1109,6 +1116,8 @@ def kubernetes(topology: dict) -> dict:
         "kubelet_kubeconfig": KUBERNETES["kubelet_kubeconfig"],
         "pki_dir": KUBERNETES["pki_dir"],
         "manifests_dir": KUBERNETES["manifests_dir"],
+        "paused_manifests_dir": KUBERNETES["paused_manifests_dir"],
+        "control_plane_components": list(KUBERNETES["control_plane_components"]),
         "containerd_socket": KUBERNETES["containerd_socket"],
         "cri_socket": f"unix://{KUBERNETES['containerd_socket']}",
         "services": dict(KUBERNETES["services"]),
