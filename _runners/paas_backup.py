@@ -78,13 +78,7 @@ def _dr() -> dict:
             "paas_backup: the paas_topology utils module is not loaded; the master's "
             "utils_dirs must hold the repository's _utils (etc/salt/master)"
         )
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        compiled = pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    compiled = _master_pillar()
     if compiled.get("_errors"):
         raise SaltRunnerError(f"paas_backup: the pillar did not render: {compiled['_errors']}")
     if "paas" not in compiled:
@@ -95,6 +89,17 @@ def _dr() -> dict:
             "paas_backup: invalid topology (salt-run paas.validate): " + "; ".join(map(str, errors))
         )
     return __utils__["paas_topology.dr"](compiled["paas"])
+
+
+def _master_pillar() -> dict:
+    # The pillar the master's own minion (the one that runs orchestrations) sees.
+    pillar = salt.pillar.get_pillar(
+        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
+    )
+    try:
+        return pillar.compile_pillar()
+    finally:
+        pillar.destroy()
 
 
 def parse_name(name: str) -> dict | None:
