@@ -8,14 +8,13 @@ five members and back while a writer keeps writing.
 from __future__ import annotations
 
 import subprocess
-import threading
-from pathlib import Path
 
 import etcd3
 import grpc
 import pytest
 
 from lab.processes import wait_for
+from tests.e2e.etcd_helpers import ADDRESSES, PKI, Writer, admin_client, client
 from tests.e2e.lab_helpers import (
     failures,
     lab_command,
@@ -29,9 +28,6 @@ from tests.e2e.lab_helpers import (
 pytestmark = pytest.mark.e2e
 
 ETCD = ["etcd1", "etcd2", "etcd3"]
-ADDRESSES = {f"etcd{n}": f"198.18.1.{20 + n}" for n in range(1, 6)}
-# The master's own minion holds the admin client certificate, on this host.
-PKI = Path("/etc/paas/pki")
 DATA_DIR = "/var/lib/paas-etcd"
 VERSION = "3.5.16"
 
@@ -59,28 +55,6 @@ def _assert_no_changes(steps: dict) -> None:
     for name, step in steps.items():
         assert step["result"] is True, (name, failures(step))
         assert step["changes"] == {}, (name, step["changes"])
-
-
-def _client(address: str, ca=None, cert=None, key=None):
-    return etcd3.client(
-        host=address,
-        port=2379,
-        ca_cert=ca,
-        cert_key=key,
-        cert_cert=cert,
-        timeout=5,
-        # The writer's keys, read back at once, are more than gRPC's default 4 MiB.
-        grpc_options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)],
-    )
-
-
-def _admin(address: str = ADDRESSES["etcd1"]):
-    return _client(
-        address,
-        ca=str(PKI / "etcd-ca.crt"),
-        cert=str(PKI / "etcd-admin-client.crt"),
-        key=str(PKI / "etcd-admin-client.key"),
-    )
 
 
 def _on(node: str, command: str) -> str:
@@ -143,7 +117,7 @@ def other_ca_client(tmp_path):
 
 
 def test_only_clients_with_a_certificate_of_the_cluster_ca_read_or_write(lab, other_ca_client):
-    with _admin() as admin:
+    with admin_client() as admin:
         admin.put("/paas/e2e/tls", "secret")
     refused = {
         "no client certificate": {"ca": str(PKI / "etcd-ca.crt")},
@@ -155,12 +129,12 @@ def test_only_clients_with_a_certificate_of_the_cluster_ca_read_or_write(lab, ot
     }
     for case, credentials in refused.items():
         for address in [ADDRESSES[node] for node in ETCD]:
-            with _client(address, **credentials) as client:
+            with client(address, **credentials) as refused_client:
                 with pytest.raises((grpc.RpcError, etcd3.exceptions.Etcd3Exception)):
-                    client.get("/paas/e2e/tls")
+                    refused_client.get("/paas/e2e/tls")
                 with pytest.raises((grpc.RpcError, etcd3.exceptions.Etcd3Exception)):
-                    client.put("/paas/e2e/tls", f"overwritten with {case}")
-    with _admin(ADDRESSES["etcd3"]) as admin:
+                    refused_client.put("/paas/e2e/tls", f"overwritten with {case}")
+    with admin_client(ADDRESSES["etcd3"]) as admin:
         assert admin.get("/paas/e2e/tls")[0] == b"secret"
 
 
@@ -240,7 +214,7 @@ def test_orch_etcd_forms_the_cluster_from_nothing_and_a_rerun_changes_nothing(et
 
 
 def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
-    with _admin() as admin:
+    with admin_client() as admin:
         admin.put("/paas/e2e/before-removal", "kept")
     removed = salt_json("salt", "etcd1", "etcd_cluster.member_remove", "etcd3")["etcd1"]
     assert removed["removed"] == "etcd3", removed
@@ -254,7 +228,7 @@ def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
     joined = step_of(steps, "paas-etcd-members")
     assert joined["result"] is True, failures(joined)
     _assert_whole(ETCD)
-    with _admin(ADDRESSES["etcd3"]) as admin:
+    with admin_client(ADDRESSES["etcd3"]) as admin:
         assert admin.get("/paas/e2e/before-removal")[0] == b"kept"
 
 
@@ -296,7 +270,7 @@ def test_states_under_test_say_what_they_would_do_and_change_nothing(lab):
 
 
 def test_snapshot_is_saved_and_checked_with_etcd_35s_tools(lab):
-    with _admin() as admin:
+    with admin_client() as admin:
         admin.put("/paas/e2e/snapshot", "in it")
     path = "/var/lib/paas-etcd-snapshots/e2e.db"
     saved = salt_json("salt", "etcd1", "etcd_cluster.snapshot_save", path)["etcd1"]
@@ -305,37 +279,6 @@ def test_snapshot_is_saved_and_checked_with_etcd_35s_tools(lab):
     assert _on("etcd1", f"stat -c '%a %U' {path}") == "600 root"
     checked = salt_json("salt", "etcd1", "etcd_cluster.snapshot_check", path)["etcd1"]
     assert checked["sha256"] == saved["sha256"]
-
-
-class Writer(threading.Thread):
-    """Writes numbered keys one after the other until stopped, moving to the next
-    member when one does not answer; remembers every write etcd acknowledged."""
-
-    def __init__(self, members: list[str]):
-        super().__init__(daemon=True)
-        self.members = members
-        self.acknowledged: list[str] = []
-        self.failures: list[str] = []
-        self.phase = "before"
-        self.by_phase: dict[str, int] = {}
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        index, attempt = 0, 0
-        while not self.stopping.is_set():
-            address = ADDRESSES[self.members[attempt % len(self.members)]]
-            key = f"/paas/e2e/writer/{index:06d}"
-            try:
-                with _admin(address) as client:
-                    while not self.stopping.is_set():
-                        key = f"/paas/e2e/writer/{index:06d}"
-                        client.put(key, str(index))
-                        self.acknowledged.append(key)
-                        self.by_phase[self.phase] = self.by_phase.get(self.phase, 0) + 1
-                        index += 1
-            except (grpc.RpcError, etcd3.exceptions.Etcd3Exception) as err:
-                self.failures.append(f"{address} {key}: {type(err).__name__}")
-                attempt += 1
 
 
 def test_scaling_to_five_members_and_back_keeps_every_acknowledged_write(lab):
@@ -360,7 +303,7 @@ def test_scaling_to_five_members_and_back_keeps_every_acknowledged_write(lab):
         assert back, "lab up (back to three) failed; its output is above"
         _assert_whole(ETCD)
         writer.phase = "after"
-        with _admin() as admin:
+        with admin_client() as admin:
             admin.put("/paas/e2e/after-scaling", "written")
     finally:
         writer.stopping.set()
@@ -370,7 +313,7 @@ def test_scaling_to_five_members_and_back_keeps_every_acknowledged_write(lab):
             lab_command("up")
     for phase in ("to five", "to three"):
         assert writer.by_phase.get(phase, 0) > 0, (phase, writer.by_phase, writer.failures[-5:])
-    with _admin(ADDRESSES["etcd2"]) as admin:
+    with admin_client(ADDRESSES["etcd2"]) as admin:
         stored = {meta.key.decode() for _value, meta in admin.get_prefix("/paas/e2e/writer/")}
     missing = [key for key in writer.acknowledged if key not in stored]
     assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:5]}"
