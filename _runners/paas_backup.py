@@ -512,14 +512,13 @@ def _drill(dr: dict, snapshot: str, bin_dir: str | None) -> dict:
     }
     scratch = None
     try:
-        directory, chosen = _drill_binaries(dr, bin_dir)
-        record["bin_dir"], record["bin_dir_from"] = directory, chosen
-        etcd = os.path.join(directory, "etcd")
-        record["etcd_version"] = _version(etcd)
         checked = verify_file(snapshot)
         if not checked["verified"]:
             raise SaltRunnerError(checked["error"])
         record["size"], record["sha256"] = checked["size"], checked["sha256"]
+        directory, chosen = _drill_binaries(dr, bin_dir)
+        record["bin_dir"], record["bin_dir_from"] = directory, chosen
+        record["etcd_version"] = _version(os.path.join(directory, "etcd"))
         for port in (DRILL_CLIENT_PORT, DRILL_PEER_PORT):
             if not _port_free(port):
                 raise SaltRunnerError(
