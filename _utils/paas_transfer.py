@@ -1,0 +1,259 @@
+"""
+A file from the master to one node, readable by that node only.
+
+Salt publishes every job to every minion under one AES key that they all hold, and the
+master keeps each job's arguments in its job cache and fires them on its event bus: a
+file sent in plain job arguments (``salt-cp --chunked``, ``cp.recv_chunked``) can be
+read by every minion. Here the file travels as AES-256-GCM ciphertext under a fresh
+256-bit key made for this transfer only, and that key is sealed to the receiving node's
+own Salt key (RSA-OAEP, Salt's default padding for its own key exchange): the master, its
+job cache, its event bus and every other minion hold ciphertext; only the node's
+``minion.pem`` opens it (the ``paas_receive`` execution module).
+
+Each chunk has a random 96-bit nonce and is authenticated with the transfer's id and
+the chunk's index as associated data: a chunk moved to another position, or taken from
+another transfer, fails authentication. The node checks the whole file's sha256 before
+it renames the file into place.
+
+Plain Python used on both sides: ``send`` by the master's runners
+(``__utils__["paas_transfer.send"]``), ``unseal`` and ``open_chunk`` by ``paas_receive``
+on the node (``__utils__``, synced with ``saltutil.sync_utils`` or ``sync_all``).
+
+:depends: ``cryptography`` and ``salt.crypt`` (both Salt's own)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import struct
+import time
+
+import salt.crypt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from salt.exceptions import CommandExecutionError, InvalidKeyError
+
+CHUNK_BYTES = 4 * 1024 * 1024
+KEY_BYTES = 32
+NONCE_BYTES = 12
+# What every chunk's associated data starts with: a chunk of another scheme or version
+# never opens as one of these.
+FORMAT = b"paas-transfer/1"
+TRANSFER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def seal(public_key: str, secret: bytes, recipient: str = "the recipient") -> str:
+    """
+    ``secret`` encrypted to a minion's Salt public key (PEM), base64: RSA-OAEP as Salt's
+    own key exchange, so only that minion's ``minion.pem`` opens it (``unseal``).
+    Raises ValueError naming ``recipient`` when the key is unusable.
+    """
+    try:
+        key = salt.crypt.PublicKey.from_str(public_key)
+    except (InvalidKeyError, ValueError, TypeError) as err:
+        raise ValueError(f"the public key given for {recipient} is unusable: {err}") from err
+    return base64.b64encode(key.encrypt(secret)).decode()
+
+
+def unseal(private_key_path: str, sealed: str) -> bytes:
+    """
+    What ``seal`` sealed, opened with the private key at ``private_key_path`` (a minion's
+    ``<pki_dir>/minion.pem``). Raises ValueError when it was sealed to another key or is
+    not a sealed value at all.
+    """
+    key = salt.crypt.PrivateKey.from_file(private_key_path)
+    try:
+        return key.decrypt(base64.b64decode(sealed, validate=True))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"it was not sealed to the key {private_key_path}") from err
+
+
+def public_key(pki_dir: str, node: str) -> str:
+    """``node``'s Salt public key as the master accepted it (``<pki_dir>/minions/<node>``)."""
+    if not node or os.path.basename(node) != node or node in (".", ".."):
+        raise CommandExecutionError(f"{node!r} is not a minion id")
+    path = os.path.join(pki_dir, "minions", node)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as err:
+        raise CommandExecutionError(
+            f"{node}: its Salt key is not accepted on this master ({err.strerror}: {path}); "
+            "the file is sealed to it"
+        ) from err
+
+
+def _associated_data(transfer: str, index: int) -> bytes:
+    return FORMAT + b"\0" + transfer.encode() + b"\0" + struct.pack(">Q", index)
+
+
+def seal_chunk(key: bytes, transfer: str, index: int, data: bytes) -> str:
+    """Chunk ``index`` of ``transfer`` encrypted under ``key`` (AES-256-GCM), base64 of
+    the nonce followed by the ciphertext and its tag."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(key).encrypt(nonce, data, _associated_data(transfer, index))
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def open_chunk(key: bytes, transfer: str, index: int, sealed: str) -> bytes:
+    """
+    The plaintext of ``seal_chunk``'s answer for chunk ``index`` of ``transfer``. Raises
+    ValueError when it fails authentication: changed, out of its place, of another
+    transfer, or under another key.
+    """
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+    except ValueError as err:
+        raise ValueError(f"chunk {index} is not base64: {err}") from err
+    if len(raw) < NONCE_BYTES + 16:
+        raise ValueError(f"chunk {index} is too short ({len(raw)} bytes) to be a sealed chunk")
+    try:
+        return AESGCM(key).decrypt(
+            raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated_data(transfer, index)
+        )
+    except InvalidTag as err:
+        raise ValueError(
+            f"chunk {index} failed authentication: changed, out of order, of another "
+            "transfer, or under another key"
+        ) from err
+
+
+def send(
+    local_client,
+    master_opts: dict,
+    node: str,
+    source: str,
+    destination: str,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+    timeout: int = 120,
+) -> dict:
+    """
+    Send the master's file ``source`` to ``node``'s ``destination`` (a path the node's
+    ``paas_receive`` allows: ``<snapshot_dir>/restore/<name>`` on an etcd node), readable
+    on the way by that node only.
+
+    A fresh 256-bit key, sealed to the node's public key as this master accepted it
+    (``master_opts["pki_dir"]``); the file in chunks of ``chunk_bytes``, each
+    AES-256-GCM encrypted, sent one at a time with ``local_client.cmd`` (a
+    ``salt.client.LocalClient``; memory stays at one chunk, ``timeout`` seconds for each
+    call to answer); then ``paas_receive.finish`` with the file's sha256: the node checks
+    it, syncs the file (0600, root from its first byte) to disk and renames it into
+    place. A failure anywhere removes the partial file on the node
+    (``paas_receive.abort``) and raises CommandExecutionError naming the node and the
+    reason.
+
+    Returns ``{node, destination, bytes, sha256, chunks, seconds}``.
+    """
+    if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+        raise CommandExecutionError(f"chunk_bytes must be a positive integer, not {chunk_bytes!r}")
+    started = time.monotonic()
+    try:
+        recipient = public_key(master_opts["pki_dir"], node)
+        key = secrets.token_bytes(KEY_BYTES)
+        sealed_key = seal(recipient, key, node)
+    except ValueError as err:
+        raise CommandExecutionError(f"{node}: {err}") from err
+    transfer = secrets.token_hex(16)
+    try:
+        chunks, size, sha256 = _send_chunks(
+            local_client,
+            source,
+            node=node,
+            destination=destination,
+            transfer=transfer,
+            key=key,
+            sealed_key=sealed_key,
+            chunk_bytes=chunk_bytes,
+            timeout=timeout,
+        )
+        arrived = _call(
+            local_client,
+            node,
+            "paas_receive.finish",
+            {
+                "transfer": transfer,
+                "destination": destination,
+                "chunks": chunks,
+                "size": size,
+                "sha256": sha256,
+            },
+            timeout,
+        )
+    except (CommandExecutionError, OSError) as err:
+        reason = f"{err.strerror or err}: {source}" if isinstance(err, OSError) else err
+        raise CommandExecutionError(
+            f"{node}: sending {source} to {destination} failed: {reason}; "
+            f"{_abort(local_client, node, transfer, timeout)}"
+        ) from err
+    return {
+        "node": node,
+        "destination": arrived["destination"],
+        "bytes": size,
+        "sha256": arrived["sha256"],
+        "chunks": chunks,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _send_chunks(
+    local_client,
+    source: str,
+    *,
+    node: str,
+    destination: str,
+    transfer: str,
+    key: bytes,
+    sealed_key: str,
+    chunk_bytes: int,
+    timeout: int,
+) -> tuple[int, int, str]:
+    digest = hashlib.sha256()
+    size = index = 0
+    with open(source, "rb") as handle:
+        while True:
+            data = handle.read(chunk_bytes)
+            # An empty file still sends one (empty) chunk: the first carries the key.
+            if not data and index:
+                break
+            digest.update(data)
+            size += len(data)
+            arguments = {
+                "transfer": transfer,
+                "index": index,
+                "data": seal_chunk(key, transfer, index, data),
+                "destination": destination,
+            }
+            if index == 0:
+                arguments["sealed_key"] = sealed_key
+            _call(local_client, node, "paas_receive.chunk", arguments, timeout)
+            index += 1
+            if not data:
+                break
+    return index, size, digest.hexdigest()
+
+
+def _call(local_client, node: str, function: str, kwargs: dict, timeout: int) -> dict:
+    # Keyword arguments travel as a dict: a base64 string with "=" in a positional
+    # argument would be read as key=value.
+    answers = local_client.cmd(
+        [node], function, kwarg=kwargs, tgt_type="list", timeout=timeout, full_return=True
+    )
+    answer = (answers or {}).get(node)
+    if not isinstance(answer, dict):
+        raise CommandExecutionError(f"{function} got no answer within {timeout} s")
+    if answer.get("retcode", 0) != 0 or not isinstance(answer.get("ret"), dict):
+        raise CommandExecutionError(f"{function}: {answer.get('ret')}")
+    return answer["ret"]
+
+
+def _abort(local_client, node: str, transfer: str, timeout: int) -> str:
+    try:
+        _call(local_client, node, "paas_receive.abort", {"transfer": transfer}, timeout)
+    except CommandExecutionError as err:
+        return f"removing the partial file failed too: {err}"
+    return "the partial file was removed"
