@@ -1,0 +1,259 @@
+"""
+etcd's backups end to end on this host: a real etcd on loopback (25379/25380) with
+client certificates, a salt-master from the shipped configuration (``file_recv`` on) and
+the minion ``etcd1`` of a topology of its own. ``paas_dr.snapshot``, sent by the master,
+leaves a verified 0600 snapshot on the node and pushes it; ``paas_backup.collect`` moves
+it, verified, into the receive directory, and refuses a copy corrupted on the way (the
+``paas/dr/snapshot/rejected`` event, ``rejected.json``). ``paas_backup.drill`` restores
+a good snapshot into a scratch etcd on 127.0.0.1:24379 and reads it back, and fails on
+a corrupt or unrestorable one; the scratch etcd and its directory are gone afterwards.
+
+The master's schedule is off here: its minute-by-minute collect and drill would race
+the test's own calls (tests/unit/test_paas_backup_runner.py checks the shipped schedule).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import time
+
+import pytest
+import yaml
+
+from tests.functional import etcd_hosts
+from tests.integration.conftest import ShippedConfigMaster
+
+TOPOLOGY = etcd_hosts.topology("198.19.7")
+CLIENT_URL = "https://127.0.0.1:25379"
+PEER_URL = "https://127.0.0.1:25380"
+KEYS = 12
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("dr-backups")
+
+
+@pytest.fixture(scope="module")
+def certificates(workdir):
+    return etcd_hosts.issue_all(workdir, TOPOLOGY, ["etcd1"])["etcd1"]
+
+
+@pytest.fixture(scope="module")
+def etcd(certificates, workdir):
+    """One etcd member on loopback with client certificate authentication."""
+    if shutil.which("etcd") is None:
+        pytest.fail("etcd is not installed (make test installs etcd-server)")
+    modules = certificates.modules
+    member = etcd_hosts.Member(
+        "etcd1",
+        "127.0.0.1",
+        None,
+        {profile: modules.paas_pki.profile(profile) for profile in ("etcd-server", "etcd-peer")},
+        workdir / "etcd",
+    )
+    member.start(f"etcd1={PEER_URL}", "new", client_port=25379, peer_port=25380)
+    try:
+        etcd_hosts.wait_for(
+            lambda: modules.etcd_cluster.member_health(CLIENT_URL)["healthy"], "etcd1", [member]
+        )
+        client = modules.paas_pki.profile("etcd-healthcheck-client")
+        for index in range(KEYS):
+            put = etcd_hosts.etcdctl(
+                client["ca"],
+                client["cert"],
+                client["key"],
+                [CLIENT_URL],
+                "put",
+                f"/paas/dr/key{index}",
+                f"value{index}",
+            )
+            assert put.returncode == 0, put.stderr
+        yield member
+    finally:
+        member.stop()
+
+
+@pytest.fixture(scope="module")
+def pillar(workdir) -> dict:
+    paas = etcd_hosts.pillar("etcd1", workdir, TOPOLOGY)
+    paas["dr"] = {"receive_dir": str(workdir / "master" / "dr" / "snapshots")}
+    return paas
+
+
+@pytest.fixture(scope="module")
+def master(salt_factories, shipped_master_config, pillar, workdir, etcd):
+    pillar_root = workdir / "pillar"
+    pillar_root.mkdir()
+    (pillar_root / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["paas"]}}))
+    (pillar_root / "paas.sls").write_text(yaml.safe_dump({"paas": pillar}))
+    factory = salt_factories.salt_master_daemon(
+        "dr-itest-master",
+        overrides={
+            **shipped_master_config,
+            "pillar_roots": {"base": [str(pillar_root)]},
+            "schedule": {},
+        },
+        factory_class=ShippedConfigMaster,
+    )
+    assert factory.config["file_recv"] is True
+    with factory.started():
+        minion = factory.salt_minion_daemon("etcd1")
+        with minion.started():
+            cli = factory.salt_cli(timeout=120)
+            synced = cli.run("saltutil.sync_all", minion_tgt="etcd1")
+            assert synced.returncode == 0, synced
+            yield factory
+
+
+@pytest.fixture(scope="module")
+def salt_cli(master):
+    return master.salt_cli(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_cli(master):
+    return master.salt_run_cli(timeout=300)
+
+
+def _incoming(master) -> str:
+    """Where cp.push leaves etcd1's snapshots on the master."""
+    return os.path.join(master.config["cachedir"], "minions", "etcd1", "files", "paas-dr")
+
+
+@pytest.fixture
+def no_drill_left_behind():
+    """No scratch directory of a drill and nothing on the drill's ports after the test."""
+    pattern = os.path.join(tempfile.gettempdir(), "paas-dr-drill-*")
+    before = set(glob.glob(pattern))
+    yield
+    assert set(glob.glob(pattern)) - before == set(), "a drill left its scratch directory"
+    for port in (24379, 24380):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something serves :{port}"
+
+
+def _snapshot(salt_cli) -> dict:
+    ret = salt_cli.run("paas_dr.snapshot", f"endpoint={CLIENT_URL}", minion_tgt="etcd1")
+    assert ret.returncode == 0, ret
+    assert ret.data["result"] is True, ret.data
+    return ret.data
+
+
+def test_a_snapshot_is_verified_on_the_node_and_received_verified_on_the_master(
+    salt_cli, run_cli, master, pillar
+):
+    taken = _snapshot(salt_cli)["snapshot"]
+
+    on_node = taken["path"]
+    assert os.path.dirname(on_node) == pillar["etcd"]["snapshot_dir"]
+    assert stat.S_IMODE(os.stat(on_node).st_mode) == 0o600
+    checked = salt_cli.run("etcd_cluster.snapshot_check", on_node, minion_tgt="etcd1")
+    assert checked.data["revision"] == taken["revision"] >= KEYS
+    assert checked.data["sha256"] == taken["sha256"]
+    assert os.path.exists(os.path.join(_incoming(master), taken["name"]))
+
+    collected = run_cli.run("paas_backup.collect")
+
+    assert collected.returncode == 0, collected
+    assert [entry["name"] for entry in collected.data["received"]] == [taken["name"]]
+    received = os.path.join(pillar["dr"]["receive_dir"], "etcd1", taken["name"])
+    with open(received, "rb") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == taken["sha256"]
+    assert stat.S_IMODE(os.stat(received).st_mode) == 0o600
+    offsite = run_cli.run("paas_backup.offsite", "verify=True").data["etcd1"]
+    assert (offsite["name"], offsite["revision"], offsite["verified"]) == (
+        taken["name"],
+        taken["revision"],
+        True,
+    )
+    summary = run_cli.run("paas_backup.summary").data
+    assert summary["members"]["etcd1"]["stale"] is False
+
+
+def test_a_snapshot_corrupted_on_its_way_is_refused_and_reported(
+    salt_cli, run_cli, master, pillar, event_listener
+):
+    taken = _snapshot(salt_cli)["snapshot"]
+    pushed = os.path.join(_incoming(master), taken["name"])
+    with open(pushed, "r+b") as handle:
+        handle.seek(taken["size"] // 2)
+        byte = handle.read(1)
+        handle.seek(taken["size"] // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    start = time.time()
+
+    collected = run_cli.run("paas_backup.collect")
+
+    assert collected.returncode == 1, collected
+    [refused] = collected.data["rejected"]
+    assert refused["name"] == taken["name"]
+    assert "sha256 does not match its contents" in refused["error"]
+    assert not os.path.exists(os.path.join(pillar["dr"]["receive_dir"], "etcd1", taken["name"]))
+    seen = event_listener.wait_for_events(
+        [(master.id, "paas/dr/snapshot/rejected")], after_time=start, timeout=30
+    )
+    assert seen.found_all_events, f"no rejection event: {seen.missed}"
+    state_dir = os.path.join(os.path.dirname(pillar["dr"]["receive_dir"]), "state")
+    with open(os.path.join(state_dir, "rejected.json"), encoding="utf-8") as handle:
+        assert json.load(handle)[-1]["name"] == taken["name"]
+    # The node still holds it, whole.
+    checked = salt_cli.run("etcd_cluster.snapshot_check", taken["path"], minion_tgt="etcd1")
+    assert checked.data["sha256"] == taken["sha256"]
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_a_drill_restores_the_newest_snapshot_off_the_node_and_reads_it_back(salt_cli, run_cli):
+    taken = _snapshot(salt_cli)["snapshot"]
+    assert run_cli.run("paas_backup.collect").returncode == 0
+
+    drill = run_cli.run("paas_backup.drill")
+
+    assert drill.returncode == 0, drill
+    record = drill.data
+    assert record["passed"] is True, record
+    assert record["snapshot"].endswith(taken["name"])
+    assert record["revision"] == record["expected_revision"] == taken["revision"]
+    assert record["keys"] == KEYS
+    assert isinstance(record["hashkv"], int)
+    summary = run_cli.run("paas_backup.summary").data
+    assert summary["last_drill"]["snapshot"] == record["snapshot"]
+    assert summary["drill_failed"] is False
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_a_drill_of_a_corrupt_snapshot_fails_and_says_why(salt_cli, run_cli, workdir):
+    taken = _snapshot(salt_cli)["snapshot"]
+    with open(taken["path"], "rb") as handle:
+        data = bytearray(handle.read())
+    data[len(data) // 2] ^= 0xFF
+    corrupt = workdir / taken["name"]
+    corrupt.write_bytes(bytes(data))
+
+    drill = run_cli.run("paas_backup.drill", f"snapshot={corrupt}")
+
+    assert drill.returncode == 1, drill
+    assert drill.data["passed"] is False
+    assert "corrupt or truncated" in drill.data["error"]
+    assert run_cli.run("paas_backup.summary").data["drill_failed"] is True
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_a_drill_of_data_etcd_cannot_restore_fails_and_says_why(run_cli, workdir):
+    # Its trailer is right, its contents are no etcd database.
+    body = b"not a bolt database" * 512
+    unrestorable = workdir / "etcd1-20260101T000000Z-r5.db"
+    unrestorable.write_bytes(body + hashlib.sha256(body).digest())
+
+    drill = run_cli.run("paas_backup.drill", f"snapshot={unrestorable}")
+
+    assert drill.returncode == 1, drill
+    assert drill.data["passed"] is False
+    assert "snapshot restore" in drill.data["error"]
