@@ -510,6 +510,8 @@ def _drill(dr: dict, snapshot: str, bin_dir: str | None) -> dict:
         "snapshot": snapshot,
         "member": parsed.get("member"),
         "expected_revision": parsed.get("revision"),
+        # The cluster's etcd line, beside the drill's etcd_version.
+        "cluster_line": dr["etcd"]["line"],
         "passed": False,
     }
     scratch = None
