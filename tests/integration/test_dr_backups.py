@@ -8,8 +8,9 @@ it, verified, into the receive directory, and refuses a copy corrupted on the wa
 a good snapshot into a scratch etcd on 127.0.0.1:24379 and reads it back, and fails on
 a corrupt or unrestorable one; the scratch etcd and its directory are gone afterwards.
 
-The master's schedule is off here: its minute-by-minute collect and drill would race
-the test's own calls (tests/unit/test_paas_backup_runner.py checks the shipped schedule).
+The first master's schedule is off: its minute-by-minute collect and drill would race
+the tests' own calls. A second master, with the shipped schedule, collects a pushed
+snapshot and drills it on its own.
 """
 
 from __future__ import annotations
@@ -257,3 +258,35 @@ def test_a_drill_of_data_etcd_cannot_restore_fails_and_says_why(run_cli, workdir
     assert drill.returncode == 1, drill
     assert drill.data["passed"] is False
     assert "snapshot restore" in drill.data["error"]
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_the_shipped_master_schedule_collects_and_drills_on_its_own(
+    salt_factories, shipped_master_config, salt_cli, pillar, workdir
+):
+    taken = _snapshot(salt_cli)["snapshot"]
+    own = {**pillar, "dr": {"receive_dir": str(workdir / "scheduled" / "dr" / "snapshots")}}
+    pillar_root = workdir / "scheduled" / "pillar"
+    pillar_root.mkdir(parents=True)
+    (pillar_root / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["paas"]}}))
+    (pillar_root / "paas.sls").write_text(yaml.safe_dump({"paas": own}))
+    factory = salt_factories.salt_master_daemon(
+        "dr-itest-scheduled-master",
+        overrides={**shipped_master_config, "pillar_roots": {"base": [str(pillar_root)]}},
+        factory_class=ShippedConfigMaster,
+    )
+    # As cp.push leaves them: the snapshot, then its digest.
+    incoming = _incoming(factory)
+    os.makedirs(incoming)
+    for suffix in ("", ".sha256"):
+        shutil.copy(f"{taken['path']}{suffix}", os.path.join(incoming, f"{taken['name']}{suffix}"))
+    received = os.path.join(own["dr"]["receive_dir"], "etcd1", taken["name"])
+    drills = workdir / "scheduled" / "dr" / "state" / "drills.json"
+    with factory.started():
+        deadline = time.monotonic() + 300
+        while not (os.path.exists(received) and drills.exists()):
+            assert time.monotonic() < deadline, "the master's schedule did not collect and drill"
+            time.sleep(2)
+    [drill] = json.loads(drills.read_text())
+    assert drill["snapshot"] == received
+    assert drill["passed"] is True, drill
