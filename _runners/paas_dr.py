@@ -56,6 +56,10 @@ FRESH_INTERVALS = 3
 # What etcd raises on a member whose data no longer matches the others': the member,
 # not the cluster, is to be replaced.
 CORRUPT = "CORRUPT"
+# How long react reuses the topology's settings: compiling the master's pillar takes a
+# second or more, and an unhealthy member reports every beacon interval. A changed
+# paas:dr applies within this time.
+SETTINGS_TTL_S = 60
 ORCHESTRATIONS = {"recover": "orch.etcd_recover", "restore": "orch.etcd_restore"}
 # The fields of a beacon report that reports.json keeps.
 REPORT_FIELDS = (
@@ -105,7 +109,7 @@ def react(event: dict) -> dict:
     """
     if isinstance(event, str):
         event = json.loads(event)
-    settings = _settings()
+    settings = _cached_settings()
     state_dir = settings["state_dir"]
     member = event.get("member") if isinstance(event, dict) else None
     if member not in settings["etcd"]["members"]:
@@ -613,6 +617,15 @@ def _write(state_dir: str, name: str, data) -> None:
 
 def _append(state_dir: str, name: str, entry: dict) -> None:
     _write(state_dir, name, [*_read(state_dir, name, []), entry][-KEEP:])
+
+
+def _cached_settings() -> dict:
+    cached = __context__.get("paas_dr.settings")
+    if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL_S:
+        return cached[1]
+    settings = _settings()
+    __context__["paas_dr.settings"] = (time.monotonic(), settings)
+    return settings
 
 
 def _settings() -> dict:

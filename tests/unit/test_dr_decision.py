@@ -596,3 +596,17 @@ def test_the_summary_gives_lock_last_remediation_and_members(runner, orchestrati
     assert summary["last_decision"]["action"] == "recover"
     assert summary["members"]["etcd1"]["state"] == "healthy"
     assert summary["members"]["etcd3"]["consecutive_unhealthy"] == 0
+
+
+def test_react_reads_the_pillar_once_per_settings_period(runner, monkeypatch, topology):
+    compiled = []
+
+    def master_pillar():
+        compiled.append(time.monotonic())
+        return {"paas": topology}
+
+    monkeypatch.setattr(runner, "_master_pillar", master_pillar)
+    for member in THREE:
+        runner.react(live(member, "healthy"))
+
+    assert len(compiled) == 1
