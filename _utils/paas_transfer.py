@@ -139,13 +139,13 @@ def send(
 
     A fresh 256-bit key, sealed to the node's public key as this master accepted it
     (``master_opts["pki_dir"]``); the file in chunks of ``chunk_bytes``, each
-    AES-256-GCM encrypted, sent one at a time with ``local_client.cmd`` (a
-    ``salt.client.LocalClient``; memory stays at one chunk, ``timeout`` seconds for each
-    call to answer); then ``paas_receive.finish`` with the file's sha256: the node checks
-    it, syncs the file (0600, root from its first byte) to disk and renames it into
-    place. A failure anywhere removes the partial file on the node
-    (``paas_receive.abort``) and raises CommandExecutionError naming the node and the
-    reason.
+    AES-256-GCM encrypted, sent one at a time by ``local_client`` (a
+    ``salt.client.LocalClient``), each call's return read from the master's job cache
+    (memory stays at one chunk; ``timeout`` seconds for each call to answer); then
+    ``paas_receive.finish`` with the file's sha256: the node checks it, syncs the file
+    (0600, root from its first byte) to disk and renames it into place. A failure
+    anywhere removes the partial file on the node (``paas_receive.abort``) and raises
+    CommandExecutionError naming the node and the reason.
 
     Returns ``{node, destination, bytes, sha256, chunks, seconds}``.
     """
@@ -238,17 +238,25 @@ def _send_chunks(
 
 
 def _call(local_client, node: str, function: str, kwargs: dict, timeout: int) -> dict:
-    # Keyword arguments travel as a dict: a base64 string with "=" in a positional
-    # argument would be read as key=value.
-    answers = local_client.cmd(
-        [node], function, kwarg=kwargs, tgt_type="list", timeout=timeout, full_return=True
-    )
-    answer = (answers or {}).get(node)
+    # Not LocalClient.cmd: it reads the master's event bus 4 KiB at a time, this job's own
+    # publish event with the chunk in it too (tens of seconds for a 4 MiB chunk). The
+    # master's job cache holds the node's return as soon as it arrives. Keyword arguments
+    # travel as a dict: a base64 string with "=" in a positional one would be key=value.
+    jid = local_client.cmd_async([node], function, kwarg=kwargs, tgt_type="list")
+    if not jid:
+        raise CommandExecutionError(f"{function} could not be published to {node}")
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while node not in (answers := local_client.get_cache_returns(jid)):
+        if time.monotonic() >= deadline:
+            raise CommandExecutionError(f"{function} got no answer within {timeout} s (job {jid})")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    answer = answers[node].get("ret")
+    # A failed call's return is the minion's error text; ours return dicts.
     if not isinstance(answer, dict):
-        raise CommandExecutionError(f"{function} got no answer within {timeout} s")
-    if answer.get("retcode", 0) != 0 or not isinstance(answer.get("ret"), dict):
-        raise CommandExecutionError(f"{function}: {answer.get('ret')}")
-    return answer["ret"]
+        raise CommandExecutionError(f"{function}: {answer}")
+    return answer
 
 
 def _abort(local_client, node: str, transfer: str, timeout: int) -> str:

@@ -106,11 +106,12 @@ HELD = object()
 
 class LocalClient:
     """
-    The master's LocalClient for one node, run in this process: each job is a call of
-    the ``paas_receive`` function, answered as ``cmd(..., full_return=True)`` answers
-    (a failed call's error as the minion returns it, retcode 1). ``change`` may rewrite
-    a job's keyword arguments on the way (what a test breaks), hold it back (``HELD``)
-    or leave it unanswered (None); ``sent`` keeps every job delivered.
+    The master's LocalClient for one node, run in this process: each job published with
+    ``cmd_async`` is a call of the ``paas_receive`` function, and its return is in the
+    job cache as the minion returns it (a failed call's error text). ``change`` may
+    rewrite a job's keyword arguments on the way (what a test breaks), hold it back
+    (``HELD``: answered as done, never delivered) or leave it unanswered (None);
+    ``sent`` keeps every job delivered.
     """
 
     def __init__(self, receive, change=None):
@@ -118,23 +119,30 @@ class LocalClient:
         self.change = change
         self.sent: list[tuple[str, dict]] = []
         self.answers: list = []
+        self.cache: dict[str, dict] = {}
 
-    def cmd(self, tgt, fun, *, timeout=None, tgt_type="glob", full_return=False, kwarg=None):
-        assert tgt == [NODE] and tgt_type == "list" and full_return and timeout
+    def cmd_async(self, tgt, fun, *, tgt_type="glob", kwarg=None):
+        assert tgt == [NODE] and tgt_type == "list"
+        jid = str(len(self.cache) + 1)
         kwargs = dict(kwarg)
         if self.change:
             kwargs = self.change(fun, kwargs)
-            if kwargs is None:
-                return {}
-            if kwargs is HELD:
-                return {NODE: {"ret": {}, "retcode": 0}}
-        self.sent.append((fun, kwargs))
-        try:
-            answer = {"ret": getattr(self.receive, fun.split(".")[1])(**kwargs), "retcode": 0}
-        except (CommandExecutionError, SaltInvocationError) as err:
-            answer = {"ret": f"ERROR: {err}", "retcode": 1}
-        self.answers.append(answer)
-        return {NODE: answer}
+        if kwargs is None:
+            self.cache[jid] = {}
+        elif kwargs is HELD:
+            self.cache[jid] = {NODE: {"ret": {}}}
+        else:
+            self.sent.append((fun, kwargs))
+            try:
+                answer = getattr(self.receive, fun.split(".")[1])(**kwargs)
+            except (CommandExecutionError, SaltInvocationError) as err:
+                answer = f"ERROR: {err}"
+            self.answers.append(answer)
+            self.cache[jid] = {NODE: {"ret": answer}}
+        return jid
+
+    def get_cache_returns(self, jid):
+        return self.cache[jid]
 
 
 class Bench:
@@ -324,11 +332,11 @@ def test_a_node_that_does_not_answer_is_named_and_its_partial_file_removed(bench
 
     client = LocalClient(bench.receive, change)
     with pytest.raises(CommandExecutionError) as failed:
-        bench.send(client, timeout=7)
-    assert "paas_receive.chunk got no answer within 7 s" in str(failed.value)
+        bench.send(client, timeout=0.1)
+    assert "paas_receive.chunk got no answer within 0.1 s (job 4)" in str(failed.value)
     assert str(failed.value).endswith("the partial file was removed")
     assert client.sent[-1][0] == "paas_receive.abort"
-    assert client.answers[-1]["ret"]["removed"] is True
+    assert client.answers[-1]["removed"] is True
     assert bench.left_on_node() == []
 
 
