@@ -188,10 +188,9 @@ def _restore_dir(create: bool = False) -> str:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
         found = os.lstat(directory)
-    except FileNotFoundError as err:
-        raise CommandExecutionError(
-            f"{__opts__['id']}: {directory} does not exist: no transfer is under way"
-        ) from err
+    except FileNotFoundError:
+        # Made by the first chunk: without it no transfer is under way.
+        return directory
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
         raise CommandExecutionError(
             f"{__opts__['id']}: {directory} is not a directory of this minion's user "
@@ -304,5 +303,6 @@ def _failed(transfer: str, staging: str, where: str, err: Exception) -> CommandE
     shutil.rmtree(staging, ignore_errors=True)
     reason = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) else err
     return CommandExecutionError(
-        f"{__opts__['id']}: transfer {transfer}, {where}: {reason}; the partial file was removed"
+        f"{__opts__['id']}: transfer {transfer}, {where}: {reason}; "
+        "nothing of the transfer is left on the node"
     )

@@ -264,4 +264,4 @@ def _abort(local_client, node: str, transfer: str, timeout: int) -> str:
         _call(local_client, node, "paas_receive.abort", {"transfer": transfer}, timeout)
     except CommandExecutionError as err:
         return f"removing the partial file failed too: {err}"
-    return "the partial file was removed"
+    return "nothing of the transfer is left on the node"

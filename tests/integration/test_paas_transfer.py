@@ -165,6 +165,6 @@ def test_a_destination_elsewhere_is_refused_and_leaves_nothing(send, restore_dir
     with pytest.raises(CommandExecutionError) as refused:
         send(str(source), str(elsewhere))
     assert f"is not a file directly in {restore_dir}" in str(refused.value)
-    assert str(refused.value).endswith("the partial file was removed")
+    assert str(refused.value).endswith("nothing of the transfer is left on the node")
     assert not elsewhere.exists()
     assert sorted(path.name for path in restore_dir.iterdir()) == before

@@ -258,7 +258,7 @@ def test_a_changed_chunk_is_refused_and_the_partial_file_removed(bench):
     error = bench.refused(change)
     assert error.startswith(f"{NODE}: sending {bench.source} to {bench.destination()} failed")
     assert "chunk 2 failed authentication" in error
-    assert error.endswith("the partial file was removed")
+    assert error.endswith("nothing of the transfer is left on the node")
     assert partial == [2000]
     assert bench.left_on_node() == []
 
@@ -334,7 +334,7 @@ def test_a_node_that_does_not_answer_is_named_and_its_partial_file_removed(bench
     with pytest.raises(CommandExecutionError) as failed:
         bench.send(client, timeout=0.1)
     assert "paas_receive.chunk got no answer within 0.1 s (job 4)" in str(failed.value)
-    assert str(failed.value).endswith("the partial file was removed")
+    assert str(failed.value).endswith("nothing of the transfer is left on the node")
     assert client.sent[-1][0] == "paas_receive.abort"
     assert client.answers[-1]["removed"] is True
     assert bench.left_on_node() == []
@@ -391,9 +391,28 @@ def test_the_node_removes_its_partial_file_by_itself_when_a_chunk_is_refused(ben
         bench.receive.chunk(transfer, 1, second, bench.destination())
     assert str(failed.value) == (
         f"{NODE}: transfer {transfer}, chunk 1: chunk 1 failed authentication: changed, out "
-        "of order, of another transfer, or under another key; the partial file was removed"
+        "of order, of another transfer, or under another key; nothing of the transfer is "
+        "left on the node"
     )
     assert bench.left_on_node() == []
+
+
+def test_nothing_under_way_is_said_so(bench):
+    assert bench.receive.abort("c" * 32) == {"transfer": "c" * 32, "removed": False}
+    with pytest.raises(CommandExecutionError, match="no transfer under way with this id"):
+        bench.receive.finish("c" * 32, bench.destination(), 1, 0, "0" * 64)
+    with pytest.raises(CommandExecutionError, match="no transfer under way with this id"):
+        bench.receive.chunk("c" * 32, 1, "AAAA", bench.destination())
+    assert not bench.restore_dir.exists()
+
+
+def test_a_restore_directory_that_is_a_symbolic_link_is_refused(bench, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bench.restore_dir.symlink_to(elsewhere)
+    bench.write_source(100)
+    assert "is not a directory of this minion's user (a symbolic link" in bench.refused()
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_transfer_id_names_no_path(bench):
