@@ -107,8 +107,14 @@ def react(event: dict) -> dict:
 
         salt-run paas_dr.react event='{"member": "etcd3", "state": "down", "time": 1764000000}'
     """
+    # First thing: the reactor runs reactions in threads that share this module, and
+    # each new runner job sets __jid__ anew.
+    jid = globals().get("__jid__")
     if isinstance(event, str):
-        event = json.loads(event)
+        try:
+            event = json.loads(event)
+        except ValueError as err:
+            raise SaltRunnerError(f"paas_dr.react: the event is not JSON: {err}") from err
     settings = _cached_settings()
     state_dir = settings["state_dir"]
     member = event.get("member") if isinstance(event, dict) else None
@@ -126,7 +132,9 @@ def react(event: dict) -> dict:
         _write(state_dir, REPORTS, reports)
         if decision["action"] == "none":
             return decision
-        owner = _owner(now)
+        # The runner job's id names the remediation in the master's job cache; by hand
+        # (no job) the time does.
+        owner = str(jid) if jid else f"react-{now:.6f}"
         taken, lock_record = _take_lock(state_dir, owner, decision, settings, now)
         if not taken:
             _append(
@@ -507,13 +515,6 @@ def _failed_steps(result) -> list[dict]:
     return failed
 
 
-def _owner(now: float) -> str:
-    # The runner job's id names the remediation in the master's job cache; by hand
-    # (no job) the time does.
-    jid = globals().get("__jid__")
-    return str(jid) if jid else f"react-{now:.6f}"
-
-
 def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: float):
     """(True, the lock written) when taken, (False, the holder's lock) when it is held.
     Called with the records lock held."""
@@ -533,7 +534,11 @@ def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: 
     if os.path.exists(path):
         if held is not None and not _lock_is_stale(held, now):
             return False, held
-        record["took_over"] = held if held is not None else {"owner": None, "unreadable": True}
+        record["took_over"] = (
+            {key: value for key, value in held.items() if key != "took_over"}
+            if held is not None
+            else {"owner": None, "unreadable": True}
+        )
         log.warning("paas_dr: taking over the stale lock of %s", (held or {}).get("owner"))
         os.unlink(path)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
