@@ -44,6 +44,7 @@ REPORTS = "reports.json"
 REMEDIATIONS = "remediations.json"
 DROPPED = "dropped.json"
 LOCK = "lock.json"
+PAUSED = "paused.json"
 # Held around every read-modify-write of the records and the lock: the reactor runs
 # reactions in threads of one process, and an operator's salt-run is another process.
 RECORDS_LOCK = ".records.lock"
@@ -132,6 +133,21 @@ def react(event: dict) -> dict:
         _write(state_dir, REPORTS, reports)
         if decision["action"] == "none":
             return decision
+        paused = _paused(state_dir, now)
+        if paused:
+            _append(
+                state_dir,
+                DROPPED,
+                {
+                    "time": now,
+                    "member": member,
+                    "state": event.get("state"),
+                    "action": decision["action"],
+                    "target": decision["member"],
+                    "paused": paused,
+                },
+            )
+            return {**decision, "outcome": "paused", "paused": paused}
         # The runner job's id names the remediation in the master's job cache; by hand
         # (no job) the time does.
         owner = str(jid) if jid else f"react-{now:.6f}"
@@ -235,12 +251,63 @@ def unlock(owner: str) -> dict:
     return {"unlocked": True, "owner": owner, "lock": record}
 
 
+def pause(minutes: int = 60, reason: str = "") -> dict:
+    """
+    Keep the reactor from acting for ``minutes`` (maintenance on etcd that looks like a
+    failure: members stopped or rebuilt by hand). Reports are still recorded and
+    decided; a decision to act is recorded as dropped, with the pause. A remediation
+    already running goes on.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.pause minutes=30 reason="etcd3's disk replaced"
+    """
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes < 1:
+        raise SaltRunnerError(
+            f"paas_dr.pause: minutes must be a whole number >= 1, not {minutes!r}"
+        )
+    state_dir = _settings()["state_dir"]
+    now = time.time()
+    record = {"since": now, "until": now + minutes * 60, "reason": str(reason)}
+    with _records(state_dir):
+        _write(state_dir, PAUSED, record)
+    return {"paused": record}
+
+
+def resume() -> dict:
+    """
+    Let the reactor act again (ends ``paas_dr.pause`` early).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.resume
+    """
+    state_dir = _settings()["state_dir"]
+    with _records(state_dir):
+        record = _paused(state_dir, time.time())
+        path = os.path.join(state_dir, PAUSED)
+        if os.path.exists(path):
+            os.unlink(path)
+    return {"resumed": record is not None, "was": record}
+
+
+def _paused(state_dir: str, now: float) -> dict | None:
+    record = _read(state_dir, PAUSED, None)
+    if not isinstance(record, dict) or record.get("until", 0) <= now:
+        return None
+    return record
+
+
 def summary(dropped: int = 10) -> dict:
     """
     The reactor's side of disaster recovery as data: the lock, the last remediation and
-    its outcome, the last ``dropped`` events dropped during a remediation, the last
-    decision, and per member its latest state, the report's age and its count of
-    consecutive unhealthy reports.
+    its outcome, the last ``dropped`` events dropped during a remediation or a pause, the
+    last decision, the pause, the newest revision reported, and per member its latest
+    state, the report's age and its count of consecutive unhealthy reports.
 
     CLI Example:
 
@@ -258,6 +325,17 @@ def summary(dropped: int = 10) -> dict:
         "last_remediation": remediations[-1] if remediations else None,
         "dropped": _read(state_dir, DROPPED, [])[-dropped:] if dropped > 0 else [],
         "last_decision": reports.get("last_decision"),
+        "paused": _paused(state_dir, now),
+        # The newest revision a member reported: what a restore from a snapshot counts
+        # its loss against.
+        "last_revision": max(
+            (
+                entry["latest"]["revision"]
+                for entry in reports.get("members", {}).values()
+                if isinstance(entry["latest"].get("revision"), int)
+            ),
+            default=None,
+        ),
         "members": {
             member: {
                 "state": entry["latest"].get("state"),

@@ -610,3 +610,36 @@ def test_react_reads_the_pillar_once_per_settings_period(runner, monkeypatch, to
         runner.react(live(member, "healthy"))
 
     assert len(compiled) == 1
+
+
+def test_a_pause_keeps_the_reactor_from_acting_and_records_what_it_dropped(
+    runner, orchestrations, state_dir
+):
+    paused = runner.pause(minutes=30, reason="etcd3's disk replaced")["paused"]
+    healthy_others(runner)
+    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    assert decision["action"] == "recover" and decision["outcome"] == "paused"
+    assert orchestrations.calls == []
+    [dropped] = read(state_dir, "dropped.json")
+    assert dropped["target"] == "etcd3"
+    assert dropped["paused"]["reason"] == "etcd3's disk replaced"
+    assert runner.summary()["paused"] == paused
+
+    assert runner.resume()["resumed"] is True
+    assert runner.summary()["paused"] is None
+    decision = runner.react(live("etcd3", "down"))
+    assert decision["outcome"] == "ok"
+    assert [call[0] for call in orchestrations.calls] == ["orch.etcd_recover"]
+
+
+def test_a_pause_needs_a_whole_number_of_minutes(runner):
+    with pytest.raises(SaltRunnerError, match="minutes must be a whole number >= 1, not 0"):
+        runner.pause(minutes=0)
+
+
+def test_the_summary_gives_the_newest_revision_a_member_reported(runner):
+    runner.react({**live("etcd1", "healthy"), "revision": 120})
+    runner.react({**live("etcd2", "healthy"), "revision": 131})
+
+    assert runner.summary()["last_revision"] == 131
