@@ -4,3 +4,4 @@ include:
   - etcd.config
   - etcd.service
   - etcd.backup
+  - etcd.beacon
