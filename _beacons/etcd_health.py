@@ -189,7 +189,8 @@ def _observe(member: dict, endpoint: str) -> dict:
         "peers": {name: _answered_healthy(answers[f"peer:{name}"]) for name in sorted(peers)},
         "error": "; ".join(errors),
     }
-    report["state"] = _state(report, others_alarmed=len(raised) > len(own_alarms))
+    others_alarmed = any(_hex(alarm.get("memberID")) != member_id for alarm in raised)
+    report["state"] = _state(report, others_alarmed)
     return report
 
 
