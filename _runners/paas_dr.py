@@ -251,6 +251,52 @@ def unlock(owner: str) -> dict:
     return {"unlocked": True, "owner": owner, "lock": record}
 
 
+def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
+    """
+    An operator's remediation, under the same lock as the reactor's (refused while one
+    runs; the reactor's events meanwhile are dropped and recorded): ``recover`` one
+    ``member`` (``orch.etcd_recover``) or ``restore`` the cluster (``orch.etcd_restore``,
+    from ``snapshot``, a file on the master, when no member kept its data). A snapshot
+    is checked before the lock is taken. ``salt-run paas.restore`` calls it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.remediate recover member=etcd3
+        salt-run paas_dr.remediate restore snapshot=/var/lib/paas/dr/snapshots/etcd1/x.db
+    """
+    jid = globals().get("__jid__")
+    if action not in ORCHESTRATIONS:
+        raise SaltRunnerError(
+            f"paas_dr.remediate: action must be one of {', '.join(ORCHESTRATIONS)}, not {action!r}"
+        )
+    settings = _cached_settings()
+    members = settings["etcd"]["members"]
+    if action == "recover" and member not in members:
+        raise SaltRunnerError(
+            f"paas_dr.remediate: member {member!r} is no etcd member of the topology "
+            f"(members: {', '.join(members)})"
+        )
+    if snapshot:
+        __salt__["paas_restore.check"](snapshot=snapshot)
+    state_dir = settings["state_dir"]
+    now = time.time()
+    owner = str(jid) if jid else f"operator-{now:.6f}"
+    decision = _decision(
+        action, member if action == "recover" else None, "operator", "asked by an operator"
+    )
+    with _records(state_dir):
+        taken, lock_record = _take_lock(state_dir, owner, decision, settings, now)
+    if not taken:
+        raise SaltRunnerError(
+            f"paas_dr.remediate: a remediation holds the lock ({lock_record.get('action')} "
+            f"by {lock_record.get('owner')} since {lock_record.get('taken')}); "
+            "salt-run paas_dr.lock shows it"
+        )
+    return _remediate(state_dir, decision, owner, lock_record, snapshot)
+
+
 def pause(minutes: int = 60, reason: str = "") -> dict:
     """
     Keep the reactor from acting for ``minutes`` (maintenance on etcd that looks like a
@@ -517,12 +563,16 @@ def _record_report(reports: dict, event: dict, now: float, needed: int) -> None:
     }
 
 
-def _remediate(state_dir: str, decision: dict, owner: str, lock_record: dict) -> dict:
+def _remediate(
+    state_dir: str, decision: dict, owner: str, lock_record: dict, snapshot: str = ""
+) -> dict:
     """Run the decision's orchestration, then release the lock and record the outcome,
     whatever happened."""
     pillar = {"dr_owner": owner}
     if decision["action"] == "recover":
         pillar["member"] = decision["member"]
+    if snapshot:
+        pillar["snapshot"] = snapshot
     orchestration = ORCHESTRATIONS[decision["action"]]
     started = time.time()
     clock = time.monotonic()

@@ -21,7 +21,6 @@ the reason when it cannot go on, so the orchestration stops at that step.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
@@ -83,30 +82,6 @@ def whole(view: dict, overview: dict, hashes: dict) -> list[str]:
             )
         )
     return problems
-
-
-def snapshot_digest(path: str) -> dict:
-    """A snapshot file as etcd writes it: its contents, then their sha256. Raises for a
-    file that is not whole (truncated, corrupt, not a snapshot)."""
-    size = os.path.getsize(path)
-    digest_size = hashlib.sha256().digest_size
-    if size <= digest_size:
-        raise SaltRunnerError(f"{path} is not an etcd snapshot ({size} bytes)")
-    digest, whole_file = hashlib.sha256(), hashlib.sha256()
-    with open(path, "rb") as stream:
-        remaining = size - digest_size
-        while remaining:
-            chunk = stream.read(min(remaining, 1 << 20))
-            digest.update(chunk)
-            whole_file.update(chunk)
-            remaining -= len(chunk)
-        trailer = stream.read()
-        whole_file.update(trailer)
-    if digest.digest() != trailer:
-        raise SaltRunnerError(
-            f"{path} is corrupt or truncated: its sha256 does not match its contents"
-        )
-    return {"path": path, "size": size, "sha256": whole_file.hexdigest()}
 
 
 # The steps.
@@ -215,7 +190,11 @@ def _from_snapshot(minions, view: dict, chosen: dict, answers: dict, timeout: in
             view["etcd"]["snapshot_dir"], "restore", os.path.basename(chosen["path"])
         )
         __utils__["paas_transfer.send"](
-            salt.client.LocalClient(mopts=__opts__), __opts__, node, chosen["path"], destination
+            salt.client.get_local_client(mopts=__opts__),
+            __opts__,
+            node,
+            chosen["path"],
+            destination,
         )
         reply = minions.call(
             node,
@@ -267,14 +246,19 @@ def _described(answers: dict) -> dict:
 
 
 def _snapshot(path: str) -> dict | None:
-    if path:
-        if not os.path.isfile(path):
-            raise SaltRunnerError(f"{path} is not a file on the master")
-        return snapshot_digest(path)
-    newest = __salt__["paas_backup.newest"]()
-    if newest is None:
-        return None
-    return snapshot_digest(newest["path"])
+    """The snapshot to restore from, verified: ``path`` on the master, or the newest
+    (highest revision) of every member's newest off-node snapshot."""
+    if not path:
+        newest = [entry for entry in __salt__["paas_backup.offsite"]().values() if entry]
+        if not newest:
+            return None
+        path = max(newest, key=lambda entry: (entry["revision"], entry["time"]))["path"]
+    if not os.path.isfile(path):
+        raise SaltRunnerError(f"{path} is not a file on the master")
+    checked = __salt__["paas_backup.verify_file"](path)
+    if not checked["verified"]:
+        raise SaltRunnerError(f"the snapshot is refused: {checked['error']}")
+    return {"path": path, "size": checked["size"], "sha256": checked["sha256"]}
 
 
 def _dr_view() -> dict:

@@ -643,3 +643,43 @@ def test_the_summary_gives_the_newest_revision_a_member_reported(runner):
     runner.react({**live("etcd2", "healthy"), "revision": 131})
 
     assert runner.summary()["last_revision"] == 131
+
+
+def test_an_operators_restore_runs_under_the_lock_with_the_snapshot(
+    runner, orchestrations, state_dir, monkeypatch
+):
+    checked = []
+
+    def check(snapshot):
+        checked.append(snapshot)
+
+    monkeypatch.setitem(runner.__salt__, "paas_restore.check", check)
+
+    done = runner.remediate("restore", snapshot="/srv/dr/etcd1/x.db")
+
+    assert checked == ["/srv/dr/etcd1/x.db"]
+    assert done["outcome"] == "ok" and done["rule"] == "operator"
+    assert orchestrations.calls == [
+        ("orch.etcd_restore", {"dr_owner": done["owner"], "snapshot": "/srv/dr/etcd1/x.db"})
+    ]
+    assert read(state_dir, "lock.json") is None
+
+
+def test_an_operators_remediation_is_refused_while_another_holds_the_lock(runner, orchestrations):
+    def operator_too():
+        with pytest.raises(SaltRunnerError, match="a remediation holds the lock \\(recover by"):
+            runner.remediate("recover", member="etcd2")
+
+    orchestrations.during = operator_too
+    healthy_others(runner)
+    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    assert decision["outcome"] == "ok"
+    assert [call[0] for call in orchestrations.calls] == ["orch.etcd_recover"]
+
+
+def test_an_operators_remediation_names_a_bad_action_or_member(runner):
+    with pytest.raises(SaltRunnerError, match="action must be one of recover, restore"):
+        runner.remediate("rebuild")
+    with pytest.raises(SaltRunnerError, match="member 'cp1' is no etcd member"):
+        runner.remediate("recover", member="cp1")
