@@ -13,7 +13,8 @@ Each tick asks this member ``/health``, ``POST /v3/maintenance/status`` and
 The member's state is ``down`` (its client URL does not answer), ``alarm`` (an alarm is
 raised against it), ``isolated`` (serving, but without a leader or a quorum) or
 ``healthy``. An event (tag ``salt/beacon/<minion>/etcd_health/``) is fired when the state,
-the leader, the alarms or the data directory's presence change (reason ``changed``), on
+the leader, the alarms, the data directory's presence or which peers answer change
+(reason ``changed``: the master confirms a lost member from the others' view, at once), on
 every tick while the state is not ``healthy`` (``unhealthy``: the master's reactor counts
 consecutive bad reports), and otherwise once per ``paas:dr:heartbeat_seconds``
 (``heartbeat``).
@@ -133,7 +134,13 @@ def _reason(report: dict, last: dict | None, now: float, heartbeat_seconds: floa
 
 
 def _change_key(report: dict) -> list:
-    return [report["state"], report["leader"], report["alarms"], report["data_dir"]]
+    return [
+        report["state"],
+        report["leader"],
+        report["alarms"],
+        report["data_dir"],
+        sorted(report["peers"].items()),
+    ]
 
 
 def _observe(member: dict, endpoint: str) -> dict:

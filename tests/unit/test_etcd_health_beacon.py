@@ -236,6 +236,18 @@ def test_a_peer_that_does_not_answer_is_reported_without_changing_the_state(
     assert (event["state"], event["peers"]) == ("healthy", {"etcd2": True, "etcd3": False})
 
 
+def test_a_peer_that_stops_answering_is_reported_at_once_while_healthy(beacon_module, etcd, clock):
+    tick(beacon_module)
+    clock.value += 1
+    assert tick(beacon_module) == []
+    etcd.peer(ETCD3, False)
+    assert [(e["reason"], e["peers"]) for e in tick(beacon_module)] == [
+        ("changed", {"etcd2": True, "etcd3": False})
+    ]
+    clock.value += 1
+    assert tick(beacon_module) == []
+
+
 def test_recovery_is_reported_at_once(beacon_module, etcd, clock):
     etcd.down()
     tick(beacon_module)
