@@ -1,13 +1,15 @@
 """
-The tables of ``salt-run paas.status`` and ``salt-run paas.certs``, drawn from the
-reports those runners return (``_runners/paas.py``) and from nothing else: ``--out=json``
-or ``--out=yaml`` show the same reports as data.
+The tables of ``salt-run paas.status``, ``paas.certs``, ``paas.dr`` and ``paas.restore``,
+drawn from the reports those runners return (``_runners/paas.py``) and from nothing
+else: ``--out=json`` or ``--out=yaml`` show the same reports as data.
 
 salt-run picks this outputter from a report's ``outputter`` key unless ``--out`` names
 another; the master finds it through ``outputter_dirs`` (etc/salt/master).
 """
 
 from __future__ import annotations
+
+import time
 
 __virtualname__ = "paas"
 
@@ -37,9 +39,71 @@ def output(data: dict, **kwargs) -> str:
             _certificate_table(data["certificates"])
             + f"\nrenewal window: the last {data['renew_days']} days"
         ]
+    elif data.get("kind") == "dr":
+        title = "disaster recovery"
+        parts = [_backups(data), _drill(data.get("last_drill")), _reactor(data)]
+    elif data.get("kind") == "restore":
+        title = "restore"
+        parts = [f"outcome: {data['outcome']} (remediation {data['owner']})"]
     else:
         title, parts = "paas", []
     return "\n\n".join([_verdict(title, data), *parts])
+
+
+def _snapshot_cell(entry: dict | None) -> str:
+    if not entry:
+        return "-"
+    age = round(time.time() - entry["time"]) if entry.get("time") is not None else None
+    return f"r{entry.get('revision')}, {_duration(age)} old, {entry.get('size', 0)} B"
+
+
+def _backups(report: dict) -> str:
+    header = ("NODE", "ON THE NODE", "OFF THE NODE (VERIFIED)", "STALE")
+    rows = [header] + [
+        (
+            node,
+            _snapshot_cell(entry["on_node"]),
+            _snapshot_cell(entry["offsite"]),
+            "yes" if entry["stale"] else "no",
+        )
+        for node, entry in sorted(report["nodes"].items())
+    ]
+    stale_after = _duration(report["stale_after_seconds"])
+    return f"snapshots (stale after {stale_after}):\n" + _table(rows)
+
+
+def _drill(drill: dict | None) -> str:
+    if not drill:
+        return "last drill: none yet"
+    verdict = "passed" if drill.get("passed") else f"FAILED: {drill.get('error')}"
+    return (
+        f"last drill: {verdict}; {drill.get('snapshot')} "
+        f"(revision {drill.get('revision')}, {drill.get('keys')} keys)"
+    )
+
+
+def _reactor(report: dict) -> str:
+    lines = []
+    last = report.get("last_remediation")
+    if last:
+        lines.append(
+            f"last remediation: {last['action']} {last.get('member') or 'the cluster'}, "
+            f"{last['outcome']} in {last['duration_s']} s ({last['reason']})"
+        )
+    else:
+        lines.append("last remediation: none")
+    lock = report.get("lock")
+    if lock:
+        state = "expired" if lock.get("expired") else "held"
+        lines.append(f"lock: {state} by {lock['owner']} ({lock['action']})")
+    else:
+        lines.append("lock: free")
+    paused = report.get("paused")
+    if paused:
+        lines.append(f"reactor paused: {paused.get('reason') or 'no reason given'}")
+    if report.get("dropped"):
+        lines.append(f"events dropped lately: {len(report['dropped'])}")
+    return "\n".join(lines)
 
 
 def _verdict(title: str, report: dict) -> str:

@@ -3,7 +3,9 @@ What a platform engineer runs on the master.
 
 ``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file;
 ``salt-run paas.status`` reports the platform's health (gateways, etcd, Kubernetes,
-certificates); ``salt-run paas.certs`` lists every certificate, kubeadm's included.
+certificates); ``salt-run paas.certs`` lists every certificate, kubeadm's included;
+``salt-run paas.dr`` reports etcd's backups, drills and remediations, and
+``salt-run paas.restore`` restores etcd after it lost quorum.
 
 The reports are data, the same whatever ``--out`` is: a verdict (``severity``: ok,
 degraded, down or unknown), the ``problems`` behind it, and what was seen. The tables
@@ -92,6 +94,114 @@ def validate(topology: str | None = None) -> dict:
         return _exit({"valid": False, "source": source, "errors": errors}, 1)
     nodes = __utils__["paas_topology.node_ids"](data)
     return _exit({"valid": True, "source": source, "nodes": len(nodes)}, 0)
+
+
+def dr(timeout: int = 30) -> dict:
+    """
+    etcd's disaster recovery at a glance: per etcd node its newest snapshot on the node
+    and off it (age, revision, size, verified), the last drill of a restore, the last
+    remediation and its outcome, the lock, and a pause. Degraded (exit 1) when a
+    node's newest off-node snapshot is older than two snapshot intervals or missing, the
+    last drill failed, the last remediation failed, or a snapshot on a node failed;
+    3 when the report could not be made.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.dr
+        salt-run paas.dr --out=json
+    """
+    _quiet_salt_run_teardown()
+    topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
+    try:
+        on_node = _ask(etcd_nodes, "paas_dr.snapshots", timeout)
+    except SaltClientError as err:
+        return _unknown([f"the master could not ask its minions: {err}"])
+    backups = __salt__["paas_backup.summary"]()
+    reactor = __salt__["paas_dr.summary"]()
+    problems = list(backups["problems"])
+    nodes = {}
+    for node in etcd_nodes:
+        reply = on_node.get(node)
+        if not isinstance(reply, dict):
+            problems.append(f"{node}: its snapshots could not be listed: {reply}")
+            reply = {}
+        newest = (reply.get("snapshots") or [None])[0]
+        failure = reply.get("last_failure")
+        good = reply.get("last_good")
+        if failure and (not good or failure.get("time", 0) > good.get("time", 0)):
+            problems.append(f"{node}: its last snapshot failed ({failure.get('error')})")
+        nodes[node] = {
+            "on_node": newest,
+            "last_failure": failure,
+            "offsite": backups["members"][node]["offsite"],
+            "stale": backups["members"][node]["stale"],
+        }
+    last = reactor["last_remediation"]
+    if last and last["outcome"] != "ok":
+        problems.append(
+            f"the last remediation ({last['action']} {last.get('member') or 'the cluster'}) "
+            "failed: "
+            + "; ".join(f"{step['step']}: {step['comment']}" for step in last["failed_steps"])
+        )
+    if reactor["lock"] and reactor["lock"]["expired"]:
+        problems.append(
+            f"the remediation lock of {reactor['lock']['owner']} has expired: the next "
+            "remediation takes it over"
+        )
+    return _report(
+        {
+            "kind": "dr",
+            "severity": "degraded" if problems else "ok",
+            "problems": problems,
+            "nodes": nodes,
+            "stale_after_seconds": backups["stale_after_seconds"],
+            "last_drill": backups["last_drill"],
+            "last_remediation": last,
+            "lock": reactor["lock"],
+            "paused": reactor["paused"],
+            "dropped": reactor["dropped"],
+        }
+    )
+
+
+def restore(snapshot: str = "") -> dict:
+    """
+    Restore etcd after it lost quorum, as the reactor would (``orch.etcd_restore``), under
+    the same lock: rebuilt from the member that kept the newest data, or, when none did,
+    from ``snapshot`` (a file on the master; default: the newest verified off-node one).
+    A corrupt or truncated snapshot is refused before anything is stopped. Exit code 0
+    when the cluster is whole again, 1 when a step failed (named), 3 when it did not run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.restore
+        salt-run paas.restore snapshot=/var/lib/paas/dr/snapshots/etcd1/etcd1-20261126T1200Z-r42.db
+    """
+    _quiet_salt_run_teardown()
+    _topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    try:
+        done = __salt__["paas_dr.remediate"]("restore", snapshot=snapshot)
+    except SaltRunnerError as err:
+        return _unknown([str(err)])
+    problems = [f"{step['step']}: {step['comment']}" for step in done["failed_steps"]]
+    return _report(
+        {
+            "kind": "restore",
+            "severity": "ok" if done["outcome"] == "ok" else "degraded",
+            "problems": problems,
+            "owner": done["owner"],
+            "outcome": done["outcome"],
+        }
+    )
 
 
 def certs(timeout: int = 30) -> dict:

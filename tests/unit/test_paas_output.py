@@ -6,6 +6,7 @@ reports of ``salt-run paas.status`` and ``paas.certs`` given here as sample data
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -367,3 +368,51 @@ def test_a_report_that_could_not_be_made_says_why(outputter):
     assert outputter.output(report) == (
         "paas: UNKNOWN (1 problem)\n  - the master could not ask its minions: Is master running?"
     )
+
+
+def _dr_report(now: float) -> dict:
+    snapshot = {"revision": 412, "time": now - 90, "size": 20512}
+    return {
+        "kind": "dr",
+        "severity": "degraded",
+        "problems": ["etcd3: no snapshot has reached the master"],
+        "nodes": {
+            "etcd1": {"on_node": snapshot, "offsite": snapshot, "stale": False},
+            "etcd3": {"on_node": None, "offsite": None, "stale": True},
+        },
+        "stale_after_seconds": 600,
+        "last_drill": {"passed": True, "snapshot": "etcd1-x.db", "revision": 412, "keys": 30},
+        "last_remediation": {
+            "action": "recover",
+            "member": "etcd3",
+            "outcome": "ok",
+            "duration_s": 14.2,
+            "reason": "etcd3 down, confirmed by etcd1, etcd2",
+        },
+        "lock": None,
+        "paused": {"reason": "disk swap"},
+        "dropped": [{"member": "etcd3"}],
+    }
+
+
+def test_the_dr_report_shows_snapshots_the_drill_and_the_reactor(outputter):
+    text = outputter.output(_dr_report(time.time()))
+
+    assert text.splitlines()[:2] == [
+        "disaster recovery: DEGRADED (1 problem)",
+        "  - etcd3: no snapshot has reached the master",
+    ]
+    assert "snapshots (stale after 10m):" in text
+    assert "etcd1  r412, 90s old, 20512 B  r412, 90s old, 20512 B   no" in text
+    assert "etcd3  -" in text
+    assert "last drill: passed; etcd1-x.db (revision 412, 30 keys)" in text
+    assert "last remediation: recover etcd3, ok in 14.2 s" in text
+    assert "lock: free" in text
+    assert "reactor paused: disk swap" in text
+
+
+def test_a_restore_report_names_its_outcome(outputter):
+    text = outputter.output(
+        {"kind": "restore", "severity": "ok", "problems": [], "outcome": "ok", "owner": "2026"}
+    )
+    assert text == "restore: ok\n\noutcome: ok (remediation 2026)"
