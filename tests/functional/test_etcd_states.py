@@ -7,8 +7,11 @@ temporary directory), then the ``etcd_member`` states through the loaders' state
 nodes' minions, each member in a network namespace of its own: etcd1 starts the cluster
 from the files ``etcd.config`` wrote, etcd2 to etcd5 join it one at a time, etcd5 leaves
 it (``absent`` on itself), and ``pruned`` removes etcd4 once the topology has only three
-etcd nodes. Each state runs in test mode first (nothing changes), then for real (changes),
-then again (``{}``).
+etcd nodes; then etcd3's data is wiped and ``replaced`` brings it back, and once quorum is
+lost (every member stopped, etcd2's and etcd3's data gone) etcd1, which kept its store,
+becomes a cluster of its own (``etcd_cluster.force_new_cluster``) and the others join it
+again, every key kept. Each state runs in test mode first (nothing changes), then for real
+(changes), then again (``{}``).
 
 One thing is a test double: the ``paas-etcd`` systemd unit. ``etcd_member`` starts, stops
 and checks the member with ``service.start/stop/restart/status`` of the unit, which on this
@@ -102,7 +105,7 @@ def _world(cluster) -> dict:
         nodes[node] = {
             "running": unit.running(),
             "membership": Path(member["membership_env"]).exists(),
-            "data": sorted(path.name for path in data_dir.iterdir()),
+            "data": sorted(path.name for path in data_dir.iterdir()) if data_dir.is_dir() else None,
         }
     return {"members": members, "nodes": nodes}
 
@@ -239,6 +242,61 @@ def test_pruned_removes_the_members_the_topology_no_longer_has(cluster):
     assert _voters(cluster) == ["etcd1", "etcd2", "etcd3"]
     health = cluster["minions"]["etcd1"].modules.etcd_cluster.health()
     assert health["healthy"] and health["voters"] == 3
+
+
+def _fresh(cluster, node: str):
+    """A new minion of ``node`` on the three-node topology. The service double is one
+    module shared by every minion's loader, and acts for the minion that loaded it
+    last: a step that starts or stops units loads it anew for its own node."""
+    return etcd_hosts.minion(node, cluster["tmp"], SMALLER, unit_double=True)
+
+
+def test_a_wiped_member_is_replaced_and_hashes_match(cluster):
+    etcd = cluster["minions"]["etcd1"].modules.etcd_cluster
+    etcd.put("/paas/ft/before-the-wipe", "kept")
+    cluster["units"]["etcd3"].stop()
+    shutil.rmtree(_member(cluster, "etcd3")["data_dir"])
+
+    applied = _apply(cluster, _fresh(cluster, "etcd3"), "replaced", "etcd3")
+
+    assert applied.changes["data_dir"] == {"old": "missing", "new": "empty"}
+    assert _voters(cluster) == ["etcd1", "etcd2", "etcd3"]
+    etcd3 = cluster["minions"]["etcd3"].modules.etcd_cluster
+    assert etcd3.get("/paas/ft/before-the-wipe", endpoint="https://198.19.9.23:2379") == "kept"
+    hashes = etcd.hashkv()
+    assert hashes["equal"] and sorted(hashes["members"]) == ["etcd1", "etcd2", "etcd3"], hashes
+
+
+def test_quorum_lost_the_member_with_the_newest_store_rebuilds_the_cluster(cluster):
+    etcd = cluster["minions"]["etcd1"].modules.etcd_cluster
+    written = [f"/paas/ft/restore/{n:03d}" for n in range(20)]
+    for key in written:
+        etcd.put(key, "acknowledged")
+    for unit in cluster["units"].values():
+        unit.stop()
+    for node in ("etcd2", "etcd3"):
+        shutil.rmtree(_member(cluster, node)["data_dir"])
+    found = {
+        node: _fresh(cluster, node).modules.etcd_cluster.local_data()
+        for node in ("etcd1", "etcd2", "etcd3")
+    }
+    assert found["etcd1"]["data"] is True and found["etcd1"]["revision"] >= len(written)
+    assert found["etcd2"]["data"] is False and "does not exist" in found["etcd2"]["error"]
+
+    rebuilt = _fresh(cluster, "etcd1").modules.etcd_cluster.force_new_cluster(timeout=60)
+
+    assert rebuilt["members"] == ["etcd1"]
+    assert not Path(_member(cluster, "etcd1")["force_new_cluster_env"]).exists()
+    assert cluster["units"]["etcd1"].running()
+    for node in ("etcd2", "etcd3"):
+        applied = _apply(cluster, _fresh(cluster, node), "present", node)
+        assert "joined as a learner" in applied.comment
+    assert _voters(cluster) == ["etcd1", "etcd2", "etcd3"]
+    etcd3 = cluster["minions"]["etcd3"].modules.etcd_cluster
+    assert [etcd3.get(key, endpoint="https://198.19.9.23:2379") for key in written] == [
+        "acknowledged"
+    ] * len(written)
+    assert etcd.hashkv()["equal"]
 
 
 def test_test_mode_predicts_the_changes_a_real_run_makes(cluster):
