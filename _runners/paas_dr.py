@@ -576,7 +576,7 @@ def _remediate(
     orchestration = ORCHESTRATIONS[decision["action"]]
     started = time.time()
     clock = time.monotonic()
-    outcome, failed = "failed", []
+    outcome, failed, returned = "failed", [], {}
     log.warning(
         "paas_dr: %s started %s (%s), owner %s",
         decision["rule"],
@@ -587,6 +587,7 @@ def _remediate(
     try:
         result = __salt__["state.orchestrate"](orchestration, pillar=pillar)
         failed = _failed_steps(result)
+        returned = _runner_returns(result)
         outcome = "ok" if not failed else "failed"
     # Whatever failed, the failure is recorded and the lock released.
     except Exception as err:
@@ -616,6 +617,7 @@ def _remediate(
                     "duration_s": duration,
                     "outcome": outcome,
                     "failed_steps": failed,
+                    "returned": returned,
                     "took_over": lock_record.get("took_over"),
                     "lock_released": released,
                 },
@@ -635,12 +637,34 @@ def _failed_steps(result) -> list[dict]:
             continue
         for key, step in sorted(steps.items(), key=lambda item: item[1].get("__run_num__", 0)):
             if step.get("result") is False:
-                failed.append(
-                    {"step": step.get("__id__", key), "comment": str(step.get("comment", ""))}
-                )
+                failed.append({"step": step.get("__id__", key), "comment": _why(step)})
     if not failed and result.get("retcode", 0) != 0:
         failed.append({"step": "orchestration", "comment": f"retcode {result['retcode']}"})
     return failed
+
+
+def _why(step: dict) -> str:
+    """A failed step's comment; a runner step's says only that it failed, and the error
+    (the runner's exception) is the last line of what it returned."""
+    comment = str(step.get("comment", ""))
+    returned = (step.get("changes") or {}).get("return")
+    if isinstance(returned, str) and returned.strip():
+        return f"{comment} {returned.strip().splitlines()[-1]}".strip()
+    return comment
+
+
+def _runner_returns(result) -> dict:
+    """What each runner step of the orchestration returned (a restore's seed says
+    where the data came from and what was lost), by step id."""
+    found = {}
+    for steps in (result.get("data") or {}).values() if isinstance(result, dict) else []:
+        if not isinstance(steps, dict):
+            continue
+        for key, step in steps.items():
+            returned = (step.get("changes") or {}).get("return")
+            if key.startswith("salt_|-") and isinstance(returned, dict):
+                found[step.get("__id__", key)] = returned
+    return found
 
 
 def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: float):

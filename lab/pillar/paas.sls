@@ -49,6 +49,12 @@ paas:
   pki:
     # The lab's master is this host: its CA lives with the rest of the lab's state.
     ca_dir: /var/lib/paas-lab/ca
+  dr:
+    # The snapshots the master receives and the reactor's records, with the rest of the
+    # lab's state on this host.
+    receive_dir: /var/lib/paas-lab/dr/snapshots
+    # A lost member is seen within a few seconds (three reports in a row, 2 s apart).
+    beacon_interval_seconds: 2
   versions:
     kubernetes: "1.34.2"
   kubernetes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -23,6 +24,18 @@ CONTROL_PLANES = {"cp1": "198.18.1.31", "cp2": "198.18.1.32", "cp3": "198.18.1.3
 LAB_STATE = Path("/var/lib/paas-lab")
 MASTER_PIDFILE = LAB_STATE / "master/main.pid"
 CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+@contextlib.contextmanager
+def reactor_paused(reason: str):
+    """The DR reactor kept from acting (``paas_dr.pause``) while a test breaks etcd on
+    purpose, and let act again afterwards, whatever happened."""
+    paused = salt_json("salt-run", "paas_dr.pause", "minutes=30", f"reason={reason}")
+    assert paused.get("paused"), paused
+    try:
+        yield
+    finally:
+        salt_json("salt-run", "paas_dr.resume")
 
 
 def lab_command(*argv: str, **kwargs) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ from tests.e2e.lab_helpers import (
     lab_command,
     orchestrate,
     paas_report,
+    reactor_paused,
     salt_json,
     salt_text,
     step_of,
@@ -163,27 +164,29 @@ SAVED_MEMBERSHIP = f"{DATA_DIR}-e2e-saved-membership.env"
 def etcd_set_aside(lab):
     """Every member stopped with its data and membership record set aside, as if etcd
     had never run; afterwards the members that ran then come back with their data (the
-    Kubernetes objects in it among them) in place of what the test formed."""
-    for node in ETCD:
-        _on(
-            node,
-            f"systemctl stop paas-etcd && mv {DATA_DIR}/member {SAVED_DATA} "
-            f"&& mv {MEMBERSHIP} {SAVED_MEMBERSHIP}",
-        )
-    try:
-        yield
-    finally:
+    Kubernetes objects in it among them) in place of what the test formed. The DR
+    reactor is paused meanwhile: this is no failure for it to repair."""
+    with reactor_paused("e2e: etcd set aside"):
         for node in ETCD:
-            restored = _on(
+            _on(
                 node,
-                f"systemctl stop paas-etcd; rm -rf {DATA_DIR}/member && "
-                f"mv {SAVED_DATA} {DATA_DIR}/member && mv {SAVED_MEMBERSHIP} {MEMBERSHIP} "
-                "&& echo restored",
+                f"systemctl stop paas-etcd && mv {DATA_DIR}/member {SAVED_DATA} "
+                f"&& mv {MEMBERSHIP} {SAVED_MEMBERSHIP}",
             )
-            assert restored == "restored", (node, restored)
-        for node in ETCD:
-            _on(node, "systemctl start --no-block paas-etcd")
-        assert wait_for(lambda: _status()["healthy"], timeout=60, interval=2)
+        try:
+            yield
+        finally:
+            for node in ETCD:
+                restored = _on(
+                    node,
+                    f"systemctl stop paas-etcd; rm -rf {DATA_DIR}/member && "
+                    f"mv {SAVED_DATA} {DATA_DIR}/member && mv {SAVED_MEMBERSHIP} {MEMBERSHIP} "
+                    "&& echo restored",
+                )
+                assert restored == "restored", (node, restored)
+            for node in ETCD:
+                _on(node, "systemctl start --no-block paas-etcd")
+            assert wait_for(lambda: _status()["healthy"], timeout=60, interval=2)
 
 
 def _member_comments(step: dict) -> dict:
@@ -214,6 +217,11 @@ def test_orch_etcd_forms_the_cluster_from_nothing_and_a_rerun_changes_nothing(et
 
 
 def test_a_removed_member_rejoins_under_its_name_with_its_old_data_wiped(lab):
+    with reactor_paused("e2e: etcd3 removed by hand"):
+        _removed_member_rejoins()
+
+
+def _removed_member_rejoins():
     with admin_client() as admin:
         admin.put("/paas/e2e/before-removal", "kept")
     removed = salt_json("salt", "etcd1", "etcd_cluster.member_remove", "etcd3")["etcd1"]
@@ -250,7 +258,12 @@ def test_states_under_test_say_what_they_would_do_and_change_nothing(lab):
     )["etcd1"]
     (removal,) = would_remove.values()
     assert removal["result"] is None and "would be removed" in removal["comment"], removal
-    _on("etcd3", "systemctl stop paas-etcd")
+    with reactor_paused("e2e: etcd3 stopped for a refusal"):
+        _on("etcd3", "systemctl stop paas-etcd")
+        _refusal_when_quorum_would_be_lost()
+
+
+def _refusal_when_quorum_would_be_lost():
     try:
         refused = salt_json(
             "salt", "etcd1", "state.single", "etcd_member.absent", "name=etcd2", "test=True"

@@ -683,3 +683,44 @@ def test_an_operators_remediation_names_a_bad_action_or_member(runner):
         runner.remediate("rebuild")
     with pytest.raises(SaltRunnerError, match="member 'cp1' is no etcd member"):
         runner.remediate("recover", member="cp1")
+
+
+def test_a_restore_records_what_its_runner_steps_returned_and_why_one_failed(
+    runner, orchestrations, state_dir
+):
+    orchestrations.result = {
+        "data": {
+            "itest-master_master": {
+                "salt_|-paas-etcd-restore-seed_|-paas_restore.seed_|-runner": {
+                    "__id__": "paas-etcd-restore-seed",
+                    "__run_num__": 3,
+                    "result": True,
+                    "changes": {"return": {"source": "snapshot", "lost_revisions": 12}},
+                },
+                "salt_|-paas-etcd-restore-verify_|-paas_restore.verify_|-runner": {
+                    "__id__": "paas-etcd-restore-verify",
+                    "__run_num__": 6,
+                    "result": False,
+                    "comment": "Runner function 'paas_restore.verify' failed.",
+                    "changes": {
+                        "return": "Traceback...\nSaltRunnerError: the members' stores differ"
+                    },
+                },
+            }
+        },
+        "retcode": 1,
+    }
+
+    done = runner.remediate("restore")
+
+    [remediation] = read(state_dir, "remediations.json")
+    assert remediation["returned"] == {
+        "paas-etcd-restore-seed": {"source": "snapshot", "lost_revisions": 12}
+    }
+    assert done["failed_steps"] == [
+        {
+            "step": "paas-etcd-restore-verify",
+            "comment": "Runner function 'paas_restore.verify' failed. "
+            "SaltRunnerError: the members' stores differ",
+        }
+    ]
