@@ -26,9 +26,9 @@ import time
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "etcd_member"
-# How far back in its unit's journal a member's panic counts: etcd restarted by systemd
-# logs a few dozen lines before it panics again.
-PANIC_LINES = 60
+# How far back in its unit's journal a member's panic counts: systemd restarts it every
+# few seconds, and each panic's goroutine dump runs to dozens of lines.
+PANIC_SECONDS = 120
 
 
 def __virtual__():
@@ -106,7 +106,13 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
         if __opts__["test"]:
             _record(ret, "service", "stopped", "running")
             return _predicted(ret, f"{name}'s etcd would be started.")
-        _service("start", member)
+        try:
+            _service("start", member)
+        except CommandExecutionError:
+            # Started by systemd all the same, a member that panics on its data is
+            # replaced below; any other failure to start is the run's error.
+            if not _panic(member):
+                raise
         _record(ret, "service", "stopped", "running")
         return _healthy_or_replaced(
             ret, member, mine, timeout, "was started and is a healthy voting member"
@@ -142,9 +148,9 @@ def _healthy_or_replaced(ret: dict, member: dict, mine: dict, timeout: int, stat
 
 
 def _panic(member: dict) -> str | None:
-    """The panic of this member's etcd, when its newest journal lines hold one."""
+    """The panic of this member's etcd, when its journal of the last minutes holds one."""
     journal = __salt__["cmd.run"](
-        f"journalctl --no-pager -o cat -n {PANIC_LINES} -u {member['service']}",
+        f"journalctl --no-pager -o cat --since -{PANIC_SECONDS}s -u {member['service']}",
         python_shell=False,
         ignore_retcode=True,
     )

@@ -43,12 +43,15 @@ class FakeCluster:
         self.data_dir.mkdir()
         self.running = True
         self.refusal: str | None = None
-        # Calls that fail, by name, with the error they raise.
+        # Calls that fail, by name, with the error they raise (once only, if so set).
         self.failures: dict[str, str] = {}
+        self.failures_once = False
         # The member id the started etcd answers with (the one member_add gave).
         self.started_as = "30"
         # Whether this node's etcd answers healthy before the state starts it.
         self.healthy = True
+        # Whether a start of this node's etcd succeeded (it is healthy from then on).
+        self.started = False
         self.journal = "-- journal --"
 
     def view(self, name: str) -> dict:
@@ -75,7 +78,12 @@ class FakeCluster:
             def call(*args, **kwargs):
                 self.calls.append((name, *args))
                 if name in self.failures:
-                    raise CommandExecutionError(self.failures[name])
+                    error = self.failures[name]
+                    if self.failures_once:
+                        del self.failures[name]
+                    raise CommandExecutionError(error)
+                if name == "service.start":
+                    self.started = True
                 if name == "etcd_cluster.member_add":
                     return {"id": "30", "initial_cluster": "etcd1=a,etcd2=b,etcd3=c"}
                 return True
@@ -105,8 +113,7 @@ class FakeCluster:
         }
 
     def member_health(self, endpoint: str) -> dict:
-        started = any(call[0] == "service.start" for call in self.calls)
-        if self.healthy or started:
+        if self.healthy or self.started:
             return {"healthy": True, "error": None}
         return {"healthy": False, "error": "connection refused"}
 
@@ -450,3 +457,33 @@ def test_replaced_refuses_what_would_cost_quorum(state_module, cluster, opts):
 def test_replaced_manages_only_the_node_it_runs_on(state_module, cluster):
     ret = state_module.replaced("etcd1")
     assert ret["result"] is False and "manages the node it runs on (etcd3)" in ret["comment"]
+
+
+def test_a_stopped_member_whose_start_panics_on_its_data_is_replaced(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member" / "wal").mkdir(parents=True)
+    cluster.running, cluster.healthy, cluster.journal = False, False, PANIC
+    cluster.failures["service.start"] = "Job for paas-etcd.service failed"
+    cluster.failures_once = True
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True, ret
+    assert ret["changes"]["reason"].startswith("its etcd panics: tocommit(11)")
+    assert [call[0] for call in cluster.calls] == [
+        "service.start",
+        "etcd_cluster.member_remove",
+        "etcd_cluster.member_add",
+        "service.stop",
+        "service.start",
+        "etcd_cluster.member_promote",
+    ]
+
+
+def test_a_stopped_member_that_fails_to_start_without_a_panic_is_an_error(state_module, cluster):
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member").mkdir()
+    cluster.running, cluster.healthy = False, False
+    cluster.failures["service.start"] = "Job for paas-etcd.service failed"
+    ret = state_module.present("etcd3")
+    assert ret["result"] is False
+    assert "systemctl start paas-etcd failed" in ret["comment"]
+    assert [call[0] for call in cluster.calls] == ["service.start"]
