@@ -190,7 +190,7 @@ def _from_snapshot(minions, view: dict, chosen: dict, answers: dict, timeout: in
             view["etcd"]["snapshot_dir"], "restore", os.path.basename(chosen["path"])
         )
         __utils__["paas_transfer.send"](
-            salt.client.get_local_client(mopts=__opts__),
+            _local_client(),
             __opts__,
             node,
             chosen["path"],
@@ -280,11 +280,18 @@ def _dr_view() -> dict:
     return __utils__["paas_topology.dr"](compiled["paas"])
 
 
+def _local_client():
+    # From the master's configuration file, not this runner's opts: run by the reactor
+    # (through paas_dr.react and the orchestration), a runner's opts are not the ones the
+    # master's publish authenticates.
+    return salt.client.get_local_client(__opts__["conf_file"])
+
+
 class _Minions:
     """One LocalClient for a step; every call asks only accepted minions."""
 
     def __enter__(self):
-        self.client = salt.client.LocalClient(mopts=__opts__)
+        self.client = _local_client()
         return self
 
     def __exit__(self, *exc):

@@ -77,6 +77,10 @@ def _stored(prefix: str) -> set[str]:
 
 
 def _nothing_lost(writer: Writer) -> None:
+    """Every write etcd acknowledged is stored (the writer stopped first, so that none is
+    acknowledged after the read)."""
+    writer.stopping.set()
+    writer.join(timeout=30)
     stored = _stored(writer.prefix)
     missing = [key for key in writer.acknowledged if key not in stored]
     assert writer.acknowledged, writer.failures[-5:]
@@ -146,20 +150,41 @@ def test_a_wiped_member_comes_back_by_hand_through_orch_etcd(writer):
     _nothing_lost(writer)
 
 
+def _lock_owner(timeout: float = RECOVERY_TIMEOUT) -> str:
+    """The owner of the remediation lock, once one holds it."""
+    lock = STATE_DIR / "lock.json"
+    assert wait_for(lock.exists, timeout=timeout, interval=0.2), salt_json(
+        "salt-run", "paas_dr.summary"
+    )
+    return json.loads(lock.read_text())["owner"]
+
+
+def _report_down(member: str) -> None:
+    """A beacon's report that ``member`` is down, on the master's event bus."""
+    data = {"member": member, "state": "down", "serving": False, "time": time.time()}
+    salt_json("salt-run", "event.send", f"salt/beacon/{member}/etcd_health/", json.dumps(data))
+
+
 def test_a_wiped_member_is_replaced_unattended_and_a_second_event_is_dropped(writer):
     count = len(_remediations())
     _wipe("etcd3")
+    owner = _lock_owner()
+    # etcd3's own beacon is silent while the remediation's state runs there.
+    _report_down("etcd3")
 
     remediation = _remediation_after(count)
 
-    assert (remediation["action"], remediation["member"]) == ("recover", "etcd3"), remediation
+    assert (remediation["action"], remediation["member"], remediation["owner"]) == (
+        "recover",
+        "etcd3",
+        owner,
+    ), remediation
     assert remediation["outcome"] == "ok", remediation["failed_steps"]
     assert wait_for(_healthy_now, timeout=60, interval=1)
     _whole()
     _nothing_lost(writer)
-    # etcd3 kept reporting while its replacement ran: those reports were dropped.
     dropped = salt_json("salt-run", "paas_dr.summary")["dropped"]
-    assert any(event.get("held_by") == remediation["owner"] for event in dropped), dropped
+    assert any(event.get("held_by") == owner for event in dropped), dropped
     assert len(_remediations()) == count + 1
 
 
@@ -296,9 +321,7 @@ def test_every_members_data_lost_is_restored_from_the_newest_off_node_snapshot(s
 def test_a_master_restarted_mid_remediation_leaves_no_stuck_lock(writer):
     count = len(_remediations())
     _wipe("etcd3")
-    held = wait_for((STATE_DIR / "lock.json").exists, timeout=120, interval=0.2)
-    assert held, salt_json("salt-run", "paas_dr.summary")
-    owner = json.loads((STATE_DIR / "lock.json").read_text())["owner"]
+    owner = _lock_owner()
     MASTER.stop(grace=10)
     MASTER.start()
     # The remediation died with the master, and recorded nothing; its lock is left.
