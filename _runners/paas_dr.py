@@ -62,6 +62,10 @@ CORRUPT = "CORRUPT"
 # paas:dr applies within this time.
 SETTINGS_TTL_S = 60
 ORCHESTRATIONS = {"recover": "orch.etcd_recover", "restore": "orch.etcd_restore"}
+# After a remediation failed, the same one waits this long before it runs again, twice
+# as long after each further failure in a row, at most BACKOFF_MAX_S.
+BACKOFF_S = 60
+BACKOFF_MAX_S = 1800
 # The fields of a beacon report that reports.json keeps.
 REPORT_FIELDS = (
     "member",
@@ -128,7 +132,11 @@ def react(event: dict) -> dict:
     with _records(state_dir):
         reports = _read(state_dir, REPORTS, {})
         _record_report(reports, event, now, _debounce(settings))
-        decision = decide(reports.get("members", {}), settings, now)
+        decision = backoff(
+            decide(reports.get("members", {}), settings, now),
+            _read(state_dir, REMEDIATIONS, []),
+            now,
+        )
         reports["last_decision"] = {**decision, "time": now, "event_member": member}
         _write(state_dir, REPORTS, reports)
         if decision["action"] == "none":
@@ -204,6 +212,36 @@ def decide(reports: dict, settings: dict, now: float) -> dict:
     if healthy:
         return _decide_with_healthy(voters, fresh, healthy, needed)
     return _decide_without_healthy(voters, fresh, needed)
+
+
+def backoff(decision: dict, remediations: list[dict], now: float) -> dict:
+    """The decision, unless the same remediation (action and member) failed the last
+    times it ran: then none until BACKOFF_S doubled for each failure in a row (at most
+    BACKOFF_MAX_S) has passed since the last one ended, so that a remediation that cannot
+    succeed does not run again on every report. An operator's run is not held back."""
+    if decision["action"] == "none":
+        return decision
+    failures = 0
+    last_end = 0.0
+    for entry in reversed(remediations):
+        if (entry.get("action"), entry.get("member")) != (decision["action"], decision["member"]):
+            continue
+        if entry.get("outcome") == "ok":
+            break
+        failures += 1
+        last_end = max(last_end, entry.get("finished") or 0.0)
+    if not failures:
+        return decision
+    wait = min(BACKOFF_S * 2 ** (failures - 1), BACKOFF_MAX_S)
+    if now - last_end >= wait:
+        return decision
+    return _decision(
+        "none",
+        decision["member"],
+        "backoff",
+        f"{decision['action']} failed {failures} time(s) in a row, the last "
+        f"{now - last_end:.0f} s ago: the next try waits {wait} s ({decision['reason']})",
+    )
 
 
 def lock() -> dict | None:

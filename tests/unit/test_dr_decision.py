@@ -724,3 +724,36 @@ def test_a_restore_records_what_its_runner_steps_returned_and_why_one_failed(
             "SaltRunnerError: the members' stores differ",
         }
     ]
+
+
+def _failed_before(action, member, finished):
+    return {"action": action, "member": member, "outcome": "failed", "finished": finished}
+
+
+def test_a_remediation_that_failed_waits_longer_after_each_failure_in_a_row(runner):
+    recover = runner._decision("recover", "etcd3", "recover", "etcd3 down")
+    now = 10_000.0
+    once = [_failed_before("recover", "etcd3", now - 30)]
+    twice = [_failed_before("recover", "etcd3", now - 500), *once]
+
+    assert runner.backoff(recover, once, now)["rule"] == "backoff"
+    assert runner.backoff(recover, once, now + 31)["action"] == "recover"
+    held = runner.backoff(recover, twice, now + 31)
+    assert held["action"] == "none" and "failed 2 time(s) in a row" in held["reason"]
+    assert runner.backoff(recover, twice, now + 91)["action"] == "recover"
+    # A success ends the run of failures; another member's failures do not count.
+    succeeded = [*twice, {"action": "recover", "member": "etcd3", "outcome": "ok"}]
+    assert runner.backoff(recover, succeeded, now)["action"] == "recover"
+    other = [_failed_before("recover", "etcd2", now - 1)]
+    assert runner.backoff(recover, other, now)["action"] == "recover"
+
+
+def test_react_does_not_run_a_failing_remediation_again_at_once(runner, orchestrations):
+    orchestrations.result = RuntimeError("the remediation cannot succeed")
+    healthy_others(runner)
+    first = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+    again = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    assert first["outcome"] == "failed"
+    assert (again["action"], again["rule"]) == ("none", "backoff")
+    assert len(orchestrations.calls) == 1
