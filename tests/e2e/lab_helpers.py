@@ -62,11 +62,11 @@ def salt_json(*argv: str, timeout: int = 900) -> dict:
         pytest.fail(f"{' '.join(argv)} gave no JSON (exit {result.returncode}):\n{result}")
 
 
-def paas_report(function: str) -> tuple[int, dict]:
-    """``salt-run paas.<function>`` as a monitoring check runs it: its exit code (0 ok,
-    1 degraded, 2 down, 3 unknown) and its report."""
+def paas_report(function: str, *args: str) -> tuple[int, dict]:
+    """``salt-run paas.<function> [args]`` as a monitoring check runs it: its exit code
+    (0 ok, 1 degraded, 2 down, 3 unknown) and its report."""
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "salt-run"), "--out=json", f"paas.{function}"],
+        [str(Path(sys.executable).parent / "salt-run"), "--out=json", f"paas.{function}", *args],
         cwd=REPO,
         check=False,
         text=True,
