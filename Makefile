@@ -62,6 +62,7 @@ bench: host-packages venv
 	$(PY) -m bench.etcd
 	$(PY) -m bench.gateway
 	$(PY) -m bench.kubernetes
+	$(PY) -m bench.dr
 
 # Re-resolve requirements.in into requirements.lock.
 lock:

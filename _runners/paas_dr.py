@@ -174,7 +174,8 @@ def react(event: dict) -> dict:
                 },
             )
             return {**decision, "owner": lock_record.get("owner"), "outcome": "dropped"}
-    return _remediate(state_dir, decision, owner, lock_record)
+    # The report that settled it: the reactor's latency is from its time to the start.
+    return _remediate(state_dir, {**decision, "event_time": event.get("time")}, owner, lock_record)
 
 
 def decide(reports: dict, settings: dict, now: float) -> dict:
@@ -650,6 +651,7 @@ def _remediate(
                     "member": decision["member"],
                     "orchestration": orchestration,
                     "reason": decision["reason"],
+                    "event_time": decision.get("event_time"),
                     "started": started,
                     "finished": time.time(),
                     "duration_s": duration,

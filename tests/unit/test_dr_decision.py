@@ -399,6 +399,7 @@ def test_react_starts_one_recovery_with_the_member_and_owner_and_records_it(
     assert remediation["failed_steps"] == []
     assert remediation["lock_released"] is True
     assert remediation["duration_s"] >= 0
+    assert remediation["event_time"] <= remediation["started"]
     assert read(state_dir, "lock.json") is None
     # What led to the remediation is spent: the next one takes N new reports.
     assert runner.react(live("etcd3", "down"))["action"] == "none"
