@@ -415,9 +415,9 @@ def summary(dropped: int = 10) -> dict:
         # its loss against.
         "last_revision": max(
             (
-                entry["latest"]["revision"]
+                entry["last_revision"]
                 for entry in reports.get("members", {}).values()
-                if isinstance(entry["latest"].get("revision"), int)
+                if isinstance(entry.get("last_revision"), int)
             ),
             default=None,
         ),
@@ -595,10 +595,18 @@ def _record_report(reports: dict, event: dict, now: float, needed: int) -> None:
         {key: report.get(key) for key in ("state", "alarms", "time")},
     ][-max(RECENT, needed) :]
     unhealthy = 0 if entry is None else entry.get("consecutive_unhealthy", 0)
+    # The newest revision the member ever reported: a member that is down reports none,
+    # and a restore from a snapshot counts its loss against this.
+    revisions = [
+        revision
+        for revision in (report.get("revision"), (entry or {}).get("last_revision"))
+        if isinstance(revision, int)
+    ]
     members[event["member"]] = {
         "latest": report,
         "recent": recent,
         "consecutive_unhealthy": 0 if report.get("state") == "healthy" else unhealthy + 1,
+        "last_revision": max(revisions, default=None),
     }
 
 

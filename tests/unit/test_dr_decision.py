@@ -642,6 +642,9 @@ def test_a_pause_needs_a_whole_number_of_minutes(runner):
 def test_the_summary_gives_the_newest_revision_a_member_reported(runner):
     runner.react({**live("etcd1", "healthy"), "revision": 120})
     runner.react({**live("etcd2", "healthy"), "revision": 131})
+    # Members that are down report no revision: the newest seen is kept.
+    runner.react(live("etcd1", "down"))
+    runner.react(live("etcd2", "down"))
 
     assert runner.summary()["last_revision"] == 131
 
