@@ -140,7 +140,9 @@ def test_snapshots_go_off_the_node_verified_and_a_drill_reads_one_back(lab):
 def test_a_wiped_member_comes_back_by_hand_through_orch_etcd(writer):
     with reactor_paused("e2e: etcd3 repaired by hand"):
         _wipe("etcd3")
-        assert wait_for(lambda: _panics("etcd3"), timeout=60, interval=1)
+        # Mostly it panics in a loop; on a young cluster whose leader still holds the
+        # whole log it may catch up by itself instead. Either way orch.etcd ends whole.
+        assert wait_for(lambda: _panics("etcd3") or _healthy_now(), timeout=60, interval=1)
         steps = orchestrate("orch.etcd")
         failed = {name: step["comment"] for name, step in steps.items() if not step["result"]}
         assert not failed, failed
