@@ -143,39 +143,33 @@ def react(event: dict) -> dict:
             return decision
         paused = _paused(state_dir, now)
         if paused:
-            _append(
-                state_dir,
-                DROPPED,
-                {
-                    "time": now,
-                    "member": member,
-                    "state": event.get("state"),
-                    "action": decision["action"],
-                    "target": decision["member"],
-                    "paused": paused,
-                },
-            )
+            _drop(state_dir, event, decision, now, paused=paused)
             return {**decision, "outcome": "paused", "paused": paused}
         # The runner job's id names the remediation in the master's job cache; by hand
         # (no job) the time does.
         owner = str(jid) if jid else f"react-{now:.6f}"
         taken, lock_record = _take_lock(state_dir, owner, decision, settings, now)
         if not taken:
-            _append(
-                state_dir,
-                DROPPED,
-                {
-                    "time": now,
-                    "member": member,
-                    "state": event.get("state"),
-                    "action": decision["action"],
-                    "target": decision["member"],
-                    "held_by": lock_record.get("owner"),
-                },
-            )
+            _drop(state_dir, event, decision, now, held_by=lock_record.get("owner"))
             return {**decision, "owner": lock_record.get("owner"), "outcome": "dropped"}
     # The report that settled it: the reactor's latency is from its time to the start.
     return _remediate(state_dir, {**decision, "event_time": event.get("time")}, owner, lock_record)
+
+
+def _drop(state_dir: str, event: dict, decision: dict, now: float, **why) -> None:
+    """Record a decision to act that is not acted on, and why (a pause, a held lock)."""
+    _append(
+        state_dir,
+        DROPPED,
+        {
+            "time": now,
+            "member": event.get("member"),
+            "state": event.get("state"),
+            "action": decision["action"],
+            "target": decision["member"],
+            **why,
+        },
+    )
 
 
 def decide(reports: dict, settings: dict, now: float) -> dict:
