@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 
 import salt.client
-import salt.pillar
 import salt.utils.files
 import salt.utils.minions
 import salt.utils.yaml
@@ -716,14 +715,7 @@ def _ask(minions: list[str], function: str, timeout: int) -> dict:
 
 
 def _master_pillar() -> dict:
-    # The pillar the master's own minion (the one that runs orchestrations) sees.
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        return pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    return __utils__["paas_master.pillar"](__opts__)
 
 
 def _load_topology_file(path: str) -> dict:

@@ -41,7 +41,6 @@ import time
 import urllib.error
 import urllib.request
 
-import salt.pillar
 import salt.utils.event
 from salt.exceptions import SaltRunnerError
 
@@ -92,14 +91,7 @@ def _dr() -> dict:
 
 
 def _master_pillar() -> dict:
-    # The pillar the master's own minion (the one that runs orchestrations) sees.
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        return pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    return __utils__["paas_master.pillar"](__opts__)
 
 
 def parse_name(name: str) -> dict | None:

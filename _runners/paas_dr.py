@@ -33,7 +33,6 @@ import socket
 import tempfile
 import time
 
-import salt.pillar
 from salt.exceptions import SaltRunnerError
 
 __virtualname__ = "paas_dr"
@@ -846,11 +845,4 @@ def _settings() -> dict:
 
 
 def _master_pillar() -> dict:
-    # The pillar the master's own minion (the one that runs orchestrations) sees.
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        return pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    return __utils__["paas_master.pillar"](__opts__)

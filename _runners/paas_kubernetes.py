@@ -37,7 +37,6 @@ import urllib.error
 import urllib.request
 
 import salt.client
-import salt.pillar
 import salt.utils.files
 import salt.utils.minions
 from salt.exceptions import SaltClientError, SaltRunnerError
@@ -495,14 +494,7 @@ def _view(role: str | None = None) -> dict:
 
 
 def _master_pillar() -> dict:
-    # The pillar the master's own minion (the one that runs orchestrations) sees.
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        return pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    return __utils__["paas_master.pillar"](__opts__)
 
 
 def _public_keys(nodes: list[str]) -> dict:

@@ -25,7 +25,6 @@ import os
 import time
 
 import salt.client
-import salt.pillar
 import salt.utils.minions
 from salt.exceptions import SaltRunnerError
 
@@ -267,13 +266,7 @@ def _dr_view() -> dict:
             "paas_restore: the paas_topology utils module is not loaded; the master's "
             "utils_dirs must hold the repository's _utils (etc/salt/master)"
         )
-    pillar = salt.pillar.get_pillar(
-        __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    )
-    try:
-        compiled = pillar.compile_pillar()
-    finally:
-        pillar.destroy()
+    compiled = __utils__["paas_master.pillar"](__opts__)
     errors = [str(error) for error in __utils__["paas_topology.validate"](compiled.get("paas"))]
     if errors:
         raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
