@@ -98,9 +98,11 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
         return _join(ret, member, timeout)
     if mine["learner"] or not mine["started"]:
         return _finish_join(ret, member, mine, timeout)
-    if not _has_data(member):
-        # The cluster knows this node, but its data is gone (a rebuilt machine): it can
-        # only come back as a new member.
+    if not __salt__["etcd_cluster.has_log"](member["data_dir"]):
+        # The cluster knows this node, but its data is gone (a rebuilt machine, or a data
+        # directory emptied and the unit started again, which leaves a fresh store and no
+        # log): it can only come back as a new member.
+        ret["changes"]["reason"] = f"{member['data_dir']} holds no write-ahead log"
         return _replace(ret, member, mine, timeout)
     if not __salt__["service.status"](member["service"]):
         if __opts__["test"]:

@@ -1,7 +1,8 @@
 """
 etcd's disaster recovery on the lab, with a recording writer: snapshots taken, verified
 and sent off the node, a drill reading one back; a member whose data is wiped under the
-running cluster brought back unattended (beacon, reactor, orch.etcd_recover); a flapping
+running cluster brought back by hand (orch.etcd) and unattended (beacon, reactor,
+orch.etcd_recover); a flapping
 member and a partitioned one left alone; quorum lost and rebuilt from the member that
 kept its data, and from the newest off-node snapshot when none did, Kubernetes answering
 again; a corrupt snapshot refused; a master restarted in the middle of a remediation.
@@ -23,7 +24,9 @@ from tests.e2e.etcd_helpers import ADDRESSES, Writer, admin_client
 from tests.e2e.lab_helpers import (
     LAB_STATE,
     on,
+    orchestrate,
     paas_report,
+    reactor_paused,
     salt_json,
 )
 
@@ -86,7 +89,9 @@ def _nothing_lost(writer: Writer) -> None:
 
 def _wipe(node: str) -> None:
     """The member's data emptied under the running cluster, then its unit started again
-    (as Restart=on-failure does): a fresh log under the old member ID, which panics."""
+    (as Restart=on-failure does): etcd opens a fresh store and, depending on the
+    membership it joined with and on the leader, panics on a fresh log under the old
+    member ID, exits without writing a log, or catches up."""
     on(
         node,
         f"systemctl stop paas-etcd && rm -rf {DATA_DIR}/* && systemctl start --no-block paas-etcd",
@@ -127,6 +132,23 @@ def test_snapshots_go_off_the_node_verified_and_a_drill_reads_one_back(lab):
     assert code == 0, report["problems"]
     assert report["last_drill"]["passed"] is True
     assert all(report["nodes"][node]["offsite"]["verified"] for node in ETCD), report
+
+
+def _started_on_emptied_data(node: str) -> bool:
+    return on(node, f"test -d {DATA_DIR}/member && echo yes", check=False).strip() == "yes"
+
+
+def test_a_wiped_member_comes_back_by_hand_through_orch_etcd(writer):
+    with reactor_paused("e2e: etcd3 repaired by hand"):
+        _wipe("etcd3")
+        assert wait_for(lambda: _started_on_emptied_data("etcd3"), timeout=60, interval=1)
+        steps = orchestrate("orch.etcd")
+        failed = {name: step["comment"] for name, step in steps.items() if not step["result"]}
+        assert not failed, failed
+    writer.phase = "after"
+    time.sleep(1)
+    _whole()
+    _nothing_lost(writer)
 
 
 def _lock_owner(timeout: float = RECOVERY_TIMEOUT) -> str:

@@ -7,8 +7,9 @@ temporary directory), then the ``etcd_member`` states through the loaders' state
 nodes' minions, each member in a network namespace of its own: etcd1 starts the cluster
 from the files ``etcd.config`` wrote, etcd2 to etcd5 join it one at a time, etcd5 leaves
 it (``absent`` on itself), and ``pruned`` removes etcd4 once the topology has only three
-etcd nodes; then etcd3's data is wiped and ``replaced`` brings it back, and once quorum is
-lost (every member stopped, etcd2's and etcd3's data gone) etcd1, which kept its store,
+etcd nodes; then etcd3's data is wiped and ``replaced`` brings it back, its log is removed
+and ``present`` brings it back, and once quorum is lost (every member stopped, etcd2's data
+and etcd3's log gone) etcd1, which kept its store,
 becomes a cluster of its own (``etcd_cluster.force_new_cluster``) and the others join it
 again, every key kept. Each state runs in test mode first (nothing changes), then for real
 (changes), then again (``{}``).
@@ -267,6 +268,33 @@ def test_a_wiped_member_is_replaced_and_hashes_match(cluster):
     assert hashes["equal"] and sorted(hashes["members"]) == ["etcd1", "etcd2", "etcd3"], hashes
 
 
+def test_a_member_with_a_store_and_no_log_is_replaced_by_present(cluster):
+    # What a data directory emptied under the running cluster holds once its unit started
+    # again and etcd gave up: a store, no write-ahead log. etcd would start it as a new
+    # member under the old one's name; present removes it and adds it again.
+    etcd = cluster["minions"]["etcd1"].modules.etcd_cluster
+    etcd.put("/paas/ft/before-the-log-went", "kept")
+    cluster["units"]["etcd3"].stop()
+    data_dir = Path(_member(cluster, "etcd3")["data_dir"])
+    shutil.rmtree(data_dir / "member" / "wal")
+    assert (data_dir / "member" / "snap" / "db").exists()
+    etcd3 = _fresh(cluster, "etcd3")
+    assert etcd3.modules.etcd_cluster.has_log() is False
+
+    applied = _apply(cluster, etcd3, "present", "etcd3")
+
+    assert applied.changes["reason"] == f"{data_dir} holds no write-ahead log"
+    assert _voters(cluster) == ["etcd1", "etcd2", "etcd3"]
+    assert etcd3.modules.etcd_cluster.has_log() is True
+    assert (
+        etcd3.modules.etcd_cluster.get(
+            "/paas/ft/before-the-log-went", endpoint="https://198.19.9.23:2379"
+        )
+        == "kept"
+    )
+    assert etcd.hashkv()["equal"]
+
+
 def test_quorum_lost_the_member_with_the_newest_store_rebuilds_the_cluster(cluster):
     etcd = cluster["minions"]["etcd1"].modules.etcd_cluster
     written = [f"/paas/ft/restore/{n:03d}" for n in range(20)]
@@ -274,14 +302,16 @@ def test_quorum_lost_the_member_with_the_newest_store_rebuilds_the_cluster(clust
         etcd.put(key, "acknowledged")
     for unit in cluster["units"].values():
         unit.stop()
-    for node in ("etcd2", "etcd3"):
-        shutil.rmtree(_member(cluster, node)["data_dir"])
+    shutil.rmtree(_member(cluster, "etcd2")["data_dir"])
+    # etcd3 keeps a store but not its log: no survivor, whatever its store's revision.
+    shutil.rmtree(Path(_member(cluster, "etcd3")["data_dir"]) / "member" / "wal")
     found = {
         node: _fresh(cluster, node).modules.etcd_cluster.local_data()
         for node in ("etcd1", "etcd2", "etcd3")
     }
     assert found["etcd1"]["data"] is True and found["etcd1"]["revision"] >= len(written)
     assert found["etcd2"]["data"] is False and "does not exist" in found["etcd2"]["error"]
+    assert found["etcd3"]["data"] is False and "no write-ahead log" in found["etcd3"]["error"]
 
     rebuilt = _fresh(cluster, "etcd1").modules.etcd_cluster.force_new_cluster(timeout=60)
 

@@ -98,6 +98,7 @@ class FakeCluster:
             "etcd_cluster.initial_cluster": lambda name: "etcd1=a,etcd2=b,etcd3=c",
             "etcd_cluster.member_status": lambda endpoint: {"id": self.started_as},
             "etcd_cluster.member_health": self.member_health,
+            "etcd_cluster.has_log": self.has_log,
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
             "etcd_cluster.removal_refusal": lambda name: self.refusal,
             "etcd_cluster.member_add": record("etcd_cluster.member_add"),
@@ -111,6 +112,17 @@ class FakeCluster:
             "file.user_to_uid": lambda user: os.getuid(),
             "file.group_to_gid": lambda group: os.getgid(),
         }
+
+    def with_log(self) -> None:
+        """This node's member as etcd leaves it once started: a store and its log."""
+        (self.data_dir / "member" / "snap").mkdir(parents=True)
+        (self.data_dir / "member" / "snap" / "db").write_bytes(b"store")
+        (self.data_dir / "member" / "wal").mkdir()
+        (self.data_dir / "member" / "wal" / "0000000000000000-0000000000000000.wal").touch()
+
+    def has_log(self, data_dir: str) -> bool:
+        wal = os.path.join(data_dir, "member", "wal")
+        return os.path.isdir(wal) and any(e.endswith(".wal") for e in os.listdir(wal))
 
     def member_health(self, endpoint: str) -> dict:
         if self.healthy or self.started:
@@ -140,7 +152,7 @@ def configure_loader_modules(state_module, cluster, opts):
 
 def test_a_healthy_member_changes_nothing(state_module, cluster, opts):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     ret = state_module.present("etcd3")
     assert ret["result"] is True and ret["changes"] == {}, ret
     assert cluster.calls == []
@@ -148,7 +160,7 @@ def test_a_healthy_member_changes_nothing(state_module, cluster, opts):
 
 def test_test_mode_says_a_join_would_happen_and_does_nothing(state_module, cluster, opts):
     opts["test"] = True
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     (cluster.data_dir / "member" / "stale").write_text("an old member's data")
     ret = state_module.present("etcd3")
     assert ret["result"] is None, ret
@@ -159,7 +171,7 @@ def test_test_mode_says_a_join_would_happen_and_does_nothing(state_module, clust
 
 
 def test_a_join_wipes_old_data_before_the_member_starts(state_module, cluster):
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     (cluster.data_dir / "member" / "stale").write_text("an old member's data")
     ret = state_module.present("etcd3")
     assert ret["result"] is True, ret
@@ -189,7 +201,7 @@ def test_no_new_cluster_unless_it_is_safe(state_module, cluster, opts, case):
     opts["id"] = node
     cluster.members = None
     if has_data:
-        (cluster.data_dir / "member").mkdir()
+        cluster.with_log()
     ret = state_module.present(node, bootstrap=bootstrap)
     assert ret["result"] is False
     assert reason in ret["comment"]
@@ -224,7 +236,7 @@ def test_a_configuration_change_restarts_a_member_and_test_mode_only_says_so(
 def test_a_join_reports_each_step_as_it_commits_and_test_mode_predicts_it(
     state_module, cluster, opts
 ):
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     cluster.running = False
     opts["test"] = True
     predicted = state_module.present("etcd3")["changes"]
@@ -252,7 +264,7 @@ def test_a_member_that_started_as_another_cluster_is_not_reported_as_joined(stat
 
 def test_absent_on_the_node_itself_predicts_the_stop_and_the_wipe(state_module, cluster, opts):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     opts["test"] = True
     predicted = state_module.absent("etcd3")
     assert predicted["result"] is None and cluster.calls == []
@@ -288,7 +300,10 @@ def test_a_re_add_that_fails_after_the_removal_reports_the_removal(state_module,
     cluster.failures["etcd_cluster.member_add"] = "the cluster has no quorum"
     ret = state_module.present("etcd3")
     assert ret["result"] is False and ret["comment"] == "the cluster has no quorum"
-    assert ret["changes"] == {"member": {"old": "voter 30 without its data", "new": None}}
+    assert ret["changes"] == {
+        "reason": f"{cluster.data_dir} holds no write-ahead log",
+        "member": {"old": "voter 30 without its data", "new": None},
+    }
     assert [call[0] for call in cluster.calls] == [
         "etcd_cluster.member_remove",
         "etcd_cluster.member_add",
@@ -362,12 +377,51 @@ def test_present_manages_only_the_node_it_runs_on(state_module, cluster):
 
 def test_a_stopped_member_whose_start_fails_reports_no_change(state_module, cluster):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     cluster.running = False
     cluster.failures["service.start"] = "Job for paas-etcd.service failed"
     ret = state_module.present("etcd3")
     assert ret["result"] is False and ret["changes"] == {}, ret
     assert "systemctl start paas-etcd failed" in ret["comment"]
+
+
+def test_a_member_with_a_store_and_no_log_is_replaced(state_module, cluster, opts):
+    # Its data directory was emptied under a running cluster and systemd restarted it with
+    # an initial cluster that no longer matches ("member count is unequal"): etcd opened a
+    # fresh store, wrote no log, and exits in a loop without a panic.
+    cluster.members.append(_member("etcd3"))
+    (cluster.data_dir / "member" / "snap").mkdir(parents=True)
+    (cluster.data_dir / "member" / "snap" / "db").write_bytes(b"fresh")
+    cluster.healthy = False
+    opts["test"] = True
+    predicted = state_module.present("etcd3")
+    assert predicted["result"] is None, predicted
+    assert "it would be removed and added again" in predicted["comment"]
+    assert cluster.calls == [] and (cluster.data_dir / "member" / "snap" / "db").exists()
+    opts["test"] = False
+    ret = state_module.present("etcd3")
+    assert ret["result"] is True, ret
+    assert ret["changes"]["reason"] == f"{cluster.data_dir} holds no write-ahead log"
+    assert ret["changes"]["member"] == {"old": "voter 30 without its data", "new": "voter 30"}
+    assert [call[0] for call in cluster.calls] == [
+        "etcd_cluster.member_remove",
+        "etcd_cluster.member_add",
+        "service.stop",
+        "service.start",
+        "etcd_cluster.member_promote",
+    ]
+    assert not (cluster.data_dir / "member").exists()
+
+
+def test_a_first_node_with_only_a_store_still_does_not_start_a_cluster(state_module, cluster, opts):
+    # Without a log etcd would start it afresh, but the store may be all that is left of
+    # the cluster: bootstrap never wipes it.
+    cluster.members, opts["id"] = None, "etcd1"
+    (cluster.data_dir / "member" / "snap").mkdir(parents=True)
+    (cluster.data_dir / "member" / "snap" / "db").write_bytes(b"kept")
+    ret = state_module.present("etcd1", bootstrap=True)
+    assert ret["result"] is False and "holds data" in ret["comment"], ret
+    assert cluster.calls == [] and (cluster.data_dir / "member" / "snap" / "db").exists()
 
 
 PANIC = (
@@ -382,7 +436,7 @@ def test_a_member_whose_emptied_data_makes_it_panic_is_replaced(state_module, cl
     # Its data directory was emptied under a running cluster and systemd restarted it: a
     # fresh log under the old member ID, a panic on the leader's first append, in a loop.
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member" / "wal").mkdir(parents=True)
+    cluster.with_log()
     cluster.healthy, cluster.journal = False, PANIC
     ret = state_module.present("etcd3")
     assert ret["result"] is True, ret
@@ -400,7 +454,7 @@ def test_a_member_whose_emptied_data_makes_it_panic_is_replaced(state_module, cl
 
 def test_a_panicking_member_is_only_predicted_under_test(state_module, cluster, opts):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     cluster.healthy, cluster.journal, opts["test"] = False, PANIC, True
     ret = state_module.present("etcd3")
     assert ret["result"] is None and "it would be replaced" in ret["comment"], ret
@@ -409,7 +463,7 @@ def test_a_panicking_member_is_only_predicted_under_test(state_module, cluster, 
 
 def test_an_unhealthy_member_without_a_panic_is_not_replaced(state_module, cluster):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     cluster.healthy = False
     ret = state_module.present("etcd3", timeout=0)
     assert ret["result"] is False
@@ -461,7 +515,7 @@ def test_replaced_manages_only_the_node_it_runs_on(state_module, cluster):
 
 def test_a_stopped_member_whose_start_panics_on_its_data_is_replaced(state_module, cluster):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member" / "wal").mkdir(parents=True)
+    cluster.with_log()
     cluster.running, cluster.healthy, cluster.journal = False, False, PANIC
     cluster.failures["service.start"] = "Job for paas-etcd.service failed"
     cluster.failures_once = True
@@ -480,7 +534,7 @@ def test_a_stopped_member_whose_start_panics_on_its_data_is_replaced(state_modul
 
 def test_a_stopped_member_that_fails_to_start_without_a_panic_is_an_error(state_module, cluster):
     cluster.members.append(_member("etcd3"))
-    (cluster.data_dir / "member").mkdir()
+    cluster.with_log()
     cluster.running, cluster.healthy = False, False
     cluster.failures["service.start"] = "Job for paas-etcd.service failed"
     ret = state_module.present("etcd3")
