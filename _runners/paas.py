@@ -19,8 +19,6 @@ while the platform still serves), 2 down, 3 unknown (the report could not be mad
 
 from __future__ import annotations
 
-import logging
-
 import salt.client
 import salt.utils.files
 import salt.utils.minions
@@ -41,16 +39,6 @@ KUBERNETES_FIX = "salt-run state.orchestrate orch.kubernetes"
 LEASE_GRACE_S = 50
 # The apiserver checks each control plane makes through a VIP, by the VIP's network.
 THROUGH_VIPS = {"private_vip": "private", "public_vip": "public"}
-
-# What salt-run itself leaves unclosed when it exits (saltstack/salt#70174, Salt 3008):
-# its Runner, that Runner's MasterMinion and an event publisher. Logger and message.
-_SALT_RUN_LEAKS = {
-    "salt.runner": "unclosed Runner <salt.runner.Runner object",
-    "salt.minion": "unclosed MasterMinion <salt.minion.MasterMinion object",
-    "salt.utils.asynchronous": (
-        "unclosed SyncWrapper for cls=<class 'salt.transport.tcp._TCPPubServerPublisher'>"
-    ),
-}
 
 
 def __virtual__():
@@ -731,23 +719,9 @@ def _load_topology_file(path: str) -> dict:
     return document["paas"]
 
 
-class _SaltRunLeakFilter(logging.Filter):
-    def __init__(self, message: str):
-        super().__init__()
-        self.message = message
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.message)
-
-
 def _quiet_salt_run_teardown() -> None:
-    """Drop the warnings salt-run logs about its own objects as it exits (every salt-run
-    prints them, whatever it ran), so that a monitoring check or a cron job running a
-    paas report gets a clean stderr. Only in salt-run running this runner (its opts
-    name the function), only those messages."""
-    if not str(__opts__.get("fun", "")).startswith(f"{__virtualname__}."):
-        return
-    for name, message in _SALT_RUN_LEAKS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(found, _SaltRunLeakFilter) for found in logger.filters):
-            logger.addFilter(_SaltRunLeakFilter(message))
+    # A master whose utils modules are not synced still gets its report (exit 3, saying
+    # why), only not a quiet one.
+    quiet = __utils__.get("paas_master.quiet_salt_run_teardown")
+    if quiet is not None:
+        quiet(__opts__, __virtualname__)

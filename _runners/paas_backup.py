@@ -172,6 +172,7 @@ def verify_file(path: str, expected_sha256: str | None = None) -> dict:
     ``expected_sha256`` when given. Return ``{"verified": True, "sha256", "size"}`` or
     ``{"verified": False, "error"}``.
     """
+    _quiet_salt_run_teardown()
     size = os.path.getsize(path)
     if size <= DIGEST_SIZE:
         return {"verified": False, "error": f"{path} is not an etcd snapshot ({size} bytes)"}
@@ -218,6 +219,7 @@ def collect() -> dict:
 
         salt-run paas_backup.collect
     """
+    _quiet_salt_run_teardown()
     dr = _dr()
     received, rejected, pending = [], [], []
     found = {member: _arrived(member) for member in dr["etcd"]["members"]}
@@ -372,6 +374,7 @@ def offsite(verify: bool = False) -> dict:
         salt-run paas_backup.offsite
         salt-run paas_backup.offsite verify=True
     """
+    _quiet_salt_run_teardown()
     dr = _dr()
     return {member: _newest(dr["receive_dir"], member, verify) for member in dr["etcd"]["members"]}
 
@@ -478,6 +481,7 @@ def drill(snapshot: str | None = None, bin_dir: str | None = None, when_due: boo
         salt-run paas_backup.drill
         salt-run paas_backup.drill snapshot=/srv/backups/etcd1-20260101T000000Z-r42.db
     """
+    _quiet_salt_run_teardown()
     dr = _dr()
     if when_due and not _due(dr):
         return _exit({"result": None, "reason": "not due"}, 0)
@@ -634,6 +638,7 @@ def summary() -> dict:
 
         salt-run paas_backup.summary
     """
+    _quiet_salt_run_teardown()
     dr = _dr()
     limit = 2 * dr["snapshot_interval_minutes"] * 60
     drills = _read_json(os.path.join(dr["state_dir"], "drills.json"), [])
@@ -668,3 +673,7 @@ def summary() -> dict:
         "state_dir": dr["state_dir"],
         "problems": problems,
     }
+
+
+def _quiet_salt_run_teardown() -> None:
+    __utils__["paas_master.quiet_salt_run_teardown"](__opts__, __virtualname__)

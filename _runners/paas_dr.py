@@ -250,6 +250,7 @@ def lock() -> dict | None:
 
         salt-run paas_dr.lock
     """
+    _quiet_salt_run_teardown()
     settings = _settings()
     record = _read(settings["state_dir"], LOCK, None)
     if record is None:
@@ -269,6 +270,7 @@ def unlock(owner: str) -> dict:
 
         salt-run paas_dr.unlock owner=20261126132700123456
     """
+    _quiet_salt_run_teardown()
     state_dir = _settings()["state_dir"]
     with _records(state_dir):
         record = _read(state_dir, LOCK, None)
@@ -298,6 +300,7 @@ def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
         salt-run paas_dr.remediate recover member=etcd3
         salt-run paas_dr.remediate restore snapshot=/var/lib/paas/dr/snapshots/etcd1/x.db
     """
+    _quiet_salt_run_teardown()
     jid = globals().get("__jid__")
     if action not in ORCHESTRATIONS:
         raise SaltRunnerError(
@@ -342,6 +345,7 @@ def pause(minutes: int = 60, reason: str = "") -> dict:
 
         salt-run paas_dr.pause minutes=30 reason="etcd3's disk replaced"
     """
+    _quiet_salt_run_teardown()
     if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes < 1:
         raise SaltRunnerError(
             f"paas_dr.pause: minutes must be a whole number >= 1, not {minutes!r}"
@@ -364,6 +368,7 @@ def resume() -> dict:
 
         salt-run paas_dr.resume
     """
+    _quiet_salt_run_teardown()
     state_dir = _settings()["state_dir"]
     with _records(state_dir):
         record = _paused(state_dir, time.time())
@@ -393,6 +398,7 @@ def summary(dropped: int = 10) -> dict:
 
         salt-run paas_dr.summary
     """
+    _quiet_salt_run_teardown()
     state_dir = _settings()["state_dir"]
     now = time.time()
     record = _read(state_dir, LOCK, None)
@@ -846,3 +852,7 @@ def _settings() -> dict:
 
 def _master_pillar() -> dict:
     return __utils__["paas_master.pillar"](__opts__)
+
+
+def _quiet_salt_run_teardown() -> None:
+    __utils__["paas_master.quiet_salt_run_teardown"](__opts__, __virtualname__)

@@ -45,6 +45,27 @@ def topology_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def master_utils() -> dict:
+    """``_utils/paas_master.py`` as the master's runners see it in ``__utils__``."""
+    module = _import_by_path("_utils/paas_master.py", "paas_master_utils")
+    return {
+        f"paas_master.{name}": getattr(module, name)
+        for name in ("pillar", "quiet_salt_run_teardown")
+    }
+
+
+@pytest.fixture(scope="session")
+def runner_utils(topology_utils, master_utils) -> dict:
+    """What the DR runners use of ``__utils__``: the topology's validator and DR view, and
+    the master's helpers."""
+    return {
+        "paas_topology.validate": topology_utils.validate,
+        "paas_topology.dr": topology_utils.dr,
+        **master_utils,
+    }
+
+
+@pytest.fixture(scope="session")
 def shipped_lab_topology() -> dict:
     """The lab's topology (``paas`` in ``lab/pillar/paas.sls``) as shipped, shared by the
     whole session: read it, never change it."""

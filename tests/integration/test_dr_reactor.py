@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -219,3 +221,26 @@ def test_bad_reports_in_a_row_start_one_recovery_and_a_burst_during_it_is_droppe
     assert remediation["orchestration"] == "orch.etcd_recover"
     assert remediation["took_over"] is None
     assert not (state_dir / "lock.json").exists()
+
+
+def test_an_operators_pause_and_resume_print_their_answer_and_nothing_else(dr_master, state_dir):
+    salt_run = Path(sys.executable).parent / "salt-run"
+    config_dir = f"--config-dir={dr_master.config_dir}"
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(salt_run), config_dir, "--out=json", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    paused = run("paas_dr.pause", "minutes=5", "reason=disk swap")
+    resumed = run("paas_dr.resume")
+
+    assert paused.returncode == resumed.returncode == 0, (paused, resumed)
+    assert json.loads(paused.stdout)["paused"]["reason"] == "disk swap"
+    assert json.loads(resumed.stdout)["resumed"] is True, resumed.stdout
+    # salt-run's own "unclosed Runner/MasterMinion/SyncWrapper" warnings are not printed.
+    assert (paused.stderr, resumed.stderr) == ("", "")

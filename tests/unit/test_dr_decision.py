@@ -347,11 +347,11 @@ def orchestrations() -> Orchestrations:
 
 
 @pytest.fixture
-def configure_loader_modules(runner, topology_utils, topology, orchestrations, monkeypatch):
+def configure_loader_modules(runner, runner_utils, topology, orchestrations, monkeypatch):
     monkeypatch.setattr(runner, "_master_pillar", lambda: {"paas": topology})
     return {
         runner: {
-            "__utils__": {"paas_topology.dr": topology_utils.dr},
+            "__utils__": dict(runner_utils),
             "__opts__": {"id": "itest-master", "utils_dirs": ["/srv/paas/_utils"]},
             "__salt__": {"state.orchestrate": orchestrations},
             "__context__": {},

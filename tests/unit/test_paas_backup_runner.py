@@ -53,11 +53,16 @@ def opts(master) -> dict:
 
 
 @pytest.fixture
-def configure_loader_modules(runner, topology_utils, topology, master, monkeypatch):
+def configure_loader_modules(runner, runner_utils, topology, master, monkeypatch):
     monkeypatch.setattr(runner, "_master_pillar", lambda: {"paas": topology})
     monkeypatch.setattr(runner, "_fire", lambda tag, data: master.events.append((tag, data)))
-    utils = {f"paas_topology.{name}": getattr(topology_utils, name) for name in ("validate", "dr")}
-    return {runner: {"__utils__": utils, "__opts__": master.opts, "__context__": master.context}}
+    return {
+        runner: {
+            "__utils__": dict(runner_utils),
+            "__opts__": master.opts,
+            "__context__": master.context,
+        }
+    }
 
 
 @pytest.fixture

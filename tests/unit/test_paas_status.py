@@ -166,8 +166,9 @@ def context() -> dict:
 
 
 @pytest.fixture
-def configure_loader_modules(runner, topology_utils, context):
+def configure_loader_modules(runner, topology_utils, master_utils, context):
     utils = {f"paas_topology.{name}": getattr(topology_utils, name) for name in UTILS_FUNCTIONS}
+    utils.update(master_utils)
     opts = {"id": "paas-master_master", "utils_dirs": ["/srv/paas/_utils"]}
     return {runner: {"__utils__": utils, "__opts__": opts, "__context__": context}}
 
