@@ -8,12 +8,12 @@ library only (no ``etcd3``, ``grpc`` or ``protobuf``, and nothing of ``etcd_clus
 Each tick asks this member ``/health``, ``POST /v3/maintenance/status`` and
 ``POST /v3/maintenance/alarm`` (``{"action": "GET"}``), and the other members
 ``/health``, all at once with a one-second timeout each; it reads the unit's
-``systemctl show`` and whether ``<data_dir>/member`` exists.
+``systemctl show`` and whether the data directory holds a member's write-ahead log.
 
 The member's state is ``down`` (its client URL does not answer), ``alarm`` (an alarm is
 raised against it), ``isolated`` (serving, but without a leader or a quorum) or
 ``healthy``. An event (tag ``salt/beacon/<minion>/etcd_health/``) is fired when the state,
-the leader, the alarms, the data directory's presence or which peers answer change
+the leader, the alarms, the log's presence or which peers answer change
 (reason ``changed``: the master confirms a lost member from the others' view, at once), on
 every tick while the state is not ``healthy`` (``unhealthy``: the master's reactor counts
 consecutive bad reports), and otherwise once per ``paas:dr:heartbeat_seconds``
@@ -143,6 +143,17 @@ def _change_key(report: dict) -> list:
     ]
 
 
+def _has_log(data_dir: str) -> bool:
+    """Whether ``data_dir`` holds a member's write-ahead log: the test
+    ``etcd_cluster.has_log`` makes (etcd's own, ``wal.Exist``), which this beacon cannot
+    load. A wiped member whose unit started again has a fresh store and no log."""
+    wal_dir = os.path.join(data_dir, "member", "wal")
+    try:
+        return any(entry.endswith(".wal") for entry in os.listdir(wal_dir))
+    except OSError:
+        return False
+
+
 def _observe(member: dict, endpoint: str) -> dict:
     context = _tls_context(__salt__["paas_pki.profile"](CLIENT_PROFILE))
     requests = {
@@ -191,7 +202,7 @@ def _observe(member: dict, endpoint: str) -> dict:
         "db_size": None if isinstance(status, Exception) else _int(status.get("dbSize")),
         "quota_bytes": member["quota_bytes"],
         "alarms": own_alarms,
-        "data_dir": os.path.isdir(os.path.join(member["data_dir"], "member")),
+        "data_dir": _has_log(member["data_dir"]),
         "service": _service(member["service"]),
         "peers": {name: _answered_healthy(answers[f"peer:{name}"]) for name in sorted(peers)},
         "error": "; ".join(errors),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -43,9 +44,12 @@ def topology(lab_topology, topology_utils):
 
 @pytest.fixture
 def data_dir(tmp_path, topology):
-    """etcd1's data directory, with a member inside."""
+    """etcd1's data directory, with a member's store and log inside."""
     topology.member["data_dir"] = str(tmp_path / "etcd-data")
-    (tmp_path / "etcd-data" / "member").mkdir(parents=True)
+    for part in ("snap", "wal"):
+        (tmp_path / "etcd-data" / "member" / part).mkdir(parents=True)
+    (tmp_path / "etcd-data" / "member" / "snap" / "db").write_bytes(b"store")
+    (tmp_path / "etcd-data" / "member" / "wal" / "0000000000000000-0000000000000000.wal").touch()
     return tmp_path / "etcd-data"
 
 
@@ -172,7 +176,7 @@ def test_a_member_that_does_not_answer_is_down_and_reported_on_every_tick(
 ):
     tick(beacon_module)
     etcd.down()
-    data_dir.joinpath("member").rmdir()
+    shutil.rmtree(data_dir / "member")
     reports = []
     for _ in range(3):
         clock.value += 1
@@ -224,7 +228,8 @@ def test_a_change_of_leader_alarms_or_data_dir_fires_while_healthy(
     ]
     clock.value += 1
     assert tick(beacon_module) == []
-    data_dir.joinpath("member").rmdir()
+    # Wiped and started again: a fresh store, no log.
+    shutil.rmtree(data_dir / "member" / "wal")
     assert [(e["reason"], e["data_dir"]) for e in tick(beacon_module)] == [("changed", False)]
 
 
