@@ -3,6 +3,7 @@ of medians printed, every run written as JSON to bench/results/<name>.json)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -42,6 +43,18 @@ def repeat(one_run, runs: int) -> list[dict]:
     finally:
         lab("down")
     return results
+
+
+def lab_benchmark(
+    name: str, description: str, one_run, labels: dict[str, str], digits: int = 1
+) -> None:
+    """A benchmark on the converged lab: ``--runs`` (3) runs of ``one_run``, the lab
+    brought up first and taken down after, the medians reported under ``name``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    lab("up")
+    report(name, labels, repeat(one_run, args.runs), digits=digits)
 
 
 def report(name: str, labels: dict[str, str], runs: list[dict], digits: int = 1) -> None:

@@ -16,12 +16,11 @@ Prints a table of medians and writes bench/results/dr.json with every run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
-from bench.common import SALT, lab, repeat, report, run
+from bench.common import SALT, lab_benchmark, run
 from lab.config import STATE_DIR
 
 REMEDIATIONS = STATE_DIR / "dr" / "state" / "remediations.json"
@@ -76,20 +75,16 @@ def one_run() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    lab("up")
-    runs = repeat(one_run, args.runs)
-    report(
+    lab_benchmark(
         "dr",
+        __doc__.split("\n\n")[0],
+        one_run,
         {
             "wiped_member_s": "wiped member -> 3 healthy voters (goal 30)",
             "quorum_loss_s": "quorum lost -> whole, from the survivor (goal 60)",
             "reactor_latency_s": "beacon report -> orchestration started (goal 2)",
             "snapshot_off_node_s": "snapshot taken, verified, off the node (goal 5)",
         },
-        runs,
         digits=2,
     )
 

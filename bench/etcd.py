@@ -11,9 +11,7 @@ bench/results/etcd.json with every run.
 
 from __future__ import annotations
 
-import argparse
-
-from bench.common import SALT, SALT_RUN, lab, repeat, report, run
+from bench.common import SALT, SALT_RUN, lab_benchmark, run
 
 WIPE = "systemctl stop paas-etcd; rm -rf /var/lib/paas-etcd/member /etc/paas/etcd/membership.env"
 
@@ -31,18 +29,14 @@ def one_run() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    lab("up")
-    runs = repeat(one_run, args.runs)
-    report(
+    lab_benchmark(
         "etcd",
+        __doc__.split("\n\n")[0],
+        one_run,
         {
             "from_nothing_s": "orch.etcd: three members from nothing",
             "noop_s": "orch.etcd no-op re-run",
         },
-        runs,
     )
 
 
