@@ -2,10 +2,10 @@
 etcd's disaster recovery on the lab, with a recording writer: snapshots taken, verified
 and sent off the node, a drill reading one back; a member whose data is wiped under the
 running cluster brought back by hand (orch.etcd) and unattended (beacon, reactor,
-orch.etcd_recover); a flapping
-member and a partitioned one left alone; quorum lost and rebuilt from the member that
-kept its data, and from the newest off-node snapshot when none did, Kubernetes answering
-again; a corrupt snapshot refused; a master restarted in the middle of a remediation.
+orch.etcd_recover); a flapping member and a partitioned one left alone; quorum lost and
+rebuilt from the member that kept its data, and from the newest off-node snapshot when
+none did, Kubernetes answering again; a corrupt snapshot refused; a master restarted in
+the middle of a remediation.
 
 Each test leaves the cluster whole: three healthy voters, the same hash everywhere.
 """
