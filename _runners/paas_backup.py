@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -72,26 +71,11 @@ def __virtual__():
 
 
 def _dr() -> dict:
-    if "paas_topology.dr" not in __utils__:
-        raise SaltRunnerError(
-            "paas_backup: the paas_topology utils module is not loaded; the master's "
-            "utils_dirs must hold the repository's _utils (etc/salt/master)"
-        )
-    compiled = _master_pillar()
-    if compiled.get("_errors"):
-        raise SaltRunnerError(f"paas_backup: the pillar did not render: {compiled['_errors']}")
-    if "paas" not in compiled:
-        raise SaltRunnerError("paas_backup: the pillar has no paas key")
-    errors = __utils__["paas_topology.validate"](compiled["paas"])
-    if errors:
-        raise SaltRunnerError(
-            "paas_backup: invalid topology (salt-run paas.validate): " + "; ".join(map(str, errors))
-        )
-    return __utils__["paas_topology.dr"](compiled["paas"])
-
-
-def _master_pillar() -> dict:
-    return __utils__["paas_master.pillar"](__opts__)
+    try:
+        topology = __utils__["paas_master.topology"](__opts__, __utils__)
+    except SaltRunnerError as err:
+        raise SaltRunnerError(f"paas_backup: {err}") from err
+    return __utils__["paas_topology.dr"](topology)
 
 
 def parse_name(name: str) -> dict | None:
@@ -106,48 +90,16 @@ def parse_name(name: str) -> dict | None:
     }
 
 
-def _read_json(path: str, default):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return default
+def _read(state_dir: str, name: str, default):
+    return __utils__["paas_master.read"](state_dir, name, default)
 
 
-def _write_json(path: str, data) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".write-", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(partial, 0o600)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+def _append(state_dir: str, name: str, record: dict, keep: int) -> None:
+    __utils__["paas_master.append"](state_dir, name, record, keep)
 
 
-def _append(path: str, record: dict, keep: int) -> None:
-    _write_json(path, [*_read_json(path, []), record][-keep:])
-
-
-@contextlib.contextmanager
 def _locked(state_dir: str, name: str, wait: bool):
-    """Hold state_dir/<name>.lock; yield False when ``wait`` is off and it is held."""
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    with open(os.path.join(state_dir, f"{name}.lock"), "a", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return __utils__["paas_master.records"](state_dir, name=name, wait=wait)
 
 
 def _fire(tag: str, data: dict) -> None:
@@ -237,7 +189,7 @@ def collect() -> dict:
                 ].append(outcome)
             removed += _retain(target, dr["offsite_retention"])
         for refusal in rejected:
-            _append(os.path.join(dr["state_dir"], "rejected.json"), refusal, REJECTED_KEPT)
+            _append(dr["state_dir"], "rejected.json", refusal, REJECTED_KEPT)
             _fire(REJECTED_TAG, refusal)
     report = {"received": received, "rejected": rejected, "pending": pending, "removed": removed}
     return _exit(report, 1 if rejected else 0)
@@ -434,7 +386,7 @@ def _port_free(port: int) -> bool:
 
 
 def _due(dr: dict) -> bool:
-    drills = _read_json(os.path.join(dr["state_dir"], "drills.json"), [])
+    drills = _read(dr["state_dir"], "drills.json", [])
     if not drills:
         return True
     return time.time() - drills[-1]["time"] >= dr["drill_interval_minutes"] * 60
@@ -492,7 +444,7 @@ def drill(snapshot: str | None = None, bin_dir: str | None = None, when_due: boo
         if not held:
             return _exit({"result": None, "reason": "another drill is running"}, 0)
         record = _drill(dr, snapshot, bin_dir)
-        _append(os.path.join(dr["state_dir"], "drills.json"), record, DRILLS_KEPT)
+        _append(dr["state_dir"], "drills.json", record, DRILLS_KEPT)
     if not record["passed"]:
         _fire(DRILL_FAILED_TAG, record)
     return _exit(record, 0 if record["passed"] else 1)
@@ -641,8 +593,8 @@ def summary() -> dict:
     _quiet_salt_run_teardown()
     dr = _dr()
     limit = 2 * dr["snapshot_interval_minutes"] * 60
-    drills = _read_json(os.path.join(dr["state_dir"], "drills.json"), [])
-    rejected = _read_json(os.path.join(dr["state_dir"], "rejected.json"), [])
+    drills = _read(dr["state_dir"], "drills.json", [])
+    rejected = _read(dr["state_dir"], "rejected.json", [])
     members, problems = {}, []
     for member in dr["etcd"]["members"]:
         newest = _newest(dr["receive_dir"], member, verify=False)

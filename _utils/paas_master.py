@@ -1,13 +1,29 @@
 """
-The master's side of the platform, shared by its runners: the pillar the master's own
-minion (the one that runs orchestrations) sees, and a clean stderr for ``salt-run``.
+The master's side of the platform, shared by its runners: the pillar and the validated
+topology the master's own minion (the one that runs orchestrations) sees, the one way
+the runners publish to minions, the accepted Salt key of a minion, the runners' records
+on the master's disk, and a clean stderr for ``salt-run``.
+
+Salt's loader gives utils modules no ``__utils__``: a runner hands its own loader to
+``topology``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
+import os
+import tempfile
 
+import salt.client
 import salt.pillar
+import salt.utils.files
+import salt.utils.minions
+from salt.exceptions import SaltRunnerError
+
+log = logging.getLogger(__name__)
 
 # What salt-run itself leaves unclosed when it exits (saltstack/salt#70174, Salt 3008):
 # its Runner, that Runner's MasterMinion and an event publisher. Logger and message.
@@ -18,6 +34,12 @@ _SALT_RUN_LEAKS = {
         "unclosed SyncWrapper for cls=<class 'salt.transport.tcp._TCPPubServerPublisher'>"
     ),
 }
+NOT_ACCEPTED = "its key is not accepted on this master"
+NO_REPLY = "no reply"
+# The runners' records: nobody but the master's user reads them (the reports name the
+# cluster's members and revisions; the drills' records name snapshot files).
+RECORDS_DIR_MODE = 0o700
+RECORD_MODE = 0o600
 
 
 def pillar(opts: dict) -> dict:
@@ -27,6 +49,189 @@ def pillar(opts: dict) -> dict:
         return compiler.compile_pillar()
     finally:
         compiler.destroy()
+
+
+def topology(opts: dict, utils) -> dict:
+    """
+    The ``paas`` topology of the master's pillar, validated; raises ``SaltRunnerError``
+    saying why there is none (the utils not loaded, the pillar not rendered, no ``paas``
+    key, or each of the validator's errors). ``utils`` is the caller's ``__utils__``.
+    """
+    if "paas_topology.validate" not in utils:
+        utils_dirs = ", ".join(opts.get("utils_dirs") or []) or "none"
+        raise SaltRunnerError(
+            "the paas_topology utils module is not loaded; the master's utils_dirs "
+            f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
+        )
+    compiled = pillar(opts)
+    if compiled.get("_errors"):
+        raise SaltRunnerError(f"the pillar did not render: {'; '.join(compiled['_errors'])}")
+    if "paas" not in compiled:
+        raise SaltRunnerError("the pillar has no paas key (is pillar/top.sls assigning it?)")
+    errors = [str(error) for error in utils["paas_topology.validate"](compiled["paas"])]
+    if errors:
+        raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
+    return compiled["paas"]
+
+
+def local_client(opts: dict):
+    """
+    The runners' client for publishing to minions, built from the master's configuration
+    file, not from the runner's opts: run from the reactor (a runner, then an
+    orchestration, then a runner), a runner's opts are the reactor's, and a publish made
+    with them fails the master's publish authentication (decision 0005).
+    """
+    return salt.client.get_local_client(opts["conf_file"])
+
+
+class _Minions:
+    """One client for a run; every call asks only accepted minions, and a minion that
+    gives no answer has a string saying why instead."""
+
+    def __init__(self, opts: dict):
+        self.opts = opts
+        self.client = local_client(opts)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.client.destroy()
+
+    def run(self, minions, function, arg=(), kwarg=None, *, timeout=60, gather_job_timeout=None):
+        """Each minion's full return (``ret``, ``retcode``), or why there is none."""
+        accepted = salt.utils.minions.CkMinions(self.opts).check_minions(list(minions), "list")
+        replies = {minion: NOT_ACCEPTED for minion in minions}
+        if accepted["minions"]:
+            extra = {} if gather_job_timeout is None else {"gather_job_timeout": gather_job_timeout}
+            found = self.client.cmd(
+                accepted["minions"],
+                function,
+                arg=list(arg),
+                kwarg=kwarg,
+                tgt_type="list",
+                timeout=timeout,
+                full_return=True,
+                **extra,
+            )
+            for minion in accepted["minions"]:
+                # LocalClient says False, or nothing, for a minion that did not return.
+                reply = found.get(minion)
+                replies[minion] = reply if isinstance(reply, dict) else NO_REPLY
+        return replies
+
+    def ask(self, minions, function, arg=(), kwarg=None, *, timeout=60, gather_job_timeout=None):
+        """Each minion's answer, or a string saying why there is none (its error)."""
+        return {
+            minion: answer(reply)
+            for minion, reply in self.run(
+                minions,
+                function,
+                arg,
+                kwarg,
+                timeout=timeout,
+                gather_job_timeout=gather_job_timeout,
+            ).items()
+        }
+
+    def call(self, minion, function, arg=(), kwarg=None, *, timeout=60):
+        """One minion's answer, or a string saying why there is none (its error)."""
+        return self.ask([minion], function, arg, kwarg, timeout=timeout)[minion]
+
+
+def minions(opts: dict) -> _Minions:
+    """A client for one run of a runner (``with minions(__opts__) as asked: ...``)."""
+    return _Minions(opts)
+
+
+def answer(reply):
+    """A minion's answer out of its full return: the value, or a string for an error."""
+    if not isinstance(reply, dict):
+        return reply
+    found = reply.get("ret")
+    if reply.get("retcode", 0) and not isinstance(found, str):
+        return f"exit code {reply['retcode']}: {found}"
+    if isinstance(found, str) and found.startswith("Minion did not return."):
+        return found.splitlines()[0]
+    return found
+
+
+def public_key(opts: dict, minion: str) -> str:
+    """The Salt public key this master accepted for ``minion`` (PEM); raises
+    ``SaltRunnerError`` when there is none."""
+    path = os.path.join(opts["pki_dir"], "minions", minion)
+    try:
+        with salt.utils.files.fopen(path) as handle:
+            return handle.read()
+    except OSError as err:
+        raise SaltRunnerError(
+            f"{minion}: its Salt key is not accepted on this master ({err.strerror}: {path})"
+        ) from err
+
+
+# The runners' records: JSON files in a state directory of the master's, each written
+# whole (a temporary file synced, then renamed over the old one), read-modify-written
+# under one lock file.
+
+
+@contextlib.contextmanager
+def records(state_dir: str, name: str = "records", wait: bool = True):
+    """Hold the lock ``state_dir/.<name>.lock`` (by default the records', held around
+    every read-modify-write of them): the reactor's reactions run in threads of one
+    process and an operator's salt-run is another. Yields False without waiting when
+    ``wait`` is off and another holds it."""
+    _directory(state_dir)
+    with open(os.path.join(state_dir, f".{name}.lock"), "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read(state_dir: str, name: str, default):
+    """A record, or ``default`` when it is missing or unreadable (said in the log)."""
+    path = os.path.join(state_dir, name)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as err:
+        log.error("paas: %s is unreadable (%s); starting it anew", path, err)
+        return default
+
+
+def write(state_dir: str, name: str, data) -> None:
+    """Write a record whole, mode 0600 in a 0700 directory."""
+    _directory(state_dir)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{name}.", dir=state_dir)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(partial, RECORD_MODE)
+        os.replace(partial, os.path.join(state_dir, name))
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def append(state_dir: str, name: str, entry: dict, keep: int) -> None:
+    """Add ``entry`` to a list record, keeping its newest ``keep``."""
+    write(state_dir, name, [*read(state_dir, name, []), entry][-keep:])
+
+
+def _directory(state_dir: str) -> None:
+    os.makedirs(state_dir, mode=RECORDS_DIR_MODE, exist_ok=True)
+    if os.stat(state_dir).st_mode & 0o777 != RECORDS_DIR_MODE:
+        os.chmod(state_dir, RECORDS_DIR_MODE)
 
 
 class _SaltRunLeakFilter(logging.Filter):

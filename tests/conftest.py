@@ -45,13 +45,36 @@ def topology_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def master_utils() -> dict:
+def master_utils_module() -> ModuleType:
+    """``_utils/paas_master.py``, plain Python."""
+    return _import_by_path("_utils/paas_master.py", "paas_master_utils")
+
+
+@pytest.fixture(scope="session")
+def master_utils(master_utils_module) -> dict:
     """``_utils/paas_master.py`` as the master's runners see it in ``__utils__``."""
-    module = _import_by_path("_utils/paas_master.py", "paas_master_utils")
     return {
-        f"paas_master.{name}": getattr(module, name)
-        for name in ("pillar", "quiet_salt_run_teardown")
+        f"paas_master.{name}": function
+        for name, function in vars(master_utils_module).items()
+        if callable(function)
+        and not name.startswith("_")
+        and getattr(function, "__module__", None) == master_utils_module.__name__
     }
+
+
+@pytest.fixture
+def master_pillar(monkeypatch, master_utils_module) -> Callable[[dict], None]:
+    """Set the pillar the master's helpers compile (``paas_master.pillar``) for one test:
+    a dict, or a function of the runner's opts."""
+
+    def set_pillar(compiled) -> None:
+        monkeypatch.setattr(
+            master_utils_module,
+            "pillar",
+            compiled if callable(compiled) else (lambda _opts: compiled),
+        )
+
+    return set_pillar
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,8 @@ def opts(master) -> dict:
 
 
 @pytest.fixture
-def configure_loader_modules(runner, runner_utils, topology, master, monkeypatch):
-    monkeypatch.setattr(runner, "_master_pillar", lambda: {"paas": topology})
+def configure_loader_modules(runner, runner_utils, topology, master, master_pillar, monkeypatch):
+    master_pillar({"paas": topology})
     monkeypatch.setattr(runner, "_fire", lambda tag, data: master.events.append((tag, data)))
     return {
         runner: {
