@@ -836,35 +836,12 @@ def snapshot_restore(
     }
 
 
-def has_log(data_dir: str | None = None) -> bool:
-    """
-    Return whether this node's member has its write-ahead log (a ``*.wal`` file under
-    ``<data_dir>/member/wal``), which is etcd's own test of a member that was started:
-    etcd 3.5's ``NewServer`` (server/etcdserver/server.go) reads ``wal.Exist``
-    (server/wal/util.go) and, without a log, starts as a new member, whatever else the
-    directory holds. A member whose data was emptied under a running cluster and whose
-    unit started again has a fresh store (``member/snap/db``) but no log: it can only
-    come back as a new member.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call etcd_cluster.has_log
-    """
-    wal_dir = os.path.join(data_dir or settings()["data_dir"], "member", "wal")
-    try:
-        return any(entry.endswith(".wal") for entry in os.listdir(wal_dir))
-    except OSError:
-        return False
-
-
 def local_data() -> dict:
     """
     Return what this node's member has on disk, read with etcd stopped: whether its data
     directory holds a member's store and log, and that store's revision and key count
     (what a restore from this member would keep). A store that etcd's own tool cannot
-    read, or without the log etcd starts a member from (``has_log``), is reported with
+    read, or without the log etcd starts a member from (``etcd_health.has_log``), is reported with
     the reason, as no data.
 
     CLI Example:
@@ -883,7 +860,7 @@ def local_data() -> dict:
         )
     if not os.path.isfile(database):
         return {**report, "error": f"{database} does not exist"}
-    if not has_log(config["data_dir"]):
+    if not __salt__["etcd_health.has_log"](config["data_dir"]):
         return {
             **report,
             "error": f"{config['data_dir']} holds no write-ahead log (member/wal): etcd "

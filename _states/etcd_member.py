@@ -98,7 +98,7 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
         return _join(ret, member, timeout)
     if mine["learner"] or not mine["started"]:
         return _finish_join(ret, member, mine, timeout)
-    if not __salt__["etcd_cluster.has_log"](member["data_dir"]):
+    if not __salt__["etcd_health.has_log"](member["data_dir"]):
         # The cluster knows this node, but its data is gone (a rebuilt machine, or a data
         # directory emptied and the unit started again, which leaves a fresh store and no
         # log): it can only come back as a new member.

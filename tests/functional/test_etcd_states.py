@@ -279,13 +279,13 @@ def test_a_member_with_a_store_and_no_log_is_replaced_by_present(cluster):
     shutil.rmtree(data_dir / "member" / "wal")
     assert (data_dir / "member" / "snap" / "db").exists()
     etcd3 = _fresh(cluster, "etcd3")
-    assert etcd3.modules.etcd_cluster.has_log() is False
+    assert etcd3.modules.etcd_health.has_log() is False
 
     applied = _apply(cluster, etcd3, "present", "etcd3")
 
     assert applied.changes["reason"] == f"{data_dir} holds no write-ahead log"
     assert _voters(cluster) == ["etcd1", "etcd2", "etcd3"]
-    assert etcd3.modules.etcd_cluster.has_log() is True
+    assert etcd3.modules.etcd_health.has_log() is True
     assert (
         etcd3.modules.etcd_cluster.get(
             "/paas/ft/before-the-log-went", endpoint="https://198.19.9.23:2379"

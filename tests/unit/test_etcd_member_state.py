@@ -107,7 +107,7 @@ class FakeCluster:
             "etcd_cluster.initial_cluster": lambda name: "etcd1=a,etcd2=b,etcd3=c",
             "etcd_cluster.member_status": lambda endpoint: {"id": self.started_as},
             "etcd_cluster.member_health": self.member_health,
-            "etcd_cluster.has_log": self.has_log,
+            "etcd_health.has_log": self.has_log,
             "etcd_cluster.health": lambda: {"quorum": True, "healthy": True},
             "etcd_cluster.removal_refusal": lambda name: self.refusal,
             "etcd_cluster.member_add": record("etcd_cluster.member_add"),
