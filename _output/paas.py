@@ -86,12 +86,19 @@ def _reactor(report: dict) -> str:
     lines = []
     last = report.get("last_remediation")
     if last:
+        took = f" in {last['duration_s']} s" if last.get("duration_s") is not None else ""
         lines.append(
             f"last remediation: {last['action']} {last.get('member') or 'the cluster'}, "
-            f"{last['outcome']} in {last['duration_s']} s ({last['reason']})"
+            f"{last['outcome']}{took} ({last['reason']})"
         )
     else:
         lines.append("last remediation: none")
+    probe = report.get("last_probe")
+    if probe:
+        lines.append(
+            f"last probe: {probe['hint']} {probe.get('member') or 'the cluster'} suspected by "
+            f"{probe['sender']}, {probe['rule']} ({probe['reason']})"
+        )
     lock = report.get("lock")
     if lock:
         state = "expired" if lock.get("expired") else "held"
@@ -103,6 +110,9 @@ def _reactor(report: dict) -> str:
         lines.append(f"reactor paused: {paused.get('reason') or 'no reason given'}")
     if report.get("dropped"):
         lines.append(f"events dropped lately: {len(report['dropped'])}")
+    for key, what in (("refused", "reports refused"), ("contradicted", "reports contradicted")):
+        if report.get(key):
+            lines.append(f"{what} since the last acknowledgement: {len(report[key])}")
     return "\n".join(lines)
 
 

@@ -86,11 +86,14 @@ def validate(topology: str | None = None) -> dict:
 def dr(timeout: int = 30) -> dict:
     """
     etcd's disaster recovery at a glance: per etcd node its newest snapshot on the node
-    and off it (age, revision, size, verified), the last drill of a restore, the last
-    remediation and its outcome, the lock, and a pause. Degraded (exit 1) when a
-    node's newest off-node snapshot is older than two snapshot intervals or missing, the
-    last drill failed, the last remediation failed, or a snapshot on a node failed;
-    3 when the report could not be made.
+    and off it (age, revision, size, verified) and its clock's offset from the master's,
+    the last drill of a restore, the last remediation and its outcome, the lock, a
+    pause, and the reports the reactor refused or its probe contradicted since an
+    operator last acknowledged them (``salt-run paas_dr.acknowledge``). Degraded (exit 1)
+    when a node's newest off-node snapshot is older than two snapshot intervals or
+    missing, the last drill failed, a snapshot on a node failed, or the reactor's records
+    hold a problem (a failed, blocked or fenced remediation, a refused or contradicted
+    report, a clock offset, a lock without a holder); 3 when the report could not be made.
 
     CLI Example:
 
@@ -105,7 +108,7 @@ def dr(timeout: int = 30) -> dict:
         return _unknown(errors)
     etcd_nodes = __utils__["paas_topology.node_ids"](topology, "etcd")
     try:
-        on_node = _ask(etcd_nodes, "paas_dr.snapshots", timeout)
+        on_node = _ask(etcd_nodes, "etcd_snapshot.inventory", timeout)
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
     backups = __salt__["paas_backup.summary"]()
@@ -127,19 +130,9 @@ def dr(timeout: int = 30) -> dict:
             "last_failure": failure,
             "offsite": backups["members"][node]["offsite"],
             "stale": backups["members"][node]["stale"],
+            "clock_offset_s": reactor["members"].get(node, {}).get("clock_offset_s"),
         }
-    last = reactor["last_remediation"]
-    if last and last["outcome"] != "ok":
-        problems.append(
-            f"the last remediation ({last['action']} {last.get('member') or 'the cluster'}) "
-            "failed: "
-            + "; ".join(f"{step['step']}: {step['comment']}" for step in last["failed_steps"])
-        )
-    if reactor["lock"] and reactor["lock"]["expired"]:
-        problems.append(
-            f"the remediation lock of {reactor['lock']['owner']} has expired: the next "
-            "remediation takes it over"
-        )
+    problems += reactor["problems"]
     return _report(
         {
             "kind": "dr",
@@ -148,21 +141,30 @@ def dr(timeout: int = 30) -> dict:
             "nodes": nodes,
             "stale_after_seconds": backups["stale_after_seconds"],
             "last_drill": backups["last_drill"],
-            "last_remediation": last,
+            "last_remediation": reactor["last_remediation"],
+            "last_probe": reactor["last_probe"],
             "lock": reactor["lock"],
             "paused": reactor["paused"],
             "dropped": reactor["dropped"],
+            "refused": reactor["refused"],
+            "contradicted": reactor["contradicted"],
+            "acknowledged": reactor["acknowledged"],
         }
     )
 
 
-def restore(snapshot: str = "") -> dict:
+def restore(snapshot: str = "", fenced: str = "") -> dict:
     """
     Restore etcd after it lost quorum, as the reactor would (``orch.etcd_restore``), under
-    the same lock: rebuilt from the member that kept the newest data, or, when none did,
-    from ``snapshot`` (a file on the master; default: the newest verified off-node one).
-    A corrupt or truncated snapshot is refused before anything is stopped. Exit code 0
-    when the cluster is whole again, 1 when a step failed (named), 3 when it did not run.
+    the same lock, once the master's own probe confirmed that no member is healthy and
+    every etcd node's minion answered: rebuilt from the member that kept the newest
+    data, or, when none did, from ``snapshot`` (a file on the master; default: the
+    off-node snapshot holding the highest revision). A corrupt or truncated snapshot is
+    refused before anything is stopped. ``fenced``: etcd nodes whose machines you
+    confirmed are off (comma separated), left out of the restore and replaced when they
+    come back; a node whose minion does not answer and is not fenced refuses the
+    restore. Exit code 0 when the cluster is whole again, 1 when a step failed (named),
+    3 when it did not run.
 
     CLI Example:
 
@@ -170,13 +172,14 @@ def restore(snapshot: str = "") -> dict:
 
         salt-run paas.restore
         salt-run paas.restore snapshot=/var/lib/paas/dr/snapshots/etcd1/etcd1-20261126T1200Z-r42.db
+        salt-run paas.restore fenced=etcd2,etcd3
     """
     _quiet_salt_run_teardown()
     _topology, errors = _checked_topology()
     if errors:
         return _unknown(errors)
     try:
-        done = __salt__["paas_dr.remediate"]("restore", snapshot=snapshot)
+        done = __salt__["paas_dr.remediate"]("restore", snapshot=snapshot, fenced=fenced)
     except SaltRunnerError as err:
         return _unknown([str(err)])
     problems = [f"{step['step']}: {step['comment']}" for step in done["failed_steps"]]
@@ -187,6 +190,7 @@ def restore(snapshot: str = "") -> dict:
             "problems": problems,
             "owner": done["owner"],
             "outcome": done["outcome"],
+            "fenced": done.get("fenced", []),
         }
     )
 

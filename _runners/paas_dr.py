@@ -1,36 +1,56 @@
 """
-The master's decision on etcd health reports: recover a lost member, restore a cluster
-that lost quorum, or do nothing.
+The master's decision on etcd's health: recover a lost member, restore a cluster that
+lost quorum, or do nothing, from what the master verified itself.
 
 The reactor (``reactor/etcd_health.sls``) hands every ``salt/beacon/*/etcd_health/``
-event to ``react``, which records the report, decides with ``decide`` (a pure function
-of the reports, the ``paas:dr`` settings and the time) and, when the decision is to act,
-takes the master-side lock, runs ``orch.etcd_recover`` or ``orch.etcd_restore`` and
-records the outcome. One remediation runs at a time: an event that would start another
-while the lock is held is recorded and dropped.
+event to ``react``. Any minion can put any event on the master's bus, so a report is a
+hint that wakes this runner, never evidence:
 
-Records, in the ``paas:dr`` view's ``state_dir`` on the master, each written whole (a
-temporary file, then renamed over the old one):
+1. **Attributed.** A report counts only for the member whose minion signed it
+   (``etcd_health.signed`` on the node, checked with the key this master accepted for
+   that minion id). An unsigned, badly signed or replayed report (an epoch and sequence
+   seen before) is refused and recorded (``refused.json``: the sender the event names,
+   its tag, the member claimed, why), never acted on.
+2. **Timed by the master.** Reports are ordered, debounced and aged by the master's
+   receive time; the signer's time is kept as information, and the clock offset it shows
+   is reported.
+3. **Suspected** (``suspect``, a pure function of the recorded reports): a member whose
+   own last N reports in a row say it is down or corrupt; or, with no member reporting
+   healthy, every reporting member down or isolated N times in a row (quorum lost).
+4. **Confirmed by the master's own probe** (``probe``): its TLS client (the
+   ``etcd-admin-client`` certificate) asks every member's ``/health``, status, alarms and
+   member list, and a job it publishes asks each etcd node's minion for its own view
+   (``etcd_health.report``: the unit, the ports, the write-ahead log). ``decide``, a pure
+   function of the suspicion and the probe, recovers a member only when the probe finds
+   it failed while a quorum of the others is healthy, and restores only when the probe
+   finds no quorum and every etcd node's minion answers (or its machine is fenced). A
+   suspicion the probe contradicts is recorded (``probes.json``) with its sender, and
+   nothing is done.
+5. **One remediation at a time**, for as long as it runs: ``lock.json`` is created with
+   ``O_EXCL``; its holder renews it while it works; it is taken over only when its holder
+   is gone (the master restarted: ``tidy`` clears it at the master's start and records
+   the remediation as interrupted) or has not renewed it for ``lock_expiry_minutes``.
 
-- ``reports.json``: per member the latest report, its recent states and its count of
-  consecutive unhealthy reports; the last decision;
-- ``lock.json``: the remediation running (owner, action, member, taken, expires);
-- ``remediations.json``: the last 50 remediations and their outcomes;
-- ``dropped.json``: the last 50 events dropped because a remediation held the lock.
+Records, in the ``paas:dr`` view's ``state_dir`` (0700, files 0600, written whole):
+``reports.json`` (per member its latest reports, by receive time, and its signer's epoch
+and sequence), ``refused.json``, ``probes.json``, ``lock.json``, ``remediations.json``,
+``dropped.json``, ``paused.json`` and ``acknowledged.json``.
 
-:depends: the ``paas_topology`` utils module (``utils_dirs`` in the master config)
+:depends: the ``paas_topology``, ``paas_master``, ``paas_etcd_http`` and
+    ``paas_signed_report`` utils modules (``utils_dirs`` in the master config); the
+    ``etcd_health`` module on the etcd nodes; the master's ``etcd-admin-client``
+    certificate (the master's own minion gets it from the PKI)
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
 import json
 import logging
 import os
 import socket
-import tempfile
+import subprocess
+import threading
 import time
 
 from salt.exceptions import SaltRunnerError
@@ -40,13 +60,13 @@ __virtualname__ = "paas_dr"
 log = logging.getLogger(__name__)
 
 REPORTS = "reports.json"
+REFUSED = "refused.json"
+PROBES = "probes.json"
 REMEDIATIONS = "remediations.json"
 DROPPED = "dropped.json"
 LOCK = "lock.json"
 PAUSED = "paused.json"
-# Held around every read-modify-write of the records and the lock: the reactor runs
-# reactions in threads of one process, and an operator's salt-run is another process.
-RECORDS_LOCK = ".records.lock"
+ACKNOWLEDGED = "acknowledged.json"
 KEEP = 50
 # How many of a member's recent states reports.json keeps (at least the debounce's N).
 RECENT = 10
@@ -58,14 +78,32 @@ FRESH_INTERVALS = 3
 CORRUPT = "CORRUPT"
 # How long react reuses the topology's settings: compiling the master's pillar takes a
 # second or more, and an unhealthy member reports every beacon interval. A changed
-# paas:dr applies within this time.
+# paas:dr applies within this time (the probe and fencing read it anew each time).
 SETTINGS_TTL_S = 60
 ORCHESTRATIONS = {"recover": "orch.etcd_recover", "restore": "orch.etcd_restore"}
 # After a remediation failed, the same one waits this long before it runs again, twice
 # as long after each further failure in a row, at most BACKOFF_MAX_S.
 BACKOFF_S = 60
 BACKOFF_MAX_S = 1800
-# The fields of a beacon report that reports.json keeps.
+# After a probe that found nothing to do (contradicted, blocked, a partition), the same
+# suspicion is probed again only after this long (or two beacon intervals, if longer):
+# an unhealthy member reports every interval, and a probe publishes a job.
+PROBE_HOLDOFF_S = 10
+# The probe's requests to each member (seconds), and its job on the etcd nodes: a
+# minion that has not answered within the timeout, nor its job check, is silent.
+PROBE_HTTP_TIMEOUT = 2.0
+PROBE_JOB_TIMEOUT = 8
+PROBE_GATHER_TIMEOUT = 5
+# The signer's epochs a member's entry remembers, so that a report of an earlier minion
+# process is never taken again.
+EPOCHS_KEPT = 20
+# A signer clock this far from the master's (the smallest offset of its last reports) is
+# a problem: time sync is broken on one side.
+MAX_CLOCK_OFFSET_S = 5
+CLOCK_SAMPLES = 10
+# The lock's holder renews it this often (or every third of its expiry, if shorter).
+RENEW_S = 30
+# The fields of a signed report that reports.json keeps.
 REPORT_FIELDS = (
     "member",
     "state",
@@ -84,7 +122,8 @@ REPORT_FIELDS = (
     "peers",
     "error",
     "reason",
-    "time",
+    "epoch",
+    "sequence",
 )
 
 
@@ -92,24 +131,31 @@ def __virtual__():
     return __virtualname__
 
 
-def react(event: dict) -> dict:
+# The reactor's entry point.
+
+
+def react(event: dict, tag: str = "") -> dict:
     """
-    Record one ``etcd_health`` beacon report, decide, and act on the decision: run
-    ``orch.etcd_recover`` (pillar ``member``, ``dr_owner``) or ``orch.etcd_restore``
-    (pillar ``dr_owner``) under the lock, and record the outcome. Returns the decision:
-    ``action`` (none, recover, restore), ``member``, ``rule``, ``reason``, and when it
-    acted or was dropped, ``owner`` and ``outcome`` (ok, failed, dropped).
+    Check one ``etcd_health`` report, record it, and when the reports suspect a lost
+    member or a lost quorum, confirm it with the master's own probe and act on what the
+    probe found: ``orch.etcd_recover`` (pillar ``member``, ``dr_owner``) or
+    ``orch.etcd_restore`` (pillar ``dr_owner``, ``fenced``) under the lock. Returns the
+    decision: ``action`` (none, recover, restore), ``member``, ``rule``, ``reason``, and
+    when it acted or was dropped, ``owner`` and ``outcome``.
 
     The reactor calls it for every ``salt/beacon/*/etcd_health/`` event.
 
     event
-        The beacon's event data (``member``, ``state``, ``leader``, ``peers``, ``time``...).
+        The event's data: a report signed by its member's minion.
+
+    tag
+        The event's tag (recorded with a refusal).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run paas_dr.react event='{"member": "etcd3", "state": "down", "time": 1764000000}'
+        salt-run paas_dr.summary   # what react made of the reports
     """
     # First thing: the reactor runs reactions in threads that share this module, and
     # each new runner job sets __jid__ anew.
@@ -117,53 +163,118 @@ def react(event: dict) -> dict:
     if isinstance(event, str):
         try:
             event = json.loads(event)
-        except ValueError as err:
-            raise SaltRunnerError(f"paas_dr.react: the event is not JSON: {err}") from err
+        except ValueError:
+            event = {"unparsed": event[:200]}
     settings = _cached_settings()
     state_dir = settings["state_dir"]
-    member = event.get("member") if isinstance(event, dict) else None
-    if member not in settings["etcd"]["members"]:
-        raise SaltRunnerError(
-            f"paas_dr.react: the event's member {member!r} is no etcd member of the topology "
-            f"(members: {', '.join(settings['etcd']['members'])})"
-        )
     now = time.time()
     with _records(state_dir):
         reports = _read(state_dir, REPORTS, {})
-        _record_report(reports, event, now, _debounce(settings))
-        decision = backoff(
-            decide(reports.get("members", {}), settings, now),
-            _read(state_dir, REMEDIATIONS, []),
-            now,
-        )
-        reports["last_decision"] = {**decision, "time": now, "event_member": member}
+        report, refusal = _admit(reports, event, settings, now)
+        if refusal is not None:
+            _append(state_dir, REFUSED, {**refusal, "tag": str(tag), "time": now})
+            log.warning("paas_dr: refused a report: %s", refusal["reason"])
+            return {**_decision("none", refusal.get("member"), "refused", refusal["reason"])}
+        _record_report(reports, report, now, _debounce(settings))
+        hint = suspect(reports.get("members", {}), settings, now)
+        hint = backoff(hint, _read(state_dir, REMEDIATIONS, []), now)
+        hint = _held_off(hint, reports.get("last_probe"), settings, now)
+        reports["last_decision"] = {**hint, "time": now, "event_member": report["member"]}
         _write(state_dir, REPORTS, reports)
-        if decision["action"] == "none":
-            return decision
+        if hint["action"] == "none":
+            return hint
         paused = _paused(state_dir, now)
         if paused:
-            _drop(state_dir, event, decision, now, paused=paused)
-            return {**decision, "outcome": "paused", "paused": paused}
+            _drop(state_dir, report, hint, now, paused=paused)
+            return {**hint, "outcome": "paused", "paused": paused}
         # The runner job's id names the remediation in the master's job cache; by hand
         # (no job) the time does.
         owner = str(jid) if jid else f"react-{now:.6f}"
-        taken, lock_record = _take_lock(state_dir, owner, decision, settings, now)
+        taken, lock_record = _take_lock(state_dir, owner, hint, settings, now)
         if not taken:
-            _drop(state_dir, event, decision, now, held_by=lock_record.get("owner"))
-            return {**decision, "owner": lock_record.get("owner"), "outcome": "dropped"}
-    # The report that settled it: the reactor's latency is from its time to the start.
-    return _remediate(state_dir, {**decision, "event_time": event.get("time")}, owner, lock_record)
+            _drop(state_dir, report, hint, now, held_by=lock_record.get("owner"))
+            return {**hint, "owner": lock_record.get("owner"), "outcome": "dropped"}
+    with _Renewal(state_dir, owner, settings):
+        try:
+            decision = _confirm(hint, settings, report["member"], fenced=[], unattended=True)
+        except Exception:
+            _release(state_dir, owner)
+            raise
+        if decision["action"] == "none":
+            _release(state_dir, owner)
+            return {**decision, "owner": owner, "outcome": decision["rule"]}
+        # The report that settled it: the reactor's latency is from its arrival.
+        return _remediate(
+            state_dir, {**decision, "event_time": report["received"]}, owner, lock_record
+        )
 
 
-def _drop(state_dir: str, event: dict, decision: dict, now: float, **why) -> None:
+def _admit(reports: dict, event, settings: dict, now: float) -> tuple[dict | None, dict | None]:
+    """The signed report in ``event`` and None, or None and the refusal: the sender the
+    event names (unproven), the member it claims, and why it is refused."""
+    claimed = event.get("member") if isinstance(event, dict) else None
+    refusal = {
+        "sender": event.get("id") if isinstance(event, dict) else None,
+        "member": claimed if isinstance(claimed, str) else repr(claimed),
+    }
+    members = settings["etcd"]["members"]
+    if claimed not in members:
+        return None, {
+            **refusal,
+            "reason": f"the report names {claimed!r}, no etcd member of the topology "
+            f"({', '.join(members)})",
+        }
+    try:
+        public_key = __utils__["paas_master.public_key"](__opts__, claimed)
+        signed = __utils__["paas_signed_report.verify"](public_key, event)
+    except (SaltRunnerError, ValueError) as err:
+        return None, {**refusal, "reason": f"not signed by {claimed}'s minion: {err}"}
+    entry = reports.get("members", {}).get(claimed, {})
+    epoch, sequence = signed.get("epoch"), signed.get("sequence")
+    if not isinstance(sequence, int) or not isinstance(epoch, str):
+        return None, {**refusal, "reason": "the signed epoch or sequence is malformed"}
+    if epoch == entry.get("epoch") and sequence <= entry.get("sequence", 0):
+        return None, {
+            **refusal,
+            "reason": f"a replay: {claimed} already sent sequence {entry.get('sequence')} "
+            f"of epoch {epoch}, and this one is {sequence}",
+        }
+    if epoch != entry.get("epoch") and epoch in entry.get("epochs", []):
+        return None, {
+            **refusal,
+            "reason": f"a replay: epoch {epoch} of {claimed}'s minion ended before",
+        }
+    return {**signed, "received": now}, None
+
+
+def _held_off(hint: dict, last_probe: dict | None, settings: dict, now: float) -> dict:
+    """The suspicion, unless the same one was probed a moment ago and found nothing to
+    do: then none until the hold-off has passed."""
+    if hint["action"] == "none" or not last_probe:
+        return hint
+    if (last_probe.get("hint"), last_probe.get("member")) != (hint["action"], hint["member"]):
+        return hint
+    wait = max(PROBE_HOLDOFF_S, 2 * settings["beacon_interval_seconds"])
+    if last_probe.get("action") != "none" or now - last_probe.get("time", 0) >= wait:
+        return hint
+    return _decision(
+        "none",
+        hint["member"],
+        "holdoff",
+        f"the same suspicion was probed {now - last_probe['time']:.0f} s ago "
+        f"({last_probe.get('rule')}: {last_probe.get('reason')}); the next probe in {wait} s",
+    )
+
+
+def _drop(state_dir: str, report: dict, decision: dict, now: float, **why) -> None:
     """Record a decision to act that is not acted on, and why (a pause, a held lock)."""
     _append(
         state_dir,
         DROPPED,
         {
             "time": now,
-            "member": event.get("member"),
-            "state": event.get("state"),
+            "member": report.get("member"),
+            "state": report.get("state"),
             "action": decision["action"],
             "target": decision["member"],
             **why,
@@ -171,21 +282,20 @@ def _drop(state_dir: str, event: dict, decision: dict, now: float, **why) -> Non
     )
 
 
-def decide(reports: dict, settings: dict, now: float) -> dict:
-    """
-    What to do about the members' reports (``reports.json``'s ``members``: per member
-    ``latest`` and ``recent``) at time ``now``, with the ``paas:dr`` view ``settings``.
-    A pure function: it reads nothing else and changes nothing.
+# What the reports suspect: pure.
 
-    - recover member X: X's last N reports (N = ``unhealthy_reports_before_action``) are
-      all ``down`` or a ``CORRUPT`` alarm (a healthy report between resets the count),
-      the newest within 3 beacon intervals; and a quorum of the other voters report
-      ``healthy``, agree on the leader and see X's /health fail; never when removing X
-      would leave fewer healthy voters than the remaining voters' quorum;
-    - X ``isolated`` while a quorum of the others is healthy is a partition: none;
-    - restore: no member healthy, every member reporting has its last N reports
-      ``down`` or ``isolated`` (quorum lost), every other member silent for 3 intervals
-      and seen down by those reporting;
+
+def suspect(reports: dict, settings: dict, now: float) -> dict:
+    """
+    What the members' reports (``reports.json``'s ``members``: per member ``latest`` and
+    ``recent``, timed by the master's receive time) suspect at time ``now``, with the
+    ``paas:dr`` view ``settings``. A pure function: it reads nothing else and changes
+    nothing. Only a probe confirms a suspicion.
+
+    - restore: no member reports healthy, and every member that reports has its last N
+      reports (N = ``unhealthy_reports_before_action``) ``down`` or ``isolated``;
+    - recover member X: X's own last N reports are all ``down`` or a ``CORRUPT`` alarm
+      (a healthy report between resets the count), the newest within 3 beacon intervals;
     - anything else, or stale reports: none.
 
     CLI Example:
@@ -202,10 +312,406 @@ def decide(reports: dict, settings: dict, now: float) -> dict:
         for member in voters
         if member in reports and _fresh(reports[member]["latest"], settings, now)
     }
-    healthy = [member for member in voters if _state(fresh.get(member)) == "healthy"]
+    if not fresh:
+        return _decision(
+            "none", None, "stale", "no member reported within 3 beacon intervals; nothing to act on"
+        )
+    if not any(_state(entry) == "healthy" for entry in fresh.values()):
+        for member, entry in fresh.items():
+            if not _streak(entry, needed, _quorum_lost):
+                return _decision(
+                    "none",
+                    member,
+                    "debounce",
+                    f"no member reports healthy, but {member}'s last {needed} reports are not "
+                    "all down or isolated",
+                )
+        silent = [member for member in voters if member not in fresh]
+        return _decision(
+            "restore",
+            None,
+            "restore",
+            f"no member reports healthy: {', '.join(fresh)} down or isolated {needed} times in "
+            f"a row" + (f"; {', '.join(silent)} silent" if silent else ""),
+        )
+    waiting = []
+    for member, entry in fresh.items():
+        if _state(entry) == "healthy":
+            continue
+        if _streak(entry, needed, _replaceable):
+            return _decision(
+                "recover",
+                member,
+                "recover",
+                f"{member} reported {_state(entry)} {needed} times in a row",
+            )
+        waiting.append(f"{member} ({_state(entry)})")
+    if waiting:
+        return _decision("none", None, "debounce", f"waiting: {'; '.join(waiting)}")
+    return _decision("none", None, "healthy", "every reporting member is healthy")
+
+
+def _streak(entry: dict, needed: int, test) -> bool:
+    recent = entry.get("recent", [])[-needed:]
+    return len(recent) >= needed and all(test(report) for report in recent)
+
+
+# What the probe confirms: pure.
+
+
+def decide(hint: dict, probe: dict, settings: dict) -> dict:
+    """
+    What to do about the suspicion ``hint`` (from ``suspect``), given the master's own
+    ``probe``. A pure function.
+
+    recover X, only when: the master does not reach X healthy, X's minion answers and
+    does not see its member healthy either (a member the master alone cannot reach is a
+    problem between the master and X), X is not isolated while the others hold quorum
+    (a partition), X is down or corrupt, and the others that the master reaches healthy
+    under one leader hold quorum without X: never at the cost of quorum.
+
+    restore, only when: the master reaches no member healthy, no etcd node's minion sees
+    its member healthy, and every etcd node's minion answers; those that do not answer
+    are named (``silent``) for fencing, or the restore is blocked.
+
+    Anything the probe contradicts: none, saying what it found.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.probe   # the probe, and what it would decide
+    """
+    if probe.get("error"):
+        return _decision(
+            "none", hint["member"], "blocked", f"the master cannot probe etcd: {probe['error']}"
+        )
+    if hint["action"] == "recover":
+        return _decide_recover(hint["member"], probe)
+    if hint["action"] == "restore":
+        return _decide_restore(probe, settings)
+    return hint
+
+
+def _decide_recover(member: str, probe: dict) -> dict:
+    seen = probe["members"][member]
+    node = probe["nodes"].get(member)
+    if seen["state"] == "healthy":
+        return _decision(
+            "none",
+            member,
+            "contradicted",
+            f"the master reaches {member} healthy (leader {seen['leader']}, revision "
+            f"{seen['revision']})",
+        )
+    if not isinstance(node, dict):
+        return _decision(
+            "none",
+            member,
+            "blocked",
+            f"{member}'s minion does not answer ({node}): a replacement runs on {member} "
+            "itself; bring its machine back (docs/dr.md, a dead machine)",
+        )
+    if node.get("state") == "healthy":
+        return _decision(
+            "none",
+            member,
+            "contradicted",
+            f"{member}'s minion sees its member healthy while the master cannot reach it "
+            f"({seen['error'] or seen['state']}): a problem between the master and "
+            f"{member}, not a lost member",
+        )
+    group, voters = _quorum_group(probe, exclude=member)
+    if "isolated" in (seen["state"], node.get("state")) and len(group) >= _quorum(len(voters)):
+        return _decision(
+            "none",
+            member,
+            "partition",
+            f"{member} is isolated while {', '.join(group)} hold quorum: a partition, not "
+            "a lost member; never acted on",
+        )
+    if not (_replaceable(seen) or _replaceable(node)):
+        return _decision(
+            "none",
+            member,
+            "contradicted",
+            f"the master sees {member} {seen['state']} and its minion {node.get('state')}: "
+            "neither down nor corrupt",
+        )
+    remaining = [voter for voter in voters if voter != member]
+    needed = _quorum(len(remaining)) if member in voters else _quorum(len(voters))
+    if len(group) < needed:
+        return _decision(
+            "none",
+            member,
+            "quorum",
+            f"the master reaches {len(group)} healthy members under one leader "
+            f"({', '.join(group) or 'none'}) besides {member}; replacing it needs {needed} of "
+            f"the {len(remaining if member in voters else voters)} voters",
+        )
+    return _decision(
+        "recover",
+        member,
+        "recover",
+        f"the master confirms {member} {seen['state']} (its minion: {node.get('state')}, "
+        f"unit {node.get('service', {}).get('active')}) while {', '.join(group)} hold quorum",
+    )
+
+
+def _decide_restore(probe: dict, settings: dict) -> dict:
+    healthy = [name for name, seen in probe["members"].items() if seen["state"] == "healthy"]
     if healthy:
-        return _decide_with_healthy(voters, fresh, healthy, needed)
-    return _decide_without_healthy(voters, fresh, needed)
+        return _decision(
+            "none",
+            None,
+            "contradicted",
+            f"the master reaches {', '.join(healthy)} healthy: quorum holds",
+        )
+    locally = [
+        name
+        for name, node in probe["nodes"].items()
+        if isinstance(node, dict) and node.get("state") == "healthy"
+    ]
+    if locally:
+        return _decision(
+            "none",
+            None,
+            "contradicted",
+            f"{', '.join(locally)} see their member healthy while the master reaches none: "
+            "a problem between the master and etcd, not a lost quorum",
+        )
+    members = list(settings["etcd"]["members"])
+    silent = [name for name in members if not isinstance(probe["nodes"].get(name), dict)]
+    decision = _decision(
+        "restore",
+        None,
+        "restore",
+        "the master reaches no member healthy and no etcd node sees its member healthy"
+        + (f"; {', '.join(silent)} do not answer" if silent else ""),
+    )
+    return {**decision, "silent": silent}
+
+
+def _quorum_group(probe: dict, exclude: str) -> tuple[list[str], list[str]]:
+    """The members other than ``exclude`` that the master reaches healthy under the
+    leader most of them follow, and the voters their member list names (the topology's
+    members when none lists any)."""
+    leaders: dict[str, list[str]] = {}
+    for name, seen in probe["members"].items():
+        if name != exclude and seen["state"] == "healthy" and seen["leader"]:
+            leaders.setdefault(seen["leader"], []).append(name)
+    group = max(leaders.values(), key=len, default=[])
+    listed = next(
+        (
+            probe["members"][name].get("members")
+            for name in group
+            if probe["members"][name].get("members")
+        ),
+        None,
+    )
+    if listed is None:
+        return group, list(probe["members"])
+    return group, [name for name, entry in listed.items() if not entry["learner"]]
+
+
+# The probe: the master's own look at etcd.
+
+
+def probe() -> dict:
+    """
+    The master's own look at etcd, as ``react`` takes it before it acts: per member what
+    its TLS client (the master's ``etcd-admin-client`` certificate) reads of the
+    member's ``/health``, status, alarms and member list (``members``), and per etcd
+    node what its minion answers to a job (``nodes``: ``etcd_health.report``, or why
+    there is no answer); with what it would decide about a restore (``restore``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.probe
+    """
+    _quiet_salt_run_teardown()
+    settings = _settings()
+    found = _probe(settings)
+    return {**found, "restore": decide(_decision("restore", None, "operator", ""), found, settings)}
+
+
+def _probe(settings: dict) -> dict:
+    etcd = settings["etcd"]
+    http = __utils__
+    started = time.time()
+    found = {"time": started, "members": {}, "nodes": {}, "error": None}
+    credentials = settings["admin_client"]
+    try:
+        context = http["paas_etcd_http.client_context"](
+            credentials["ca"], credentials["cert"], credentials["key"]
+        )
+    except (OSError, ValueError) as err:
+        found["error"] = (
+            f"the master's etcd-admin-client certificate ({credentials['cert']}, "
+            f"{credentials['key']}, CA {credentials['ca']}) cannot be loaded: {err}"
+        )
+        return found
+    requests = {}
+    for name, member in etcd["members"].items():
+        requests.update(
+            http["paas_etcd_http.member_requests"](name, member["client_url"], with_members=True)
+        )
+    # The minions' job and the master's requests go out together: a silent minion costs
+    # the job's timeout, the requests a second or two.
+    answers = {}
+    asking = threading.Thread(
+        target=lambda: answers.update(
+            http["paas_etcd_http.ask_all"](context, requests, timeout=PROBE_HTTP_TIMEOUT)
+        ),
+        name="paas_dr probe",
+    )
+    asking.start()
+    try:
+        with __utils__["paas_master.minions"](__opts__) as asked:
+            found["nodes"] = asked.ask(
+                list(etcd["members"]),
+                "etcd_health.report",
+                timeout=PROBE_JOB_TIMEOUT,
+                gather_job_timeout=PROBE_GATHER_TIMEOUT,
+            )
+    finally:
+        asking.join()
+    for name, member in etcd["members"].items():
+        for key in (f"{name}:health", f"{name}:status"):
+            if http["paas_etcd_http.credential_error"](answers[key]):
+                found["error"] = (
+                    f"{member['client_url']} and the master's etcd-admin-client certificate "
+                    f"do not trust each other: {answers[key]}"
+                )
+        found["members"][name] = http["paas_etcd_http.member_view"](
+            name, member["client_url"], answers
+        )
+    found["seconds"] = round(time.time() - started, 3)
+    return found
+
+
+def _confirm(hint: dict, settings: dict, sender: str, fenced: list, unattended: bool) -> dict:
+    """Probe, decide, fence the silent machines a restore needs fenced, and record what
+    the probe found (``probes.json``); the decision."""
+    settings = _settings() if unattended else settings
+    found = _probe(settings)
+    decision = decide(hint, found, settings)
+    silent = [node for node in decision.get("silent", []) if node not in fenced]
+    fencing = {}
+    if decision["action"] == "restore":
+        if silent and unattended and settings["fencing"]["command"]:
+            fencing = {node: _fence(settings, node) for node in silent}
+            silent = [node for node, outcome in fencing.items() if not outcome["fenced"]]
+        if silent:
+            decision = _blocked(decision, silent, found, fencing, unattended)
+        else:
+            decision = {
+                **decision,
+                "fenced": sorted({*fenced, *(node for node in fencing if fencing[node]["fenced"])}),
+            }
+    _record_probe(settings["state_dir"], hint, decision, found, sender, fencing=fencing)
+    return decision
+
+
+def _blocked(decision: dict, silent: list, found: dict, fencing: dict, unattended: bool) -> dict:
+    why = []
+    for node in silent:
+        seen = found["members"][node]
+        alive = (
+            f"its etcd answers at {seen['url']} ({seen['state']}): alive behind a silent minion"
+            if seen["serving"]
+            else "its etcd does not answer the master either"
+        )
+        fenced = fencing.get(node)
+        tried = f"; fencing failed: {fenced['error']}" if fenced else ""
+        why.append(f"{node}'s minion does not answer ({found['nodes'].get(node)}); {alive}{tried}")
+    runbook = "once you confirmed the machine is off: salt-run paas.restore fenced=" + ",".join(
+        silent
+    )
+    return {
+        **_decision(
+            "none",
+            None,
+            "blocked",
+            f"a restore needs every etcd node's minion: {'; '.join(why)}; {runbook}"
+            if unattended
+            else f"{'; '.join(why)}; {runbook}",
+        ),
+        "silent": silent,
+    }
+
+
+def _fence(settings: dict, node: str) -> dict:
+    """Run the topology's fencing command for ``node``; only its success counts."""
+    fencing = settings["fencing"]
+    address = settings["private_addresses"][node]
+    argv = [argument.format(node=node, address=address) for argument in fencing["command"]]
+    started = time.time()
+    try:
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=fencing["timeout_seconds"],
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return {"fenced": False, "command": argv, "error": f"{type(err).__name__}: {err}"}
+    output = (result.stdout + result.stderr).strip()[-500:]
+    log.warning("paas_dr: fencing %s: %s exited %s", node, argv, result.returncode)
+    return {
+        "fenced": result.returncode == 0,
+        "command": argv,
+        "exit_code": result.returncode,
+        "output": output,
+        "seconds": round(time.time() - started, 3),
+        **({} if result.returncode == 0 else {"error": f"exit code {result.returncode}: {output}"}),
+    }
+
+
+def _record_probe(
+    state_dir: str, hint: dict, decision: dict, found: dict, sender: str, *, fencing: dict
+) -> None:
+    record = {
+        "time": time.time(),
+        "hint": hint["action"],
+        "member": hint["member"],
+        "hint_reason": hint["reason"],
+        "sender": sender,
+        "action": decision["action"],
+        "rule": decision["rule"],
+        "reason": decision["reason"],
+        "silent": decision.get("silent", []),
+        "fenced": decision.get("fenced", []),
+        "fencing": fencing,
+        "seconds": found.get("seconds"),
+        "seen": {
+            name: {
+                "state": seen["state"],
+                "leader": seen["leader"],
+                "revision": seen["revision"],
+                "node": _node_state(found["nodes"].get(name)),
+            }
+            for name, seen in found["members"].items()
+        },
+    }
+    with _records(state_dir):
+        _append(state_dir, PROBES, record)
+        reports = _read(state_dir, REPORTS, {})
+        reports["last_probe"] = {
+            key: record[key] for key in ("time", "hint", "member", "action", "rule", "reason")
+        }
+        _write(state_dir, REPORTS, reports)
+
+
+def _node_state(node):
+    """What a node's minion said of its member: its state, or why it said nothing."""
+    return node.get("state") if isinstance(node, dict) else node
+
+
+# Back-off after failures.
 
 
 def backoff(decision: dict, remediations: list[dict], now: float) -> dict:
@@ -220,7 +726,7 @@ def backoff(decision: dict, remediations: list[dict], now: float) -> dict:
     for entry in reversed(remediations):
         if (entry.get("action"), entry.get("member")) != (decision["action"], decision["member"]):
             continue
-        if entry.get("outcome") == "ok":
+        if entry.get("outcome") in ("ok", "interrupted"):
             break
         failures += 1
         last_end = max(last_end, entry.get("finished") or 0.0)
@@ -238,11 +744,14 @@ def backoff(decision: dict, remediations: list[dict], now: float) -> dict:
     )
 
 
+# The operator's commands.
+
+
 def lock() -> dict | None:
     """
     The remediation lock, or None when no remediation holds it: owner, action, member,
-    taken, expires, and ``expired`` (an expired lock is taken over by the next
-    remediation).
+    taken, renewed, expires, and ``expired`` (its holder is gone or stopped renewing it:
+    the next remediation, or ``tidy``, takes it over).
 
     CLI Example:
 
@@ -285,13 +794,42 @@ def unlock(owner: str) -> dict:
     return {"unlocked": True, "owner": owner, "lock": record}
 
 
-def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
+def tidy() -> dict:
+    """
+    Clear a remediation lock whose holder is gone (its process ended: the master
+    restarted in the middle of a remediation) or stopped renewing it, and record that
+    remediation as interrupted. The master's schedule runs it when the master starts
+    and every minute (etc/salt/master).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.tidy
+    """
+    _quiet_salt_run_teardown()
+    state_dir = _settings()["state_dir"]
+    now = time.time()
+    with _records(state_dir):
+        held = _read(state_dir, LOCK, None)
+        if held is None or not _lock_is_stale(held, now):
+            return {"cleared": None}
+        _clear_stale_lock(state_dir, held, now, by="tidy")
+    return {"cleared": held}
+
+
+def remediate(action: str, member: str = "", snapshot: str = "", fenced: str = "") -> dict:
     """
     An operator's remediation, under the same lock as the reactor's (refused while one
     runs; the reactor's events meanwhile are dropped and recorded): ``recover`` one
     ``member`` (``orch.etcd_recover``) or ``restore`` the cluster (``orch.etcd_restore``,
     from ``snapshot``, a file on the master, when no member kept its data). A snapshot
-    is checked before the lock is taken. ``salt-run paas.restore`` calls it.
+    is checked before the lock is taken.
+
+    A restore is refused while the master's probe reaches a healthy member, and while an
+    etcd node's minion does not answer unless that node is in ``fenced`` (a comma
+    separated list: the operator confirms those machines are off; they are left out of
+    the restore). ``salt-run paas.restore`` calls it.
 
     CLI Example:
 
@@ -299,6 +837,7 @@ def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
 
         salt-run paas_dr.remediate recover member=etcd3
         salt-run paas_dr.remediate restore snapshot=/var/lib/paas/dr/snapshots/etcd1/x.db
+        salt-run paas_dr.remediate restore fenced=etcd2,etcd3
     """
     _quiet_salt_run_teardown()
     jid = globals().get("__jid__")
@@ -306,12 +845,23 @@ def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
         raise SaltRunnerError(
             f"paas_dr.remediate: action must be one of {', '.join(ORCHESTRATIONS)}, not {action!r}"
         )
-    settings = _cached_settings()
-    members = settings["etcd"]["members"]
+    settings = _settings()
+    members = list(settings["etcd"]["members"])
     if action == "recover" and member not in members:
         raise SaltRunnerError(
             f"paas_dr.remediate: member {member!r} is no etcd member of the topology "
             f"(members: {', '.join(members)})"
+        )
+    fenced_nodes = [node for node in str(fenced or "").split(",") if node]
+    unknown = [node for node in fenced_nodes if node not in members]
+    if unknown or (fenced_nodes and action != "restore"):
+        raise SaltRunnerError(
+            "paas_dr.remediate: fenced= names the etcd nodes a restore leaves out "
+            f"({', '.join(members)}), not {', '.join(unknown) or fenced}"
+        )
+    if len(fenced_nodes) >= len(members):
+        raise SaltRunnerError(
+            "paas_dr.remediate: a restore needs at least one etcd node not fenced"
         )
     if snapshot:
         __salt__["paas_restore.check"](snapshot=snapshot)
@@ -329,15 +879,28 @@ def remediate(action: str, member: str = "", snapshot: str = "") -> dict:
             f"by {lock_record.get('owner')} since {lock_record.get('taken')}); "
             "salt-run paas_dr.lock shows it"
         )
-    return _remediate(state_dir, decision, owner, lock_record, snapshot)
+    with _Renewal(state_dir, owner, settings):
+        if action == "restore":
+            try:
+                confirmed = _confirm(
+                    decision, settings, "operator", fenced=fenced_nodes, unattended=False
+                )
+            except Exception:
+                _release(state_dir, owner)
+                raise
+            if confirmed["action"] == "none":
+                _release(state_dir, owner)
+                raise SaltRunnerError(f"paas_dr.remediate: refused: {confirmed['reason']}")
+            decision = {**decision, "fenced": confirmed["fenced"]}
+        return _remediate(state_dir, decision, owner, lock_record, snapshot)
 
 
 def pause(minutes: int = 60, reason: str = "") -> dict:
     """
     Keep the reactor from acting for ``minutes`` (maintenance on etcd that looks like a
     failure: members stopped or rebuilt by hand). Reports are still recorded and
-    decided; a decision to act is recorded as dropped, with the pause. A remediation
-    already running goes on.
+    suspected; a suspicion is recorded as dropped, with the pause, and not probed. A
+    remediation already running goes on.
 
     CLI Example:
 
@@ -378,6 +941,26 @@ def resume() -> dict:
     return {"resumed": record is not None, "was": record}
 
 
+def acknowledge(reason: str = "") -> dict:
+    """
+    Say that an operator has looked at what ``salt-run paas.dr`` reports of the reactor
+    (refused and contradicted reports, a failed or blocked remediation, fenced nodes):
+    what was recorded before now is no longer a problem there. Nothing else changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_dr.acknowledge reason="worker1 reimaged"
+    """
+    _quiet_salt_run_teardown()
+    state_dir = _settings()["state_dir"]
+    record = {"time": time.time(), "reason": str(reason)}
+    with _records(state_dir):
+        _write(state_dir, ACKNOWLEDGED, record)
+    return {"acknowledged": record}
+
+
 def _paused(state_dir: str, now: float) -> dict | None:
     record = _read(state_dir, PAUSED, None)
     if not isinstance(record, dict) or record.get("until", 0) <= now:
@@ -389,8 +972,11 @@ def summary(dropped: int = 10) -> dict:
     """
     The reactor's side of disaster recovery as data: the lock, the last remediation and
     its outcome, the last ``dropped`` events dropped during a remediation or a pause, the
-    last decision, the pause, the newest revision reported, and per member its latest
-    state, the report's age and its count of consecutive unhealthy reports.
+    last decision and probe, the pause, the newest revision reported, per member its
+    latest state, the report's age by the master's clock, its count of consecutive
+    unhealthy reports and its signer's clock offset; the refused reports and the
+    probes that contradicted or were blocked since the last ``acknowledge``; and
+    ``problems``.
 
     CLI Example:
 
@@ -399,125 +985,123 @@ def summary(dropped: int = 10) -> dict:
         salt-run paas_dr.summary
     """
     _quiet_salt_run_teardown()
-    state_dir = _settings()["state_dir"]
+    settings = _settings()
+    state_dir = settings["state_dir"]
     now = time.time()
     record = _read(state_dir, LOCK, None)
     remediations = _read(state_dir, REMEDIATIONS, [])
     reports = _read(state_dir, REPORTS, {})
-    return {
+    acknowledged = _read(state_dir, ACKNOWLEDGED, {}).get("time", 0)
+    refused = [entry for entry in _read(state_dir, REFUSED, []) if entry["time"] > acknowledged]
+    probes = _read(state_dir, PROBES, [])
+    members = {
+        member: {
+            "state": entry["latest"].get("state"),
+            "age_s": round(now - entry["latest"]["received"], 1),
+            "consecutive_unhealthy": entry.get("consecutive_unhealthy", 0),
+            "clock_offset_s": _clock_offset(entry),
+        }
+        for member, entry in reports.get("members", {}).items()
+    }
+    found = {
         "lock": None if record is None else {**record, "expired": _lock_is_stale(record, now)},
         "last_remediation": remediations[-1] if remediations else None,
         "dropped": _read(state_dir, DROPPED, [])[-dropped:] if dropped > 0 else [],
         "last_decision": reports.get("last_decision"),
+        "last_probe": probes[-1] if probes else None,
         "paused": _paused(state_dir, now),
-        # The newest revision a member reported: what a restore from a snapshot counts
-        # its loss against.
-        "last_revision": max(
-            (
-                entry["last_revision"]
-                for entry in reports.get("members", {}).values()
-                if isinstance(entry.get("last_revision"), int)
-            ),
-            default=None,
-        ),
-        "members": {
-            member: {
-                "state": entry["latest"].get("state"),
-                "age_s": round(now - _report_time(entry["latest"]), 1),
-                "consecutive_unhealthy": entry.get("consecutive_unhealthy", 0),
-            }
-            for member, entry in reports.get("members", {}).items()
-        },
+        "last_revision": last_revision(reports),
+        "members": members,
+        "refused": refused[-dropped:],
+        "contradicted": [
+            entry
+            for entry in probes
+            if entry["rule"] == "contradicted" and entry["time"] > acknowledged
+        ][-dropped:],
+        "acknowledged": _read(state_dir, ACKNOWLEDGED, None),
     }
+    found["problems"] = _problems(found, remediations, probes, acknowledged)
+    return found
 
 
-def _decide_with_healthy(voters: list[str], fresh: dict, healthy: list[str], needed: int):
-    """Quorum may hold: a member lost, a partition, or nothing to do."""
-    waiting = []
-    for member in voters:
-        entry = fresh.get(member)
-        state = _state(entry)
-        if entry is None or state == "healthy":
-            continue
-        others = [other for other in voters if other != member]
-        quorum = len(others) // 2 + 1
-        healthy_others = [other for other in healthy if other != member]
-        if state == "isolated" and len(healthy_others) >= quorum:
-            return _decision(
-                "none",
-                member,
-                "partition",
-                f"{member} is isolated while {', '.join(healthy_others)} are healthy: a "
-                "partition, not a lost member; never acted on",
-            )
-        recent = entry.get("recent", [])[-needed:]
-        if len(recent) < needed or not all(_replaceable(report) for report in recent):
-            waiting.append(f"{member} ({len(recent)} of {needed} down or corrupt in a row)")
-            continue
-        if len(healthy_others) < quorum:
-            return _decision(
-                "none",
-                member,
-                "quorum",
-                f"removing {member} would leave {len(healthy_others)} healthy voters, fewer "
-                f"than the quorum of {quorum} of the remaining {len(others)}",
-            )
-        confirming = _confirming(member, healthy_others, fresh)
-        if len(confirming) < quorum:
-            return _decision(
-                "none",
-                member,
-                "unconfirmed",
-                f"{member} reports {state} but only {len(confirming)} of the others "
-                f"({', '.join(confirming) or 'none'}) agree on a leader and see its /health "
-                f"fail; {quorum} must",
-            )
-        return _decision(
-            "recover",
-            member,
-            "recover",
-            f"{member} reported {state} {needed} times in a row and "
-            f"{', '.join(confirming)} see it fail under one leader",
-        )
-    if waiting:
-        return _decision("none", None, "debounce", f"waiting: {'; '.join(waiting)}")
-    return _decision("none", None, "healthy", f"{', '.join(healthy)} healthy, nothing to do")
-
-
-def _decide_without_healthy(voters: list[str], fresh: dict, needed: int) -> dict:
-    """No member healthy: quorum lost when every member is down, isolated or silent."""
-    if not fresh:
-        return _decision(
-            "none", None, "stale", "no member reported within 3 beacon intervals; nothing to act on"
-        )
-    for member, entry in fresh.items():
-        recent = entry.get("recent", [])[-needed:]
-        if len(recent) < needed or not all(_quorum_lost(report) for report in recent):
-            return _decision(
-                "none",
-                member,
-                "debounce",
-                f"no member healthy, but {member}'s last {needed} reports are not all down "
-                "or isolated",
-            )
-    silent = [member for member in voters if member not in fresh]
-    for member in silent:
-        seeing = [other for other, entry in fresh.items() if _peer(entry, member) is not False]
-        if seeing:
-            return _decision(
-                "none",
-                member,
-                "unconfirmed",
-                f"{member} is silent but {', '.join(seeing)} do not see its /health fail",
-            )
-    silent_text = f"; {', '.join(silent)} silent" if silent else ""
-    return _decision(
-        "restore",
-        None,
-        "restore",
-        f"no member healthy: {', '.join(fresh)} down or isolated {needed} times in a row"
-        f"{silent_text}",
+def last_revision(reports: dict) -> int | None:
+    """The newest revision any member reported (``reports.json``): what a restore from a
+    snapshot counts its loss against."""
+    return max(
+        (
+            entry["last_revision"]
+            for entry in reports.get("members", {}).values()
+            if isinstance(entry.get("last_revision"), int)
+        ),
+        default=None,
     )
+
+
+def _problems(found: dict, remediations: list, probes: list, acknowledged: float) -> list[str]:
+    problems = []
+    last = found["last_remediation"]
+    if last and last["outcome"] == "failed" and last.get("finished", 0) > acknowledged:
+        problems.append(
+            f"the last remediation ({last['action']} {last.get('member') or 'the cluster'}) "
+            "failed: "
+            + "; ".join(f"{step['step']}: {step['comment']}" for step in last["failed_steps"])
+            + (
+                ""
+                if last.get("control_planes_back", "ok") == "ok"
+                else f"; the control planes were not put back: {last['control_planes_back']}"
+            )
+        )
+    if last and last.get("fenced") and last.get("finished", 0) > acknowledged:
+        back = [
+            node
+            for node in last["fenced"]
+            if found["members"].get(node, {}).get("state") == "healthy"
+            and found["members"][node]["age_s"] < time.time() - last["finished"]
+        ]
+        away = [node for node in last["fenced"] if node not in back]
+        if away:
+            problems.append(
+                f"{', '.join(away)} fenced by the restore of {last['owner']}: power "
+                "them on; their members are replaced as they come back (or run "
+                "salt-run state.orchestrate orch.etcd)"
+            )
+    if probes and probes[-1]["rule"] == "blocked" and probes[-1]["time"] > acknowledged:
+        after = [entry for entry in remediations if entry.get("started", 0) > probes[-1]["time"]]
+        if not after:
+            problems.append(f"the reactor is blocked: {probes[-1]['reason']}")
+    for entry in found["refused"]:
+        problems.append(
+            f"refused a report from {entry.get('sender')} (tag {entry.get('tag')}, member "
+            f"{entry.get('member')}): {entry['reason']}"
+        )
+    for entry in found["contradicted"]:
+        problems.append(
+            f"{entry['sender']}'s report ({entry['hint']} {entry['member'] or 'the cluster'}) "
+            f"was contradicted by the master's probe: {entry['reason']}"
+        )
+    for member, entry in found["members"].items():
+        offset = entry["clock_offset_s"]
+        if offset is not None and abs(offset) > MAX_CLOCK_OFFSET_S:
+            problems.append(
+                f"{member}'s clock is {abs(offset):.1f} s "
+                f"{'behind' if offset > 0 else 'ahead of'} the master's"
+            )
+    if found["lock"] and found["lock"]["expired"]:
+        problems.append(
+            f"the remediation lock of {found['lock']['owner']} has no live holder: the next "
+            "remediation or salt-run paas_dr.tidy clears it"
+        )
+    return problems
+
+
+def _clock_offset(entry: dict) -> float | None:
+    """How far the master's clock is ahead of the signer's: the smallest of (receive
+    time - signed time) over the last reports, which leaves the delivery delay out."""
+    samples = entry.get("clock_offsets") or []
+    return round(min(samples), 3) if samples else None
+
+
+# Rules on reports.
 
 
 def _decision(action: str, member: str | None, rule: str, reason: str) -> dict:
@@ -531,21 +1115,6 @@ def _decision(action: str, member: str | None, rule: str, reason: str) -> dict:
     }
 
 
-def _confirming(member: str, healthy_others: list[str], fresh: dict) -> list[str]:
-    """The healthy others that see ``member``'s /health fail, under the leader most of
-    them follow."""
-    leaders: dict[str, list[str]] = {}
-    for other in healthy_others:
-        latest = fresh[other]["latest"]
-        if latest.get("leader") and _peer(fresh[other], member) is False:
-            leaders.setdefault(latest["leader"], []).append(other)
-    return max(leaders.values(), key=len, default=[])
-
-
-def _peer(entry: dict, member: str):
-    return (entry["latest"].get("peers") or {}).get(member)
-
-
 def _replaceable(report: dict) -> bool:
     """A state that replacing the member mends: it does not answer, or its data is corrupt."""
     return report.get("state") == "down" or (
@@ -555,6 +1124,10 @@ def _replaceable(report: dict) -> bool:
 
 def _quorum_lost(report: dict) -> bool:
     return report.get("state") in ("down", "isolated")
+
+
+def _quorum(voters: int) -> int:
+    return voters // 2 + 1
 
 
 def _state(entry: dict | None) -> str | None:
@@ -567,62 +1140,73 @@ def _fresh(report: dict, settings: dict, now: float) -> bool:
     window = FRESH_INTERVALS * interval
     if report.get("state") == "healthy":
         window += settings["heartbeat_seconds"]
-    return now - _report_time(report) <= window
-
-
-def _report_time(report: dict) -> float:
-    return float(report.get("time") or report.get("received") or 0)
+    return now - report["received"] <= window
 
 
 def _debounce(settings: dict) -> int:
     return max(1, int(settings["unhealthy_reports_before_action"]))
 
 
-def _record_report(reports: dict, event: dict, now: float, needed: int) -> None:
-    """Add the event to its member's entry; an event older than the member's latest
-    report (the reactor's threads may deliver them out of order) changes nothing."""
+def _record_report(reports: dict, report: dict, now: float, needed: int) -> None:
+    """Add the signed report to its member's entry, timed by the master's clock."""
     members = reports.setdefault("members", {})
-    report = {key: copy.deepcopy(event[key]) for key in REPORT_FIELDS if key in event}
-    report["received"] = now
-    report.setdefault("time", now)
-    entry = members.get(event["member"])
-    if entry is not None and _report_time(entry["latest"]) > _report_time(report):
-        return
-    recent = [] if entry is None else entry.get("recent", [])
+    member = report["member"]
+    kept = {key: copy.deepcopy(report[key]) for key in REPORT_FIELDS if key in report}
+    kept["received"] = now
+    kept["signed_time"] = report.get("time")
+    entry = members.get(member) or {}
     recent = [
-        *recent,
-        {key: report.get(key) for key in ("state", "alarms", "time")},
+        *entry.get("recent", []),
+        {key: kept.get(key) for key in ("state", "alarms", "received")},
     ][-max(RECENT, needed) :]
-    unhealthy = 0 if entry is None else entry.get("consecutive_unhealthy", 0)
+    epochs = entry.get("epochs", [])
+    if entry.get("epoch") and entry["epoch"] != report["epoch"]:
+        epochs = [*epochs, entry["epoch"]][-EPOCHS_KEPT:]
+    offsets = entry.get("clock_offsets", [])
+    if isinstance(report.get("time"), int | float):
+        offsets = [*offsets, round(now - report["time"], 3)][-CLOCK_SAMPLES:]
     # The newest revision the member ever reported: a member that is down reports none,
     # and a restore from a snapshot counts its loss against this.
     revisions = [
         revision
-        for revision in (report.get("revision"), (entry or {}).get("last_revision"))
+        for revision in (report.get("revision"), entry.get("last_revision"))
         if isinstance(revision, int)
     ]
-    members[event["member"]] = {
-        "latest": report,
+    members[member] = {
+        "latest": kept,
         "recent": recent,
-        "consecutive_unhealthy": 0 if report.get("state") == "healthy" else unhealthy + 1,
+        "consecutive_unhealthy": (
+            0 if kept.get("state") == "healthy" else entry.get("consecutive_unhealthy", 0) + 1
+        ),
         "last_revision": max(revisions, default=None),
+        "epoch": report["epoch"],
+        "sequence": report["sequence"],
+        "epochs": epochs,
+        "clock_offsets": offsets,
     }
+
+
+# The remediation.
 
 
 def _remediate(
     state_dir: str, decision: dict, owner: str, lock_record: dict, snapshot: str = ""
 ) -> dict:
-    """Run the decision's orchestration, then release the lock and record the outcome,
-    whatever happened."""
+    """Run the decision's orchestration, then put the control planes back if a restore
+    failed, release the lock and record the outcome, whatever happened."""
     pillar = {"dr_owner": owner}
     if decision["action"] == "recover":
         pillar["member"] = decision["member"]
+    else:
+        pillar["fenced"] = decision.get("fenced", [])
+        pillar["dr_unattended"] = decision["rule"] != "operator"
     if snapshot:
         pillar["snapshot"] = snapshot
     orchestration = ORCHESTRATIONS[decision["action"]]
+    _update_lock(state_dir, owner, action=decision["action"], member=decision["member"])
     started = time.time()
     clock = time.monotonic()
-    outcome, failed, returned = "failed", [], {}
+    outcome, failed, returned, back = "failed", [], {}, "ok"
     log.warning(
         "paas_dr: %s started %s (%s), owner %s",
         decision["rule"],
@@ -639,6 +1223,8 @@ def _remediate(
     except Exception as err:
         failed = [{"step": orchestration, "comment": f"{type(err).__name__}: {err}"}]
     finally:
+        if outcome != "ok" and decision["action"] == "restore":
+            back = _control_planes_back(owner)
         duration = round(time.monotonic() - clock, 3)
         with _records(state_dir):
             released = _release_lock(state_dir, owner)
@@ -665,12 +1251,52 @@ def _remediate(
                     "outcome": outcome,
                     "failed_steps": failed,
                     "returned": returned,
+                    "fenced": decision.get("fenced", []),
+                    "control_planes_back": back,
                     "took_over": lock_record.get("took_over"),
                     "lock_released": released,
                 },
             )
     log.warning("paas_dr: %s %s in %.1f s, owner %s", orchestration, outcome, duration, owner)
     return {**decision, "owner": owner, "outcome": outcome, "failed_steps": failed}
+
+
+def _control_planes_back(owner: str) -> str:
+    """After a failed restore: the control planes' static Pods put back (the apiservers,
+    controller-managers and schedulers a restore sets aside), whatever step failed; "ok",
+    or why not."""
+    try:
+        with __utils__["paas_master.minions"](__opts__) as asked:
+            topology = __utils__["paas_master.topology"](__opts__, __utils__)
+            control_planes = __utils__["paas_topology.node_ids"](topology, "control-plane")
+            if not control_planes:
+                return "ok"
+            replies = asked.run(
+                control_planes,
+                "state.apply",
+                ["kubernetes.resumed"],
+                {"pillar": {"dr_owner": owner}},
+                timeout=300,
+            )
+    except Exception as err:  # The failure is recorded; the lock is released after.
+        return f"{type(err).__name__}: {err}"
+    failed = {
+        node: reply
+        for node, reply in replies.items()
+        if not isinstance(reply, dict) or reply.get("retcode", 0) != 0
+    }
+    if failed:
+        return "; ".join(f"{node}: {_state_failure(reply)}" for node, reply in failed.items())
+    log.warning("paas_dr: the control planes were put back after the failed restore %s", owner)
+    return "ok"
+
+
+def _state_failure(reply) -> str:
+    if not isinstance(reply, dict) or not isinstance(reply.get("ret"), dict):
+        return str(reply if not isinstance(reply, dict) else reply.get("ret"))
+    return "; ".join(
+        str(step.get("comment")) for step in reply["ret"].values() if step.get("result") is False
+    )
 
 
 def _failed_steps(result) -> list[dict]:
@@ -714,6 +1340,9 @@ def _runner_returns(result) -> dict:
     return found
 
 
+# The lock.
+
+
 def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: float):
     """(True, the lock written) when taken, (False, the holder's lock) when it is held.
     Called with the records lock held."""
@@ -723,7 +1352,9 @@ def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: 
         "action": decision["action"],
         "member": decision["member"],
         "taken": now,
+        "renewed": now,
         "expires": now + settings["lock_expiry_minutes"] * 60,
+        "expiry_s": settings["lock_expiry_minutes"] * 60,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "pid_started": _process_started(os.getpid()),
@@ -738,14 +1369,59 @@ def _take_lock(state_dir: str, owner: str, decision: dict, settings: dict, now: 
             if held is not None
             else {"owner": None, "unreadable": True}
         )
-        log.warning("paas_dr: taking over the stale lock of %s", (held or {}).get("owner"))
-        os.unlink(path)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        _clear_stale_lock(state_dir, held or {}, now, by=owner)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(record, handle)
         handle.flush()
         os.fsync(handle.fileno())
     return True, record
+
+
+def _clear_stale_lock(state_dir: str, held: dict, now: float, by: str) -> None:
+    """Remove a lock whose holder is gone or stopped renewing it, and record its
+    remediation as interrupted. Called with the records lock held."""
+    log.warning("paas_dr: clearing the stale lock of %s (%s)", held.get("owner"), by)
+    with_holder = _process_started(int(held["pid"])) if held.get("pid") else None
+    why = (
+        f"its holder stopped renewing the lock at {held.get('renewed')}"
+        if with_holder is not None and with_holder == held.get("pid_started")
+        else f"its holder (pid {held.get('pid')} on {held.get('host')}) is gone: the master "
+        "restarted or the process died during it"
+    )
+    _append(
+        state_dir,
+        REMEDIATIONS,
+        {
+            "owner": held.get("owner"),
+            "action": held.get("action"),
+            "member": held.get("member"),
+            "orchestration": ORCHESTRATIONS.get(held.get("action")),
+            "reason": why,
+            "started": held.get("taken"),
+            "finished": now,
+            "outcome": "interrupted",
+            "failed_steps": [],
+            "returned": {},
+            "cleared_by": by,
+        },
+    )
+    os.unlink(os.path.join(state_dir, LOCK))
+
+
+def _update_lock(state_dir: str, owner: str, **fields) -> bool:
+    """Rewrite the lock with ``fields`` if ``owner`` still holds it."""
+    with _records(state_dir):
+        held = _read(state_dir, LOCK, None)
+        if held is None or held.get("owner") != owner:
+            return False
+        _write(state_dir, LOCK, {**held, **fields})
+    return True
+
+
+def _release(state_dir: str, owner: str) -> bool:
+    with _records(state_dir):
+        return _release_lock(state_dir, owner)
 
 
 def _release_lock(state_dir: str, owner: str) -> bool:
@@ -758,9 +1434,36 @@ def _release_lock(state_dir: str, owner: str) -> bool:
     return True
 
 
+class _Renewal:
+    """While its block runs, renew ``owner``'s lock every RENEW_S (or every third of its
+    expiry), so that a remediation that runs longer than the expiry keeps it."""
+
+    def __init__(self, state_dir: str, owner: str, settings: dict):
+        self.state_dir = state_dir
+        self.owner = owner
+        self.expiry = settings["lock_expiry_minutes"] * 60
+        self.every = min(RENEW_S, self.expiry / 3)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"paas_dr lock {owner}", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+    def _run(self):
+        while not self.stopping.wait(self.every):
+            now = time.time()
+            if not _update_lock(self.state_dir, self.owner, renewed=now, expires=now + self.expiry):
+                return
+
+
 def _lock_is_stale(record: dict, now: float) -> bool:
-    """Expired, or its holder (a process on this host) is gone: a master restarted in
-    the middle of a remediation leaves a lock nobody will release."""
+    """Not renewed within its expiry, or its holder (a process on this host) is gone: a
+    master restarted in the middle of a remediation leaves a lock nobody will release."""
     if now >= float(record.get("expires", 0)):
         return True
     if record.get("host") != socket.gethostname() or not record.get("pid"):
@@ -781,46 +1484,23 @@ def _process_started(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-@contextlib.contextmanager
+# Records and settings.
+
+
 def _records(state_dir: str):
-    os.makedirs(state_dir, mode=0o750, exist_ok=True)
-    with open(os.path.join(state_dir, RECORDS_LOCK), "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return __utils__["paas_master.records"](state_dir)
 
 
 def _read(state_dir: str, name: str, default):
-    path = os.path.join(state_dir, name)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return default
-    except (OSError, ValueError) as err:
-        log.error("paas_dr: %s is unreadable (%s); starting it anew", path, err)
-        return default
+    return __utils__["paas_master.read"](state_dir, name, default)
 
 
 def _write(state_dir: str, name: str, data) -> None:
-    descriptor, partial = tempfile.mkstemp(prefix=f".{name}.", dir=state_dir)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(partial, 0o640)
-        os.replace(partial, os.path.join(state_dir, name))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+    __utils__["paas_master.write"](state_dir, name, data)
 
 
 def _append(state_dir: str, name: str, entry: dict) -> None:
-    _write(state_dir, name, [*_read(state_dir, name, []), entry][-KEEP:])
+    __utils__["paas_master.append"](state_dir, name, entry, KEEP)
 
 
 def _cached_settings() -> dict:
@@ -834,24 +1514,11 @@ def _cached_settings() -> dict:
 
 def _settings() -> dict:
     """The ``paas:dr`` view of the topology in the master's pillar."""
-    if "paas_topology.dr" not in __utils__:
-        utils_dirs = ", ".join(__opts__.get("utils_dirs") or []) or "none"
-        raise SaltRunnerError(
-            "paas_dr: the paas_topology utils module is not loaded; the master's utils_dirs "
-            f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
-        )
-    pillar = _master_pillar()
-    if pillar.get("_errors"):
-        raise SaltRunnerError(f"paas_dr: the pillar did not render: {pillar['_errors']}")
-    if "paas" not in pillar:
-        raise SaltRunnerError(
-            "paas_dr: the pillar has no paas key (is pillar/top.sls assigning it?)"
-        )
-    return __utils__["paas_topology.dr"](pillar["paas"])
-
-
-def _master_pillar() -> dict:
-    return __utils__["paas_master.pillar"](__opts__)
+    try:
+        topology = __utils__["paas_master.topology"](__opts__, __utils__)
+    except SaltRunnerError as err:
+        raise SaltRunnerError(f"paas_dr: {err}") from err
+    return __utils__["paas_topology.dr"](topology)
 
 
 def _quiet_salt_run_teardown() -> None:

@@ -2,15 +2,21 @@
 The decisions of an etcd restore after quorum is lost (``orch.etcd_restore``'s steps).
 
 ``paas_restore.check`` runs before anything is stopped: the snapshot a restore from
-backup would use (given, or the newest verified off-node one) must be whole.
-``paas_restore.seed`` runs with every member stopped: it asks each etcd node what its
-member has on disk; when one still has its store, the one with the highest revision
-becomes a cluster of its own (``--force-new-cluster``), losing nothing it had, and the
-others join it again afterwards (the etcd formula). Only when none has, every member is
-restored from the same snapshot, sent to each node sealed to its key, with a new
-cluster token and the revision bumped past anything a watcher saw. ``paas_restore.verify``
-ends the run: the topology's voters, one leader, the same hash of the store on every
-member.
+backup would use (given, or the off-node one holding the highest revision) must be
+whole. ``paas_restore.stop`` stops etcd on every etcd node the restore uses and goes on
+only once each node's minion confirms its unit inactive and nothing listening on etcd's
+client and peer ports: a restore never races a live member. ``paas_restore.seed`` asks
+each of those nodes what its member has on disk; when one still has its store, the one
+with the highest revision becomes a cluster of its own (``--force-new-cluster``), losing
+nothing it had, and the others join it again afterwards (the etcd formula). Only when
+none has, every member is restored from the same snapshot, sent to each node sealed to
+its key, with a new cluster token and the revision bumped past anything a watcher saw.
+``paas_restore.verify`` ends the run: the voters, one leader, the same hash of the store
+on every member.
+
+Nodes in ``fenced`` (machines confirmed off: by the topology's fencing command, or by an
+operator's ``paas.restore fenced=...``) are left out: not stopped, not asked, not
+restored, not expected back; each is replaced when its machine comes back.
 
 Each returns data with no secret in it and raises ``SaltRunnerError`` naming the node and
 the reason when it cannot go on, so the orchestration stops at that step.
@@ -24,8 +30,6 @@ from __future__ import annotations
 import os
 import time
 
-import salt.client
-import salt.utils.minions
 from salt.exceptions import SaltRunnerError
 
 __virtualname__ = "paas_restore"
@@ -33,6 +37,8 @@ __virtualname__ = "paas_restore"
 ASK_TIMEOUT = 60
 # Seconds for a member to come up: a restored cluster needs a quorum of them started.
 START_TIMEOUT = 300
+# Seconds for a stopped member's ports to be released.
+STOP_TIMEOUT = 30
 # The revision a restore from backup starts above the snapshot's: far more than a
 # cluster writes in a snapshot interval, as etcd's own restore guide advises.
 BUMP_REVISION = 1_000_000_000
@@ -58,10 +64,11 @@ def survivor(answers: dict) -> dict | None:
     return max(usable, key=lambda answer: answer["revision"])
 
 
-def whole(view: dict, overview: dict, hashes: dict) -> list[str]:
-    """What keeps the restored cluster from being whole; empty when it is."""
+def whole(expected: list[str], overview: dict, hashes: dict) -> list[str]:
+    """What keeps the restored cluster of the ``expected`` members from being whole;
+    empty when it is."""
     problems = []
-    wanted = sorted(view["members"])
+    wanted = sorted(expected)
     listed = sorted(overview.get("members", {}))
     if listed != wanted:
         problems.append(f"the members are {', '.join(listed)}, not {', '.join(wanted)}")
@@ -83,15 +90,42 @@ def whole(view: dict, overview: dict, hashes: dict) -> list[str]:
     return problems
 
 
+def stopped(report) -> str | None:
+    """Why the node whose ``etcd_health.report`` this is still runs etcd, or None when
+    its unit is inactive and nothing listens on etcd's client or peer port."""
+    if not isinstance(report, dict):
+        return f"its minion gave no report ({report})"
+    service = report.get("service") or {}
+    why = []
+    if service.get("active") not in ("inactive", "failed"):
+        why.append(f"its etcd unit is {service.get('active')} ({service.get('sub')})")
+    for port, holders in sorted((report.get("listening") or {}).items()):
+        for holder in holders:
+            why.append(
+                f"{holder.get('command') or 'a process'} (pid {holder.get('pid')}) listens on "
+                f"etcd's {port} port"
+            )
+    return "; ".join(why) or None
+
+
+def lost(seen_revision: int | None, snapshot_revision: int) -> int | None:
+    """The revisions written after the snapshot that the platform had seen: the newest
+    revision a member reported before the restore, less the snapshot's."""
+    if seen_revision is None:
+        return None
+    return max(0, seen_revision - snapshot_revision)
+
+
 # The steps.
 
 
 def check(snapshot: str = "") -> dict:
     """
     The snapshot a restore from backup would use, checked before anything is stopped:
-    ``snapshot`` (a file on the master), or the newest verified off-node one. Raises for
-    a corrupt or truncated one. A run without any snapshot may still rebuild from a
-    member that kept its data.
+    ``snapshot`` (a file on the master), or the off-node one holding the highest
+    revision. Raises for a corrupt or truncated one, or one whose content is not what
+    its name says. A run without any snapshot may still rebuild from a member that kept
+    its data.
 
     CLI Example:
 
@@ -106,10 +140,56 @@ def check(snapshot: str = "") -> dict:
     return {"snapshot": chosen}
 
 
-def seed(snapshot: str = "", timeout: int = START_TIMEOUT) -> dict:
+def stop(fenced: list | None = None, timeout: int = STOP_TIMEOUT) -> dict:
+    """
+    Stop etcd on every etcd node but the ``fenced`` ones, and go on only once each
+    node's minion reports its unit inactive and nothing listening on etcd's client and
+    peer ports; raises naming each node that does not, and why.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_restore.stop
+    """
+    view = _dr_view()
+    nodes = _used(view, fenced)
+    with __utils__["paas_master.minions"](__opts__) as asked:
+        stopping = asked.ask(nodes, "service.stop", [view["etcd"]["service"]], timeout=ASK_TIMEOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            reports = asked.ask(nodes, "etcd_health.report", timeout=ASK_TIMEOUT)
+            running = {node: stopped(reports[node]) for node in nodes}
+            running = {node: why for node, why in running.items() if why}
+            if not running:
+                return {"stopped": nodes, "fenced": sorted(fenced or [])}
+            if time.monotonic() > deadline:
+                raise SaltRunnerError(
+                    "etcd is not stopped everywhere, so nothing is forced or restored: "
+                    + "; ".join(
+                        f"{node}: {why}"
+                        + (
+                            f" (service.stop said {stopping[node]})"
+                            if stopping[node] is not True
+                            else ""
+                        )
+                        for node, why in running.items()
+                    )
+                )
+            time.sleep(1)
+
+
+def seed(
+    snapshot: str = "",
+    fenced: list | None = None,
+    unattended: bool = False,
+    timeout: int = START_TIMEOUT,
+) -> dict:
     """
     With every member stopped: rebuild the cluster from the member whose store has the
     highest revision, or, when none has one, restore every member from the snapshot.
+    The ``fenced`` nodes are left out; while any is, an ``unattended`` restore never
+    restores from a snapshot (a fenced machine may hold newer data than any snapshot).
 
     CLI Example:
 
@@ -118,15 +198,20 @@ def seed(snapshot: str = "", timeout: int = START_TIMEOUT) -> dict:
         salt-run paas_restore.seed
     """
     view = _dr_view()
-    members = list(view["etcd"]["members"])
-    with _Minions() as minions:
-        answers = minions.ask(members, "etcd_cluster.local_data")
+    nodes = _used(view, fenced)
+    # Before anything starts: the members are stopped, and what they reported last is
+    # what the platform had seen of the data before it was lost.
+    seen = seen_revision()
+    with __utils__["paas_master.minions"](__opts__) as asked:
+        answers = asked.ask(nodes, "etcd_cluster.local_data", timeout=ASK_TIMEOUT)
         best = survivor(answers)
         if best is not None:
-            reply = minions.call(
-                best["member"], "etcd_cluster.force_new_cluster", kwarg={"timeout": timeout},
+            reply = asked.call(
+                best["member"],
+                "etcd_cluster.force_new_cluster",
+                kwarg={"timeout": timeout},
                 timeout=timeout * 2 + ASK_TIMEOUT,
-            )  # fmt: skip
+            )
             if not isinstance(reply, dict):
                 raise SaltRunnerError(f"{best['member']}: --force-new-cluster failed: {reply}")
             return {
@@ -135,21 +220,37 @@ def seed(snapshot: str = "", timeout: int = START_TIMEOUT) -> dict:
                 "revision": best["revision"],
                 "keys": best["keys"],
                 "lost_revisions": 0,
+                "fenced": sorted(fenced or []),
                 "members": _described(answers),
             }
+        if fenced and unattended:
+            raise SaltRunnerError(
+                f"no member of {', '.join(nodes)} has a store to rebuild from, and "
+                f"{', '.join(fenced)} (fenced) may hold newer data than any snapshot: restore "
+                "from a snapshot by hand (salt-run paas.restore fenced=...) once you know "
+                "what they held: "
+                + "; ".join(f"{node}: {reason}" for node, reason in _described(answers).items())
+            )
         chosen = _snapshot(snapshot)
         if chosen is None:
             raise SaltRunnerError(
                 "no member has a store to rebuild from and there is no off-node snapshot: "
                 + "; ".join(f"{node}: {reason}" for node, reason in _described(answers).items())
             )
-        return _from_snapshot(minions, view, chosen, answers, timeout)
+        return {
+            **_from_snapshot(asked, view, nodes, chosen, timeout),
+            "seen_revision": seen,
+            "lost_revisions": lost(seen, chosen["revision"]),
+            "fenced": sorted(fenced or []),
+            "members": _described(answers),
+        }
 
 
-def verify(timeout: int = 120) -> dict:
+def verify(fenced: list | None = None, timeout: int = 120) -> dict:
     """
-    The restored cluster is whole: every etcd node of the topology a healthy voter, one
-    leader, and the same hash of the store on every member at one revision.
+    The restored cluster is whole: every etcd node of the topology but the ``fenced``
+    ones a healthy voter, one leader, and the same hash of the store on every member at
+    one revision.
 
     CLI Example:
 
@@ -158,14 +259,14 @@ def verify(timeout: int = 120) -> dict:
         salt-run paas_restore.verify
     """
     view = _dr_view()
-    members = list(view["etcd"]["members"])
+    nodes = _used(view, fenced)
     deadline = time.monotonic() + timeout
-    with _Minions() as minions:
+    with __utils__["paas_master.minions"](__opts__) as asked:
         while True:
-            overview = minions.call(members[0], "etcd_cluster.overview")
-            hashes = minions.call(members[0], "etcd_cluster.hashkv")
+            overview = asked.call(nodes[0], "etcd_cluster.overview")
+            hashes = asked.call(nodes[0], "etcd_cluster.hashkv")
             problems = whole(
-                view["etcd"],
+                nodes,
                 overview if isinstance(overview, dict) else {},
                 hashes if isinstance(hashes, dict) else {},
             )
@@ -174,63 +275,85 @@ def verify(timeout: int = 120) -> dict:
                     "leader": overview["leader"],
                     "voters": overview["voters"],
                     "revision": hashes["revision"],
+                    "fenced": sorted(fenced or []),
                 }
             if time.monotonic() > deadline:
                 raise SaltRunnerError("the restored cluster is not whole: " + "; ".join(problems))
             time.sleep(2)
 
 
-def _from_snapshot(minions, view: dict, chosen: dict, answers: dict, timeout: int) -> dict:
-    members = list(view["etcd"]["members"])
+def seen_revision() -> int | None:
+    """
+    The newest revision any member reported to the master (the DR records'
+    ``reports.json``): what a restore from a snapshot counts its loss against.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas_restore.seen_revision
+    """
+    state_dir = _dr_view()["state_dir"]
+    reports = __utils__["paas_master.read"](state_dir, "reports.json", {})
+    return max(
+        (
+            entry["last_revision"]
+            for entry in reports.get("members", {}).values()
+            if isinstance(entry.get("last_revision"), int)
+        ),
+        default=None,
+    )
+
+
+def _from_snapshot(asked, view: dict, nodes: list[str], chosen: dict, timeout: int) -> dict:
     token = f"{view['etcd']['token']}-restored-{int(time.time())}"
+    # Only the members the restore uses form the restored cluster: a fenced one joins
+    # again as a new member when its machine is back.
+    initial_cluster = ",".join(
+        f"{node}={view['etcd']['members'][node]['peer_url']}" for node in nodes
+    )
     restored = {}
-    for node in members:
+    for node in nodes:
         destination = os.path.join(
             view["etcd"]["snapshot_dir"], "restore", os.path.basename(chosen["path"])
         )
         __utils__["paas_transfer.send"](
-            _local_client(),
+            asked.client,
             __opts__,
             node,
             chosen["path"],
             destination,
         )
-        reply = minions.call(
+        reply = asked.call(
             node,
             "etcd_cluster.snapshot_restore",
             arg=[destination],
-            kwarg={"token": token, "bump_revision": BUMP_REVISION, "set_aside": True},
+            kwarg={
+                "token": token,
+                "bump_revision": BUMP_REVISION,
+                "set_aside": True,
+                "initial_cluster": initial_cluster,
+            },
             timeout=ASK_TIMEOUT * 5,
         )
         if not isinstance(reply, dict):
             raise SaltRunnerError(f"{node}: the snapshot could not be restored: {reply}")
         restored[node] = reply
     # Started together: each waits for a quorum of the others before it is ready.
-    started = minions.ask_all(members, "service.start", [view["etcd"]["service"]], timeout)
+    started = asked.ask(nodes, "service.start", [view["etcd"]["service"]], timeout=timeout)
     failed = {node: reply for node, reply in started.items() if reply is not True}
     if failed:
         raise SaltRunnerError(
             "the restored members did not start: "
             + "; ".join(f"{node}: {reply}" for node, reply in failed.items())
         )
-    revision = next(iter(restored.values()))["revision"]
     return {
         "source": "snapshot",
         "snapshot": chosen["path"],
-        "snapshot_revision": revision - BUMP_REVISION,
-        "revision": revision,
+        "snapshot_revision": chosen["revision"],
+        "revision": chosen["revision"] + BUMP_REVISION,
         "token": token,
-        "lost_revisions": _lost(revision - BUMP_REVISION),
-        "members": _described(answers),
     }
-
-
-def _lost(snapshot_revision: int) -> int | None:
-    """The revisions written after the snapshot, as far as the beacons last saw them."""
-    newest = __salt__["paas_dr.summary"]().get("last_revision")
-    if newest is None:
-        return None
-    return max(0, newest - snapshot_revision)
 
 
 def _described(answers: dict) -> dict:
@@ -245,81 +368,37 @@ def _described(answers: dict) -> dict:
 
 
 def _snapshot(path: str) -> dict | None:
-    """The snapshot to restore from, verified: ``path`` on the master, or the newest
-    (highest revision) of every member's newest off-node snapshot."""
-    if not path:
-        newest = [entry for entry in __salt__["paas_backup.offsite"]().values() if entry]
-        if not newest:
-            return None
-        path = max(newest, key=lambda entry: (entry["revision"], entry["time"]))["path"]
-    if not os.path.isfile(path):
+    """The snapshot to restore from, verified, its revision read from its content:
+    ``path`` on the master, or the received snapshot holding the highest revision."""
+    if path and not os.path.isfile(path):
         raise SaltRunnerError(f"{path} is not a file on the master")
-    checked = __salt__["paas_backup.verify_file"](path)
-    if not checked["verified"]:
-        raise SaltRunnerError(f"the snapshot is refused: {checked['error']}")
-    return {"path": path, "size": checked["size"], "sha256": checked["sha256"]}
+    chosen = __salt__["paas_backup.newest"](path=path or None)
+    if chosen is None:
+        return None
+    if not chosen.get("verified"):
+        raise SaltRunnerError(f"the snapshot is refused: {chosen.get('error')}")
+    return chosen
+
+
+def _used(view: dict, fenced) -> list[str]:
+    """The etcd nodes a restore uses: all but the fenced ones."""
+    members = list(view["etcd"]["members"])
+    fenced = list(fenced or [])
+    unknown = [node for node in fenced if node not in members]
+    if unknown:
+        raise SaltRunnerError(
+            f"fenced names {', '.join(unknown)}, no etcd node of the topology "
+            f"({', '.join(members)})"
+        )
+    used = [node for node in members if node not in fenced]
+    if not used:
+        raise SaltRunnerError("every etcd node is fenced: nothing to restore on")
+    return used
 
 
 def _dr_view() -> dict:
-    if "paas_topology.dr" not in __utils__:
-        raise SaltRunnerError(
-            "paas_restore: the paas_topology utils module is not loaded; the master's "
-            "utils_dirs must hold the repository's _utils (etc/salt/master)"
-        )
-    compiled = __utils__["paas_master.pillar"](__opts__)
-    errors = [str(error) for error in __utils__["paas_topology.validate"](compiled.get("paas"))]
-    if errors:
-        raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
-    return __utils__["paas_topology.dr"](compiled["paas"])
-
-
-def _local_client():
-    # From the master's configuration file, not this runner's opts: run by the reactor
-    # (through paas_dr.react and the orchestration), a runner's opts are not the ones the
-    # master's publish authenticates.
-    return salt.client.get_local_client(__opts__["conf_file"])
-
-
-class _Minions:
-    """One LocalClient for a step; every call asks only accepted minions."""
-
-    def __enter__(self):
-        self.client = _local_client()
-        return self
-
-    def __exit__(self, *exc):
-        self.client.destroy()
-
-    def ask_all(self, minions: list[str], function: str, arg=(), timeout=ASK_TIMEOUT) -> dict:
-        accepted = salt.utils.minions.CkMinions(__opts__).check_minions(minions, "list")
-        replies = {minion: "its key is not accepted on this master" for minion in minions}
-        if accepted["minions"]:
-            found = self.client.cmd(
-                accepted["minions"],
-                function,
-                arg=list(arg),
-                tgt_type="list",
-                timeout=timeout,
-                full_return=True,
-            )
-            for minion in accepted["minions"]:
-                reply = found.get(minion)
-                replies[minion] = _answer(reply) if isinstance(reply, dict) else "no reply"
-        return replies
-
-    def ask(self, minions: list[str], function: str) -> dict:
-        return self.ask_all(minions, function)
-
-    def call(self, minion: str, function: str, arg=(), kwarg=None, timeout=ASK_TIMEOUT):
-        found = self.client.cmd(
-            minion, function, arg=list(arg), kwarg=kwarg, timeout=timeout, full_return=True
-        )
-        reply = found.get(minion)
-        return _answer(reply) if isinstance(reply, dict) else "no reply"
-
-
-def _answer(reply: dict):
-    answer = reply.get("ret")
-    if reply.get("retcode", 0) and not isinstance(answer, str):
-        return f"exit code {reply['retcode']}: {answer}"
-    return answer
+    try:
+        topology = __utils__["paas_master.topology"](__opts__, __utils__)
+    except SaltRunnerError as err:
+        raise SaltRunnerError(f"paas_restore: {err}") from err
+    return __utils__["paas_topology.dr"](topology)

@@ -229,9 +229,22 @@ SCHEMA = _mapping(
                 "heartbeat_seconds": Field("integer", default=60, minimum=5),
                 # Consecutive bad reports from a member before the reactor acts on it.
                 "unhealthy_reports_before_action": Field("integer", default=3, minimum=1),
-                # A remediation's lock is taken over after this long (a master that
-                # restarted mid-way leaves it behind).
+                # A remediation's lock is taken over when its holder has not renewed it
+                # for this long (the holder renews it while it works), or at once when
+                # the holder's process is gone (a master restarted mid-way).
                 "lock_expiry_minutes": Field("integer", default=15, minimum=1),
+                # A command the master runs to power off an etcd node whose minion does
+                # not answer when quorum is lost (a cloud's "stop server" call): only
+                # its success lets an unattended restore go on without that node.
+                # Without it, a silent node blocks the unattended restore.
+                "fencing": _mapping(
+                    {
+                        # argv, no shell; {node} and {address} (its private address)
+                        # are filled in.
+                        "command": Field("list", default=[], item=Field("string")),
+                        "timeout_seconds": Field("integer", default=120, minimum=1),
+                    }
+                ),
             }
         ),
         "time": _mapping({"ntp_servers": Field("list", default=[], item=Field("string"))}),
@@ -714,6 +727,7 @@ def _check_settings(topology: dict, errors: list) -> None:
     _check_etcd_settings(filled, errors)
     _check_gateway_settings(filled, errors)
     _check_kubernetes_settings(filled, errors)
+    _check_fencing(filled["dr"]["fencing"], errors)
     pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
@@ -758,6 +772,37 @@ def _check_etcd_settings(topology: dict, errors: list) -> None:
             TopologyError(
                 "paas:etcd:archive:version",
                 f"{version} is not of the etcd line in paas:versions:etcd ({line})",
+            )
+        )
+
+
+def _check_fencing(fencing: dict, errors: list) -> None:
+    command = fencing["command"]
+    if not command:
+        return
+    if not command[0].startswith("/"):
+        errors.append(
+            TopologyError(
+                "paas:dr:fencing:command",
+                f"{command[0]!r} must be an absolute path: the master runs it without a shell",
+            )
+        )
+    for index, argument in enumerate(command):
+        try:
+            argument.format(node="node", address="198.18.0.1")
+        except (KeyError, IndexError, ValueError) as err:
+            errors.append(
+                TopologyError(
+                    f"paas:dr:fencing:command[{index}]",
+                    f"{argument!r}: only {{node}} and {{address}} are filled in ({err})",
+                )
+            )
+    if not any("{node}" in argument or "{address}" in argument for argument in command):
+        errors.append(
+            TopologyError(
+                "paas:dr:fencing:command",
+                "names no node: it must hold {node} or {address}, or every fencing would "
+                "power off the same machine",
             )
         )
 
@@ -1025,6 +1070,11 @@ def dr(topology: dict) -> dict:
         **settings,
         "etcd": etcd(topology),
         "master_id": topology["master"]["id"],
+        # The master's own client of every member, for its probe before it acts.
+        "admin_client": certificate_paths(topology, "etcd-admin-client"),
+        "private_addresses": {
+            entry["id"]: entry["addresses"]["private"] for entry in nodes(topology, "etcd")
+        },
         # The runner's records (beacon reports, the lock, drills, remediations).
         "state_dir": os.path.join(os.path.dirname(receive_dir.rstrip("/")), "state"),
     }

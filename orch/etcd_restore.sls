@@ -1,20 +1,31 @@
-{#- The etcd cluster lost quorum: `salt-run state.orchestrate orch.etcd_restore` (or
-    `salt-run paas.restore [snapshot=PATH]`, or the reactor's runner, paas_dr.react).
+{#- The etcd cluster lost quorum: `salt-run paas.restore [snapshot=PATH] [fenced=NODES]`
+    (or the reactor's runner, paas_dr.react, once the master's own probe confirmed it;
+    both hold the lock), or `salt-run state.orchestrate orch.etcd_restore` by hand.
 
     1. The snapshot a restore from backup would use is checked first (pillar `snapshot`,
-       a file on the master, or the newest verified off-node one): a corrupt or truncated
-       snapshot stops the run before anything is stopped.
+       a file on the master, or the off-node one holding the highest revision): a
+       corrupt or truncated snapshot, or one whose content is not what its name says,
+       stops the run before anything is stopped.
     2. The control planes' apiservers, controller-managers and schedulers are stopped (a
-       platform without Kubernetes yet skips this), then every member's etcd.
-    3. paas_restore.seed: when a member still has its data, the one with the highest
+       platform without Kubernetes yet skips this).
+    3. paas_restore.stop: etcd stopped on every etcd node but the fenced ones (pillar
+       `fenced`: machines confirmed off), and confirmed stopped by each node's minion
+       (unit inactive, nothing listening on etcd's ports) before anything is forced.
+    4. paas_restore.seed: when a member still has its data, the one with the highest
        revision becomes a cluster of its own (--force-new-cluster, once, everything else
        stopped): nothing it had is lost. Only when none has, every member is restored
        from the same snapshot with a new cluster token and its revision bumped
-       (--bump-revision --mark-compacted), and the revisions lost are counted.
-    4. The other etcd nodes join again as new members, one at a time (the etcd formula);
-       the cluster must then have the topology's voters, one leader, equal hashes.
-    5. The control planes' static Pods are put back and every kubelet restarts. #}
+       (--bump-revision --mark-compacted), and the revisions lost are counted. While a
+       node is fenced, an unattended restore (pillar `dr_unattended`) never restores
+       from a snapshot.
+    5. The other etcd nodes join again as new members, one at a time (the etcd formula);
+       the cluster must then have the topology's voters (less the fenced), one leader,
+       equal hashes.
+    6. The control planes' static Pods are put back and every kubelet restarts. Should a
+       step after 2 fail, the runner that started the restore (paas_dr) puts them back. #}
 {%- set etcd_nodes = salt["paas_topology.node_ids"]("etcd") %}
+{%- set fenced = salt["pillar.get"]("fenced", []) %}
+{%- set used = etcd_nodes | reject("in", fenced) | list %}
 {%- set control_planes = salt["paas_topology.node_ids"]("control-plane") %}
 {%- set kubernetes_nodes = (control_planes + salt["paas_topology.node_ids"]("worker")) | unique | list %}
 {%- set snapshot = salt["pillar.get"]("snapshot", "") %}
@@ -40,12 +51,9 @@ paas-etcd-restore-apiservers-stopped:
 {%- endif %}
 
 paas-etcd-restore-etcd-stopped:
-  salt.function:
-    - name: service.stop
-    - tgt: {{ etcd_nodes | join(",") }}
-    - tgt_type: list
-    - arg:
-      - {{ salt["paas_topology.etcd"]()["service"] }}
+  salt.runner:
+    - name: paas_restore.stop
+    - fenced: {{ fenced | json }}
     - failhard: True
     - require:
       - paas-etcd-restore-check
@@ -54,13 +62,15 @@ paas-etcd-restore-seed:
   salt.runner:
     - name: paas_restore.seed
     - snapshot: "{{ snapshot }}"
+    - fenced: {{ fenced | json }}
+    - unattended: {{ salt["pillar.get"]("dr_unattended", False) | json }}
     - failhard: True
     - require:
       - paas-etcd-restore-etcd-stopped
 
 paas-etcd-restore-members:
   salt.state:
-    - tgt: {{ etcd_nodes | join(",") }}
+    - tgt: {{ used | join(",") }}
     - tgt_type: list
     - sls: etcd
     - batch: 1
@@ -69,22 +79,28 @@ paas-etcd-restore-members:
     - require:
       - paas-etcd-restore-seed
 
+{%- if not fenced %}
+
 paas-etcd-restore-whole:
   salt.state:
-    - tgt: {{ etcd_nodes[:1] | join(",") }}
+    - tgt: {{ used[:1] | join(",") }}
     - tgt_type: list
     - sls: etcd.prune
     - expect_minions: True
     - failhard: True
     - require:
       - paas-etcd-restore-members
+    - require_in:
+      - paas-etcd-restore-verify
+{%- endif %}
 
 paas-etcd-restore-verify:
   salt.runner:
     - name: paas_restore.verify
+    - fenced: {{ fenced | json }}
     - failhard: True
     - require:
-      - paas-etcd-restore-whole
+      - paas-etcd-restore-members
 
 {%- if kubernetes_nodes %}
 
