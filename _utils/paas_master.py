@@ -181,7 +181,12 @@ def records(state_dir: str, name: str = "records", wait: bool = True):
     process and an operator's salt-run is another. Yields False without waiting when
     ``wait`` is off and another holds it."""
     _directory(state_dir)
-    with open(os.path.join(state_dir, f".{name}.lock"), "a", encoding="utf-8") as handle:
+    descriptor = os.open(
+        os.path.join(state_dir, f".{name}.lock"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        RECORD_MODE,
+    )
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

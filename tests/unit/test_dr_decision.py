@@ -1,13 +1,15 @@
 """
-The reactor's decision on etcd health reports (``_runners/paas_dr.py``).
+The master's decision on etcd health reports (``_runners/paas_dr.py``).
 
-``decide`` is a pure function of the recorded reports, the ``paas:dr`` view and the
-time: each rule of the contract (debounce, confirmation by the others, partition,
-quorum, restore, stale reports) on the lab's three members, and on five members where
-quorum arithmetic matters. ``react`` under Salt's loader dunders, with a stand-in for
-``state.orchestrate``: what it starts, with which pillar, what it records, and the lock
-(one remediation at a time, a second event dropped and recorded, an expired or
-orphaned lock taken over naming its owner, an operator's unlock).
+``suspect`` is a pure function of the recorded reports, the ``paas:dr`` view and the
+master's time; ``decide`` a pure function of a suspicion and the master's own probe:
+each rule of the contract (debounce, a member confirmed failed, contradicted, blocked by
+a silent minion, a partition, quorum, restore) on the lab's three members, and on five
+where quorum arithmetic matters. ``react`` under Salt's loader dunders, with reports
+signed by throwaway minion keys the master "accepted", a stand-in for the probe and for
+``state.orchestrate``: which reports it refuses, what it starts with which pillar, what
+it records, fencing with real commands, and the lock (one remediation at a time, renewed
+past its expiry, a gone holder's lock cleared and its remediation recorded interrupted).
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import json
 import os
 import subprocess
 import time
+import uuid
 
 import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from salt.exceptions import SaltRunnerError
 
 NOW = 1_800_000_000.0
@@ -27,11 +33,49 @@ LEADER = "8e9e05c52164694d"
 OTHER_LEADER = "91bc3c398fb3c146"
 THREE = ("etcd1", "etcd2", "etcd3")
 FIVE = ("etcd1", "etcd2", "etcd3", "etcd4", "etcd5")
+MINIONS = (*FIVE, "worker1", "gw1")
 
 
 @pytest.fixture(scope="module")
 def runner(import_repo_module):
     return import_repo_module("_runners/paas_dr.py", "paas_dr_runner_module")
+
+
+@pytest.fixture(scope="module")
+def signing(import_repo_module):
+    return import_repo_module("_utils/paas_signed_report.py", "paas_signed_report_utils")
+
+
+@pytest.fixture(scope="module")
+def minion_keys(tmp_path_factory) -> dict:
+    """A throwaway RSA key per minion id, as ``minion.pem`` files."""
+    directory = tmp_path_factory.mktemp("minion-keys")
+    keys = {}
+    for minion in MINIONS:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path = directory / f"{minion}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        keys[minion] = {"private": str(path), "public": public.decode()}
+    return keys
+
+
+@pytest.fixture
+def pki_dir(tmp_path, minion_keys) -> str:
+    """The master's pki_dir: every minion's key accepted."""
+    accepted = tmp_path / "pki" / "minions"
+    accepted.mkdir(parents=True)
+    for minion, key in minion_keys.items():
+        (accepted / minion).write_text(key["public"])
+    return str(tmp_path / "pki")
 
 
 @pytest.fixture
@@ -56,30 +100,27 @@ def five_settings(topology_utils, topology) -> dict:
     return topology_utils.dr(topology)
 
 
-def report(member, state, at, *, members=THREE, leader=LEADER, failing=(), alarms=()) -> dict:
-    """One beacon event: ``member`` in ``state`` at ``at``, seeing the members named in
-    ``failing`` fail and the others answer."""
-    serving = state != "down"
+def report(member, state, at, *, alarms=()) -> dict:
+    """One report as the master records it: ``member`` in ``state`` received at ``at``."""
     return {
         "member": member,
         "state": state,
-        "serving": serving,
+        "serving": state != "down",
         "health": state == "healthy",
-        "member_id": f"id-{member}",
-        "leader": leader if state in ("healthy", "alarm") else None,
+        "leader": LEADER if state in ("healthy", "alarm") else None,
         "alarms": list(alarms),
-        "data_dir": True,
-        "peers": {other: other not in failing for other in members if other != member},
-        "reason": "changed",
+        "epoch": "e",
+        "sequence": 1,
         "time": at,
     }
 
 
-def record(runner, settings, reports: dict, *events) -> dict:
-    """The reports as react records them."""
-    for event in events:
-        runner._record_report(reports, event, event["time"], runner._debounce(settings))
-    return reports["members"]
+def record(runner, settings, *reports) -> dict:
+    """The reports as react records them, each received at its time."""
+    recorded = {}
+    for entry in reports:
+        runner._record_report(recorded, entry, entry["time"], runner._debounce(settings))
+    return recorded["members"]
 
 
 def streak(member, state, count, end=NOW, **kwargs) -> list[dict]:
@@ -87,241 +128,284 @@ def streak(member, state, count, end=NOW, **kwargs) -> list[dict]:
     return [report(member, state, end - INTERVAL * (count - 1 - i), **kwargs) for i in range(count)]
 
 
-def confirmed_loss(member, count, members=THREE, **kwargs) -> list[dict]:
-    """The others healthy under one leader, seeing ``member`` fail; ``member`` down."""
-    others = [report(o, "healthy", NOW - 1, members=members, failing=(member,)) for o in members]
-    return [
-        *(event for event in others if event["member"] != member),
-        *streak(member, "down", count, members=members, **kwargs),
+def healthy(*members, at=NOW - 1) -> list[dict]:
+    return [report(member, "healthy", at) for member in members]
+
+
+def suspect(runner, settings, *reports, now=NOW) -> dict:
+    return runner.suspect(record(runner, settings, *reports), settings, now)
+
+
+# What the reports suspect.
+
+
+def test_a_members_own_down_reports_in_a_row_suspect_it(runner, settings):
+    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3))
+
+    assert (hint["action"], hint["member"]) == ("recover", "etcd3")
+
+
+def test_fewer_down_reports_than_the_debounce_suspect_nothing(runner, settings):
+    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 2))
+
+    assert (hint["action"], hint["rule"]) == ("none", "debounce")
+
+
+def test_a_flapping_member_is_never_suspected(runner, settings):
+    flapping = [
+        report("etcd3", state, NOW - INTERVAL * (5 - i))
+        for i, state in enumerate(["down", "down", "healthy", "down", "down", "healthy"])
     ]
 
-
-def decide(runner, settings, *events, now=NOW) -> dict:
-    return runner.decide(record(runner, settings, {}, *events), settings, now)
+    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *flapping)["action"] == "none"
 
 
-def test_three_down_reports_confirmed_by_the_others_recover_the_member(runner, settings):
-    decision = decide(runner, settings, *confirmed_loss("etcd3", 3))
+def test_an_isolated_member_beside_healthy_ones_is_not_suspected(runner, settings):
+    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "isolated", 5))
 
-    assert decision["action"] == "recover"
-    assert decision["member"] == "etcd3"
-    assert "etcd1, etcd2" in decision["reason"]
+    assert hint["action"] == "none"
 
 
-def test_fewer_down_reports_than_the_debounce_trigger_nothing(runner, settings):
-    decision = decide(runner, settings, *confirmed_loss("etcd3", 2))
+def test_a_corrupt_member_is_suspected_and_a_full_one_is_not(runner, settings):
+    corrupt = streak("etcd3", "alarm", 3, alarms=("CORRUPT",))
+    full = streak("etcd3", "alarm", 3, alarms=("NOSPACE",))
 
-    assert decision["action"] == "none"
-    assert decision["rule"] == "debounce"
-    assert "etcd3 (2 of 3" in decision["reason"]
-
-
-def test_a_flapping_member_triggers_nothing(runner, settings):
-    others = confirmed_loss("etcd3", 0)
-    # Up and down faster than the debounce: never three down reports in a row.
-    flaps = ["down", "down", "healthy", "down", "down", "healthy", "down", "down"]
-    reports = {}
-    for index, state in enumerate(flaps):
-        at = NOW - INTERVAL * (len(flaps) - 1 - index)
-        event = report("etcd3", state, at, failing=())
-        members = record(runner, settings, reports, *others, event)
-        decision = runner.decide(members, settings, at)
-        assert decision["action"] == "none", (index, decision)
-    assert members["etcd3"]["consecutive_unhealthy"] == 2
+    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *corrupt)["action"] == "recover"
+    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *full)["action"] == "none"
 
 
-def test_a_healthy_report_resets_the_count_of_unhealthy_ones(runner, settings):
-    reports = {}
-    record(runner, settings, reports, *streak("etcd3", "down", 2, end=NOW - 10))
-    members = record(runner, settings, reports, report("etcd3", "healthy", NOW - 5))
-    assert members["etcd3"]["consecutive_unhealthy"] == 0
-    members = record(runner, settings, reports, report("etcd3", "down", NOW))
-    assert members["etcd3"]["consecutive_unhealthy"] == 1
+def test_stale_down_reports_suspect_nothing(runner, settings):
+    old = streak("etcd3", "down", 3, end=NOW - 4 * INTERVAL)
+
+    assert suspect(runner, settings, *old)["rule"] == "stale"
 
 
-def test_an_isolated_member_with_the_majority_healthy_is_a_partition_never_acted_on(
+def test_no_member_healthy_and_all_down_or_isolated_in_a_row_suspect_a_lost_quorum(
     runner, settings
 ):
-    others = [report(o, "healthy", NOW - 1, failing=("etcd3",)) for o in ("etcd1", "etcd2")]
-    isolated = streak("etcd3", "isolated", 10, failing=("etcd1", "etcd2"))
-
-    decision = decide(runner, settings, *others, *isolated)
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "partition"
-    assert decision["member"] == "etcd3"
-
-
-def test_a_partitioned_member_silent_to_the_master_is_never_removed(runner, settings):
-    # The majority sees etcd3 fail; etcd3's own minion is cut off too and says nothing.
-    others = [report(o, "healthy", NOW - 1, failing=("etcd3",)) for o in ("etcd1", "etcd2")]
-
-    decision = decide(runner, settings, *others)
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "healthy"
-
-
-def test_a_member_the_others_still_reach_is_not_recovered(runner, settings):
-    others = [report(o, "healthy", NOW - 1) for o in ("etcd1", "etcd2")]
-
-    decision = decide(runner, settings, *others, *streak("etcd3", "down", 3))
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "unconfirmed"
-
-
-def test_others_that_disagree_on_the_leader_do_not_confirm(runner, settings):
-    others = [
-        report("etcd1", "healthy", NOW - 1, failing=("etcd3",)),
-        report("etcd2", "healthy", NOW - 1, failing=("etcd3",), leader=OTHER_LEADER),
-    ]
-
-    decision = decide(runner, settings, *others, *streak("etcd3", "down", 3))
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "unconfirmed"
-
-
-def test_no_member_is_removed_when_that_would_cost_quorum(runner, five_settings):
-    members = FIVE
-    healthy = [
-        report(o, "healthy", NOW - 1, members=members, failing=("etcd3", "etcd4", "etcd5"))
-        for o in ("etcd1", "etcd2")
-    ]
-    down = [
-        event
-        for member in ("etcd3", "etcd4", "etcd5")
-        for event in streak(member, "down", 3, members=members)
-    ]
-
-    decision = decide(runner, five_settings, *healthy, *down)
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "quorum"
-    assert "fewer than the quorum of 3 of the remaining 4" in decision["reason"]
-
-
-def test_of_five_members_two_lost_are_recovered_one_at_a_time(runner, five_settings):
-    members = FIVE
-    healthy = [
-        report(o, "healthy", NOW - 1, members=members, failing=("etcd4", "etcd5"))
-        for o in ("etcd1", "etcd2", "etcd3")
-    ]
-    down = [e for m in ("etcd4", "etcd5") for e in streak(m, "down", 3, members=members)]
-
-    decision = decide(runner, five_settings, *healthy, *down)
-
-    assert (decision["action"], decision["member"]) == ("recover", "etcd4")
-
-
-def test_a_corrupt_member_is_recovered_and_a_full_one_is_not(runner, settings):
-    others = [report(o, "healthy", NOW - 1, failing=("etcd3",)) for o in ("etcd1", "etcd2")]
-
-    corrupt = decide(runner, settings, *others, *streak("etcd3", "alarm", 3, alarms=["CORRUPT"]))
-    full = decide(runner, settings, *others, *streak("etcd3", "alarm", 3, alarms=["NOSPACE"]))
-
-    assert (corrupt["action"], corrupt["member"]) == ("recover", "etcd3")
-    assert full["action"] == "none"
-
-
-def test_stale_down_reports_are_ignored(runner, settings):
-    events = confirmed_loss("etcd3", 3)
-
-    decision = decide(runner, settings, *events, now=NOW + 3 * INTERVAL + 1)
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "healthy"
-
-
-def test_confirmations_older_than_a_heartbeat_do_not_count(runner, settings):
-    stale = [
-        report(o, "healthy", NOW - settings["heartbeat_seconds"] - 3 * INTERVAL - 1)
-        for o in ("etcd1", "etcd2")
-    ]
-
-    decision = decide(runner, settings, *stale, *streak("etcd3", "down", 3))
-
-    assert decision["action"] == "none"
-
-
-def test_no_member_healthy_and_all_down_or_isolated_in_a_row_restores(runner, settings):
-    events = [
-        *streak("etcd1", "isolated", 3, failing=("etcd2", "etcd3")),
-        *streak("etcd2", "down", 3, failing=("etcd1", "etcd3")),
-        *streak("etcd3", "down", 4, failing=("etcd1", "etcd2")),
-    ]
-
-    decision = decide(runner, settings, *events)
-
-    assert decision["action"] == "restore"
-    assert decision["member"] is None
-
-
-def test_a_silent_member_seen_down_by_the_others_counts_toward_a_restore(runner, settings):
-    events = [
-        *streak("etcd1", "isolated", 3, failing=("etcd2", "etcd3")),
-        *streak("etcd2", "down", 3, failing=("etcd1", "etcd3")),
-    ]
-
-    decision = decide(runner, settings, *events)
-
-    assert decision["action"] == "restore"
-    assert "etcd3 silent" in decision["reason"]
-
-
-def test_a_silent_member_the_others_still_reach_stops_a_restore(runner, settings):
-    events = [
-        *streak("etcd1", "isolated", 3, failing=("etcd2",)),
-        *streak("etcd2", "down", 3, failing=("etcd1", "etcd3")),
-    ]
-
-    decision = decide(runner, settings, *events)
-
-    assert decision["action"] == "none"
-    assert decision["rule"] == "unconfirmed"
-
-
-def test_no_restore_while_a_member_is_healthy_or_before_the_debounce(runner, settings):
-    healthy = decide(
-        runner,
-        settings,
-        report("etcd1", "healthy", NOW - 30),
+    reports = [
+        *streak("etcd1", "isolated", 3),
         *streak("etcd2", "down", 3),
-        *streak("etcd3", "down", 3),
-    )
-    early = decide(
-        runner,
-        settings,
-        *streak("etcd1", "isolated", 2),
-        *streak("etcd2", "down", 3),
-        *streak("etcd3", "down", 3),
+    ]
+
+    hint = suspect(runner, settings, *reports)
+
+    assert (hint["action"], hint["rule"]) == ("restore", "restore")
+    assert "etcd3 silent" in hint["reason"]
+
+
+def test_no_lost_quorum_is_suspected_while_one_member_reports_healthy(runner, settings):
+    reports = [*healthy("etcd1"), *streak("etcd2", "down", 3), *streak("etcd3", "down", 3)]
+
+    assert suspect(runner, settings, *reports)["action"] != "restore"
+
+
+def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(runner, settings):
+    # A report signed an hour in the future, received now: fresh now, stale later.
+    members = record(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3))
+    for entry in members["etcd3"]["recent"]:
+        assert entry["received"] <= NOW
+    members["etcd3"]["latest"]["signed_time"] = NOW + 3600
+
+    assert runner.suspect(members, settings, NOW)["action"] == "recover"
+    later = runner.suspect(members, settings, NOW + 4 * INTERVAL)
+    assert (later["action"], later["rule"]) == ("none", "healthy")
+
+
+# What the probe confirms.
+
+
+def seen(state, *, leader=LEADER, members=THREE, learners=(), alarms=(), revision=42) -> dict:
+    """The master's view of one member (paas_etcd_http.member_view's shape)."""
+    return {
+        "state": state,
+        "serving": state != "down",
+        "health": state == "healthy",
+        "leader": leader if state in ("healthy", "alarm") else None,
+        "revision": revision if state != "down" else None,
+        "alarms": list(alarms),
+        "url": "https://198.18.1.2x:2379",
+        "error": "" if state != "down" else "connection refused",
+        "members": (
+            {name: {"id": f"id-{name}", "learner": name in learners} for name in members}
+            if state == "healthy"
+            else None
+        ),
+    }
+
+
+def node(state, *, active="active", listening=()) -> dict:
+    """An etcd node's own report (etcd_health.report's shape)."""
+    return {
+        "state": state,
+        "service": {"active": active, "sub": "running" if active == "active" else "dead"},
+        "listening": {"client": list(listening), "peer": []},
+        "data_dir": True,
+    }
+
+
+def probe_of(members: dict, nodes: dict | None = None) -> dict:
+    return {
+        "time": NOW,
+        "error": None,
+        "members": members,
+        "nodes": nodes
+        if nodes is not None
+        else {name: node(s["state"]) for name, s in members.items()},
+    }
+
+
+RECOVER = {"action": "recover", "member": "etcd3", "rule": "recover", "reason": "reports"}
+RESTORE = {"action": "restore", "member": None, "rule": "restore", "reason": "reports"}
+
+
+def test_a_member_the_master_confirms_down_beside_a_healthy_quorum_is_recovered(runner, settings):
+    probe = probe_of({"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")})
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["member"]) == ("recover", "etcd3")
+    assert "etcd1, etcd2 hold quorum" in decision["reason"]
+
+
+def test_a_member_the_master_reaches_healthy_contradicts_the_report(runner, settings):
+    probe = probe_of({name: seen("healthy") for name in THREE})
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "contradicted")
+    assert "the master reaches etcd3 healthy" in decision["reason"]
+
+
+def test_a_member_only_the_master_cannot_reach_is_not_recovered(runner, settings):
+    probe = probe_of(
+        {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")},
+        {"etcd1": node("healthy"), "etcd2": node("healthy"), "etcd3": node("healthy")},
     )
 
-    assert healthy["action"] == "none"
-    assert early["action"] == "none"
-    assert early["rule"] == "debounce"
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert decision["rule"] == "contradicted"
+    assert "a problem between the master and etcd3" in decision["reason"]
 
 
-def test_no_restore_from_stale_reports(runner, settings):
-    events = [event for member in THREE for event in streak(member, "down", 3)]
+def test_a_member_whose_minion_does_not_answer_blocks_its_recovery(runner, settings):
+    probe = probe_of(
+        {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")},
+        {"etcd1": node("healthy"), "etcd2": node("healthy"), "etcd3": "no reply"},
+    )
 
-    decision = decide(runner, settings, *events, now=NOW + 3 * INTERVAL + 1)
+    decision = runner.decide(RECOVER, probe, settings)
 
-    assert decision["action"] == "none"
-    assert decision["rule"] == "stale"
-
-
-def test_a_report_older_than_the_members_latest_changes_nothing(runner, settings):
-    reports = {}
-    record(runner, settings, reports, report("etcd3", "down", NOW))
-    members = record(runner, settings, reports, report("etcd3", "healthy", NOW - 1))
-
-    assert members["etcd3"]["latest"]["state"] == "down"
-    assert members["etcd3"]["consecutive_unhealthy"] == 1
+    assert (decision["action"], decision["rule"]) == ("none", "blocked")
+    assert "etcd3's minion does not answer (no reply)" in decision["reason"]
 
 
-# react and the lock, under the loader's dunders
+def test_an_isolated_member_is_a_partition_never_recovered(runner, settings):
+    probe = probe_of(
+        {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("isolated")}
+    )
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "partition")
+
+
+def test_others_under_different_leaders_do_not_make_a_quorum(runner, settings):
+    probe = probe_of(
+        {
+            "etcd1": seen("healthy"),
+            "etcd2": seen("healthy", leader=OTHER_LEADER),
+            "etcd3": seen("down"),
+        }
+    )
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "quorum")
+
+
+def test_no_member_is_replaced_when_that_would_cost_quorum(runner, five_settings):
+    # Five voters, three down: removing one leaves four voters, whose quorum (three) the
+    # two healthy ones do not make.
+    members = {name: seen("healthy", members=FIVE) for name in ("etcd1", "etcd2")}
+    members.update({name: seen("down", members=FIVE) for name in ("etcd3", "etcd4", "etcd5")})
+
+    decision = runner.decide(RECOVER, probe_of(members), five_settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "quorum")
+
+
+def test_of_five_members_one_lost_beside_four_healthy_is_recovered(runner, five_settings):
+    members = {name: seen("healthy", members=FIVE) for name in ("etcd1", "etcd2", "etcd4", "etcd5")}
+    members["etcd3"] = seen("down", members=FIVE)
+
+    assert runner.decide(RECOVER, probe_of(members), five_settings)["action"] == "recover"
+
+
+def test_a_member_no_longer_listed_comes_back_under_the_current_voters_quorum(runner, settings):
+    # After a restore that fenced etcd2 and etcd3, etcd1 alone is the cluster; etcd3's
+    # machine is back with the old data and etcd refuses it.
+    probe = probe_of(
+        {
+            "etcd1": seen("healthy", members=("etcd1",)),
+            "etcd2": seen("down"),
+            "etcd3": seen("down"),
+        }
+    )
+
+    assert runner.decide(RECOVER, probe, settings)["action"] == "recover"
+
+
+def test_a_lost_quorum_confirmed_by_the_probe_is_restored(runner, settings):
+    probe = probe_of({"etcd1": seen("isolated"), "etcd2": seen("down"), "etcd3": seen("down")})
+
+    decision = runner.decide(RESTORE, probe, settings)
+
+    assert (decision["action"], decision["silent"]) == ("restore", [])
+
+
+def test_a_restore_is_contradicted_by_any_member_the_master_reaches_healthy(runner, settings):
+    probe = probe_of({"etcd1": seen("healthy"), "etcd2": seen("down"), "etcd3": seen("down")})
+
+    decision = runner.decide(RESTORE, probe, settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "contradicted")
+    assert "etcd1 healthy: quorum holds" in decision["reason"]
+
+
+def test_a_restore_is_contradicted_by_a_node_that_sees_its_member_healthy(runner, settings):
+    probe = probe_of(
+        {name: seen("down") for name in THREE},
+        {"etcd1": node("healthy"), "etcd2": node("down"), "etcd3": node("down")},
+    )
+
+    decision = runner.decide(RESTORE, probe, settings)
+
+    assert decision["rule"] == "contradicted"
+    assert "a problem between the master and etcd" in decision["reason"]
+
+
+def test_a_restore_names_the_nodes_whose_minion_is_silent(runner, settings):
+    probe = probe_of(
+        {"etcd1": seen("down"), "etcd2": seen("down"), "etcd3": seen("isolated")},
+        {"etcd1": node("down"), "etcd2": node("down"), "etcd3": "no reply"},
+    )
+
+    decision = runner.decide(RESTORE, probe, settings)
+
+    assert decision["silent"] == ["etcd3"]
+
+
+def test_a_probe_that_could_not_run_blocks_everything(runner, settings):
+    probe = {"error": "the master's etcd-admin-client certificate cannot be loaded"}
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["rule"]) == ("none", "blocked")
+
+
+# react and the lock, under the loader's dunders.
 
 
 class Orchestrations:
@@ -341,22 +425,117 @@ class Orchestrations:
         return self.result
 
 
+class Probes:
+    """A stand-in for the master's probe: what it finds, and how often it was taken."""
+
+    def __init__(self):
+        self.taken = 0
+        self.found = probe_of(
+            {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")}
+        )
+
+    def __call__(self, settings):
+        self.taken += 1
+        return copy.deepcopy(self.found)
+
+
+class Minions:
+    """A stand-in for the master's client to the minions (paas_master.minions)."""
+
+    def __init__(self):
+        self.calls = []
+        self.replies = {}
+
+    def __call__(self, opts):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, minions, function, arg=(), kwarg=None, **kwargs):
+        self.calls.append((list(minions), function, list(arg)))
+        return {minion: self.replies.get(minion, {"ret": {}, "retcode": 0}) for minion in minions}
+
+
 @pytest.fixture
 def orchestrations() -> Orchestrations:
     return Orchestrations()
 
 
 @pytest.fixture
-def configure_loader_modules(runner, runner_utils, topology, orchestrations, monkeypatch):
-    monkeypatch.setattr(runner, "_master_pillar", lambda: {"paas": topology})
+def probes(runner, monkeypatch) -> Probes:
+    found = Probes()
+    monkeypatch.setattr(runner, "_probe", found)
+    return found
+
+
+@pytest.fixture
+def minions() -> Minions:
+    return Minions()
+
+
+@pytest.fixture
+def configure_loader_modules(
+    runner,
+    runner_utils,
+    topology_utils,
+    signing,
+    topology,
+    orchestrations,
+    probes,
+    minions,
+    master_pillar,
+    pki_dir,
+):
+    master_pillar({"paas": topology})
+    utils = {
+        **runner_utils,
+        "paas_topology.node_ids": topology_utils.node_ids,
+        "paas_signed_report.verify": signing.verify,
+        "paas_master.minions": minions,
+    }
     return {
         runner: {
-            "__utils__": dict(runner_utils),
-            "__opts__": {"id": "itest-master", "utils_dirs": ["/srv/paas/_utils"]},
+            "__utils__": utils,
+            "__opts__": {
+                "id": "paas-master",
+                "pki_dir": pki_dir,
+                "utils_dirs": ["/srv/paas/_utils"],
+            },
             "__salt__": {"state.orchestrate": orchestrations},
             "__context__": {},
         }
     }
+
+
+class Signer:
+    """A minion's beacon: reports signed with its key, one epoch, the sequence counted."""
+
+    def __init__(self, signing, key: str, member: str):
+        self.signing = signing
+        self.key = key
+        self.member = member
+        self.epoch = uuid.uuid4().hex
+        self.sequence = 0
+
+    def event(self, state: str, **fields) -> dict:
+        self.sequence += 1
+        data = {
+            **report(self.member, state, time.time()),
+            "peers": {},
+            **fields,
+            "epoch": self.epoch,
+            "sequence": self.sequence,
+        }
+        return {**self.signing.sign(self.key, data), "id": self.member, "_stamp": "2026"}
+
+
+@pytest.fixture
+def beacons(signing, minion_keys) -> dict:
+    return {member: Signer(signing, minion_keys[member]["private"], member) for member in FIVE}
 
 
 @pytest.fixture
@@ -372,153 +551,407 @@ def read(state_dir, name, default=None):
         return json.load(handle)
 
 
-def live(member, state, **kwargs) -> dict:
-    return report(member, state, time.time(), **kwargs)
+def react(runner, beacons, member, state, **fields) -> dict:
+    return runner.react(
+        beacons[member].event(state, **fields), tag=f"salt/beacon/{member}/etcd_health/"
+    )
 
 
-def healthy_others(runner, lost="etcd3"):
-    for member in THREE:
-        if member != lost:
-            runner.react(live(member, "healthy", failing=(lost,)))
+def lose_etcd3(runner, beacons) -> list[dict]:
+    for member in ("etcd1", "etcd2"):
+        react(runner, beacons, member, "healthy")
+    return [react(runner, beacons, "etcd3", "down") for _ in range(3)]
 
 
-def test_react_starts_one_recovery_with_the_member_and_owner_and_records_it(
-    runner, orchestrations, state_dir
+def test_react_starts_one_recovery_once_the_probe_confirms_it_and_records_it(
+    runner, beacons, orchestrations, probes, state_dir
 ):
-    healthy_others(runner)
-    decisions = [runner.react(live("etcd3", "down")) for _ in range(3)]
+    decisions = lose_etcd3(runner, beacons)
 
     assert [d["action"] for d in decisions] == ["none", "none", "recover"]
+    assert probes.taken == 1
     owner = decisions[-1]["owner"]
     assert orchestrations.calls == [("orch.etcd_recover", {"member": "etcd3", "dr_owner": owner})]
     assert decisions[-1]["outcome"] == "ok"
     [remediation] = read(state_dir, "remediations.json")
-    assert remediation["owner"] == owner
-    assert remediation["member"] == "etcd3"
-    assert remediation["outcome"] == "ok"
+    assert (remediation["owner"], remediation["member"], remediation["outcome"]) == (
+        owner,
+        "etcd3",
+        "ok",
+    )
     assert remediation["failed_steps"] == []
     assert remediation["lock_released"] is True
-    assert remediation["duration_s"] >= 0
     assert remediation["event_time"] <= remediation["started"]
+    [probed] = read(state_dir, "probes.json")
+    assert (probed["hint"], probed["action"], probed["sender"]) == ("recover", "recover", "etcd3")
     assert read(state_dir, "lock.json") is None
     # What led to the remediation is spent: the next one takes N new reports.
-    assert runner.react(live("etcd3", "down"))["action"] == "none"
+    assert react(runner, beacons, "etcd3", "down")["action"] == "none"
     assert len(orchestrations.calls) == 1
     assert sorted(os.listdir(state_dir)) == [
         ".records.lock",
+        "probes.json",
         "remediations.json",
         "reports.json",
     ]
+    assert oct(os.stat(state_dir).st_mode)[-3:] == "700"
+    assert {
+        oct(os.stat(os.path.join(state_dir, name)).st_mode)[-3:] for name in os.listdir(state_dir)
+    } == {"600"}
 
 
-def test_react_restores_when_quorum_is_lost(runner, orchestrations):
+def test_a_report_the_probe_contradicts_is_recorded_with_its_sender_and_nothing_is_done(
+    runner, beacons, orchestrations, probes, state_dir
+):
+    probes.found = probe_of({name: seen("healthy") for name in THREE})
+
+    decisions = lose_etcd3(runner, beacons)
+
+    assert decisions[-1]["outcome"] == "contradicted"
+    assert orchestrations.calls == []
+    [probed] = read(state_dir, "probes.json")
+    assert (probed["rule"], probed["sender"], probed["member"]) == (
+        "contradicted",
+        "etcd3",
+        "etcd3",
+    )
+    assert read(state_dir, "lock.json") is None
+    summary = runner.summary()
+    assert summary["contradicted"][0]["sender"] == "etcd3"
+    assert any("etcd3's report (recover etcd3) was contradicted" in p for p in summary["problems"])
+    # The same suspicion is not probed again at once.
+    assert react(runner, beacons, "etcd3", "down")["rule"] == "holdoff"
+    assert probes.taken == 1
+
+
+def test_an_unsigned_report_is_refused_recorded_and_never_acted_on(
+    runner, orchestrations, probes, state_dir
+):
+    forged = {**report("etcd1", "down", time.time() + 3600), "id": "worker1"}
+
+    for _ in range(4):
+        decision = runner.react(forged, tag="salt/beacon/etcd1/etcd_health/")
+
+    assert (decision["action"], decision["rule"]) == ("none", "refused")
+    assert probes.taken == 0 and orchestrations.calls == []
+    refused = read(state_dir, "refused.json")
+    assert len(refused) == 4
+    assert refused[0]["sender"] == "worker1"
+    assert refused[0]["member"] == "etcd1"
+    assert refused[0]["tag"] == "salt/beacon/etcd1/etcd_health/"
+    assert "not signed by etcd1's minion: the report is not signed" in refused[0]["reason"]
+    # Nothing of it was recorded as etcd1's.
+    assert "etcd1" not in read(state_dir, "reports.json", {}).get("members", {})
+
+
+def test_a_report_signed_by_another_minion_is_refused(
+    runner, signing, minion_keys, probes, state_dir
+):
+    # worker1 signs, with its own key, a report that names etcd1.
+    forged = Signer(signing, minion_keys["worker1"]["private"], "etcd1").event("down")
+
+    decision = runner.react({**forged, "id": "worker1"}, tag="salt/beacon/etcd1/etcd_health/")
+
+    assert decision["rule"] == "refused"
+    [refused] = read(state_dir, "refused.json")
+    assert refused["sender"] == "worker1"
+    assert "does not match the signer's accepted key" in refused["reason"]
+
+
+def test_a_replayed_report_is_refused(runner, beacons, state_dir):
+    event = beacons["etcd2"].event("healthy")
+    runner.react(event)
+
+    assert runner.react(copy.deepcopy(event))["rule"] == "refused"
+    assert "a replay: etcd2 already sent sequence 1" in read(state_dir, "refused.json")[0]["reason"]
+    # A new minion process (epoch) is taken; the old epoch's reports never again.
+    restarted = Signer(beacons["etcd2"].signing, beacons["etcd2"].key, "etcd2")
+    assert runner.react(restarted.event("healthy"))["rule"] != "refused"
+    stale = beacons["etcd2"].event("healthy")
+    assert runner.react(stale)["rule"] == "refused"
+    assert "epoch" in read(state_dir, "refused.json")[-1]["reason"]
+
+
+def test_a_report_dated_in_the_future_is_timed_by_the_master_and_shows_the_clock_offset(
+    runner, beacons, state_dir
+):
+    runner.react({**beacons["etcd1"].event("healthy")})
+    runner.react(beacons["etcd2"].event("healthy", time=time.time() + 3600))
+
+    entry = read(state_dir, "reports.json")["members"]["etcd2"]
+    assert entry["latest"]["received"] <= time.time()
+    summary = runner.summary()
+    assert summary["members"]["etcd2"]["clock_offset_s"] < -3500
+    assert any(
+        "etcd2's clock is" in problem and "ahead of the master's" in problem
+        for problem in summary["problems"]
+    )
+    assert summary["members"]["etcd1"]["clock_offset_s"] < 5
+
+
+def test_a_lost_quorum_restores_with_the_fenced_and_unattended_pillar(
+    runner, beacons, orchestrations, probes
+):
+    probes.found = probe_of(
+        {"etcd1": seen("isolated"), "etcd2": seen("down"), "etcd3": seen("down")}
+    )
     for _ in range(3):
-        runner.react(live("etcd1", "isolated", failing=("etcd2", "etcd3")))
-        runner.react(live("etcd2", "down", failing=("etcd1", "etcd3")))
-        decision = runner.react(live("etcd3", "down", failing=("etcd1", "etcd2")))
+        react(runner, beacons, "etcd1", "isolated")
+        react(runner, beacons, "etcd2", "down")
+        decision = react(runner, beacons, "etcd3", "down")
 
     assert decision["action"] == "restore"
-    assert orchestrations.calls == [("orch.etcd_restore", {"dr_owner": decision["owner"]})]
+    assert orchestrations.calls == [
+        ("orch.etcd_restore", {"dr_owner": decision["owner"], "fenced": [], "dr_unattended": True})
+    ]
+
+
+def quorum_lost_with_etcd3_silent(runner, beacons, probes):
+    probes.found = probe_of(
+        {"etcd1": seen("down"), "etcd2": seen("down"), "etcd3": seen("isolated")},
+        {"etcd1": node("down"), "etcd2": node("down"), "etcd3": "no reply"},
+    )
+    for _ in range(3):
+        react(runner, beacons, "etcd1", "down")
+        decision = react(runner, beacons, "etcd2", "down")
+    return decision
+
+
+def test_a_silent_minion_blocks_the_unattended_restore_and_names_the_node(
+    runner, beacons, orchestrations, probes, state_dir
+):
+    decision = quorum_lost_with_etcd3_silent(runner, beacons, probes)
+
+    assert (decision["action"], decision["outcome"]) == ("none", "blocked")
+    assert orchestrations.calls == []
+    assert "etcd3's minion does not answer" in decision["reason"]
+    assert "alive behind a silent minion" in decision["reason"]
+    assert "salt-run paas.restore fenced=etcd3" in decision["reason"]
+    problems = runner.summary()["problems"]
+    assert any(p.startswith("the reactor is blocked") and "etcd3" in p for p in problems)
+    assert read(state_dir, "lock.json") is None
+
+
+def test_a_silent_machine_fenced_by_the_topologys_command_lets_the_restore_go_on(
+    runner, beacons, orchestrations, probes, topology, master_pillar, tmp_path
+):
+    fenced_log = tmp_path / "fenced"
+    topology["dr"]["fencing"] = {
+        "command": ["/bin/sh", "-c", f'echo "$0 $1" >> {fenced_log}', "{node}", "{address}"]
+    }
+    master_pillar({"paas": topology})
+
+    decision = quorum_lost_with_etcd3_silent(runner, beacons, probes)
+
+    assert decision["action"] == "restore"
+    assert fenced_log.read_text() == "etcd3 198.18.1.23\n"
+    assert orchestrations.calls[0][1]["fenced"] == ["etcd3"]
+
+
+def test_a_fencing_that_fails_blocks_the_restore(
+    runner, beacons, orchestrations, probes, topology, master_pillar
+):
+    topology["dr"]["fencing"] = {
+        "command": ["/bin/sh", "-c", "echo no such server >&2; exit 3", "{node}"]
+    }
+    master_pillar({"paas": topology})
+
+    decision = quorum_lost_with_etcd3_silent(runner, beacons, probes)
+
+    assert decision["outcome"] == "blocked"
+    assert "fencing failed: exit code 3: no such server" in decision["reason"]
+    assert orchestrations.calls == []
+
+
+def test_a_failed_restore_puts_the_control_planes_back(
+    runner, orchestrations, probes, minions, state_dir
+):
+    probes.found = probe_of({name: seen("down") for name in THREE})
+    orchestrations.result = {
+        "data": {
+            "paas-master_master": {
+                "salt_|-paas-etcd-restore-etcd-stopped_|-paas_restore.stop_|-runner": {
+                    "__id__": "paas-etcd-restore-etcd-stopped",
+                    "result": False,
+                    "comment": "Runner function 'paas_restore.stop' failed.",
+                    "changes": {"return": "SaltRunnerError: etcd3: python3 (pid 7) listens"},
+                }
+            }
+        },
+        "retcode": 1,
+    }
+
+    done = runner.remediate("restore")
+
+    assert done["outcome"] == "failed"
+    assert minions.calls == [(["cp1", "cp2", "cp3"], "state.apply", ["kubernetes.resumed"])]
+    [remediation] = read(state_dir, "remediations.json")
+    assert remediation["control_planes_back"] == "ok"
+    assert any(
+        "the last remediation (restore the cluster) failed" in p
+        for p in runner.summary()["problems"]
+    )
+
+
+def test_a_failed_restore_says_when_the_control_planes_could_not_be_put_back(
+    runner, orchestrations, probes, minions, state_dir
+):
+    probes.found = probe_of({name: seen("down") for name in THREE})
+    orchestrations.result = RuntimeError("the master minion died")
+    minions.replies["cp2"] = "no reply"
+
+    runner.remediate("restore")
+
+    [remediation] = read(state_dir, "remediations.json")
+    assert remediation["control_planes_back"] == "cp2: no reply"
+    problems = runner.summary()["problems"]
+    assert any("the control planes were not put back: cp2: no reply" in p for p in problems)
+    runner.acknowledge(reason="cp2 checked by hand")
+    assert runner.summary()["problems"] == []
+
+
+def test_an_operators_restore_is_refused_while_the_master_reaches_a_healthy_member(
+    runner, orchestrations, probes, state_dir
+):
+    probes.found = probe_of({name: seen("healthy") for name in THREE})
+
+    with pytest.raises(
+        SaltRunnerError, match="refused: the master reaches etcd1, etcd2, etcd3 healthy"
+    ):
+        runner.remediate("restore")
+
+    assert orchestrations.calls == []
+    assert read(state_dir, "lock.json") is None
+
+
+def test_an_operators_restore_leaves_out_the_nodes_they_fenced(runner, orchestrations, probes):
+    probes.found = probe_of(
+        {"etcd1": seen("isolated"), "etcd2": seen("down"), "etcd3": seen("down")},
+        {"etcd1": node("isolated"), "etcd2": "no reply", "etcd3": "no reply"},
+    )
+    with pytest.raises(SaltRunnerError, match="etcd3's minion does not answer"):
+        runner.remediate("restore", fenced="etcd2")
+
+    done = runner.remediate("restore", fenced="etcd2,etcd3")
+
+    assert done["outcome"] == "ok"
+    assert orchestrations.calls == [
+        (
+            "orch.etcd_restore",
+            {"dr_owner": done["owner"], "fenced": ["etcd2", "etcd3"], "dr_unattended": False},
+        )
+    ]
+
+
+def test_an_operators_restore_runs_under_the_lock_with_the_snapshot(
+    runner, orchestrations, probes, state_dir, monkeypatch
+):
+    probes.found = probe_of({name: seen("down") for name in THREE})
+    checked = []
+
+    def check(snapshot):
+        checked.append(snapshot)
+
+    monkeypatch.setitem(runner.__salt__, "paas_restore.check", check)
+
+    done = runner.remediate("restore", snapshot="/srv/dr/etcd1/x.db")
+
+    assert checked == ["/srv/dr/etcd1/x.db"]
+    assert done["outcome"] == "ok" and done["rule"] == "operator"
+    assert orchestrations.calls[0][1]["snapshot"] == "/srv/dr/etcd1/x.db"
+    assert read(state_dir, "lock.json") is None
+
+
+def test_an_operators_remediation_names_a_bad_action_member_or_fenced_node(runner):
+    with pytest.raises(SaltRunnerError, match="action must be one of recover, restore"):
+        runner.remediate("rebuild")
+    with pytest.raises(SaltRunnerError, match="member 'cp1' is no etcd member"):
+        runner.remediate("recover", member="cp1")
+    with pytest.raises(SaltRunnerError, match="not cp1"):
+        runner.remediate("restore", fenced="cp1")
+    with pytest.raises(SaltRunnerError, match="at least one etcd node not fenced"):
+        runner.remediate("restore", fenced="etcd1,etcd2,etcd3")
 
 
 def test_a_failed_orchestration_is_recorded_with_its_failed_steps_and_the_lock_released(
-    runner, orchestrations, state_dir
+    runner, beacons, orchestrations, probes, state_dir
 ):
     orchestrations.result = {
         "data": {
-            "itest-master_master": {
+            "paas-master_master": {
                 "salt_|-remove_|-remove_|-function": {
                     "__id__": "etcd-recover-remove",
                     "__run_num__": 0,
                     "result": False,
                     "comment": "removing etcd3 would cost quorum",
                 },
-                "salt_|-start_|-start_|-function": {
-                    "__id__": "etcd-recover-start",
-                    "__run_num__": 1,
-                    "result": True,
-                    "comment": "",
-                },
             }
         },
         "retcode": 1,
     }
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    decision = lose_etcd3(runner, beacons)[-1]
 
     assert decision["outcome"] == "failed"
     [remediation] = read(state_dir, "remediations.json")
-    assert remediation["outcome"] == "failed"
     assert remediation["failed_steps"] == [
         {"step": "etcd-recover-remove", "comment": "removing etcd3 would cost quorum"}
     ]
     assert read(state_dir, "lock.json") is None
 
 
-def test_an_orchestration_that_raises_is_recorded_failed_and_the_lock_released(
-    runner, orchestrations, state_dir
-):
-    orchestrations.result = RuntimeError("the master minion died")
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
-
-    assert decision["outcome"] == "failed"
-    [remediation] = read(state_dir, "remediations.json")
-    assert remediation["failed_steps"] == [
-        {"step": "orch.etcd_recover", "comment": "RuntimeError: the master minion died"}
-    ]
-    assert read(state_dir, "lock.json") is None
-
-
 def test_a_second_event_during_a_remediation_is_dropped_and_recorded(
-    runner, orchestrations, state_dir
+    runner, beacons, orchestrations, probes, state_dir
 ):
-    seen = {}
+    seen_during = {}
 
     def second_burst():
-        seen["lock"] = runner.lock()
-        seen["decisions"] = [runner.react(live("etcd3", "down")) for _ in range(3)]
+        seen_during["lock"] = runner.lock()
+        seen_during["decisions"] = [react(runner, beacons, "etcd3", "down") for _ in range(3)]
 
     orchestrations.during = second_burst
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+    decision = lose_etcd3(runner, beacons)[-1]
 
     assert len(orchestrations.calls) == 1
-    assert seen["lock"]["owner"] == decision["owner"]
-    assert seen["lock"]["expired"] is False
-    assert [d["outcome"] for d in seen["decisions"]] == ["dropped"] * 3
+    assert seen_during["lock"]["owner"] == decision["owner"]
+    assert seen_during["lock"]["expired"] is False
+    assert [d["outcome"] for d in seen_during["decisions"]] == ["dropped"] * 3
     dropped = read(state_dir, "dropped.json")
-    assert len(dropped) == 3
     assert {(d["member"], d["action"], d["held_by"]) for d in dropped} == {
         ("etcd3", "recover", decision["owner"])
     }
-    assert runner.summary()["dropped"] == dropped
 
 
-def test_an_expired_lock_is_taken_over_and_the_remediation_names_its_owner(
-    runner, orchestrations, state_dir
+def test_the_lock_renewed_past_its_expiry_is_not_taken_over(
+    runner, beacons, orchestrations, probes, topology, master_pillar, monkeypatch, state_dir
 ):
-    os.makedirs(state_dir)
-    with open(os.path.join(state_dir, "lock.json"), "w", encoding="utf-8") as handle:
-        json.dump(
-            {
-                "owner": "20261126120000000000",
-                "action": "recover",
-                "member": "etcd2",
-                "taken": time.time() - 3600,
-                "expires": time.time() - 60,
-            },
-            handle,
-        )
-    assert runner.lock()["expired"] is True
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+    topology["dr"]["lock_expiry_minutes"] = 1
+    master_pillar({"paas": topology})
+    monkeypatch.setattr(runner, "RENEW_S", 0.05)
+    real_time = time.time
+    later = {"by": 0.0}
+    monkeypatch.setattr(runner.time, "time", lambda: real_time() + later["by"])
+    seen_during = {}
 
+    def outlasts_the_expiry():
+        # Two expiries pass while the remediation runs; its holder keeps renewing.
+        later["by"] = 120.0
+        time.sleep(0.5)
+        held = read(state_dir, "lock.json")
+        seen_during["stale"] = runner._lock_is_stale(held, runner.time.time())
+        seen_during["renewed"] = held["renewed"]
+        with pytest.raises(SaltRunnerError, match="a remediation holds the lock"):
+            runner.remediate("recover", member="etcd2")
+
+    orchestrations.during = outlasts_the_expiry
+    decision = lose_etcd3(runner, beacons)[-1]
+
+    assert seen_during["stale"] is False
+    assert seen_during["renewed"] > real_time() + 60
     assert decision["outcome"] == "ok"
+    assert [call[0] for call in orchestrations.calls] == ["orch.etcd_recover"]
     [remediation] = read(state_dir, "remediations.json")
-    assert remediation["took_over"]["owner"] == "20261126120000000000"
-    assert remediation["took_over"]["member"] == "etcd2"
-    assert runner.lock() is None
+    assert remediation["took_over"] is None
 
 
 def lock_of(state_dir, pid, started, expires_in=600):
@@ -530,6 +963,7 @@ def lock_of(state_dir, pid, started, expires_in=600):
                 "action": "recover",
                 "member": "etcd3",
                 "taken": time.time(),
+                "renewed": time.time(),
                 "expires": time.time() + expires_in,
                 "host": os.uname().nodename,
                 "pid": pid,
@@ -539,31 +973,63 @@ def lock_of(state_dir, pid, started, expires_in=600):
         )
 
 
-def test_the_lock_of_a_process_that_is_gone_is_taken_over_before_it_expires(
-    runner, orchestrations, state_dir
+def test_the_lock_of_a_process_that_is_gone_is_cleared_at_the_masters_start_and_recorded(
+    runner, state_dir
 ):
     # A master restarted mid-remediation: the lock's process no longer runs.
     gone = subprocess.Popen(["true"])
     gone.wait()
     lock_of(state_dir, gone.pid, "12345")
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    cleared = runner.tidy()
+
+    assert cleared["cleared"]["owner"] == "holder"
+    assert runner.lock() is None
+    [interrupted] = read(state_dir, "remediations.json")
+    assert (interrupted["owner"], interrupted["outcome"], interrupted["member"]) == (
+        "holder",
+        "interrupted",
+        "etcd3",
+    )
+    assert "is gone" in interrupted["reason"]
+    assert runner.summary()["problems"] == []
+
+
+def test_tidy_leaves_a_live_holders_lock(runner, state_dir):
+    lock_of(state_dir, os.getpid(), runner._process_started(os.getpid()))
+
+    assert runner.tidy() == {"cleared": None}
+    assert runner.lock()["owner"] == "holder"
+
+
+def test_the_lock_of_a_process_that_is_gone_is_taken_over_and_named(
+    runner, beacons, orchestrations, probes, state_dir
+):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    lock_of(state_dir, gone.pid, "12345")
+
+    decision = lose_etcd3(runner, beacons)[-1]
 
     assert decision["outcome"] == "ok"
-    assert read(state_dir, "remediations.json")[0]["took_over"]["owner"] == "holder"
+    remediations = read(state_dir, "remediations.json")
+    assert [entry["outcome"] for entry in remediations] == ["interrupted", "ok"]
+    assert remediations[1]["took_over"]["owner"] == "holder"
 
 
-def test_a_live_lock_drops_the_event(runner, orchestrations, state_dir):
+def test_a_live_lock_drops_the_suspicion_before_any_probe(
+    runner, beacons, orchestrations, probes, state_dir
+):
     lock_of(state_dir, os.getpid(), runner._process_started(os.getpid()))
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+
+    decision = lose_etcd3(runner, beacons)[-1]
 
     assert (decision["action"], decision["outcome"], decision["owner"]) == (
         "recover",
         "dropped",
         "holder",
     )
-    assert orchestrations.calls == []
+    assert probes.taken == 0 and orchestrations.calls == []
     assert read(state_dir, "dropped.json")[0]["held_by"] == "holder"
 
 
@@ -579,57 +1045,35 @@ def test_unlock_removes_only_the_named_owners_lock(runner, state_dir):
     assert runner.unlock("holder")["unlocked"] is False
 
 
-def test_an_event_of_no_etcd_member_is_refused(runner):
-    with pytest.raises(SaltRunnerError, match="'cp1' is no etcd member"):
-        runner.react(live("cp1", "down"))
-
-
-def test_the_summary_gives_lock_last_remediation_and_members(runner, orchestrations):
-    healthy_others(runner)
-    for _ in range(3):
-        runner.react(live("etcd3", "down"))
-
-    summary = runner.summary()
-
-    assert summary["lock"] is None
-    assert summary["last_remediation"]["member"] == "etcd3"
-    assert summary["last_remediation"]["outcome"] == "ok"
-    assert summary["last_decision"]["action"] == "recover"
-    assert summary["members"]["etcd1"]["state"] == "healthy"
-    assert summary["members"]["etcd3"]["consecutive_unhealthy"] == 0
-
-
-def test_react_reads_the_pillar_once_per_settings_period(runner, monkeypatch, topology):
+def test_react_reads_the_pillar_once_per_settings_period(runner, beacons, master_pillar, topology):
     compiled = []
 
-    def master_pillar():
+    def pillar(_opts):
         compiled.append(time.monotonic())
         return {"paas": topology}
 
-    monkeypatch.setattr(runner, "_master_pillar", master_pillar)
+    master_pillar(pillar)
     for member in THREE:
-        runner.react(live(member, "healthy"))
+        react(runner, beacons, member, "healthy")
 
     assert len(compiled) == 1
 
 
-def test_a_pause_keeps_the_reactor_from_acting_and_records_what_it_dropped(
-    runner, orchestrations, state_dir
+def test_a_pause_keeps_the_reactor_from_probing_or_acting_and_records_what_it_dropped(
+    runner, beacons, orchestrations, probes, state_dir
 ):
     paused = runner.pause(minutes=30, reason="etcd3's disk replaced")["paused"]
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+    decision = lose_etcd3(runner, beacons)[-1]
 
     assert decision["action"] == "recover" and decision["outcome"] == "paused"
-    assert orchestrations.calls == []
+    assert probes.taken == 0 and orchestrations.calls == []
     [dropped] = read(state_dir, "dropped.json")
     assert dropped["target"] == "etcd3"
     assert dropped["paused"]["reason"] == "etcd3's disk replaced"
     assert runner.summary()["paused"] == paused
 
     assert runner.resume()["resumed"] is True
-    assert runner.summary()["paused"] is None
-    decision = runner.react(live("etcd3", "down"))
+    decision = react(runner, beacons, "etcd3", "down")
     assert decision["outcome"] == "ok"
     assert [call[0] for call in orchestrations.calls] == ["orch.etcd_recover"]
 
@@ -639,62 +1083,34 @@ def test_a_pause_needs_a_whole_number_of_minutes(runner):
         runner.pause(minutes=0)
 
 
-def test_the_summary_gives_the_newest_revision_a_member_reported(runner):
-    runner.react({**live("etcd1", "healthy"), "revision": 120})
-    runner.react({**live("etcd2", "healthy"), "revision": 131})
+def test_the_summary_gives_the_newest_revision_a_member_reported(runner, beacons):
+    react(runner, beacons, "etcd1", "healthy", revision=120)
+    react(runner, beacons, "etcd2", "healthy", revision=131)
     # Members that are down report no revision: the newest seen is kept.
-    runner.react(live("etcd1", "down"))
-    runner.react(live("etcd2", "down"))
+    react(runner, beacons, "etcd1", "down", revision=None)
 
     assert runner.summary()["last_revision"] == 131
 
 
-def test_an_operators_restore_runs_under_the_lock_with_the_snapshot(
-    runner, orchestrations, state_dir, monkeypatch
-):
-    checked = []
+def test_refusals_are_problems_until_an_operator_acknowledges_them(runner, state_dir):
+    runner.react(
+        {**report("etcd1", "down", time.time()), "id": "gw1"}, tag="salt/beacon/etcd1/etcd_health/"
+    )
 
-    def check(snapshot):
-        checked.append(snapshot)
-
-    monkeypatch.setitem(runner.__salt__, "paas_restore.check", check)
-
-    done = runner.remediate("restore", snapshot="/srv/dr/etcd1/x.db")
-
-    assert checked == ["/srv/dr/etcd1/x.db"]
-    assert done["outcome"] == "ok" and done["rule"] == "operator"
-    assert orchestrations.calls == [
-        ("orch.etcd_restore", {"dr_owner": done["owner"], "snapshot": "/srv/dr/etcd1/x.db"})
-    ]
-    assert read(state_dir, "lock.json") is None
-
-
-def test_an_operators_remediation_is_refused_while_another_holds_the_lock(runner, orchestrations):
-    def operator_too():
-        with pytest.raises(SaltRunnerError, match="a remediation holds the lock \\(recover by"):
-            runner.remediate("recover", member="etcd2")
-
-    orchestrations.during = operator_too
-    healthy_others(runner)
-    decision = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
-
-    assert decision["outcome"] == "ok"
-    assert [call[0] for call in orchestrations.calls] == ["orch.etcd_recover"]
-
-
-def test_an_operators_remediation_names_a_bad_action_or_member(runner):
-    with pytest.raises(SaltRunnerError, match="action must be one of recover, restore"):
-        runner.remediate("rebuild")
-    with pytest.raises(SaltRunnerError, match="member 'cp1' is no etcd member"):
-        runner.remediate("recover", member="cp1")
+    problems = runner.summary()["problems"]
+    assert any("refused a report from gw1" in problem for problem in problems)
+    runner.acknowledge(reason="gw1 rebuilt")
+    assert runner.summary()["problems"] == []
+    assert runner.summary()["refused"] == []
 
 
 def test_a_restore_records_what_its_runner_steps_returned_and_why_one_failed(
-    runner, orchestrations, state_dir
+    runner, orchestrations, probes, state_dir
 ):
+    probes.found = probe_of({name: seen("down") for name in THREE})
     orchestrations.result = {
         "data": {
-            "itest-master_master": {
+            "paas-master_master": {
                 "salt_|-paas-etcd-restore-seed_|-paas_restore.seed_|-runner": {
                     "__id__": "paas-etcd-restore-seed",
                     "__run_num__": 3,
@@ -752,12 +1168,20 @@ def test_a_remediation_that_failed_waits_longer_after_each_failure_in_a_row(runn
     assert runner.backoff(recover, other, now)["action"] == "recover"
 
 
-def test_react_does_not_run_a_failing_remediation_again_at_once(runner, orchestrations):
+def test_react_does_not_run_a_failing_remediation_again_at_once(
+    runner, beacons, orchestrations, probes
+):
     orchestrations.result = RuntimeError("the remediation cannot succeed")
-    healthy_others(runner)
-    first = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
-    again = [runner.react(live("etcd3", "down")) for _ in range(3)][-1]
+    first = lose_etcd3(runner, beacons)[-1]
+    again = [react(runner, beacons, "etcd3", "down") for _ in range(3)][-1]
 
     assert first["outcome"] == "failed"
     assert (again["action"], again["rule"]) == ("none", "backoff")
     assert len(orchestrations.calls) == 1
+
+
+def test_the_masters_schedule_tidies_the_lock_at_its_start_and_every_minute(repo_root, runner):
+    jobs = yaml.safe_load((repo_root / "etc/salt/master").read_text())["schedule"]
+
+    assert jobs["paas-dr-tidy"] == {"function": "paas_dr.tidy", "minutes": 1, "run_on_start": True}
+    assert callable(runner.tidy)

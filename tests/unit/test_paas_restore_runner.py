@@ -5,9 +5,11 @@ whole.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-MEMBERS = {"members": {"etcd1": {}, "etcd2": {}, "etcd3": {}}}
+MEMBERS = ["etcd1", "etcd2", "etcd3"]
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,106 @@ def test_what_keeps_a_restored_cluster_from_being_whole_is_named(runner):
         "no single leader",
         "the members' stores differ at revision 40: etcd1 1, etcd2 2",
     ]
+
+
+def _report(active="inactive", listening=None):
+    return {
+        "service": {"active": active, "sub": "dead" if active == "inactive" else "running"},
+        "listening": listening or {"client": [], "peer": []},
+    }
+
+
+def test_a_node_is_stopped_when_its_unit_is_inactive_and_nothing_listens_on_etcds_ports(runner):
+    assert runner.stopped(_report()) is None
+    assert runner.stopped(_report(active="failed")) is None
+
+
+def test_what_still_runs_on_a_node_is_named(runner):
+    squatter = {"client": [{"pid": 4242, "command": "python3"}], "peer": []}
+
+    assert runner.stopped(_report(listening=squatter)) == (
+        "python3 (pid 4242) listens on etcd's client port"
+    )
+    assert runner.stopped(_report(active="active")) == "its etcd unit is active (running)"
+    assert runner.stopped("no reply") == "its minion gave no report (no reply)"
+
+
+def test_the_loss_is_what_was_seen_after_the_snapshot_never_the_bump(runner):
+    assert runner.lost(seen_revision=1327, snapshot_revision=1200) == 127
+    # A second restore: both revisions are past the first restore's bump.
+    bumped = runner.BUMP_REVISION
+    assert runner.lost(seen_revision=bumped + 1500, snapshot_revision=bumped + 1400) == 100
+    assert runner.lost(seen_revision=None, snapshot_revision=1200) is None
+    assert runner.lost(seen_revision=1100, snapshot_revision=1200) == 0
+
+
+class Nodes:
+    """Stand-ins for the etcd nodes behind the master's client: no member kept its data;
+    when the restored members start, their beacons report the bumped revision."""
+
+    def __init__(self, state_dir, runner):
+        self.state_dir = state_dir
+        self.runner = runner
+        self.calls = []
+
+    def __call__(self, opts):
+        return self
+
+    def __enter__(self):
+        self.client = object()
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def ask(self, minions, function, arg=(), kwarg=None, **kwargs):
+        self.calls.append(function)
+        if function == "etcd_cluster.local_data":
+            return {node: {"member": node, "data": False, "error": "no db"} for node in minions}
+        if function == "service.start":
+            reports = {"members": {"etcd1": {"last_revision": self.runner.BUMP_REVISION + 1200}}}
+            (self.state_dir / "reports.json").write_text(json.dumps(reports))
+            return dict.fromkeys(minions, True)
+        raise AssertionError(function)
+
+    def call(self, minion, function, arg=(), kwarg=None, **kwargs):
+        self.calls.append(function)
+        return {"revision": 1200 + self.runner.BUMP_REVISION}
+
+
+def test_a_restore_from_a_snapshot_counts_its_loss_from_what_was_seen_before_it(
+    runner, lab_topology, runner_utils, master_pillar, tmp_path, monkeypatch
+):
+    lab_topology["dr"] = {"receive_dir": str(tmp_path / "dr" / "snapshots")}
+    master_pillar({"paas": lab_topology})
+    state_dir = tmp_path / "dr" / "state"
+    state_dir.mkdir(parents=True)
+    (state_dir / "reports.json").write_text(
+        json.dumps(
+            {"members": {"etcd1": {"last_revision": 1327}, "etcd2": {"last_revision": 1300}}}
+        )
+    )
+    nodes = Nodes(state_dir, runner)
+    dunders = {
+        "__utils__": {
+            **runner_utils,
+            "paas_master.minions": nodes,
+            "paas_transfer.send": lambda *args, **kwargs: {},
+        },
+        "__salt__": {
+            "paas_backup.newest": lambda path=None: {
+                "path": "/dr/etcd1/etcd1-20261206T000000Z-r1200.db",
+                "revision": 1200,
+                "verified": True,
+            }
+        },
+        "__opts__": {"id": "paas-master"},
+    }
+    for name, value in dunders.items():
+        monkeypatch.setattr(runner, name, value, raising=False)
+
+    seeded = runner.seed()
+
+    assert (seeded["source"], seeded["snapshot_revision"]) == ("snapshot", 1200)
+    assert (seeded["seen_revision"], seeded["lost_revisions"]) == (1327, 127)
+    assert nodes.calls.count("service.start") == 1
