@@ -14,6 +14,12 @@ down    remove every trace: machines, overlays, master, the package repository a
         server, namespaces, bridges, state.
 status  say whether the master and the package repository's server are up, list the
         machines with their roles, addresses, systemd state and minion.
+power-off NODE
+        cut a machine's power (SIGKILL to its PID 1) and wait until it is off; exit 0
+        once it is off, also when it was: the lab's fencing double, which a topology's
+        paas:dr:fencing:command may name.
+power-on NODE
+        boot a machine that is off (its minion comes back by itself).
 """
 
 from __future__ import annotations
@@ -141,6 +147,18 @@ def status(lab: Lab) -> None:
         )
 
 
+def power(lab: Lab, node: str, on: bool) -> None:
+    found = [machine for machine in lab.machines if machine.id == node]
+    if not found:
+        raise LabError(f"{node} is no machine of the lab ({', '.join(m.id for m in lab.machines)})")
+    if on:
+        machines.boot(found[0])
+        step(f"machines: {node} booting")
+    else:
+        machines.power_off(found[0])
+        step(f"machines: {node} is off")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lab", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,12 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("down", help="remove every trace of the lab")
     commands.add_parser("status", help="say whether the master is up, list the machines")
+    for command, what in (("power-off", "cut a machine's power"), ("power-on", "boot a machine")):
+        power = commands.add_parser(command, help=what)
+        power.add_argument("node", help="a machine of the lab")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             up(load_lab(variant=args.variant), converge_platform=not args.no_converge)
         elif args.command == "down":
             down()
+        elif args.command in ("power-off", "power-on"):
+            power(load_lab(), args.node, on=args.command == "power-on")
         else:
             status(load_lab())
     except LabError as err:

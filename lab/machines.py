@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -149,6 +151,19 @@ def retire(lab: Lab) -> None:
         run("ip", "netns", "delete", f"{PREFIX}-{path.name}", check=False)
         master.forget(path.name)
         step(f"machines: retired {path.name}, which the topology no longer has")
+
+
+def power_off(machine: Machine, timeout: float = 60) -> None:
+    """Cut the machine's power, as a cloud's "stop server" does: SIGKILL to its PID 1,
+    so that everything in it ends at once, then wait until systemd-nspawn has exited.
+    A machine that is off already is left off. The lab's fencing double (docs/lab.md)."""
+    process = running(pidfile(machine), "systemd-nspawn")
+    if process is None:
+        return
+    pid = leader_pid(machine)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=timeout)
 
 
 def leader_pid(machine: Machine) -> int | None:
