@@ -97,6 +97,9 @@ PROBE_GATHER_TIMEOUT = 5
 # The signer's epochs a member's entry remembers, so that a report of an earlier minion
 # process is never taken again.
 EPOCHS_KEPT = 20
+# The sequences of the current epoch a member's entry remembers: a report whose sequence
+# is among them is a replay; an older one not among them came late (threads reorder).
+SEQUENCES_KEPT = 100
 # A signer clock this far from the master's (the smallest offset of its last reports) is
 # a problem: time sync is broken on one side.
 MAX_CLOCK_OFFSET_S = 5
@@ -175,6 +178,10 @@ def react(event: dict, tag: str = "") -> dict:
             _append(state_dir, REFUSED, {**refusal, "tag": str(tag), "time": now})
             log.warning("paas_dr: refused a report: %s", refusal["reason"])
             return {**_decision("none", refusal.get("member"), "refused", refusal["reason"])}
+        if _late(reports, report):
+            # The reactor's threads may deliver a member's reports out of order: an
+            # older one than the latest is kept out of the count.
+            return _decision("none", report["member"], "late", "an older report than the latest")
         _record_report(reports, report, now, _debounce(settings))
         hint = suspect(reports.get("members", {}), settings, now)
         hint = backoff(hint, _read(state_dir, REMEDIATIONS, []), now)
@@ -211,14 +218,24 @@ def react(event: dict, tag: str = "") -> dict:
 
 def _admit(reports: dict, event, settings: dict, now: float) -> tuple[dict | None, dict | None]:
     """The signed report in ``event`` and None, or None and the refusal: the sender the
-    event names (unproven), the member it claims, and why it is refused."""
+    event names, the member it claims, and why it is refused.
+
+    A beacon's event (Salt's ``events`` form) holds the report itself; ``event.send``
+    without a preload gives the load Salt received, the report under ``data`` and the
+    sending minion's ``id`` beside it. Either way the sender is only what the event
+    says: nothing but the signature is trusted."""
+    if isinstance(event, dict) and event.get("cmd") == "_minion_event":
+        sender = event.get("id")
+        event = event.get("data")
+    else:
+        sender = event.get("id") if isinstance(event, dict) else None
     claimed = event.get("member") if isinstance(event, dict) else None
     refusal = {
-        "sender": event.get("id") if isinstance(event, dict) else None,
+        "sender": sender,
         "member": claimed if isinstance(claimed, str) else repr(claimed),
     }
     members = settings["etcd"]["members"]
-    if claimed not in members:
+    if not isinstance(claimed, str) or claimed not in members:
         return None, {
             **refusal,
             "reason": f"the report names {claimed!r}, no etcd member of the topology "
@@ -233,11 +250,10 @@ def _admit(reports: dict, event, settings: dict, now: float) -> tuple[dict | Non
     epoch, sequence = signed.get("epoch"), signed.get("sequence")
     if not isinstance(sequence, int) or not isinstance(epoch, str):
         return None, {**refusal, "reason": "the signed epoch or sequence is malformed"}
-    if epoch == entry.get("epoch") and sequence <= entry.get("sequence", 0):
+    if epoch == entry.get("epoch") and sequence in entry.get("sequences", []):
         return None, {
             **refusal,
-            "reason": f"a replay: {claimed} already sent sequence {entry.get('sequence')} "
-            f"of epoch {epoch}, and this one is {sequence}",
+            "reason": f"a replay: {claimed} sent sequence {sequence} of epoch {epoch} before",
         }
     if epoch != entry.get("epoch") and epoch in entry.get("epochs", []):
         return None, {
@@ -245,6 +261,11 @@ def _admit(reports: dict, event, settings: dict, now: float) -> tuple[dict | Non
             "reason": f"a replay: epoch {epoch} of {claimed}'s minion ended before",
         }
     return {**signed, "received": now}, None
+
+
+def _late(reports: dict, report: dict) -> bool:
+    entry = reports.get("members", {}).get(report["member"], {})
+    return report["epoch"] == entry.get("epoch") and report["sequence"] < entry.get("sequence", 0)
 
 
 def _held_off(hint: dict, last_probe: dict | None, settings: dict, now: float) -> dict:
@@ -1160,8 +1181,10 @@ def _record_report(reports: dict, report: dict, now: float, needed: int) -> None
         {key: kept.get(key) for key in ("state", "alarms", "received")},
     ][-max(RECENT, needed) :]
     epochs = entry.get("epochs", [])
+    sequences = entry.get("sequences", [])
     if entry.get("epoch") and entry["epoch"] != report["epoch"]:
         epochs = [*epochs, entry["epoch"]][-EPOCHS_KEPT:]
+        sequences = []
     offsets = entry.get("clock_offsets", [])
     if isinstance(report.get("time"), int | float):
         offsets = [*offsets, round(now - report["time"], 3)][-CLOCK_SAMPLES:]
@@ -1181,6 +1204,7 @@ def _record_report(reports: dict, report: dict, now: float, needed: int) -> None
         "last_revision": max(revisions, default=None),
         "epoch": report["epoch"],
         "sequence": report["sequence"],
+        "sequences": [*sequences, report["sequence"]][-SEQUENCES_KEPT:],
         "epochs": epochs,
         "clock_offsets": offsets,
     }
@@ -1267,7 +1291,9 @@ def _control_planes_back(owner: str) -> str:
     or why not."""
     try:
         with __utils__["paas_master.minions"](__opts__) as asked:
-            topology = __utils__["paas_master.topology"](__opts__, __utils__)
+            topology = __utils__["paas_master.topology"](
+                __opts__, __utils__.get("paas_topology.validate")
+            )
             control_planes = __utils__["paas_topology.node_ids"](topology, "control-plane")
             if not control_planes:
                 return "ok"
@@ -1515,7 +1541,9 @@ def _cached_settings() -> dict:
 def _settings() -> dict:
     """The ``paas:dr`` view of the topology in the master's pillar."""
     try:
-        topology = __utils__["paas_master.topology"](__opts__, __utils__)
+        topology = __utils__["paas_master.topology"](
+            __opts__, __utils__.get("paas_topology.validate")
+        )
     except SaltRunnerError as err:
         raise SaltRunnerError(f"paas_dr: {err}") from err
     return __utils__["paas_topology.dr"](topology)

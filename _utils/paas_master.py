@@ -4,8 +4,8 @@ topology the master's own minion (the one that runs orchestrations) sees, the on
 the runners publish to minions, the accepted Salt key of a minion, the runners' records
 on the master's disk, and a clean stderr for ``salt-run``.
 
-Salt's loader gives utils modules no ``__utils__``: a runner hands its own loader to
-``topology``.
+Salt's loader gives utils modules no ``__utils__``: a runner hands ``topology`` the
+validator from its own.
 """
 
 from __future__ import annotations
@@ -51,13 +51,15 @@ def pillar(opts: dict) -> dict:
         compiler.destroy()
 
 
-def topology(opts: dict, utils) -> dict:
+def topology(opts: dict, validate=None) -> dict:
     """
-    The ``paas`` topology of the master's pillar, validated; raises ``SaltRunnerError``
-    saying why there is none (the utils not loaded, the pillar not rendered, no ``paas``
-    key, or each of the validator's errors). ``utils`` is the caller's ``__utils__``.
+    The ``paas`` topology of the master's pillar, validated with ``validate`` (the
+    caller's ``__utils__.get("paas_topology.validate")``: a loader's dunder resolves in
+    the loader running the code that reads it, and a utils module has no ``__utils__``);
+    raises ``SaltRunnerError`` saying why there is none (the validator not loaded, the
+    pillar not rendered, no ``paas`` key, or each of the validator's errors).
     """
-    if "paas_topology.validate" not in utils:
+    if validate is None:
         utils_dirs = ", ".join(opts.get("utils_dirs") or []) or "none"
         raise SaltRunnerError(
             "the paas_topology utils module is not loaded; the master's utils_dirs "
@@ -68,7 +70,7 @@ def topology(opts: dict, utils) -> dict:
         raise SaltRunnerError(f"the pillar did not render: {'; '.join(compiled['_errors'])}")
     if "paas" not in compiled:
         raise SaltRunnerError("the pillar has no paas key (is pillar/top.sls assigning it?)")
-    errors = [str(error) for error in utils["paas_topology.validate"](compiled["paas"])]
+    errors = [str(error) for error in validate(compiled["paas"])]
     if errors:
         raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
     return compiled["paas"]

@@ -1,14 +1,15 @@
 """
-The master's reactor hands ``salt/beacon/<id>/etcd_health/`` events to ``paas_dr.react``,
-which starts an orchestration only after N unhealthy reports in a row, one at a time.
+The master's reactor hands ``salt/beacon/<id>/etcd_health/`` events, with their tag, to
+``paas_dr.react``, which acts on nothing it has not verified.
 
 A salt-master of its own, configured from the shipped etc/salt/master (its reactor
-entry and paths included), with a pillar holding the lab's topology whose DR records
-live in a temporary directory, and a state tree in front of the repository's whose
-``orch.etcd_recover`` is a stand-in: it appends its pillar to a file, then waits until
-the test lets it finish (so "during a remediation" is a state the test holds, not a
-race). The beacon's events are fired on the master's event bus, one after the other,
-each awaited as the react runner's return.
+entry, schedule and paths included), with a pillar holding the lab's topology whose DR
+records live in a temporary directory, and a state tree in front of the repository's
+whose ``orch.etcd_recover`` and ``orch.etcd_restore`` are stand-ins that record that
+they ran. A real minion of that master, named worker1 as the lab's worker is, forges
+reports with ``salt-call event.send`` as an attacker on a worker would; reports signed
+with keys the master accepted for etcd1-3 are fired on the master's bus as the etcd
+nodes' beacons fire them.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import salt.utils.event
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import _import_by_path
 from tests.integration.conftest import ShippedConfigMaster, _plain
 
 REACT = "runner.paas_dr.react"
-LEADER = "8e9e05c52164694d"
 MEMBERS = ("etcd1", "etcd2", "etcd3")
-# How long the stand-in orchestration waits for the test to let it finish before it
-# fails by itself, so that a broken test never leaves it running.
-STUB_WAIT_S = 120
 WAIT_S = 60
 
 
@@ -42,30 +43,47 @@ def dr_tree(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stub_paths(dr_tree) -> dict:
-    return {"runs": dr_tree / "recover-runs", "release": dr_tree / "recover-release"}
+def ran(dr_tree) -> Path:
+    return dr_tree / "orchestrations-ran"
 
 
 @pytest.fixture(scope="module")
-def dr_master(salt_factories, shipped_master_config, shipped_lab_topology, dr_tree, stub_paths):
-    """A master with the shipped config, its pillar and a stand-in orch.etcd_recover."""
+def etcd_keys(dr_tree) -> dict:
+    """A throwaway key per etcd node: its private key, and its public key for the master."""
+    keys = {}
+    for member in MEMBERS:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path = dr_tree / f"{member}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        keys[member] = {"private": str(path), "public": public.decode()}
+    return keys
+
+
+@pytest.fixture(scope="module")
+def dr_master(salt_factories, shipped_master_config, shipped_lab_topology, dr_tree, ran, etcd_keys):
+    """A master with the shipped config, its pillar, stand-in remediations, and the
+    etcd nodes' keys accepted."""
     state_tree = dr_tree / "states"
     (state_tree / "orch").mkdir(parents=True)
-    (state_tree / "orch" / "etcd_recover.sls").write_text(
-        "etcd-recover-stand-in:\n"
-        "  cmd.run:\n"
-        "    - name: |\n"
-        "        echo \"{{ pillar['member'] }} {{ pillar['dr_owner'] }}\""
-        f" >> {stub_paths['runs']}\n"
-        f"        for i in $(seq {STUB_WAIT_S * 10}); do\n"
-        f"          [ -e {stub_paths['release']} ] && exit 0; sleep 0.1\n"
-        "        done\n"
-        "        exit 1\n"
-    )
+    for orchestration in ("etcd_recover", "etcd_restore"):
+        (state_tree / "orch" / f"{orchestration}.sls").write_text(
+            f"{orchestration}-stand-in:\n  cmd.run:\n    - name: echo {orchestration} >> {ran}\n"
+        )
     pillar_tree = dr_tree / "pillar"
     pillar_tree.mkdir()
     topology = copy.deepcopy(shipped_lab_topology)
     topology.setdefault("dr", {})["receive_dir"] = str(dr_tree / "dr" / "snapshots")
+    # No certificate there: the master's probe cannot run, and says so.
+    topology.setdefault("pki", {})["dir"] = str(dr_tree / "no-pki")
     (pillar_tree / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["paas"]}}))
     (pillar_tree / "paas.sls").write_text(yaml.safe_dump({"paas": topology}))
 
@@ -83,144 +101,124 @@ def dr_master(salt_factories, shipped_master_config, shipped_lab_topology, dr_tr
         "dr-reactor-master", overrides=config, factory_class=ShippedConfigMaster
     )
     assert _plain(factory.config["reactor"]) == config["reactor"]
+    accepted = Path(factory.config["pki_dir"]) / "minions"
+    accepted.mkdir(parents=True, exist_ok=True)
+    for member, key in etcd_keys.items():
+        (accepted / member).write_text(key["public"])
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def worker(dr_master):
+    """A minion of that master, as the lab's worker1."""
+    factory = dr_master.salt_minion_daemon("worker1")
     with factory.started():
         yield factory
 
 
 @pytest.fixture
-def state_dir(dr_tree, stub_paths) -> Path:
-    """The DR records, empty at the start of each test; the stand-in's files removed."""
+def state_dir(dr_tree, ran) -> Path:
+    """The DR records, empty at the start of each test."""
     path = dr_tree / "dr" / "state"
     shutil.rmtree(path, ignore_errors=True)
-    for stub_file in stub_paths.values():
-        stub_file.unlink(missing_ok=True)
-    try:
-        yield path
-    finally:
-        # Never leave the stand-in waiting, whatever the test did.
-        stub_paths["release"].touch()
+    ran.unlink(missing_ok=True)
+    return path
 
 
-@pytest.fixture
-def fire(dr_master, event_listener):
-    """Fire one beacon report on the master's bus and return the react runner's decision."""
-    bus = salt.utils.event.get_master_event(
-        dr_master.config, dr_master.config["sock_dir"], listen=False
-    )
-
-    def fire_report(member: str, state: str, failing=()) -> dict:
-        event = {
-            "member": member,
-            "state": state,
-            "serving": state != "down",
-            "health": state == "healthy",
-            "leader": LEADER if state == "healthy" else None,
-            "alarms": [],
-            "data_dir": True,
-            "peers": {other: other not in failing for other in MEMBERS if other != member},
-            "reason": "unhealthy" if state != "healthy" else "heartbeat",
-            "time": time.time(),
-            "id": member,
-        }
-        after = time.time()
-        bus.fire_event(event, f"salt/beacon/{member}/etcd_health/")
-        return reaction(dr_master, event_listener, event["time"], after)
-
-    try:
-        yield fire_report
-    finally:
-        bus.destroy()
+@pytest.fixture(scope="module")
+def signing():
+    return _import_by_path("_utils/paas_signed_report.py", "paas_signed_report_for_reactor")
 
 
-def reaction(master, event_listener, report_time: float, after: float) -> dict:
-    """The react runner's return for the report made at ``report_time``."""
+def reactions(master, event_listener, after: float, count: int) -> list[dict]:
+    """The react runner's first ``count`` returns after ``after``."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        for event in event_listener.get_events([(master.id, "salt/run/*/ret")], after_time=after):
-            if event.data.get("fun") != REACT:
-                continue
-            args = event.data.get("fun_args") or [{}]
-            if args[-1].get("event", {}).get("time") == report_time:
-                assert isinstance(event.data["return"], dict), event.data["return"]
-                return event.data["return"]
-        time.sleep(0.1)
-    raise AssertionError(f"no {REACT} return for the report of {report_time} in {WAIT_S} s")
-
-
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen in {WAIT_S} s"
-        time.sleep(0.1)
+        found = [
+            event.data
+            for event in event_listener.get_events(
+                [(master.id, "salt/run/*/ret")], after_time=after
+            )
+            if event.data.get("fun") == REACT
+        ]
+        if len(found) >= count:
+            return found[:count]
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} {REACT} returns in {WAIT_S} s")
 
 
 def read(path: Path, default=None):
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def confirm_loss_of_etcd3(fire):
-    for member in ("etcd1", "etcd2"):
-        assert fire(member, "healthy", failing=("etcd3",))["action"] == "none"
-
-
-def test_fewer_bad_reports_than_the_debounce_start_nothing(fire, state_dir, stub_paths):
-    confirm_loss_of_etcd3(fire)
-
-    decisions = [fire("etcd3", "down") for _ in range(2)]
-
-    assert [(d["action"], d["rule"]) for d in decisions] == [("none", "debounce")] * 2
-    assert not stub_paths["runs"].exists()
-    assert read(state_dir / "reports.json")["members"]["etcd3"]["consecutive_unhealthy"] == 2
-    assert not (state_dir / "remediations.json").exists()
-
-
-def test_bad_reports_in_a_row_start_one_recovery_and_a_burst_during_it_is_dropped(
-    dr_master, fire, state_dir, stub_paths, event_listener
+def test_a_workers_forged_reports_are_refused_naming_it_and_nothing_runs(
+    dr_master, worker, event_listener, state_dir, ran
 ):
-    confirm_loss_of_etcd3(fire)
-    assert [fire("etcd3", "down")["action"] for _ in range(2)] == ["none", "none"]
-    started = time.time()
-    third = {
-        "member": "etcd3",
-        "state": "down",
-        "serving": False,
-        "peers": {"etcd1": False, "etcd2": False},
-        "time": time.time(),
+    after = time.time()
+    forged = json.dumps(
+        {"member": "etcd1", "state": "down", "serving": False, "time": time.time() + 3600}
+    )
+    cli = worker.salt_call_cli(timeout=60)
+    for _ in range(3):
+        sent = cli.run("event.send", "salt/beacon/etcd1/etcd_health/", f"data={forged}")
+        assert sent.returncode == 0, sent
+
+    returned = reactions(dr_master, event_listener, after, 3)
+
+    assert {(ret["return"]["action"], ret["return"]["rule"]) for ret in returned} == {
+        ("none", "refused")
     }
+    refused = read(state_dir / "refused.json")
+    assert len(refused) == 3
+    assert {entry["tag"] for entry in refused} == {"salt/beacon/etcd1/etcd_health/"}
+    assert "not signed by etcd1's minion" in refused[0]["reason"]
+    # event.send's data holds the load Salt received, whose id is the sending minion's.
+    assert {entry["sender"] for entry in refused} == {"worker1"}
+    assert not ran.exists()
+    assert "etcd1" not in read(state_dir / "reports.json", {}).get("members", {})
+
+
+def test_signed_reports_suspecting_a_member_are_probed_before_anything_runs(
+    dr_master, event_listener, state_dir, ran, etcd_keys, signing
+):
     bus = salt.utils.event.get_master_event(
         dr_master.config, dr_master.config["sock_dir"], listen=False
     )
+    epoch = uuid.uuid4().hex
+    after = time.time()
     try:
-        bus.fire_event(third, "salt/beacon/etcd3/etcd_health/")
+        for sequence in (1, 2, 3):
+            report = signing.sign(
+                etcd_keys["etcd3"]["private"],
+                {
+                    "member": "etcd3",
+                    "state": "down",
+                    "serving": False,
+                    "peers": {},
+                    "epoch": epoch,
+                    "sequence": sequence,
+                    "time": time.time(),
+                },
+            )
+            bus.fire_event({**report, "id": "etcd3"}, "salt/beacon/etcd3/etcd_health/")
+            # A beacon reports once per tick.
+            time.sleep(1)
     finally:
         bus.destroy()
 
-    # The stand-in is running and holds the lock until the test releases it.
-    wait_for(stub_paths["runs"].exists, "orch.etcd_recover")
-    lock = read(state_dir / "lock.json")
-    assert (lock["action"], lock["member"]) == ("recover", "etcd3")
-    burst = [fire("etcd3", "down") for _ in range(3)]
-    assert [(d["action"], d["outcome"], d["owner"]) for d in burst] == [
-        ("recover", "dropped", lock["owner"])
-    ] * 3
-    dropped = read(state_dir / "dropped.json")
-    assert [(d["member"], d["held_by"]) for d in dropped] == [("etcd3", lock["owner"])] * 3
+    returned = [ret["return"] for ret in reactions(dr_master, event_listener, after, 3)]
 
-    stub_paths["release"].touch()
-    decision = reaction(dr_master, event_listener, third["time"], started)
-
-    assert (decision["action"], decision["member"], decision["outcome"]) == (
-        "recover",
-        "etcd3",
-        "ok",
-    )
-    assert decision["owner"] == lock["owner"]
-    assert stub_paths["runs"].read_text().splitlines() == [f"etcd3 {lock['owner']}"]
-    [remediation] = read(state_dir / "remediations.json")
-    assert remediation["outcome"] == "ok"
-    assert remediation["orchestration"] == "orch.etcd_recover"
-    assert remediation["took_over"] is None
-    assert not (state_dir / "lock.json").exists()
+    # The reactor's threads may take the reports in any order.
+    assert sorted(ret["rule"] for ret in returned) == ["blocked", "debounce", "debounce"]
+    [blocked] = [ret for ret in returned if ret["rule"] == "blocked"]
+    assert blocked["action"] == "none"
+    assert "the master cannot probe etcd" in blocked["reason"]
+    [probed] = read(state_dir / "probes.json")
+    # etcd3 alone reports, and down: the reports suspect a lost quorum.
+    assert (probed["hint"], probed["sender"], probed["rule"]) == ("restore", "etcd3", "blocked")
+    assert not ran.exists()
+    assert read(state_dir / "lock.json") is None
 
 
 def test_an_operators_pause_and_resume_print_their_answer_and_nothing_else(dr_master, state_dir):

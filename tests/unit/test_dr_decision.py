@@ -663,13 +663,24 @@ def test_a_replayed_report_is_refused(runner, beacons, state_dir):
     runner.react(event)
 
     assert runner.react(copy.deepcopy(event))["rule"] == "refused"
-    assert "a replay: etcd2 already sent sequence 1" in read(state_dir, "refused.json")[0]["reason"]
+    assert (
+        "a replay: etcd2 sent sequence 1 of epoch" in read(state_dir, "refused.json")[0]["reason"]
+    )
     # A new minion process (epoch) is taken; the old epoch's reports never again.
     restarted = Signer(beacons["etcd2"].signing, beacons["etcd2"].key, "etcd2")
     assert runner.react(restarted.event("healthy"))["rule"] != "refused"
     stale = beacons["etcd2"].event("healthy")
     assert runner.react(stale)["rule"] == "refused"
     assert "epoch" in read(state_dir, "refused.json")[-1]["reason"]
+
+
+def test_a_report_delivered_after_a_newer_one_is_left_out_not_refused(runner, beacons, state_dir):
+    first, second = beacons["etcd2"].event("down"), beacons["etcd2"].event("healthy")
+    runner.react(second)
+
+    assert runner.react(first)["rule"] == "late"
+    assert read(state_dir, "refused.json") is None
+    assert read(state_dir, "reports.json")["members"]["etcd2"]["latest"]["state"] == "healthy"
 
 
 def test_a_report_dated_in_the_future_is_timed_by_the_master_and_shows_the_clock_offset(
