@@ -8,8 +8,8 @@ hint that wakes this runner, never evidence:
 
 1. **Attributed.** A report counts only for the member whose minion signed it
    (``etcd_health.signed`` on the node, checked with the key this master accepted for
-   that minion id). An unsigned, badly signed or replayed report (an epoch and sequence
-   seen before) is refused and recorded (``refused.json``: the sender the event names,
+   that minion id). An unsigned, badly signed or replayed report (a sequence of its
+   epoch seen before) is refused and recorded (``refused.json``: the sender the event names,
    its tag, the member claimed, why), never acted on.
 2. **Timed by the master.** Reports are ordered, debounced and aged by the master's
    receive time; the signer's time is kept as information, and the clock offset it shows
@@ -94,11 +94,10 @@ PROBE_HOLDOFF_S = 10
 PROBE_HTTP_TIMEOUT = 2.0
 PROBE_JOB_TIMEOUT = 8
 PROBE_GATHER_TIMEOUT = 5
-# The signer's epochs a member's entry remembers, so that a report of an earlier minion
-# process is never taken again.
+# The signer's epochs a member's entry remembers, and of each the sequences: a report
+# whose sequence is among those of its epoch is a replay; an older one not among them
+# came late (the reactor's threads reorder), and is left out.
 EPOCHS_KEPT = 20
-# The sequences of the current epoch a member's entry remembers: a report whose sequence
-# is among them is a replay; an older one not among them came late (threads reorder).
 SEQUENCES_KEPT = 100
 # A signer clock this far from the master's (the smallest offset of its last reports) is
 # a problem: time sync is broken on one side.
@@ -250,22 +249,17 @@ def _admit(reports: dict, event, settings: dict, now: float) -> tuple[dict | Non
     epoch, sequence = signed.get("epoch"), signed.get("sequence")
     if not isinstance(sequence, int) or not isinstance(epoch, str):
         return None, {**refusal, "reason": "the signed epoch or sequence is malformed"}
-    if epoch == entry.get("epoch") and sequence in entry.get("sequences", []):
+    if sequence in entry.get("seen", {}).get(epoch, []):
         return None, {
             **refusal,
             "reason": f"a replay: {claimed} sent sequence {sequence} of epoch {epoch} before",
-        }
-    if epoch != entry.get("epoch") and epoch in entry.get("epochs", []):
-        return None, {
-            **refusal,
-            "reason": f"a replay: epoch {epoch} of {claimed}'s minion ended before",
         }
     return {**signed, "received": now}, None
 
 
 def _late(reports: dict, report: dict) -> bool:
-    entry = reports.get("members", {}).get(report["member"], {})
-    return report["epoch"] == entry.get("epoch") and report["sequence"] < entry.get("sequence", 0)
+    seen = reports.get("members", {}).get(report["member"], {}).get("seen", {})
+    return report["sequence"] < max(seen.get(report["epoch"], [0]))
 
 
 def _held_off(hint: dict, last_probe: dict | None, settings: dict, now: float) -> dict:
@@ -1180,11 +1174,9 @@ def _record_report(reports: dict, report: dict, now: float, needed: int) -> None
         *entry.get("recent", []),
         {key: kept.get(key) for key in ("state", "alarms", "received")},
     ][-max(RECENT, needed) :]
-    epochs = entry.get("epochs", [])
-    sequences = entry.get("sequences", [])
-    if entry.get("epoch") and entry["epoch"] != report["epoch"]:
-        epochs = [*epochs, entry["epoch"]][-EPOCHS_KEPT:]
-        sequences = []
+    seen = dict(entry.get("seen", {}))
+    sequences = seen.pop(report["epoch"], [])
+    seen[report["epoch"]] = [*sequences, report["sequence"]][-SEQUENCES_KEPT:]
     offsets = entry.get("clock_offsets", [])
     if isinstance(report.get("time"), int | float):
         offsets = [*offsets, round(now - report["time"], 3)][-CLOCK_SAMPLES:]
@@ -1204,8 +1196,8 @@ def _record_report(reports: dict, report: dict, now: float, needed: int) -> None
         "last_revision": max(revisions, default=None),
         "epoch": report["epoch"],
         "sequence": report["sequence"],
-        "sequences": [*sequences, report["sequence"]][-SEQUENCES_KEPT:],
-        "epochs": epochs,
+        # The newest epochs last.
+        "seen": dict(list(seen.items())[-EPOCHS_KEPT:]),
         "clock_offsets": offsets,
     }
 
