@@ -554,14 +554,22 @@ def probe() -> dict:
 
 def _probe(settings: dict) -> dict:
     etcd = settings["etcd"]
-    http = __utils__
+    # Looked up here: a loader's dunders do not resolve in another thread.
+    http = {
+        name: __utils__[f"paas_etcd_http.{name}"]
+        for name in (
+            "client_context",
+            "member_requests",
+            "ask_all",
+            "credential_error",
+            "member_view",
+        )
+    }
     started = time.time()
     found = {"time": started, "members": {}, "nodes": {}, "error": None}
     credentials = settings["admin_client"]
     try:
-        context = http["paas_etcd_http.client_context"](
-            credentials["ca"], credentials["cert"], credentials["key"]
-        )
+        context = http["client_context"](credentials["ca"], credentials["cert"], credentials["key"])
     except (OSError, ValueError) as err:
         found["error"] = (
             f"the master's etcd-admin-client certificate ({credentials['cert']}, "
@@ -570,15 +578,13 @@ def _probe(settings: dict) -> dict:
         return found
     requests = {}
     for name, member in etcd["members"].items():
-        requests.update(
-            http["paas_etcd_http.member_requests"](name, member["client_url"], with_members=True)
-        )
+        requests.update(http["member_requests"](name, member["client_url"], with_members=True))
     # The minions' job and the master's requests go out together: a silent minion costs
     # the job's timeout, the requests a second or two.
     answers = {}
     asking = threading.Thread(
         target=lambda: answers.update(
-            http["paas_etcd_http.ask_all"](context, requests, timeout=PROBE_HTTP_TIMEOUT)
+            http["ask_all"](context, requests, timeout=PROBE_HTTP_TIMEOUT)
         ),
         name="paas_dr probe",
     )
@@ -595,14 +601,12 @@ def _probe(settings: dict) -> dict:
         asking.join()
     for name, member in etcd["members"].items():
         for key in (f"{name}:health", f"{name}:status"):
-            if http["paas_etcd_http.credential_error"](answers[key]):
+            if http["credential_error"](answers[key]):
                 found["error"] = (
                     f"{member['client_url']} and the master's etcd-admin-client certificate "
                     f"do not trust each other: {answers[key]}"
                 )
-        found["members"][name] = http["paas_etcd_http.member_view"](
-            name, member["client_url"], answers
-        )
+        found["members"][name] = http["member_view"](name, member["client_url"], answers)
     found["seconds"] = round(time.time() - started, 3)
     return found
 
