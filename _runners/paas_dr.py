@@ -1031,7 +1031,7 @@ def summary(dropped: int = 10) -> dict:
         "paused": _paused(state_dir, now),
         "last_revision": last_revision(reports),
         "members": members,
-        "refused": refused[-dropped:],
+        "refused": refused,
         "contradicted": [
             entry
             for entry in probes
@@ -1088,10 +1088,16 @@ def _problems(found: dict, remediations: list, probes: list, acknowledged: float
         after = [entry for entry in remediations if entry.get("started", 0) > probes[-1]["time"]]
         if not after:
             problems.append(f"the reactor is blocked: {probes[-1]['reason']}")
+    senders: dict = {}
     for entry in found["refused"]:
+        senders.setdefault(entry.get("sender"), []).append(entry)
+    for sender, entries in senders.items():
+        claimed = sorted({str(entry.get("member")) for entry in entries})
+        last = entries[-1]
         problems.append(
-            f"refused a report from {entry.get('sender')} (tag {entry.get('tag')}, member "
-            f"{entry.get('member')}): {entry['reason']}"
+            f"refused {len(entries)} report(s) from "
+            f"{sender if sender else 'a sender the event does not name'} claiming "
+            f"{', '.join(claimed)}: {last['reason']} (the last, tag {last.get('tag')})"
         )
     for entry in found["contradicted"]:
         problems.append(

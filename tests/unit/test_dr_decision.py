@@ -1108,7 +1108,7 @@ def test_refusals_are_problems_until_an_operator_acknowledges_them(runner, state
     )
 
     problems = runner.summary()["problems"]
-    assert any("refused a report from gw1" in problem for problem in problems)
+    assert any("refused 1 report(s) from gw1 claiming etcd1" in problem for problem in problems)
     runner.acknowledge(reason="gw1 rebuilt")
     assert runner.summary()["problems"] == []
     assert runner.summary()["refused"] == []
