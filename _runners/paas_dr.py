@@ -92,8 +92,8 @@ PROBE_HOLDOFF_S = 10
 # The probe's requests to each member (seconds), and its job on the etcd nodes: a
 # minion that has not answered within the timeout, nor its job check, is silent.
 PROBE_HTTP_TIMEOUT = 2.0
-PROBE_JOB_TIMEOUT = 8
-PROBE_GATHER_TIMEOUT = 5
+PROBE_JOB_TIMEOUT = 5
+PROBE_GATHER_TIMEOUT = 3
 # The signer's epochs a member's entry remembers, and of each the sequences: a report
 # whose sequence is among those of its epoch is a replay; an older one not among them
 # came late (the reactor's threads reorder), and is left out.
