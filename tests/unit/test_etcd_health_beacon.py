@@ -1,10 +1,17 @@
 """
-The ``etcd_health`` beacon's judgement and timing, with etcd's HTTPS answers faked.
+The ``etcd_health`` beacon's timing and signing, over the real ``etcd_health`` module
+with etcd's HTTPS answers faked.
 
-Each test sets what this member and its peers answer (the JSON etcd's ``/health`` and
-JSON gateway send, or the exception a request raises), then ticks the beacon on a fake
-clock. The last test runs the real beacon in a process of its own, through Salt's loader
-and the platform's real modules, and looks at what it imported.
+The beacon's ``__salt__`` holds the real ``etcd_health.report`` and ``etcd_health.signed``
+(the module under its loader dunders, with the real ``paas_etcd_http`` and
+``paas_signed_report`` utils, a real client certificate and a minion key made as Salt
+makes one); each test sets what this member and its peers answer at
+``paas_etcd_http.ask``, then ticks the beacon on a fake clock. Every event fired is
+checked as the master checks it: its signature against the minion's public key, its
+epoch the same on every tick of one minion process, its sequence one more than the last.
+The judgement itself (down, isolated, alarms...) is ``test_etcd_health_module``'s. The
+last test runs the real beacon in a process of its own, through Salt's loader and the
+platform's real modules, and looks at what it imported.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import textwrap
 import types
 
 import pytest
+import salt.crypt
 from salt.exceptions import CommandExecutionError
 
+from tests import tls
 from tests.functional import etcd_hosts
 
 ETCD1 = "https://198.18.1.21:2379"
@@ -27,11 +36,64 @@ ETCD2 = "https://198.18.1.22:2379"
 ETCD3 = "https://198.18.1.23:2379"
 ETCD1_ID = 0x8E9E05C52164694D
 LEADER_ID = 0x91BC3C398FB3C146
+# What the signature adds to the report; the rest is what the master reads back.
+SIGNATURE_KEYS = ("signature", "signed_keys")
 
 
 @pytest.fixture(scope="module")
 def beacon_module(import_repo_module):
     return import_repo_module("_beacons/etcd_health.py", "etcd_health_beacon")
+
+
+@pytest.fixture(scope="module")
+def health_module(import_repo_module):
+    return import_repo_module("_modules/etcd_health.py", "etcd_health_module")
+
+
+@pytest.fixture(scope="module")
+def http_utils(import_repo_module):
+    return import_repo_module("_utils/paas_etcd_http.py", "paas_etcd_http_utils")
+
+
+@pytest.fixture(scope="module")
+def signed_report(import_repo_module):
+    return import_repo_module("_utils/paas_signed_report.py", "paas_signed_report_utils")
+
+
+def utils_of(module, name: str) -> dict:
+    """A utils module's public functions as Salt's loader puts them in ``__utils__``."""
+    return {
+        f"{name}.{function_name}": function
+        for function_name, function in vars(module).items()
+        if callable(function)
+        and not function_name.startswith("_")
+        and getattr(function, "__module__", None) == module.__name__
+    }
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory) -> dict:
+    """An etcd-healthcheck-client certificate, its key and its CA, as files."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = tls.authority("etcd-ca")
+    tls.write(directory / "etcd-ca.crt", ca[0])
+    tls.write(directory / "etcd-healthcheck-client.crt", *tls.issue(ca, "etcd1-healthcheck"))
+    return {
+        "ca": str(directory / "etcd-ca.crt"),
+        "cert": str(directory / "etcd-healthcheck-client.crt"),
+        "key": str(directory / "etcd-healthcheck-client.key"),
+    }
+
+
+@pytest.fixture(scope="module")
+def minion_key(tmp_path_factory) -> types.SimpleNamespace:
+    """A minion's Salt key in its pki_dir (``minion.pem``, ``minion.pub``), made as Salt
+    makes it."""
+    pki_dir = tmp_path_factory.mktemp("minion-pki")
+    private_pem, public_pem = salt.crypt.gen_keys(2048)
+    (pki_dir / "minion.pem").write_text(private_pem)
+    (pki_dir / "minion.pub").write_text(public_pem)
+    return types.SimpleNamespace(pki_dir=str(pki_dir), public=public_pem)
 
 
 @pytest.fixture
@@ -54,17 +116,51 @@ def data_dir(tmp_path, topology):
 
 
 @pytest.fixture
-def configure_loader_modules(beacon_module, topology):
-    salt = {
-        "paas_topology.dr": lambda: topology.dr,
-        "paas_topology.etcd_member": lambda: topology.member,
-        "paas_pki.profile": lambda profile: {
-            "cert": f"/pki/{profile}.crt",
-            "key": f"/pki/{profile}.key",
-            "ca": "/pki/ca.crt",
+def client_profile(credentials) -> dict:
+    """What ``paas_pki.profile`` answers for the health-check client; a test may change it."""
+    return dict(credentials)
+
+
+@pytest.fixture
+def context() -> dict:
+    """The beacon's ``__context__``: one minion process's."""
+    return {}
+
+
+@pytest.fixture
+def configure_loader_modules(
+    beacon_module,
+    health_module,
+    http_utils,
+    signed_report,
+    topology,
+    client_profile,
+    minion_key,
+    context,
+):
+    opts = {"id": "etcd1", "pki_dir": minion_key.pki_dir}
+    return {
+        health_module: {
+            "__salt__": {
+                "paas_topology.etcd_member": lambda: topology.member,
+                "paas_pki.profile": lambda profile: client_profile,
+            },
+            "__utils__": {
+                **utils_of(http_utils, "paas_etcd_http"),
+                **utils_of(signed_report, "paas_signed_report"),
+            },
+            "__opts__": opts,
+        },
+        beacon_module: {
+            "__salt__": {
+                "paas_topology.dr": lambda: topology.dr,
+                "etcd_health.report": health_module.report,
+                "etcd_health.signed": health_module.signed,
+            },
+            "__context__": context,
+            "__opts__": opts,
         },
     }
-    return {beacon_module: {"__salt__": salt, "__context__": {}, "__opts__": {"id": "etcd1"}}}
 
 
 class Etcd:
@@ -76,21 +172,16 @@ class Etcd:
         self.peer(ETCD2, True)
         self.peer(ETCD3, True)
 
-    def healthy(self, leader: int = LEADER_ID, health: str = "true", alarms=()):
-        self.answers[ETCD1, "/health"] = {"health": health}
+    def healthy(self, leader: int = LEADER_ID):
+        self.answers[ETCD1, "/health"] = {"health": "true"}
         self.answers[ETCD1, "/v3/maintenance/status"] = {
             "header": {"member_id": str(ETCD1_ID), "revision": "42", "raft_term": "3"},
-            "version": "3.5.16",
+            "leader": str(leader),
             "dbSize": "20480",
-            **({"leader": str(leader)} if leader else {}),
             "raftIndex": "57",
             "raftTerm": "3",
         }
-        self.answers[ETCD1, "/v3/maintenance/alarm"] = (
-            {"alarms": [{"memberID": str(member), "alarm": name} for member, name in alarms]}
-            if alarms
-            else {}
-        )
+        self.answers[ETCD1, "/v3/maintenance/alarm"] = {}
 
     def down(self):
         for path in ("/health", "/v3/maintenance/status", "/v3/maintenance/alarm"):
@@ -99,9 +190,7 @@ class Etcd:
     def peer(self, url: str, healthy: bool):
         self.answers[url, "/health"] = {"health": "true"} if healthy else TimeoutError("timed out")
 
-    def ask(self, _context, url, method, path, body):
-        expected = {"/health": ("GET", None), "/v3/maintenance/status": ("POST", {})}
-        assert (method, body) == expected.get(path, ("POST", {"action": "GET"})), (path, body)
+    def ask(self, _context, url, method, path, body, *, timeout):
         answer = self.answers[url, path]
         if isinstance(answer, Exception):
             raise answer
@@ -109,209 +198,176 @@ class Etcd:
 
 
 @pytest.fixture
-def etcd(beacon_module, monkeypatch, data_dir):
+def etcd(health_module, http_utils, monkeypatch, data_dir):
     fake = Etcd()
-    monkeypatch.setattr(beacon_module, "_ask", fake.ask)
-    monkeypatch.setattr(beacon_module, "_tls_context", lambda credentials: object())
+    monkeypatch.setattr(http_utils, "ask", fake.ask)
+    shown = "ActiveState=active\nSubState=running\nNRestarts=0\nMainPID=4242\n"
     monkeypatch.setattr(
-        beacon_module,
-        "_service",
-        lambda name: {"active": "active", "sub": "running", "restarts": 0, "unit": name},
+        health_module,
+        "subprocess",
+        types.SimpleNamespace(
+            run=lambda argv, **kwargs: types.SimpleNamespace(stdout=shown),
+            SubprocessError=subprocess.SubprocessError,
+        ),
     )
     return fake
 
 
 @pytest.fixture
-def clock(beacon_module, monkeypatch):
+def clock(beacon_module, health_module, monkeypatch):
+    """This node's clock, for the beacon and for the time it signs."""
     now = types.SimpleNamespace(value=1_000_000.0)
-    monkeypatch.setattr(beacon_module, "time", types.SimpleNamespace(time=lambda: now.value))
+    fake_time = types.SimpleNamespace(time=lambda: now.value)
+    monkeypatch.setattr(beacon_module, "time", fake_time)
+    monkeypatch.setattr(health_module, "time", fake_time)
     return now
 
 
-def tick(beacon_module, **settings):
-    config = [{key: value} for key, value in settings.items()] + [{"_beacon_name": "etcd_health"}]
-    return beacon_module.beacon(config)
+class Beacon:
+    """
+    Ticks the beacon and checks every event it fires as the master would: signed with
+    the minion's key, and new (the epoch of this minion process, the next sequence).
+    """
+
+    def __init__(self, module, context: dict, public_key: str, verify):
+        self.module, self.context = module, context
+        self.public_key, self.verify = public_key, verify
+        self.epochs: list[str] = []
+        self.last_sequence = 0
+
+    def tick(self, **settings) -> list[dict]:
+        config = [{key: value} for key, value in settings.items()]
+        events = self.module.beacon([*config, {"_beacon_name": "etcd_health"}])
+        for event in events:
+            signed = {key: value for key, value in event.items() if key not in SIGNATURE_KEYS}
+            assert self.verify(self.public_key, event) == signed
+            if self.last_sequence == 0:
+                assert event["epoch"] not in self.epochs
+                self.epochs.append(event["epoch"])
+            assert event["epoch"] == self.epochs[-1]
+            assert event["sequence"] == self.last_sequence + 1
+            self.last_sequence = event["sequence"]
+        return events
+
+    def restart(self) -> None:
+        """The minion restarts: its beacon starts again with an empty context."""
+        self.context.clear()
+        self.last_sequence = 0
 
 
-def test_a_healthy_member_is_reported_with_everything_etcd_said(beacon_module, etcd, clock):
-    [event] = tick(beacon_module)
-    assert event == {
-        "member": "etcd1",
-        "state": "healthy",
-        "serving": True,
-        "health": True,
-        "member_id": f"{ETCD1_ID:x}",
-        "leader": f"{LEADER_ID:x}",
-        "raft_index": 57,
-        "raft_term": 3,
-        "revision": 42,
-        "db_size": 20480,
-        "quota_bytes": 2147483648,
-        "alarms": [],
-        "data_dir": True,
-        "service": {"active": "active", "sub": "running", "restarts": 0, "unit": "paas-etcd"},
-        "peers": {"etcd2": True, "etcd3": True},
-        "error": "",
+@pytest.fixture
+def beacon(beacon_module, context, minion_key, signed_report) -> Beacon:
+    return Beacon(beacon_module, context, minion_key.public, signed_report.verify)
+
+
+def test_the_first_tick_fires_the_members_report_signed(beacon, health_module, etcd, clock):
+    [event] = beacon.tick()
+    assert {key: value for key, value in event.items() if key not in SIGNATURE_KEYS} == {
+        **health_module.report(),
         "reason": "changed",
+        "epoch": beacon.epochs[0],
+        "sequence": 1,
         "time": clock.value,
     }
+    assert event["state"] == "healthy"
+    assert event["signed_keys"] == sorted([*event.keys() - {"signature"}])
 
 
-def test_a_healthy_member_is_reported_again_only_at_the_heartbeat(
-    beacon_module, etcd, clock, topology
-):
+def test_a_healthy_member_is_reported_again_only_at_the_heartbeat(beacon, etcd, clock, topology):
     heartbeat = topology.dr["heartbeat_seconds"]
-    assert [event["reason"] for event in tick(beacon_module)] == ["changed"]
+    assert [event["reason"] for event in beacon.tick()] == ["changed"]
     for _ in range(3):
         clock.value += heartbeat / 4
-        assert tick(beacon_module) == []
+        assert beacon.tick() == []
     clock.value += heartbeat / 4
-    assert [event["reason"] for event in tick(beacon_module)] == ["heartbeat"]
+    assert [event["reason"] for event in beacon.tick()] == ["heartbeat"]
     clock.value += 1
-    assert tick(beacon_module) == []
+    assert beacon.tick() == []
+    assert beacon.last_sequence == 2
 
 
-def test_a_member_that_does_not_answer_is_down_and_reported_on_every_tick(
-    beacon_module, etcd, clock, data_dir
+def test_a_member_that_does_not_answer_is_reported_down_on_every_tick(
+    beacon, etcd, clock, data_dir
 ):
-    tick(beacon_module)
+    beacon.tick()
     etcd.down()
     shutil.rmtree(data_dir / "member")
     reports = []
     for _ in range(3):
         clock.value += 1
-        reports += tick(beacon_module)
-    assert [event["reason"] for event in reports] == ["changed", "unhealthy", "unhealthy"]
-    down = reports[0]
-    assert down["state"] == "down"
-    assert down["serving"] is False
-    assert down["data_dir"] is False
-    assert (down["member_id"], down["leader"], down["raft_index"]) == (None, None, None)
-    assert f"{ETCD1}/health: ConnectionRefusedError" in down["error"]
+        reports += beacon.tick()
+    assert [(event["reason"], event["state"]) for event in reports] == [
+        ("changed", "down"),
+        ("unhealthy", "down"),
+        ("unhealthy", "down"),
+    ]
+    assert [event["sequence"] for event in reports] == [2, 3, 4]
+    assert reports[0]["data_dir"] is False
 
 
-def test_a_member_without_a_leader_is_isolated(beacon_module, etcd, clock):
-    etcd.healthy(leader=0, health="false")
-    etcd.peer(ETCD2, False)
-    etcd.peer(ETCD3, False)
-    [event] = tick(beacon_module)
-    assert (event["state"], event["serving"], event["leader"]) == ("isolated", True, None)
-    assert event["peers"] == {"etcd2": False, "etcd3": False}
-
-
-def test_a_member_with_a_stale_leader_but_no_quorum_read_is_isolated(beacon_module, etcd, clock):
-    etcd.healthy(health="false")
-    [event] = tick(beacon_module)
-    assert event["state"] == "isolated"
-
-
-def test_an_alarm_raised_against_this_member_is_an_alarm(beacon_module, etcd, clock):
-    etcd.healthy(health="false", alarms=[(ETCD1_ID, "CORRUPT"), (ETCD1_ID, "NOSPACE")])
-    [event] = tick(beacon_module)
-    assert (event["state"], event["alarms"]) == ("alarm", ["CORRUPT", "NOSPACE"])
-
-
-def test_another_members_alarm_leaves_this_member_healthy(beacon_module, etcd, clock):
-    etcd.healthy(health="false", alarms=[(LEADER_ID, "CORRUPT")])
-    [event] = tick(beacon_module)
-    assert (event["state"], event["alarms"], event["health"]) == ("healthy", [], False)
-
-
-def test_a_change_of_leader_alarms_or_data_dir_fires_while_healthy(
-    beacon_module, etcd, clock, data_dir
-):
-    tick(beacon_module)
+def test_a_change_of_leader_or_data_dir_fires_at_once_while_healthy(beacon, etcd, clock, data_dir):
+    beacon.tick()
     clock.value += 1
     etcd.healthy(leader=ETCD1_ID)
-    assert [(e["reason"], e["leader"]) for e in tick(beacon_module)] == [
-        ("changed", f"{ETCD1_ID:x}")
-    ]
+    assert [(e["reason"], e["leader"]) for e in beacon.tick()] == [("changed", f"{ETCD1_ID:x}")]
     clock.value += 1
-    assert tick(beacon_module) == []
+    assert beacon.tick() == []
     # Wiped and started again: a fresh store, no log.
     shutil.rmtree(data_dir / "member" / "wal")
-    assert [(e["reason"], e["data_dir"]) for e in tick(beacon_module)] == [("changed", False)]
+    assert [(e["reason"], e["data_dir"]) for e in beacon.tick()] == [("changed", False)]
 
 
-def test_a_peer_that_does_not_answer_is_reported_without_changing_the_state(
-    beacon_module, etcd, clock
-):
-    etcd.peer(ETCD3, False)
-    [event] = tick(beacon_module)
-    assert (event["state"], event["peers"]) == ("healthy", {"etcd2": True, "etcd3": False})
-
-
-def test_a_peer_that_stops_answering_is_reported_at_once_while_healthy(beacon_module, etcd, clock):
-    tick(beacon_module)
+def test_a_peer_that_stops_answering_is_reported_at_once_while_healthy(beacon, etcd, clock):
+    beacon.tick()
     clock.value += 1
-    assert tick(beacon_module) == []
+    assert beacon.tick() == []
     etcd.peer(ETCD3, False)
-    assert [(e["reason"], e["peers"]) for e in tick(beacon_module)] == [
-        ("changed", {"etcd2": True, "etcd3": False})
+    assert [(e["reason"], e["state"], e["peers"]) for e in beacon.tick()] == [
+        ("changed", "healthy", {"etcd2": True, "etcd3": False})
     ]
     clock.value += 1
-    assert tick(beacon_module) == []
+    assert beacon.tick() == []
 
 
-def test_recovery_is_reported_at_once(beacon_module, etcd, clock):
+def test_recovery_is_reported_at_once(beacon, etcd, clock):
     etcd.down()
-    tick(beacon_module)
+    beacon.tick()
     clock.value += 1
     etcd.healthy()
-    assert [(e["reason"], e["state"]) for e in tick(beacon_module)] == [("changed", "healthy")]
+    assert [(e["reason"], e["state"]) for e in beacon.tick()] == [("changed", "healthy")]
 
 
-def test_the_endpoint_setting_replaces_the_members_own_url(beacon_module, etcd, clock):
+def test_the_endpoint_setting_is_the_member_the_beacon_reads(beacon, etcd, clock):
     local = "https://127.0.0.1:23379"
     for path in ("/health", "/v3/maintenance/status", "/v3/maintenance/alarm"):
         etcd.answers[local, path] = etcd.answers.pop((ETCD1, path))
-    [event] = tick(beacon_module, endpoint=local)
+    [event] = beacon.tick(endpoint=local)
     assert event["state"] == "healthy"
 
 
-def test_a_certificate_it_cannot_load_is_an_error_not_a_down_member(beacon_module, tmp_path):
-    with pytest.raises(CommandExecutionError, match="cannot load the etcd-healthcheck-client"):
-        beacon_module._tls_context(
-            {"cert": str(tmp_path / "no.crt"), "key": str(tmp_path / "no.key"), "ca": "/no/ca"}
-        )
+def test_a_restarted_minion_reports_at_once_in_a_new_epoch(beacon, etcd, clock):
+    beacon.tick()
+    clock.value += 1
+    beacon.tick()
+    etcd.down()
+    clock.value += 1
+    assert [event["sequence"] for event in beacon.tick()] == [2]
+    beacon.restart()
+    clock.value += 1
+    [event] = beacon.tick()
+    assert (event["reason"], event["sequence"]) == ("changed", 1)
+    assert len(beacon.epochs) == 2
 
 
-def test_a_member_that_refuses_the_certificate_is_an_error_not_a_down_member(
-    beacon_module, etcd, clock
+def test_a_report_that_cannot_be_made_fires_nothing_and_uses_no_sequence(
+    beacon, etcd, clock, client_profile, credentials, tmp_path
 ):
-    import ssl  # noqa: PLC0415
-
-    refusal = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
-    refusal.reason = "TLSV1_ALERT_UNKNOWN_CA"
-    etcd.answers[ETCD1, "/health"] = refusal
-    with pytest.raises(CommandExecutionError, match="do not trust each other"):
-        tick(beacon_module)
-
-
-def test_the_service_is_read_from_systemctl_show(beacon_module, monkeypatch):
-    calls = []
-
-    def run(argv, **kwargs):
-        calls.append(argv)
-        return types.SimpleNamespace(
-            stdout="NRestarts=4\nActiveState=activating\nSubState=auto-restart\n"
-        )
-
-    monkeypatch.setattr(beacon_module.subprocess, "run", run)
-    assert beacon_module._service("paas-etcd") == {
-        "active": "activating",
-        "sub": "auto-restart",
-        "restarts": 4,
-    }
-    assert calls == [["systemctl", "show", "-p", "ActiveState,SubState,NRestarts", "paas-etcd"]]
-
-
-def test_no_systemctl_gives_an_unknown_service(beacon_module, monkeypatch):
-    def run(argv, **kwargs):
-        raise FileNotFoundError(2, "No such file or directory", "systemctl")
-
-    monkeypatch.setattr(beacon_module.subprocess, "run", run)
-    assert beacon_module._service("paas-etcd") == {"active": None, "sub": None, "restarts": None}
+    client_profile["key"] = str(tmp_path / "no.key")
+    with pytest.raises(CommandExecutionError, match="cannot load the etcd-healthcheck-client"):
+        beacon.tick()
+    client_profile["key"] = credentials["key"]
+    [event] = beacon.tick()
+    assert (event["reason"], event["sequence"]) == ("changed", 1)
 
 
 @pytest.mark.parametrize(
@@ -344,16 +400,24 @@ def test_validate_accepts_the_platforms_configuration(beacon_module):
 RUN_THE_BEACON = textwrap.dedent(
     """
     import json, sys
+    from pathlib import Path
     import salt.loader
     from tests.functional import etcd_hosts
 
-    tmp, topology, endpoint = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-    minion = etcd_hosts.minion("etcd1", __import__("pathlib").Path(tmp), topology)
-    minion.opts["beacons_dirs"] = [str(etcd_hosts.REPO / "_beacons")]
-    beacons = salt.loader.beacons(minion.opts, minion.modules)
+    tmp, topology, endpoint = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+    # A minion's main process: its modules and utils loaded with its opts (its key in
+    # pki_dir), and its beacons given those modules.
+    opts = {
+        **etcd_hosts.minion("etcd1", tmp, topology).opts,
+        "pki_dir": str(tmp / "salt-pki"),
+        "beacons_dirs": [str(etcd_hosts.REPO / "_beacons")],
+    }
+    utils = salt.loader.utils(opts)
+    beacons = salt.loader.beacons(opts, salt.loader.minion_mods(opts, utils=utils))
     events = beacons["etcd_health.beacon"]([{"endpoint": endpoint}])
+    public_key = (tmp / "salt-pki" / "minion.pub").read_text()
     print(json.dumps({
-        "states": [event["state"] for event in events],
+        "states": [utils["paas_signed_report.verify"](public_key, e)["state"] for e in events],
         "imported": sorted(
             name for name in sys.modules
             if name.split(".")[0] in ("grpc", "etcd3") or name.startswith("google.protobuf")
@@ -363,11 +427,13 @@ RUN_THE_BEACON = textwrap.dedent(
 )
 
 
-def test_running_the_beacon_imports_no_grpc_etcd3_or_protobuf(tmp_path, repo_root):
+def test_running_the_beacon_imports_no_grpc_etcd3_or_protobuf(tmp_path, repo_root, minion_key):
     """In a process of its own (other tests import them here), through Salt's loader and
-    the platform's real topology and PKI modules, against a member that does not answer."""
+    the platform's real topology, PKI and etcd_health modules, against a member that does
+    not answer."""
     topology = etcd_hosts.topology("198.19.9")
     etcd_hosts.issue_all(tmp_path, topology, ["etcd1"])
+    shutil.copytree(minion_key.pki_dir, tmp_path / "salt-pki")
     ran = subprocess.run(
         [
             sys.executable,
