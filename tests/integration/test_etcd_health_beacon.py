@@ -1,8 +1,10 @@
 """
 The ``etcd_health`` beacon in a running salt-minion, against a real etcd with client
-certificates: its events reach the master, a stopped member is reported ``down``, an
-alarm raised against it ``alarm``, and a minion with the beacon ticking every second
-runs hundreds of jobs without one hanging (the reason the beacon never touches gRPC).
+certificates: its events reach the master signed with the minion's own key (they verify
+with the key the master accepted for ``etcd1``, and are numbered in the epoch of the
+minion's process), a stopped member is reported ``down``, an alarm raised against it
+``alarm``, and a minion with the beacon ticking every second runs hundreds of jobs
+without one hanging (the reason the beacon never touches gRPC).
 
 The minion is ``etcd1`` of a topology of its own (it holds etcd1's health-check client
 certificate); its member listens on loopback (23379/23380), given to the beacon as its
@@ -115,6 +117,49 @@ def master(salt_factories, shipped_master_config, workdir, etcd1):
 
 
 @pytest.fixture(scope="module")
+def signed_report(import_repo_module):
+    return import_repo_module("_utils/paas_signed_report.py", "paas_signed_report_utils")
+
+
+@pytest.fixture(scope="module")
+def accepted_key(master, minion) -> str:
+    """The public key the master accepted for etcd1: what paas_dr.react checks with."""
+    return (Path(master.config["pki_dir"]) / "minions" / "etcd1").read_text()
+
+
+def _received(event_listener, master, after: float) -> list:
+    """etcd1's reports received after ``after``, in the order the master received them."""
+    return sorted(
+        event_listener.get_events([(master.id, TAG)], after_time=after),
+        key=lambda event: event.stamp,
+    )
+
+
+def _in_state(state: str):
+    return lambda report: report["state"] == state
+
+
+@pytest.fixture
+def wait_for_report(event_listener, master, accepted_key, signed_report):
+    """Wait for a report of etcd1 received after ``after`` that ``matches``; it must
+    verify, as it reached the master (Salt's keys and all), with the key the master
+    accepted, and is returned as verified: the signed keys only."""
+
+    def wait(after: float, matches, timeout: float = 60) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for event in _received(event_listener, master, after):
+                report = signed_report.verify(accepted_key, event.full_data)
+                if matches(report):
+                    return report
+            time.sleep(0.5)
+        seen = [event.data for event in _received(event_listener, master, after)]
+        raise AssertionError(f"no such report from etcd1 in {timeout} s; reports: {seen}")
+
+    return wait
+
+
+@pytest.fixture(scope="module")
 def minion(master, member):
     """etcd1's minion, its modules synced and the beacon configured as beacon.present does."""
     # Salt counts a beacon's interval in loop_interval steps of its one-second tick;
@@ -138,17 +183,6 @@ def minion(master, member):
         yield factory
 
 
-def _wait_for_state(event_listener, master, state: str, after: float, timeout: float = 60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for event in event_listener.get_events([(master.id, TAG)], after_time=after):
-            if event.data.get("state") == state:
-                return event.data
-        time.sleep(0.5)
-    seen = [e.data for e in event_listener.get_events([(master.id, TAG)], after_time=after)]
-    raise AssertionError(f"no {state!r} report from etcd1 in {timeout} s; reports: {seen}")
-
-
 def test_the_etcd_role_configures_the_beacon_from_the_topology(minion, master):
     shown = master.salt_cli(timeout=120).run("state.show_sls", "etcd.beacon", minion_tgt="etcd1")
     assert shown.returncode == 0, shown
@@ -170,8 +204,8 @@ def test_this_hosts_etcd_serves_the_json_gateway_the_beacon_reads(member, etcd1)
     assert _ask(etcd1, "POST", "/v3/maintenance/alarm", {"action": "GET"}) == (200, {})
 
 
-def test_the_master_receives_a_healthy_report(minion, master, event_listener):
-    report = _wait_for_state(event_listener, master, "healthy", after=time.time() - 120)
+def test_the_master_receives_a_healthy_report(minion, wait_for_report):
+    report = wait_for_report(time.time() - 120, _in_state("healthy"))
     assert report["member"] == "etcd1"
     assert (report["serving"], report["health"], report["data_dir"]) == (True, True, True)
     assert report["leader"] == report["member_id"]
@@ -182,17 +216,40 @@ def test_the_master_receives_a_healthy_report(minion, master, event_listener):
     assert report["error"] == ""
 
 
-def test_an_alarm_raised_against_the_member_is_reported(minion, master, event_listener, etcd1):
+def test_the_reports_are_signed_by_the_minion_and_numbered_in_its_epoch(
+    minion, master, event_listener, accepted_key, signed_report
+):
+    start = time.time()
+    deadline = start + 4 * TOPOLOGY["dr"]["heartbeat_seconds"]
+    received = []
+    while len(received) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+        received = _received(event_listener, master, start)
+    assert len(received) >= 2, f"etcd1 sent {len(received)} report(s) in {deadline - start} s"
+    first, second = (signed_report.verify(accepted_key, event.full_data) for event in received[:2])
+    assert (first["member"], second["member"]) == ("etcd1", "etcd1")
+    assert second["epoch"] == first["epoch"]
+    assert second["sequence"] > first["sequence"] >= 1
+    # Nothing Salt adds on the way is taken as signed.
+    assert {"_stamp", "id"} <= received[1].full_data.keys()
+    assert not {"_stamp", "id"} & second.keys()
+    # Only the minion's own key verifies it: not another key the master holds.
+    master_key = (Path(master.config["pki_dir"]) / "master.pub").read_text()
+    with pytest.raises(ValueError, match="does not match the signer's accepted key"):
+        signed_report.verify(master_key, received[1].full_data)
+
+
+def test_an_alarm_raised_against_the_member_is_reported(minion, wait_for_report, etcd1):
     member_id = _ask(etcd1, "POST", "/v3/maintenance/status", {})[1]["header"]["member_id"]
     alarm = {"memberID": member_id, "alarm": "NOSPACE"}
     start = time.time()
     assert _ask(etcd1, "POST", "/v3/maintenance/alarm", {"action": "ACTIVATE", **alarm})[0] == 200
     try:
-        report = _wait_for_state(event_listener, master, "alarm", after=start)
+        report = wait_for_report(start, _in_state("alarm"))
         assert report["alarms"] == ["NOSPACE"]
     finally:
         _ask(etcd1, "POST", "/v3/maintenance/alarm", {"action": "DEACTIVATE", **alarm})
-    _wait_for_state(event_listener, master, "healthy", after=time.time())
+    wait_for_report(time.time(), _in_state("healthy"))
 
 
 def test_the_minion_runs_hundreds_of_jobs_while_the_beacon_ticks(minion, master, event_listener):
@@ -225,15 +282,13 @@ def test_the_minion_runs_hundreds_of_jobs_while_the_beacon_ticks(minion, master,
     assert [line.split()[-1] for line in maps if "grpc" in line] == []
 
 
-def test_a_stopped_member_is_reported_down_then_healthy_again(
-    minion, master, event_listener, member
-):
+def test_a_stopped_member_is_reported_down_then_healthy_again(minion, wait_for_report, member):
     start = time.time()
     member.stop()
     try:
-        report = _wait_for_state(event_listener, master, "down", after=start)
+        report = wait_for_report(start, _in_state("down"))
         assert (report["serving"], report["data_dir"], report["member_id"]) == (False, True, None)
         assert f"{CLIENT_URL}/health" in report["error"]
     finally:
         member.restart()
-    _wait_for_state(event_listener, master, "healthy", after=time.time())
+    wait_for_report(time.time(), _in_state("healthy"))
