@@ -65,7 +65,7 @@ def one_run() -> dict:
     _on("etcd2,etcd3", WIPE)
     quorum = _next_remediation(count)
     _settle()
-    snapshot = run([str(SALT), "etcd1", "paas_dr.snapshot"])
+    snapshot = run([str(SALT), "etcd1", "etcd_snapshot.take"])
     return {
         "wiped_member_s": member["finished"] - wiped,
         "quorum_loss_s": quorum["finished"] - lost,

@@ -1,4 +1,4 @@
-{#- The etcd node's snapshot timer: paas_dr.snapshot every paas:dr:snapshot_interval_minutes
+{#- The etcd node's snapshot timer: etcd_snapshot.take every paas:dr:snapshot_interval_minutes
     (a verified snapshot kept 0600 in the snapshot directory, the newest pushed to the
     master), in the minion's own scheduler, so a snapshot needs no master to be taken. #}
 {%- set dr = salt["paas_topology.dr"]() %}
@@ -9,7 +9,7 @@ include:
 etcd-backup-schedule:
   schedule.present:
     - name: paas-etcd-snapshot
-    - function: paas_dr.snapshot
+    - function: etcd_snapshot.take
     - minutes: {{ dr.snapshot_interval_minutes }}
     # One snapshot at a time: a slow one (a large database) is never overlapped.
     - maxrunning: 1

@@ -113,7 +113,7 @@ def test_snapshots_go_off_the_node_verified_and_a_drill_reads_one_back(lab):
         admin.put("/paas/e2e/dr/in-the-snapshot", "kept")
     scheduled = salt_json("salt", "etcd1", "schedule.list", "return_yaml=False")["etcd1"]
     assert "paas-etcd-snapshot" in scheduled, scheduled
-    taken = salt_json("salt", "-L", ",".join(ETCD), "paas_dr.snapshot")
+    taken = salt_json("salt", "-L", ",".join(ETCD), "etcd_snapshot.take")
     for node in ETCD:
         assert taken[node]["result"] is True, taken[node]
         path = taken[node]["snapshot"]["path"]
@@ -287,7 +287,7 @@ def test_every_members_data_lost_is_restored_from_the_newest_off_node_snapshot(s
     with admin_client() as admin:
         for index in range(50):
             admin.put(f"/paas/e2e/dr/before-the-snapshot/{index:03d}", "kept")
-    taken = salt_json("salt", "etcd1", "paas_dr.snapshot")["etcd1"]
+    taken = salt_json("salt", "etcd1", "etcd_snapshot.take")["etcd1"]
     assert taken["result"] is True, taken
     assert salt_json("salt-run", "paas_backup.collect")["retcode"] == 0
     with admin_client() as admin:

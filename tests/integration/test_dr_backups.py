@@ -1,7 +1,7 @@
 """
 etcd's backups end to end on this host: a real etcd on loopback (25379/25380) with
 client certificates, a salt-master from the shipped configuration (``file_recv`` on) and
-the minion ``etcd1`` of a topology of its own. ``paas_dr.snapshot``, sent by the master,
+the minion ``etcd1`` of a topology of its own. ``etcd_snapshot.take``, sent by the master,
 leaves a verified 0600 snapshot on the node and pushes it; ``paas_backup.collect`` moves
 it, verified, into the receive directory, and refuses a copy corrupted on the way (the
 ``paas/dr/snapshot/rejected`` event, ``rejected.json``). ``paas_backup.drill`` restores
@@ -142,7 +142,7 @@ def no_drill_left_behind():
 
 
 def _snapshot(salt_cli) -> dict:
-    ret = salt_cli.run("paas_dr.snapshot", f"endpoint={CLIENT_URL}", minion_tgt="etcd1")
+    ret = salt_cli.run("etcd_snapshot.take", f"endpoint={CLIENT_URL}", minion_tgt="etcd1")
     assert ret.returncode == 0, ret
     assert ret.data["result"] is True, ret.data
     return ret.data

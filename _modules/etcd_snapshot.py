@@ -1,60 +1,50 @@
 """
 Snapshots of the platform's etcd, taken on an etcd node and sent off it to the master.
 
-``paas_dr.snapshot`` saves a snapshot of the cluster through this node's member into the
-topology's ``snapshot_dir`` as ``<member>-<UTC %Y%m%dT%H%M%SZ>-r<revision>.db`` (0600),
-verified by ``etcd_cluster.snapshot_save`` (etcd's sha256 trailer and ``snapshot
-status``) before it gets that name, beside a ``<name>.sha256`` file (``sha256sum``'s
-format). It keeps the newest ``paas:dr:snapshot_retention`` and pushes the newest to the
-master (``cp.push``: the master needs ``file_recv``), the ``.sha256`` file last so that
-the master knows the snapshot arrived whole. A snapshot that fails verification is
-never kept and never becomes the newest good one: the failure is returned, recorded in
+``etcd_snapshot.take`` saves a snapshot of the cluster through this node's member into
+the topology's ``snapshot_dir`` as ``<member>-<UTC %Y%m%dT%H%M%SZ>-r<revision>.db``
+(0600), verified by ``etcd_cluster.snapshot_save`` (etcd's sha256 trailer and ``snapshot
+status``, whose revision the name carries) before it gets that name, beside a
+``<name>.sha256`` file (``sha256sum``'s format). It keeps the newest
+``paas:dr:snapshot_retention`` and pushes the newest to the master (``cp.push``: the
+master needs ``file_recv``), the ``.sha256`` file last so that the master knows the
+snapshot arrived whole. A snapshot that fails verification is never kept and never
+becomes the newest good one: the failure is returned, recorded in
 ``snapshot_dir/status.json`` and fired as a ``paas/dr/snapshot/failed`` event.
-``salt/etcd/backup.sls`` schedules it every ``paas:dr:snapshot_interval_minutes``.
+``etcd_snapshot.inventory`` lists what the node holds. ``salt/etcd/backup.sls`` schedules
+``take`` every ``paas:dr:snapshot_interval_minutes``.
 
-:depends: the ``etcd_cluster`` and ``paas_topology`` modules, ``cp.push`` with the
-    master's ``file_recv: True``
+:depends: the ``etcd_cluster`` and ``paas_topology`` modules, the ``paas_snapshot`` utils
+    module (``saltutil.sync_utils``), ``cp.push`` with the master's ``file_recv: True``
 :configuration: the ``paas`` pillar key (``dr``, ``etcd``)
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import os
-import re
 import tempfile
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-__virtualname__ = "paas_dr"
+__virtualname__ = "etcd_snapshot"
 
 # Where pushed files land under the master's cachedir/minions/<id>/files/.
 UPLOAD_DIR = "paas-dr"
 STATUS_FILE = "status.json"
 FAILED_TAG = "paas/dr/snapshot/failed"
-TIME_FORMAT = "%Y%m%dT%H%M%SZ"
-NAME = re.compile(r"^(?P<member>.+)-(?P<time>\d{8}T\d{6}Z)-r(?P<revision>\d+)\.db$")
 
 
 def __virtual__():
     if "etcd_cluster.snapshot_save" not in __salt__:
-        return (False, "paas_dr: the etcd_cluster module is not available")
+        return (False, "etcd_snapshot: the etcd_cluster module is not available")
+    if "paas_snapshot.parse_name" not in __utils__:
+        return (
+            False,
+            "etcd_snapshot: the paas_snapshot utils module is not synced (saltutil.sync_utils)",
+        )
     return __virtualname__
-
-
-def parse_name(name: str) -> dict | None:
-    """The member, UTC time (unix seconds) and revision a snapshot's file name carries,
-    or None when the name is not a snapshot's."""
-    found = NAME.match(name)
-    if not found:
-        return None
-    return {
-        "member": found["member"],
-        "time": float(calendar.timegm(time.strptime(found["time"], TIME_FORMAT))),
-        "revision": int(found["revision"]),
-    }
 
 
 def _settings() -> dict:
@@ -72,7 +62,7 @@ def _settings() -> dict:
     }
 
 
-def snapshot(endpoint: str | None = None, push: bool = True) -> dict:
+def take(endpoint: str | None = None, push: bool = True) -> dict:
     """
     Take a verified snapshot of the cluster into this node's snapshot directory, keep
     the newest ``paas:dr:snapshot_retention``, push the newest to the master, and record
@@ -91,24 +81,24 @@ def snapshot(endpoint: str | None = None, push: bool = True) -> dict:
 
     .. code-block:: bash
 
-        salt-call paas_dr.snapshot
+        salt-call etcd_snapshot.take
     """
     settings = _settings()
     directory = settings["snapshot_dir"]
     os.makedirs(directory, mode=0o700, exist_ok=True)
     started = time.time()
-    stamp = time.strftime(TIME_FORMAT, time.gmtime(started))
-    taking = os.path.join(directory, f".taking-{settings['member']}-{stamp}.db")
+    taking = os.path.join(directory, f".taking-{settings['member']}-{int(started)}.db")
     try:
         saved = __salt__["etcd_cluster.snapshot_save"](taking, endpoint=endpoint)
     except (CommandExecutionError, OSError) as err:
         if os.path.exists(taking):
             os.unlink(taking)
         return _failed(settings, "save", f"{settings['member']}: snapshot not kept: {err}")
-    name = f"{settings['member']}-{stamp}-r{saved['revision']}.db"
+    name = __utils__["paas_snapshot.format_name"](settings["member"], started, saved["revision"])
     path = os.path.join(directory, name)
     os.replace(taking, path)
-    _write(f"{path}.sha256", f"{saved['sha256']}  {name}\n")
+    digest_path = os.path.join(directory, __utils__["paas_snapshot.digest_name"](name))
+    _write(digest_path, __utils__["paas_snapshot.digest_record"](saved["sha256"], name))
     good = {
         "name": name,
         "path": path,
@@ -125,7 +115,7 @@ def snapshot(endpoint: str | None = None, push: bool = True) -> dict:
     if push:
         pushed = __salt__["cp.push"](path, upload_path=f"/{UPLOAD_DIR}/{name}") and __salt__[
             "cp.push"
-        ](f"{path}.sha256", upload_path=f"/{UPLOAD_DIR}/{name}.sha256")
+        ](digest_path, upload_path=f"/{UPLOAD_DIR}/{os.path.basename(digest_path)}")
         status["last_push"] = {"name": name, "time": time.time(), "result": bool(pushed)}
         result["pushed"] = bool(pushed)
         if not pushed:
@@ -179,66 +169,72 @@ def _write(path: str, text: str) -> None:
             os.unlink(partial)
 
 
-def _names(directory: str, member: str) -> list[str]:
-    """This member's snapshots, oldest first (the names sort by their UTC time)."""
+def _names(directory: str, member: str) -> list[tuple[str, dict]]:
+    """This member's snapshots with what their names say, oldest first."""
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
         return []
-    found = [name for name in entries if (parse_name(name) or {}).get("member") == member]
-    return sorted(found, key=lambda name: (parse_name(name)["time"], name))
+    parse = __utils__["paas_snapshot.parse_name"]
+    found = [(name, parse(name)) for name in entries]
+    mine = [(name, parsed) for name, parsed in found if parsed and parsed["member"] == member]
+    return sorted(mine, key=lambda entry: (entry[1]["time"], entry[0]))
 
 
 def _retain(directory: str, member: str, keep: int) -> list[str]:
-    names = _names(directory, member)
+    names = [name for name, _parsed in _names(directory, member)]
     removed = names[: max(len(names) - keep, 0)]
     for name in removed:
-        for path in (os.path.join(directory, name), os.path.join(directory, f"{name}.sha256")):
+        for path in (
+            os.path.join(directory, name),
+            os.path.join(directory, __utils__["paas_snapshot.digest_name"](name)),
+        ):
             if os.path.exists(path):
                 os.unlink(path)
     return removed
 
 
-def snapshots(verify: bool = False) -> dict:
+def inventory(verify: bool = False) -> dict:
     """
     List this node's snapshots, newest first (name, time, revision, size, sha256), and
     the last outcomes recorded in ``status.json`` (``last_good``, ``last_failure``,
     ``last_push``).
 
     verify
-        Check each snapshot again (``etcd_cluster.snapshot_check``): ``verified`` is
-        True, or the error.
+        Check each snapshot again (``etcd_cluster.snapshot_check``: etcd's sha256
+        trailer and ``snapshot status``): ``verified`` is True, or what is wrong (a
+        digest other than the one recorded when it was taken, or a revision other than
+        its name's).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call paas_dr.snapshots
-        salt-call paas_dr.snapshots verify=True
+        salt-call etcd_snapshot.inventory
+        salt-call etcd_snapshot.inventory verify=True
     """
     settings = _settings()
     directory = settings["snapshot_dir"]
     listed = []
-    for name in reversed(_names(directory, settings["member"])):
+    for name, parsed in reversed(_names(directory, settings["member"])):
         path = os.path.join(directory, name)
-        entry = {**parse_name(name), "name": name, "path": path, "size": os.path.getsize(path)}
-        entry["sha256"] = _recorded_digest(f"{path}.sha256")
+        entry = {**parsed, "name": name, "path": path, "size": os.path.getsize(path)}
+        entry["sha256"] = __utils__["paas_snapshot.recorded_digest"](
+            os.path.join(directory, __utils__["paas_snapshot.digest_name"](name))
+        )
         if verify:
-            try:
-                checked = __salt__["etcd_cluster.snapshot_check"](path)
-                entry["verified"] = checked["sha256"] == entry["sha256"] or (
-                    f"{path}: its sha256 is {checked['sha256']}, "
-                    f"{entry['sha256']} when it was taken"
-                )
-            except CommandExecutionError as err:
-                entry["verified"] = str(err)
+            entry["verified"] = _verified(path, entry)
         listed.append(entry)
     return {**_status(directory), "member": settings["member"], "snapshots": listed}
 
 
-def _recorded_digest(path: str) -> str | None:
+def _verified(path: str, entry: dict) -> bool | str:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().split()[0]
-    except (FileNotFoundError, IndexError):
-        return None
+        checked = __salt__["etcd_cluster.snapshot_check"](path)
+    except CommandExecutionError as err:
+        return str(err)
+    if checked["sha256"] != entry["sha256"]:
+        return f"{path}: its sha256 is {checked['sha256']}, {entry['sha256']} when it was taken"
+    if checked["revision"] != entry["revision"]:
+        return f"{path}: it holds revision {checked['revision']}, its name says {entry['revision']}"
+    return True
