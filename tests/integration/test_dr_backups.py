@@ -1,12 +1,15 @@
 """
 etcd's backups end to end on this host: a real etcd on loopback (25379/25380) with
 client certificates, a salt-master from the shipped configuration (``file_recv`` on) and
-the minion ``etcd1`` of a topology of its own. ``etcd_snapshot.take``, sent by the master,
-leaves a verified 0600 snapshot on the node and pushes it; ``paas_backup.collect`` moves
-it, verified, into the receive directory, and refuses a copy corrupted on the way (the
-``paas/dr/snapshot/rejected`` event, ``rejected.json``). ``paas_backup.drill`` restores
-a good snapshot into a scratch etcd on 127.0.0.1:24379 and reads it back, and fails on
-a corrupt or unrestorable one; the scratch etcd and its directory are gone afterwards.
+the minion ``etcd1`` of a topology of its own. ``etcd_snapshot.take``, sent by the
+master, leaves a verified 0600 snapshot on the node and pushes it;
+``paas_backup.collect`` moves it, verified and read by etcd's own ``snapshot status``,
+into the receive directory, keeps the master's pushes directory 0700, and refuses a copy
+corrupted on the way (the ``paas/dr/snapshot/rejected`` event, ``rejected.json``).
+``paas_backup.drill`` restores a good snapshot, and a fresh cluster's empty one, into a
+scratch etcd on 127.0.0.1:24379 and reads it back, and fails on a corrupt or
+unreadable one; the scratch etcd serves only the drill's own client certificate, and it
+and its directory are gone afterwards.
 
 The first master's schedule is off: its minute-by-minute collect and drill would race
 the tests' own calls. A second master, with the shipped schedule, collects a pushed
@@ -21,13 +24,19 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import stat
+import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from tests import tls
 from tests.functional import etcd_hosts
 from tests.integration.conftest import ShippedConfigMaster
 
@@ -169,6 +178,8 @@ def test_a_snapshot_is_verified_on_the_node_and_received_verified_on_the_master(
     with open(received, "rb") as handle:
         assert hashlib.sha256(handle.read()).hexdigest() == taken["sha256"]
     assert stat.S_IMODE(os.stat(received).st_mode) == 0o600
+    pushes = os.path.join(master.config["cachedir"], "minions")
+    assert stat.S_IMODE(os.stat(pushes).st_mode) == 0o700
     offsite = run_cli.run("paas_backup.offsite", "verify=True").data["etcd1"]
     assert (offsite["name"], offsite["revision"], offsite["verified"]) == (
         taken["name"],
@@ -221,6 +232,7 @@ def test_a_drill_restores_the_newest_snapshot_off_the_node_and_reads_it_back(sal
     record = drill.data
     assert record["passed"] is True, record
     assert record["snapshot"].endswith(taken["name"])
+    assert record["snapshot_revision"] == taken["revision"]
     assert record["revision"] == record["expected_revision"] == taken["revision"]
     assert record["keys"] == KEYS
     assert isinstance(record["hashkv"], int)
@@ -247,17 +259,145 @@ def test_a_drill_of_a_corrupt_snapshot_fails_and_says_why(salt_cli, run_cli, wor
 
 
 @pytest.mark.usefixtures("no_drill_left_behind")
-def test_a_drill_of_data_etcd_cannot_restore_fails_and_says_why(run_cli, workdir):
+def test_a_drill_of_data_etcd_cannot_read_fails_and_says_why(run_cli, workdir):
     # Its trailer is right, its contents are no etcd database.
     body = b"not a bolt database" * 512
-    unrestorable = workdir / "etcd1-20260101T000000Z-r5.db"
-    unrestorable.write_bytes(body + hashlib.sha256(body).digest())
+    unreadable = workdir / "etcd1-20260101T000000Z-r5.db"
+    unreadable.write_bytes(body + hashlib.sha256(body).digest())
 
-    drill = run_cli.run("paas_backup.drill", f"snapshot={unrestorable}")
+    drill = run_cli.run("paas_backup.drill", f"snapshot={unreadable}")
 
     assert drill.returncode == 1, drill
     assert drill.data["passed"] is False
-    assert "snapshot restore" in drill.data["error"]
+    assert "etcd cannot read it" in drill.data["error"]
+    assert "snapshot status" in drill.data["error"]
+
+
+@pytest.fixture(scope="module")
+def empty_store_snapshot(workdir):
+    """A snapshot of a cluster nobody wrote to, as a fresh lab's first one: an etcd of
+    its own on loopback (26379/26380), stopped once the snapshot is saved."""
+    directory = workdir / "empty-store"
+    directory.mkdir()
+    client, peer = "http://127.0.0.1:26379", "http://127.0.0.1:26380"
+    snapshot = directory / f"etcd1-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-r0.db"
+    with open(directory / "etcd.log", "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [
+                "etcd",
+                "--name=empty",
+                f"--data-dir={directory / 'data'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=empty={peer}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            saved = subprocess.run(
+                ["etcdctl", f"--endpoints={client}", "snapshot", "save", str(snapshot)],
+                check=False,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "ETCDCTL_API": "3"},
+            )
+            if saved.returncode == 0:
+                break
+            assert time.monotonic() < deadline, saved.stderr
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return snapshot
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_a_drill_of_a_fresh_clusters_empty_snapshot_passes(run_cli, empty_store_snapshot):
+    drill = run_cli.run("paas_backup.drill", f"snapshot={empty_store_snapshot}")
+
+    assert drill.returncode == 0, drill
+    record = drill.data
+    assert record["passed"] is True, record
+    # snapshot status says 0 for a store without keys; etcd serves it at revision 1.
+    assert (record["snapshot_revision"], record["revision"], record["keys"]) == (0, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def runner_module(import_repo_module):
+    """The runner's own code, for its scratch etcd (which needs no loader)."""
+    return import_repo_module("_runners/paas_backup.py", "paas_backup_runner_in_integration")
+
+
+def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5, context=context) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.mark.usefixtures("no_drill_left_behind")
+def test_the_drills_etcd_serves_only_a_client_with_the_drills_certificate(
+    runner_module, salt_cli, workdir
+):
+    taken = _snapshot(salt_cli)["snapshot"]
+    bin_dir = os.path.dirname(shutil.which("etcd"))
+    tools = runner_module._tools({"etcd": {"bin_dir": bin_dir}}, bin_dir)
+    other_authority = tls.authority("another authority")
+    other_cert, other_key = tls.issue(other_authority, "another client")
+    other = workdir / "another-client"
+    other.mkdir()
+    (other / "client.crt").write_text(tls.pem(other_cert))
+    (other / "client.key").write_bytes(
+        other_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    with runner_module._scratch_etcd(tools, taken["path"], 2**31) as scratch:
+        drill_tls = scratch.tls
+        assert stat.S_IMODE(os.stat(scratch.scratch).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(scratch.data_dir).st_mode) == 0o700
+        for path in drill_tls.values():
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        endpoint = [scratch.client_url]
+
+        served = etcd_hosts.etcdctl(
+            drill_tls["ca"], drill_tls["client_cert"], drill_tls["client_key"], endpoint,
+            "get", "/paas/dr/key0", "--print-value-only",
+        )  # fmt: skip
+        assert (served.returncode, served.stdout.strip()) == (0, "value0"), served.stderr
+        without_certificate = subprocess.run(
+            ["etcdctl", f"--endpoints={scratch.client_url}", f"--cacert={drill_tls['ca']}",
+             "--dial-timeout=3s", "--command-timeout=5s", "get", "/paas/dr/key0"],
+            check=False, capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"},
+        )  # fmt: skip
+        assert without_certificate.returncode != 0
+        assert "value0" not in without_certificate.stdout
+        another_authoritys = etcd_hosts.etcdctl(
+            drill_tls["ca"], str(other / "client.crt"), str(other / "client.key"), endpoint,
+            "get", "/paas/dr/key0",
+        )  # fmt: skip
+        assert another_authoritys.returncode != 0
+        assert "value0" not in another_authoritys.stdout
+
+        trusted = ssl.create_default_context(cafile=drill_tls["ca"])
+        with_drills = ssl.create_default_context(cafile=drill_tls["ca"])
+        with_drills.load_cert_chain(drill_tls["client_cert"], drill_tls["client_key"])
+        assert _answers(f"{scratch.client_url}/health", with_drills)
+        assert not _answers(f"{scratch.client_url}/health", trusted)
+        assert not _answers(f"http://127.0.0.1:{runner_module.DRILL_CLIENT_PORT}/health")
+        assert _answers(f"{scratch.peer_url}/members", with_drills)
+        assert not _answers(f"{scratch.peer_url}/members", trusted)
+
+    assert not os.path.exists(scratch.scratch)
 
 
 @pytest.mark.usefixtures("no_drill_left_behind")
