@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="remove every trace of the lab")
     commands.add_parser("status", help="say whether the master is up, list the machines")
     for command, what in (("power-off", "cut a machine's power"), ("power-on", "boot a machine")):
-        power = commands.add_parser(command, help=what)
-        power.add_argument("node", help="a machine of the lab")
+        powering = commands.add_parser(command, help=what)
+        powering.add_argument("node", help="a machine of the lab")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
