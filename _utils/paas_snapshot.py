@@ -98,8 +98,8 @@ def check(path: str, expected_sha256: str | None = None) -> dict:
     if size <= DIGEST_SIZE or size % SECTOR != DIGEST_SIZE:
         return {
             "verified": False,
-            "error": f"{path} is not an etcd snapshot with its sha256 ({size} bytes; etcd's "
-            f"are a multiple of {SECTOR} plus {DIGEST_SIZE})",
+            "error": f"{path}: {size} bytes, no whole etcd snapshot (corrupt or truncated: "
+            f"etcd's are a multiple of {SECTOR} bytes and its {DIGEST_SIZE}-byte sha256)",
         }
     contents, whole = hashlib.sha256(), hashlib.sha256()
     with open(path, "rb") as stream:

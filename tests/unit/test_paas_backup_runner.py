@@ -622,7 +622,10 @@ def test_a_drill_of_a_corrupt_snapshot_fails_before_any_etcd_starts(
 
     assert record["passed"] is False
     assert record["retcode"] == 1
-    assert "not an etcd snapshot with its sha256" in record["error"]
+    assert record["error"] == (
+        f"{path}: {len(snapshot_bytes(8)) - 5} bytes, no whole etcd snapshot (corrupt or "
+        "truncated: etcd's are a multiple of 512 bytes and its 32-byte sha256)"
+    )
     [(tag, _data)] = events
     assert tag == "paas/dr/drill/failed"
     [recorded] = json.loads((state_dir / "drills.json").read_text())
