@@ -658,6 +658,24 @@ def test_shipped_topologies_are_valid(topology_utils, repo_root, path):
     assert topology_utils.validate(topology) == []
 
 
+def test_a_fencing_command_must_be_an_absolute_argv_that_names_the_node(
+    topology_utils, lab_topology
+):
+    lab_topology["dr"]["fencing"] = {"command": ["openstack", "server", "stop", "{server}"]}
+
+    assert [str(error) for error in topology_utils.validate(lab_topology)] == [
+        "paas:dr:fencing:command: 'openstack' must be an absolute path: the master runs it "
+        "without a shell",
+        "paas:dr:fencing:command[3]: '{server}': only {node} and {address} are filled in "
+        "('server')",
+        "paas:dr:fencing:command: names no node: it must hold {node} or {address}, or every "
+        "fencing would power off the same machine",
+    ]
+    lab_topology["dr"]["fencing"] = {"command": ["/usr/bin/openstack", "server", "stop", "{node}"]}
+    assert topology_utils.validate(lab_topology) == []
+    assert topology_utils.dr(lab_topology)["fencing"]["command"][-1] == "{node}"
+
+
 def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
     del lab_topology["cluster"]["domain"]
     del lab_topology["master"]["id"]
@@ -712,6 +730,7 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "heartbeat_seconds": 60,
         "unhealthy_reports_before_action": 3,
         "lock_expiry_minutes": 15,
+        "fencing": {"command": [], "timeout_seconds": 120},
     }
     assert filled["time"] == {"ntp_servers": []}
     assert filled["kubernetes"] == {
