@@ -13,13 +13,12 @@ implementation refuses those generated modules. The platform runs Salt's Python 
 when that is not the case. Learners (etcd >= 3.4) are newer than the
 client's protocol files, so the few messages that carry ``isLearner`` are declared here.
 
-:depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules
+:depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules, the ``paas_snapshot`` utils
 :configuration: the ``paas`` pillar key (``etcd`` and the etcd nodes)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -712,21 +711,9 @@ def snapshot_check(path: str) -> dict:
 
         salt-call etcd_cluster.snapshot_check /var/lib/paas-etcd-snapshots/now.db
     """
-    digest, whole = hashlib.sha256(), hashlib.sha256()
-    size = os.path.getsize(path)
-    if size <= hashlib.sha256().digest_size:
-        raise CommandExecutionError(f"{path} is not an etcd snapshot ({size} bytes)")
-    with open(path, "rb") as stream:
-        remaining = size - digest.digest_size
-        while remaining:
-            chunk = stream.read(min(remaining, 1 << 20))
-            digest.update(chunk)
-            whole.update(chunk)
-            remaining -= len(chunk)
-        trailer = stream.read()
-        whole.update(trailer)
-    if digest.digest() != trailer:
-        raise CommandExecutionError(f"{path}: the snapshot's sha256 does not match its contents")
+    checked = __utils__["paas_snapshot.check"](path)
+    if not checked["verified"]:
+        raise CommandExecutionError(checked["error"])
     result = _etcd_tool("snapshot", "status", path, "--write-out=json")
     status_report = json.loads(result)
     return {
@@ -734,7 +721,7 @@ def snapshot_check(path: str) -> dict:
         "revision": status_report["revision"],
         "keys": status_report["totalKey"],
         "size": status_report["totalSize"],
-        "sha256": whole.hexdigest(),
+        "sha256": checked["sha256"],
     }
 
 

@@ -54,7 +54,9 @@ def _snapshot_cell(entry: dict | None) -> str:
     if not entry:
         return "-"
     age = round(time.time() - entry["time"]) if entry.get("time") is not None else None
-    return f"r{entry.get('revision')}, {_duration(age)} old, {entry.get('size', 0)} B"
+    # A snapshot received before the master could read it has no revision yet.
+    revision = "r?" if entry.get("revision") is None else f"r{entry['revision']}"
+    return f"{revision}, {_duration(age)} old, {entry.get('size', 0)} B"
 
 
 def _backups(report: dict) -> str:
