@@ -55,6 +55,9 @@ paas:
     receive_dir: /var/lib/paas-lab/dr/snapshots
     # A lost member is seen within a few seconds (three reports in a row, 2 s apart).
     beacon_interval_seconds: 2
+    # A healthy member reports its revision every 10 s: what a restore from a snapshot
+    # counts its loss against is never far behind.
+    heartbeat_seconds: 10
   versions:
     kubernetes: "1.34.2"
   kubernetes:

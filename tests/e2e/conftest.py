@@ -8,7 +8,7 @@ import os
 import pytest
 
 from lab.config import load_lab
-from tests.e2e.lab_helpers import lab_command, leftovers
+from tests.e2e.lab_helpers import lab_command, leftovers, salt_json
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +19,21 @@ def lab():
     try:
         result = lab_command("up")
         assert result.returncode == 0, "lab up failed; its output is above"
+        _dr_from_a_known_state()
         yield load_lab()
     finally:
         if not keep:
             down = lab_command("down")
             left = leftovers()
             assert down.returncode == 0 and not left, f"lab down left: {left}"
+
+
+def _dr_from_a_known_state() -> None:
+    """A lab that was used before (by an earlier run, or by hand) may hold DR records
+    that say something: a pause left behind, a lock whose holder is gone, refused or
+    contradicted reports, a failed remediation. The tests start from the platform's own
+    rules applied to them, as an operator would: the reactor resumed, a dead holder's
+    lock cleared (recorded as interrupted), what was recorded acknowledged."""
+    salt_json("salt-run", "paas_dr.resume")
+    salt_json("salt-run", "paas_dr.tidy")
+    salt_json("salt-run", "paas_dr.acknowledge", "reason=e2e: the session starts here")
