@@ -4,7 +4,7 @@ the running cluster (its unit started again, as Restart=on-failure does) until t
 healthy voters again; quorum lost (two members stopped, their data wiped) until the
 cluster is whole again, rebuilt from the survivor; the reactor's latency (from the
 beacon report that settled the decision to the orchestration's start); and a snapshot
-taken, verified and sent off the node (``salt etcd1 paas_dr.snapshot``, Salt's publish
+taken, verified and sent off the node (``salt etcd1 etcd_snapshot.take``, Salt's publish
 included).
 
 The lab is brought up and converged once. The recoveries' ends are the remediation

@@ -159,8 +159,8 @@ paas:
   # Optional. Disaster recovery: the etcd snapshot interval (the most a restore from
   # backup loses) and how many to keep on each node and, per node, on the master; the
   # restore drill's interval; the health beacon's tick and heartbeat; how many
-  # consecutive unhealthy reports the reactor waits for before it acts; when a
-  # remediation's lock is taken over.
+  # consecutive unhealthy reports the reactor waits for before it probes etcd itself;
+  # when a remediation's lock that was not renewed is taken over; fencing.
   dr:
     snapshot_interval_minutes: 5
     snapshot_retention: 48
@@ -171,6 +171,14 @@ paas:
     heartbeat_seconds: 60
     unhealthy_reports_before_action: 3
     lock_expiry_minutes: 15
+    # Optional: how the master powers off an etcd node whose minion does not answer when
+    # quorum is lost (argv, no shell; {node} and {address} filled in). Only its success
+    # lets an unattended restore go on without that node; without it, a silent node
+    # blocks the unattended restore until its minion answers or an operator fences it
+    # (salt-run paas.restore fenced=NODE).
+    # fencing:
+    #   command: [/usr/local/bin/stop-server, "{node}"]
+    #   timeout_seconds: 120
 
   # Optional. NTP servers for the nodes' time sync (default: none; the
   # distribution's pool). A container takes its clock from its host.
