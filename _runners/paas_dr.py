@@ -437,6 +437,17 @@ def _decide_recover(member: str, probe: dict) -> dict:
             f"{member}, not a lost member",
         )
     group, voters = _quorum_group(probe, exclude=member)
+    learners = [name for name in _learners(probe, group) if name != member]
+    if learners:
+        # etcd takes one learner at a time: a member left a learner (a run that stopped
+        # half-way) keeps the lost one from being added until it is promoted.
+        return _decision(
+            "recover",
+            learners[0],
+            "learner",
+            f"{learners[0]} is a learner still, which keeps {member} from joining: it is "
+            "promoted first",
+        )
     if "isolated" in (seen["state"], node.get("state")) and len(group) >= _quorum(len(voters)):
         return _decision(
             "none",
@@ -505,6 +516,20 @@ def _decide_restore(probe: dict, settings: dict) -> dict:
         + (f"; {', '.join(silent)} do not answer" if silent else ""),
     )
     return {**decision, "silent": silent}
+
+
+def _learners(probe: dict, group: list[str]) -> list[str]:
+    """The topology's members that the member list of the healthy ``group`` names as
+    learners."""
+    listed = next(
+        (
+            probe["members"][name]["members"]
+            for name in group
+            if probe["members"][name].get("members")
+        ),
+        {},
+    )
+    return [name for name, entry in listed.items() if entry["learner"] and name in probe["members"]]
 
 
 def _quorum_group(probe: dict, exclude: str) -> tuple[list[str], list[str]]:

@@ -428,7 +428,9 @@ def replaced(name: str, timeout: int = 120) -> dict:
     Replace this node's member when it is not healthy: removed from the cluster (refused
     when that would cost quorum), its etcd stopped and its data wiped, added again as a
     learner, started, and promoted once caught up. A member that is healthy when the
-    state runs is left alone (it came back on its own). Used by ``orch.etcd_recover``.
+    state runs is left alone (it came back on its own), or promoted when it is a learner
+    still (a run that stopped half-way left it so, and etcd takes one learner at a
+    time). Used by ``orch.etcd_recover``.
 
     name
         This node's id; the state only manages the node it runs on.
@@ -450,10 +452,16 @@ def replaced(name: str, timeout: int = 120) -> dict:
         )
     try:
         member = __salt__["paas_topology.etcd_member"](name)
-        if __salt__["etcd_cluster.member_health"](member["client_url"])["healthy"]:
+        healthy = __salt__["etcd_cluster.member_health"](member["client_url"])["healthy"]
+        mine = __salt__["etcd_cluster.lookup_member"](name)
+        if healthy and mine is not None and mine["learner"]:
+            if __opts__["test"]:
+                _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
+                return _predicted(ret, f"{name} is a healthy learner: it would be promoted.")
+            return _promote(ret, member, mine["id"], timeout)
+        if healthy:
             ret["comment"] = f"{name} is healthy: nothing to replace."
             return ret
-        mine = __salt__["etcd_cluster.lookup_member"](name)
         if mine is None:
             return _join(ret, member, timeout)
         if __opts__["test"]:

@@ -208,7 +208,7 @@ def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(runner, se
     members["etcd3"]["latest"]["signed_time"] = NOW + 3600
 
     assert runner.suspect(members, settings, NOW)["action"] == "recover"
-    later = runner.suspect(members, settings, NOW + 4 * INTERVAL)
+    later = runner.suspect(members, settings, NOW + 3 * settings["beacon_interval_seconds"] + 1)
     assert (later["action"], later["rule"]) == ("none", "healthy")
 
 
@@ -355,6 +355,25 @@ def test_a_member_no_longer_listed_comes_back_under_the_current_voters_quorum(ru
     )
 
     assert runner.decide(RECOVER, probe, settings)["action"] == "recover"
+
+
+def test_a_learner_left_behind_is_promoted_before_a_lost_member_is_added(runner, settings):
+    # A restore that failed joining etcd3 left it a learner; etcd takes one at a time.
+    probe = probe_of(
+        {
+            "etcd1": seen("healthy", members=("etcd1", "etcd3"), learners=("etcd3",)),
+            "etcd2": seen("down"),
+            "etcd3": seen("healthy", members=("etcd1", "etcd3"), learners=("etcd3",)),
+        }
+    )
+
+    decision = runner.decide({**RECOVER, "member": "etcd2"}, probe, settings)
+
+    assert (decision["action"], decision["member"], decision["rule"]) == (
+        "recover",
+        "etcd3",
+        "learner",
+    )
 
 
 def test_a_lost_quorum_confirmed_by_the_probe_is_restored(runner, settings):

@@ -476,6 +476,21 @@ def test_replaced_leaves_a_healthy_member_alone(state_module, cluster):
     assert cluster.calls == []
 
 
+def test_replaced_promotes_a_healthy_learner_a_half_way_run_left_and_test_mode_says_so(
+    state_module, cluster, opts
+):
+    cluster.members.append(_member("etcd3", learner=True))
+    opts["test"] = True
+    predicted = state_module.replaced("etcd3")
+    opts["test"] = False
+    ret = state_module.replaced("etcd3")
+
+    assert predicted["result"] is None and "would be promoted" in predicted["comment"]
+    assert ret["result"] is True, ret
+    assert ret["changes"] == predicted["changes"]
+    assert [call[0] for call in cluster.calls] == ["etcd_cluster.member_promote"]
+
+
 def test_replaced_removes_wipes_and_re_adds_a_member_whose_data_dir_is_gone(state_module, cluster):
     cluster.members.append(_member("etcd3"))
     cluster.data_dir.rmdir()
