@@ -4,10 +4,13 @@ PAAS_LAB_KEEP=1, for a developer re-running some e2e tests against a lab left up
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from lab.config import load_lab
+from tests.e2e.dr_helpers import ETCD
+from tests.e2e.etcd_helpers import Writer
 from tests.e2e.lab_helpers import lab_command, leftovers, salt_json
 
 
@@ -37,3 +40,13 @@ def _dr_from_a_known_state() -> None:
     salt_json("salt-run", "paas_dr.resume")
     salt_json("salt-run", "paas_dr.tidy")
     salt_json("salt-run", "paas_dr.acknowledge", "reason=e2e: the session starts here")
+
+
+@pytest.fixture
+def writer(lab):
+    """A writer recording every acknowledged write to etcd, stopped after the test."""
+    started = Writer(ETCD, prefix=f"/paas/e2e/dr/{time.time_ns()}/", pause=0.02)
+    started.start()
+    yield started
+    started.stopping.set()
+    started.join(timeout=30)

@@ -33,10 +33,20 @@ import yaml
 from lab.config import PILLAR_OVERLAY_DIR
 from lab.machines import power_off
 from lab.processes import wait_for
-from tests.e2e.etcd_helpers import ADDRESSES, Writer, admin_client
+from tests.e2e.dr_helpers import (
+    ETCD,
+    RECOVERY_TIMEOUT,
+    acknowledged,
+    healthy_now,
+    nothing_lost,
+    remediation_after,
+    remediations_since,
+    since,
+    stop_and_wipe,
+    whole,
+)
 from tests.e2e.lab_helpers import (
     CONTROL_PLANES,
-    LAB_STATE,
     PUBLIC_VIP,
     REPO,
     lab_command,
@@ -48,24 +58,10 @@ from tests.e2e.lab_helpers import (
 
 pytestmark = pytest.mark.e2e
 
-ETCD = ["etcd1", "etcd2", "etcd3"]
-DATA_DIR = "/var/lib/paas-etcd"
-STATE_DIR = LAB_STATE / "dr/state"
 # The lab's beacon ticks every 2 s; three reports in a row, then a probe.
+BEACON_S = 2
 SETTLE_S = 15
-RECOVERY_TIMEOUT = 240
-
-
-def _records(name: str) -> list:
-    path = STATE_DIR / name
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def _remediation_after(count: int, timeout: float = RECOVERY_TIMEOUT) -> dict:
-    assert wait_for(lambda: len(_records("remediations.json")) > count, timeout, 1), (
-        f"no remediation within {timeout}s: {salt_json('salt-run', 'paas_dr.summary')}"
-    )
-    return _records("remediations.json")[count]
+BROKEN_START = "/etc/systemd/system/paas-etcd.service.d/e2e-broken.conf"
 
 
 def _members() -> dict:
@@ -77,60 +73,21 @@ def _cluster_revision() -> int:
     return salt_json("salt", "etcd1", "etcd_cluster.hashkv")["etcd1"]["revision"]
 
 
-def _whole() -> None:
-    status = salt_json("salt-run", "paas.status")["etcd"]
-    assert status["healthy"] is True, status
-    assert sorted(status["members"]) == ETCD, status
-    assert all(not member["learner"] for member in status["members"].values()), status
-    hashes = salt_json("salt", "etcd1", "etcd_cluster.hashkv")["etcd1"]
-    assert hashes["equal"] is True, hashes
-
-
-def _healthy_now() -> bool:
-    status = paas_report("status")[1].get("etcd", {})
-    return status.get("healthy") is True and sorted(status.get("members", {})) == ETCD
-
-
-def _acknowledged(reason: str) -> None:
-    """An operator has looked: ``paas.dr`` has nothing more to say of the reactor."""
-    salt_json("salt-run", "paas_dr.acknowledge", f"reason={reason}")
-    code, report = paas_report("dr")
-    assert code == 0, report["problems"]
-
-
-def _nothing_lost(writer: Writer) -> None:
-    writer.stopping.set()
-    writer.join(timeout=30)
-    with admin_client(ADDRESSES["etcd1"]) as admin:
-        stored = {meta.key.decode() for _value, meta in admin.get_prefix(writer.prefix)}
-    missing = [key for key in writer.acknowledged if key not in stored]
-    assert writer.acknowledged, writer.failures[-5:]
-    assert not missing, f"{len(missing)} acknowledged writes lost, first {missing[:5]}"
-
-
-@pytest.fixture
-def writer(lab):
-    started = Writer(ETCD, prefix=f"/paas/e2e/trust/{time.time_ns()}/", pause=0.02)
-    started.start()
-    yield started
-    started.stopping.set()
-    started.join(timeout=30)
-
-
 def _units_active() -> dict:
     return {node: on(node, "systemctl is-active paas-etcd", check=False).strip() for node in ETCD}
 
 
 def test_forged_reports_change_nothing_and_a_contradicted_one_is_recorded(lab):
     members, revision = _members(), _cluster_revision()
-    remediations, probes = len(_records("remediations.json")), len(_records("probes.json"))
+    started = time.time()
     for sender in ("worker1", "gw1"):
+        sends = []
         for member in ETCD:
+            tag = f"salt/beacon/{member}/etcd_health/"
             for dated in (time.time(), time.time() + 3600):
                 report = {"member": member, "state": "down", "serving": False, "time": dated}
-                tag = f"salt/beacon/{member}/etcd_health/"
                 # As event.send without a preload: Salt passes on the sender's id.
-                on(sender, f"salt-call event.send {tag} data='{json.dumps(report)}'")
+                sends.append(f"salt-call event.send {tag} data='{json.dumps(report)}'")
         # In Salt's events preload, as a beacon's events travel: no sender said.
         events = [
             {
@@ -139,15 +96,24 @@ def test_forged_reports_change_nothing_and_a_contradicted_one_is_recorded(lab):
             }
             for member in ETCD
         ]
-        on(sender, f"salt-call event.send x preload='{json.dumps({'events': events})}'")
-    time.sleep(SETTLE_S)
+        sends.append(f"salt-call event.send x preload='{json.dumps({'events': events})}'")
+        on(sender, " & ".join(sends) + " & wait")
 
-    refused = _records("refused.json")
-    assert {entry["sender"] for entry in refused[-18:]} >= {"worker1", "gw1"}, refused
-    assert len([entry for entry in refused if entry["sender"] in ("worker1", "gw1")]) >= 12
-    assert all("not signed" in entry["reason"] for entry in refused[-18:]), refused[-18:]
-    assert len(_records("remediations.json")) == remediations
-    assert len(_records("probes.json")) == probes
+    def refused_since() -> list:
+        return since("refused.json", started)
+
+    # Two senders, six plain events and three in a preload each.
+    assert wait_for(lambda: len(refused_since()) >= 18, SETTLE_S, 1), refused_since()
+    time.sleep(2 * BEACON_S)
+
+    refused = refused_since()
+    assert len(refused) == 18, refused
+    # The plain ones name their sender; the preload's name none.
+    assert [entry["sender"] for entry in refused].count("worker1") == 6, refused
+    assert [entry["sender"] for entry in refused].count("gw1") == 6, refused
+    assert all("not signed" in entry["reason"] for entry in refused), refused
+    assert remediations_since(started) == []
+    assert since("probes.json", started) == []
     assert _units_active() == dict.fromkeys(ETCD, "active")
     assert _members() == members
     # Nothing was restored: the revision went on from where it was, never bumped.
@@ -172,41 +138,36 @@ def test_forged_reports_change_nothing_and_a_contradicted_one_is_recorded(lab):
             f"salt-call event.send salt/beacon/etcd3/etcd_health/ data='{json.dumps(signed)}'",
         )
         time.sleep(1)
-    assert wait_for(lambda: len(_records("probes.json")) > probes, timeout=SETTLE_S, interval=1)
-    probe = _records("probes.json")[probes]
+    assert wait_for(lambda: since("probes.json", started), timeout=SETTLE_S, interval=1)
+    [probe] = since("probes.json", started)
     assert (probe["rule"], probe["sender"], probe["member"]) == ("contradicted", "etcd3", "etcd3")
     assert "the master reaches etcd3 healthy" in probe["reason"]
-    assert len(_records("remediations.json")) == remediations
+    assert remediations_since(started) == []
     assert _units_active() == dict.fromkeys(ETCD, "active")
     assert _members() == members
     code, report = paas_report("dr")
     assert any("etcd3's report (recover etcd3) was contradicted" in p for p in report["problems"])
-    _acknowledged("e2e: forged and contradicted reports looked at")
-
-
-def _stop_and_wipe(*nodes: str) -> None:
-    for node in nodes:
-        on(node, f"systemctl stop paas-etcd && rm -rf {DATA_DIR}/*")
+    acknowledged("e2e: forged and contradicted reports looked at")
 
 
 def test_quorum_lost_behind_a_silent_minion_waits_for_it_then_restores_from_it(writer):
-    count = len(_records("remediations.json"))
     time.sleep(2)
+    started = time.time()
     on("etcd3", "systemctl stop salt-minion")
     try:
         writer.phase = "quorum lost"
-        _stop_and_wipe("etcd1", "etcd2")
+        stop_and_wipe("etcd1", "etcd2")
 
         def blocked() -> bool:
-            probes = _records("probes.json")
-            return (
-                bool(probes)
-                and probes[-1]["rule"] == "blocked"
-                and probes[-1]["silent"] == ["etcd3"]
+            return any(
+                probe["rule"] == "blocked" and probe["silent"] == ["etcd3"]
+                for probe in since("probes.json", started)
             )
 
-        assert wait_for(blocked, timeout=RECOVERY_TIMEOUT, interval=1), _records("probes.json")[-1:]
-        assert len(_records("remediations.json")) == count
+        assert wait_for(blocked, timeout=RECOVERY_TIMEOUT, interval=1), since(
+            "probes.json", started
+        )
+        assert remediations_since(started) == []
         # etcd3's etcd goes on serving behind its silent minion: nothing raced it.
         assert on("etcd3", "systemctl is-active paas-etcd", check=False).strip() == "active"
         code, report = paas_report("dr")
@@ -218,17 +179,17 @@ def test_quorum_lost_behind_a_silent_minion_waits_for_it_then_restores_from_it(w
     finally:
         on("etcd3", "systemctl start salt-minion")
 
-    remediation = _remediation_after(count)
+    remediation = remediation_after(started)
 
     assert remediation["action"] == "restore", remediation
     assert remediation["outcome"] == "ok", remediation["failed_steps"]
     seed = remediation["returned"]["paas-etcd-restore-seed"]
     assert (seed["source"], seed["member"], seed["lost_revisions"]) == ("survivor", "etcd3", 0)
     writer.phase = "after"
-    assert wait_for(_healthy_now, timeout=60, interval=1)
-    _whole()
-    _nothing_lost(writer)
-    _acknowledged("e2e: the silent minion is back")
+    assert wait_for(healthy_now, timeout=60, interval=1)
+    whole()
+    nothing_lost(writer)
+    acknowledged("e2e: the silent minion is back")
 
 
 @pytest.fixture
@@ -265,20 +226,20 @@ def fencing(lab):
 def test_two_machines_powered_off_are_fenced_and_the_cluster_restored_from_the_survivor(
     writer, fencing
 ):
-    count = len(_records("remediations.json"))
     time.sleep(2)
+    started = time.time()
     writer.phase = "quorum lost"
     for node in ("etcd2", "etcd3"):
         power_off(machine(node))
 
-    remediation = _remediation_after(count)
+    remediation = remediation_after(started)
 
     assert remediation["action"] == "restore", remediation
     assert remediation["outcome"] == "ok", remediation["failed_steps"]
     assert remediation["fenced"] == ["etcd2", "etcd3"], remediation
     seed = remediation["returned"]["paas-etcd-restore-seed"]
     assert (seed["source"], seed["member"], seed["lost_revisions"]) == ("survivor", "etcd1", 0)
-    [probe] = [p for p in _records("probes.json") if p["time"] <= remediation["started"]][-1:]
+    [probe] = [p for p in since("probes.json", started) if p["time"] <= remediation["started"]][-1:]
     assert {node: outcome["fenced"] for node, outcome in probe["fencing"].items()} == {
         "etcd2": True,
         "etcd3": True,
@@ -286,18 +247,18 @@ def test_two_machines_powered_off_are_fenced_and_the_cluster_restored_from_the_s
     code, report = paas_report("dr")
     assert code == 1
     assert any("etcd2, etcd3 fenced by the restore" in p for p in report["problems"]), report
-    _nothing_lost(writer)
+    nothing_lost(writer)
 
     # Their machines back: each member is replaced as it comes back.
     for node in ("etcd2", "etcd3"):
         assert lab_command("power-on", node, capture_output=True).returncode == 0
-    assert wait_for(_healthy_now, timeout=RECOVERY_TIMEOUT * 2, interval=3), salt_json(
+    assert wait_for(healthy_now, timeout=RECOVERY_TIMEOUT * 2, interval=3), salt_json(
         "salt-run", "paas_dr.summary"
     )
-    _whole()
-    recovered = [r for r in _records("remediations.json")[count + 1 :] if r["action"] == "recover"]
+    whole()
+    recovered = [r for r in remediations_since(started) if r["action"] == "recover"]
     assert {r["member"] for r in recovered} == {"etcd2", "etcd3"}, recovered
-    _acknowledged("e2e: the fenced machines are back")
+    acknowledged("e2e: the fenced machines are back")
 
 
 def _apiservers_answer_through_the_vip() -> bool:
@@ -316,14 +277,11 @@ def _apiservers_answer_through_the_vip() -> bool:
         return False
 
 
-BROKEN_START = "/etc/systemd/system/paas-etcd.service.d/e2e-broken.conf"
-
-
 def test_a_restore_that_fails_after_setting_the_apiservers_aside_puts_them_back(lab):
     """Quorum lost with etcd1's data intact; etcd3's etcd cannot start again (a drop-in
     whose ExecStartPre fails): the restore rebuilds from etcd1, then fails joining etcd3.
     Whatever failed, the apiservers it set aside are back, and answer through the VIP."""
-    count = len(_records("remediations.json"))
+    started = time.time()
     drop_in = "[Service]\\nExecStartPre=/bin/false\\n"
     on(
         "etcd3",
@@ -331,9 +289,9 @@ def test_a_restore_that_fails_after_setting_the_apiservers_aside_puts_them_back(
         " && systemctl daemon-reload",
     )
     try:
-        _stop_and_wipe("etcd2", "etcd3")
+        stop_and_wipe("etcd2", "etcd3")
 
-        remediation = _remediation_after(count)
+        remediation = remediation_after(started)
 
         assert remediation["action"] == "restore", remediation
         assert remediation["outcome"] == "failed", remediation
@@ -356,8 +314,8 @@ def test_a_restore_that_fails_after_setting_the_apiservers_aside_puts_them_back(
         on("etcd3", f"rm -f {BROKEN_START} && systemctl daemon-reload", check=False)
 
     # etcd3 can start again: the reactor replaces it (after the failed restore's back-off).
-    assert wait_for(_healthy_now, timeout=RECOVERY_TIMEOUT, interval=2), salt_json(
+    assert wait_for(healthy_now, timeout=RECOVERY_TIMEOUT, interval=2), salt_json(
         "salt-run", "paas_dr.summary"
     )
-    _whole()
-    _acknowledged("e2e: etcd3's unit mended")
+    whole()
+    acknowledged("e2e: etcd3's unit mended")
