@@ -19,9 +19,7 @@ while the platform still serves), 2 down, 3 unknown (the report could not be mad
 
 from __future__ import annotations
 
-import salt.client
 import salt.utils.files
-import salt.utils.minions
 import salt.utils.yaml
 from salt.exceptions import SaltClientError, SaltRunnerError
 
@@ -31,7 +29,6 @@ __virtualname__ = "paas"
 SEVERITIES = ("ok", "degraded", "down", "unknown")
 OUTPUTTER = "paas"
 NO_REPLY = "no reply"
-NOT_ACCEPTED = "its key is not accepted on this master"
 KUBERNETES_FIX = "salt-run state.orchestrate orch.kubernetes"
 # kube-controller-manager's --node-monitor-grace-period (50 s since Kubernetes 1.32): a
 # kubelet silent for longer is one the controller-manager marks NotReady; the report
@@ -688,22 +685,11 @@ def _pillar_topology() -> tuple[dict | None, list[str]]:
 
 
 def _ask(minions: list[str], function: str, timeout: int) -> dict:
-    """Each minion's answer; a minion that did not answer has none."""
-    accepted = salt.utils.minions.CkMinions(__opts__).check_minions(minions, "list")["minions"]
-    replies = {minion: NOT_ACCEPTED for minion in minions if minion not in accepted}
-    if accepted:
-        # Asking only accepted minions also keeps LocalClient from printing "No minions
-        # matched the target" on stdout, into the report.
-        with salt.client.LocalClient(mopts=__opts__) as client:
-            replies.update(client.cmd(accepted, function, tgt_type="list", timeout=timeout))
-    # LocalClient says "Minion did not return. [No response]" and then how to look the job
-    # up later, which a report has no use for.
-    return {
-        minion: reply.splitlines()[0]
-        if isinstance(reply, str) and reply.startswith("Minion did not return.")
-        else reply
-        for minion, reply in replies.items()
-    }
+    """Each minion's answer; a minion that did not answer has the reason instead (asking
+    only accepted minions also keeps Salt from printing "No minions matched the target"
+    on stdout, into the report)."""
+    with __utils__["paas_master.minions"](__opts__) as asked:
+        return asked.ask(minions, function, timeout=timeout)
 
 
 def _master_pillar() -> dict:
