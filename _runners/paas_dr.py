@@ -78,7 +78,7 @@ FRESH_INTERVALS = 3
 CORRUPT = "CORRUPT"
 # How long react reuses the topology's settings: compiling the master's pillar takes a
 # second or more, and an unhealthy member reports every beacon interval. A changed
-# paas:dr applies within this time (the probe and fencing read it anew each time).
+# paas:dr applies within this time (fencing reads it anew each time).
 SETTINGS_TTL_S = 60
 ORCHESTRATIONS = {"recover": "orch.etcd_recover", "restore": "orch.etcd_restore"}
 # After a remediation failed, the same one waits this long before it runs again, twice
@@ -639,14 +639,15 @@ def _probe(settings: dict) -> dict:
 def _confirm(hint: dict, settings: dict, sender: str, fenced: list, unattended: bool) -> dict:
     """Probe, decide, fence the silent machines a restore needs fenced, and record what
     the probe found (``probes.json``); the decision."""
-    settings = _settings() if unattended else settings
     found = _probe(settings)
     decision = decide(hint, found, settings)
     silent = [node for node in decision.get("silent", []) if node not in fenced]
     fencing = {}
     if decision["action"] == "restore":
-        if silent and unattended and settings["fencing"]["command"]:
-            fencing = {node: _fence(settings, node) for node in silent}
+        # The fencing command as the topology says now, not as react last read it.
+        fencing_settings = _settings()["fencing"] if silent and unattended else {}
+        if fencing_settings.get("command"):
+            fencing = {node: _fence(settings, fencing_settings, node) for node in silent}
             silent = [node for node, outcome in fencing.items() if not outcome["fenced"]]
         if silent:
             decision = _blocked(decision, silent, found, fencing, unattended)
@@ -687,9 +688,8 @@ def _blocked(decision: dict, silent: list, found: dict, fencing: dict, unattende
     }
 
 
-def _fence(settings: dict, node: str) -> dict:
-    """Run the topology's fencing command for ``node``; only its success counts."""
-    fencing = settings["fencing"]
+def _fence(settings: dict, fencing: dict, node: str) -> dict:
+    """Run the topology's ``fencing`` command for ``node``; only its success counts."""
     address = settings["private_addresses"][node]
     argv = [argument.format(node=node, address=address) for argument in fencing["command"]]
     started = time.time()
