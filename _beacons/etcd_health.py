@@ -13,7 +13,8 @@ the master's reactor counts consecutive bad reports), and otherwise once per
 ``paas:dr:heartbeat_seconds`` (``heartbeat``).
 
 Every report is signed (``etcd_health.signed``) with an ``epoch`` drawn when the beacon
-first runs in this minion process and a ``sequence`` counted from 1 in it: the master
+first runs in this minion process (or after Salt reloaded the minion's beacons, as a sync
+does) and a ``sequence`` counted from 1 in it: the master
 acts on a report only once it has checked the signature with the key it accepted for
 this minion, and refuses one it has seen before.
 

@@ -108,7 +108,7 @@ def report(endpoint: str | None = None) -> dict:
 def signed(data: dict, epoch: str, sequence: int) -> dict:
     """
     ``data`` (a report) with ``epoch`` and ``sequence`` (the beacon's: a new epoch each
-    time the minion starts, the sequence counted from 1 in it), this node's ``time``, and
+    time the beacon starts, the sequence counted from 1 in it), this node's ``time``, and
     a signature over all of it with this minion's own Salt key, which the master checks
     with the key it accepted for this minion id.
 

@@ -12,7 +12,7 @@ The signature (RSA-PSS, SHA-256) covers the report's keys named in ``signed_keys
 canonical JSON (sorted keys, no spaces, ASCII), so that what Salt adds to the event's
 data on its way (``_stamp``, ``id``) never breaks it and nothing it adds is trusted:
 only the signed keys are read back. A signed report carries the signer's ``epoch`` (new
-each time its minion starts), a ``sequence`` counted in that epoch and the signer's
+each time its beacon starts), a ``sequence`` counted in that epoch and the signer's
 ``time``: the master refuses a report it saw before by the first two, and keeps the
 third only as information (its own receive time orders and ages reports).
 """
