@@ -183,7 +183,8 @@ def react(event: dict, tag: str = "") -> dict:
             return _decision("none", report["member"], "late", "an older report than the latest")
         _record_report(reports, report, now, _debounce(settings))
         hint = suspect(reports.get("members", {}), settings, now)
-        hint = backoff(hint, _read(state_dir, REMEDIATIONS, []), now)
+        acknowledged = _read(state_dir, ACKNOWLEDGED, {}).get("time", 0)
+        hint = backoff(hint, _read(state_dir, REMEDIATIONS, []), now, acknowledged)
         hint = _held_off(hint, reports.get("last_probe"), settings, now)
         reports["last_decision"] = {**hint, "time": now, "event_member": report["member"]}
         _write(state_dir, REPORTS, reports)
@@ -758,16 +759,20 @@ def _node_state(node):
 # Back-off after failures.
 
 
-def backoff(decision: dict, remediations: list[dict], now: float) -> dict:
+def backoff(decision: dict, remediations: list[dict], now: float, acknowledged: float = 0) -> dict:
     """The decision, unless the same remediation (action and member) failed the last
     times it ran: then none until BACKOFF_S doubled for each failure in a row (at most
     BACKOFF_MAX_S) has passed since the last one ended, so that a remediation that cannot
-    succeed does not run again on every report. An operator's run is not held back."""
+    succeed does not run again on every report. Failures an operator acknowledged (at
+    ``acknowledged``: they mended the cause) no longer count. An operator's run is not
+    held back."""
     if decision["action"] == "none":
         return decision
     failures = 0
     last_end = 0.0
     for entry in reversed(remediations):
+        if (entry.get("finished") or 0) <= acknowledged:
+            break
         if (entry.get("action"), entry.get("member")) != (decision["action"], decision["member"]):
             continue
         if entry.get("outcome") in ("ok", "interrupted"):
@@ -988,8 +993,9 @@ def resume() -> dict:
 def acknowledge(reason: str = "") -> dict:
     """
     Say that an operator has looked at what ``salt-run paas.dr`` reports of the reactor
-    (refused and contradicted reports, a failed or blocked remediation, fenced nodes):
-    what was recorded before now is no longer a problem there. Nothing else changes.
+    (refused and contradicted reports, a failed or blocked remediation, fenced nodes) and
+    mended what needed it: what was recorded before now is no longer a problem there,
+    and the failures before now hold no remediation back. Nothing else changes.
 
     CLI Example:
 

@@ -1195,6 +1195,8 @@ def test_a_remediation_that_failed_waits_longer_after_each_failure_in_a_row(runn
     assert runner.backoff(recover, succeeded, now)["action"] == "recover"
     other = [_failed_before("recover", "etcd2", now - 1)]
     assert runner.backoff(recover, other, now)["action"] == "recover"
+    # An operator acknowledged the failures: they mended the cause.
+    assert runner.backoff(recover, twice, now + 31, acknowledged=now - 1)["action"] == "recover"
 
 
 def test_react_does_not_run_a_failing_remediation_again_at_once(
