@@ -185,7 +185,7 @@ def react(event: dict, tag: str = "") -> dict:
         hint = suspect(reports.get("members", {}), settings, now)
         acknowledged = _read(state_dir, ACKNOWLEDGED, {}).get("time", 0)
         hint = backoff(hint, _read(state_dir, REMEDIATIONS, []), now, acknowledged)
-        hint = _held_off(hint, reports.get("last_probe"), settings, now)
+        hint = _held_off(hint, reports.get("last_probe"), report["member"], settings, now)
         reports["last_decision"] = {**hint, "time": now, "event_member": report["member"]}
         _write(state_dir, REPORTS, reports)
         if hint["action"] == "none":
@@ -263,12 +263,15 @@ def _late(reports: dict, report: dict) -> bool:
     return report["sequence"] < max(seen.get(report["epoch"], [0]))
 
 
-def _held_off(hint: dict, last_probe: dict | None, settings: dict, now: float) -> dict:
+def _held_off(hint: dict, last_probe: dict | None, sender: str, settings: dict, now: float) -> dict:
     """The suspicion, unless the same one was probed a moment ago and found nothing to
-    do: then none until the hold-off has passed."""
+    do: then none until the hold-off has passed, or until a node whose silence blocked
+    that probe reports again (its minion is back)."""
     if hint["action"] == "none" or not last_probe:
         return hint
     if (last_probe.get("hint"), last_probe.get("member")) != (hint["action"], hint["member"]):
+        return hint
+    if sender in last_probe.get("silent", []):
         return hint
     wait = max(PROBE_HOLDOFF_S, 2 * settings["beacon_interval_seconds"])
     if last_probe.get("action") != "none" or now - last_probe.get("time", 0) >= wait:
@@ -746,7 +749,8 @@ def _record_probe(
         _append(state_dir, PROBES, record)
         reports = _read(state_dir, REPORTS, {})
         reports["last_probe"] = {
-            key: record[key] for key in ("time", "hint", "member", "action", "rule", "reason")
+            key: record[key]
+            for key in ("time", "hint", "member", "action", "rule", "reason", "silent")
         }
         _write(state_dir, REPORTS, reports)
 

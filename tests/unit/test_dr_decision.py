@@ -761,6 +761,24 @@ def test_a_silent_minion_blocks_the_unattended_restore_and_names_the_node(
     assert read(state_dir, "lock.json") is None
 
 
+def test_the_silent_node_reporting_again_is_probed_at_once_and_the_restore_goes_on(
+    runner, beacons, orchestrations, probes
+):
+    quorum_lost_with_etcd3_silent(runner, beacons, probes)
+    # Within the hold-off, another report of a silent-free node is not probed again...
+    assert react(runner, beacons, "etcd1", "down")["rule"] == "holdoff"
+    # ...but etcd3's minion is back: once its own reports make the suspicion, it is
+    # probed at once.
+    probes.found = probe_of(
+        {"etcd1": seen("down"), "etcd2": seen("down"), "etcd3": seen("isolated")}
+    )
+
+    decision = [react(runner, beacons, "etcd3", "isolated") for _ in range(3)][-1]
+
+    assert (decision["action"], decision["outcome"]) == ("restore", "ok")
+    assert probes.taken == 2
+
+
 def test_a_silent_machine_fenced_by_the_topologys_command_lets_the_restore_go_on(
     runner, beacons, orchestrations, probes, topology, master_pillar, tmp_path
 ):
