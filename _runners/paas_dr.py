@@ -1064,7 +1064,7 @@ def summary(dropped: int = 10) -> dict:
         "last_decision": reports.get("last_decision"),
         "last_probe": probes[-1] if probes else None,
         "paused": _paused(state_dir, now),
-        "last_revision": last_revision(reports),
+        "last_revision": __utils__["paas_master.seen_revision"](state_dir),
         "members": members,
         "refused": refused,
         "contradicted": [
@@ -1076,19 +1076,6 @@ def summary(dropped: int = 10) -> dict:
     }
     found["problems"] = _problems(found, remediations, probes, acknowledged)
     return found
-
-
-def last_revision(reports: dict) -> int | None:
-    """The newest revision any member reported (``reports.json``): what a restore from a
-    snapshot counts its loss against."""
-    return max(
-        (
-            entry["last_revision"]
-            for entry in reports.get("members", {}).values()
-            if isinstance(entry.get("last_revision"), int)
-        ),
-        default=None,
-    )
 
 
 def _problems(found: dict, remediations: list, probes: list, acknowledged: float) -> list[str]:

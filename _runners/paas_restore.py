@@ -293,16 +293,7 @@ def seen_revision() -> int | None:
 
         salt-run paas_restore.seen_revision
     """
-    state_dir = _dr_view()["state_dir"]
-    reports = __utils__["paas_master.read"](state_dir, "reports.json", {})
-    return max(
-        (
-            entry["last_revision"]
-            for entry in reports.get("members", {}).values()
-            if isinstance(entry.get("last_revision"), int)
-        ),
-        default=None,
-    )
+    return __utils__["paas_master.seen_revision"](_dr_view()["state_dir"])
 
 
 def _from_snapshot(asked, view: dict, nodes: list[str], chosen: dict, timeout: int) -> dict:

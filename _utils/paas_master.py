@@ -235,6 +235,21 @@ def append(state_dir: str, name: str, entry: dict, keep: int) -> None:
     write(state_dir, name, [*read(state_dir, name, []), entry][-keep:])
 
 
+def seen_revision(state_dir: str) -> int | None:
+    """The newest revision any etcd member reported to the master (the DR records'
+    ``reports.json``, per member its ``last_revision``): what a restore from a snapshot
+    counts its loss against."""
+    reports = read(state_dir, "reports.json", {})
+    return max(
+        (
+            entry["last_revision"]
+            for entry in reports.get("members", {}).values()
+            if isinstance(entry.get("last_revision"), int)
+        ),
+        default=None,
+    )
+
+
 def _directory(state_dir: str) -> None:
     os.makedirs(state_dir, mode=RECORDS_DIR_MODE, exist_ok=True)
     if os.stat(state_dir).st_mode & 0o777 != RECORDS_DIR_MODE:
