@@ -1254,7 +1254,7 @@ def _remediate(
     _update_lock(state_dir, owner, action=decision["action"], member=decision["member"])
     started = time.time()
     clock = time.monotonic()
-    outcome, failed, returned, back = "failed", [], {}, "ok"
+    outcome, failed, returned, back, steps = "failed", [], {}, "ok", {}
     log.warning(
         "paas_dr: %s started %s (%s), owner %s",
         decision["rule"],
@@ -1266,6 +1266,7 @@ def _remediate(
         result = __salt__["state.orchestrate"](orchestration, pillar=pillar)
         failed = _failed_steps(result)
         returned = _runner_returns(result)
+        steps = _step_seconds(result)
         outcome = "ok" if not failed else "failed"
     # Whatever failed, the failure is recorded and the lock released.
     except Exception as err:
@@ -1299,6 +1300,7 @@ def _remediate(
                     "outcome": outcome,
                     "failed_steps": failed,
                     "returned": returned,
+                    "step_seconds": steps,
                     "fenced": decision.get("fenced", []),
                     "control_planes_back": back,
                     "took_over": lock_record.get("took_over"),
@@ -1374,6 +1376,18 @@ def _why(step: dict) -> str:
     if isinstance(returned, str) and returned.strip():
         return f"{comment} {returned.strip().splitlines()[-1]}".strip()
     return comment
+
+
+def _step_seconds(result) -> dict:
+    """How long each step of the orchestration took, by step id: where a remediation's
+    time goes."""
+    found = {}
+    for steps in (result.get("data") or {}).values() if isinstance(result, dict) else []:
+        if isinstance(steps, dict):
+            for key, step in steps.items():
+                if isinstance(step.get("duration"), int | float):
+                    found[step.get("__id__", key)] = round(step["duration"] / 1000, 3)
+    return found
 
 
 def _runner_returns(result) -> dict:

@@ -1162,6 +1162,7 @@ def test_a_restore_records_what_its_runner_steps_returned_and_why_one_failed(
                     "__id__": "paas-etcd-restore-seed",
                     "__run_num__": 3,
                     "result": True,
+                    "duration": 12345.6,
                     "changes": {"return": {"source": "snapshot", "lost_revisions": 12}},
                 },
                 "salt_|-paas-etcd-restore-verify_|-paas_restore.verify_|-runner": {
@@ -1184,6 +1185,7 @@ def test_a_restore_records_what_its_runner_steps_returned_and_why_one_failed(
     assert remediation["returned"] == {
         "paas-etcd-restore-seed": {"source": "snapshot", "lost_revisions": 12}
     }
+    assert remediation["step_seconds"] == {"paas-etcd-restore-seed": 12.346}
     assert done["failed_steps"] == [
         {
             "step": "paas-etcd-restore-verify",
