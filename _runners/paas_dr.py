@@ -91,7 +91,7 @@ BACKOFF_MAX_S = 1800
 PROBE_HOLDOFF_S = 10
 # The probe's requests to each member (seconds), and its job on the etcd nodes: a
 # minion that has not answered within the timeout, nor its job check, is silent.
-PROBE_HTTP_TIMEOUT = 2.0
+PROBE_HTTP_TIMEOUT = 1.0
 PROBE_JOB_TIMEOUT = 5
 PROBE_GATHER_TIMEOUT = 3
 # The signer's epochs a member's entry remembers, and of each the sequences: a report
