@@ -453,26 +453,17 @@ class _Minions:
 
     def ask(self, minions: list[str], function: str) -> dict:
         """Each minion's answer, or why there is none."""
-        return {minion: _answer(reply) for minion, reply in self._run(minions, function).items()}
+        answer = __utils__["paas_master.answer"]
+        return {minion: answer(reply) for minion, reply in self._run(minions, function).items()}
 
     def call(self, minion: str, function: str, arg=(), kwarg=None, timeout=ASK_TIMEOUT):
         """One minion's answer, or a string saying why there is none (its error)."""
-        return _answer(self._run([minion], function, arg, kwarg, timeout)[minion])
+        reply = self._run([minion], function, arg, kwarg, timeout)[minion]
+        return __utils__["paas_master.answer"](reply)
 
     def apply(self, minions: list[str], sls: str, pillar: dict, timeout: int) -> dict:
         """Each minion's state run (``ret`` and ``retcode``), or why there is none."""
         return self._run(minions, "state.apply", [sls], {"pillar": pillar}, timeout)
-
-
-def _answer(reply):
-    if not isinstance(reply, dict):
-        return reply
-    answer = reply.get("ret")
-    if reply.get("retcode", 0) and not isinstance(answer, str):
-        return f"exit code {reply['retcode']}: {answer}"
-    if isinstance(answer, str) and answer.startswith("Minion did not return."):
-        return answer.splitlines()[0]
-    return answer
 
 
 def _view(role: str | None = None) -> dict:

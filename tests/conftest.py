@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 import salt._logging
+import salt.crypt
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,16 +51,34 @@ def master_utils_module() -> ModuleType:
     return _import_by_path("_utils/paas_master.py", "paas_master_utils")
 
 
+def utils_of(module: ModuleType, name: str) -> dict:
+    """A utils module's public functions as Salt's loader puts them in ``__utils__``."""
+    return {
+        f"{name}.{function_name}": function
+        for function_name, function in vars(module).items()
+        if callable(function)
+        and not function_name.startswith("_")
+        and getattr(function, "__module__", None) == module.__name__
+    }
+
+
+def minion_keys(directory: Path, minions) -> dict:
+    """Throwaway Salt keys for ``minions``, made as Salt makes a minion's: each private
+    key in ``<directory>/<id>.pem``; ``{id: {"private": its path, "public": the PEM the
+    master keeps once it accepted it}}``."""
+    keys = {}
+    for minion in minions:
+        private_pem, public_pem = salt.crypt.gen_keys(2048)
+        path = directory / f"{minion}.pem"
+        path.write_text(private_pem)
+        keys[minion] = {"private": str(path), "public": public_pem}
+    return keys
+
+
 @pytest.fixture(scope="session")
 def master_utils(master_utils_module) -> dict:
     """``_utils/paas_master.py`` as the master's runners see it in ``__utils__``."""
-    return {
-        f"paas_master.{name}": function
-        for name, function in vars(master_utils_module).items()
-        if callable(function)
-        and not name.startswith("_")
-        and getattr(function, "__module__", None) == master_utils_module.__name__
-    }
+    return utils_of(master_utils_module, "paas_master")
 
 
 @pytest.fixture

@@ -26,10 +26,8 @@ from pathlib import Path
 import pytest
 import salt.utils.event
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import _import_by_path
+from tests.conftest import _import_by_path, minion_keys
 from tests.integration.conftest import ShippedConfigMaster, _plain
 
 REACT = "runner.paas_dr.react"
@@ -50,22 +48,7 @@ def ran(dr_tree) -> Path:
 @pytest.fixture(scope="module")
 def etcd_keys(dr_tree) -> dict:
     """A throwaway key per etcd node: its private key, and its public key for the master."""
-    keys = {}
-    for member in MEMBERS:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path = dr_tree / f"{member}.pem"
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        keys[member] = {"private": str(path), "public": public.decode()}
-    return keys
+    return minion_keys(dr_tree, MEMBERS)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ import uuid
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from salt.exceptions import SaltRunnerError
+
+from tests.conftest import minion_keys
 
 NOW = 1_800_000_000.0
 INTERVAL = 5
@@ -47,33 +47,16 @@ def signing(import_repo_module):
 
 
 @pytest.fixture(scope="module")
-def minion_keys(tmp_path_factory) -> dict:
-    """A throwaway RSA key per minion id, as ``minion.pem`` files."""
-    directory = tmp_path_factory.mktemp("minion-keys")
-    keys = {}
-    for minion in MINIONS:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        path = directory / f"{minion}.pem"
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        keys[minion] = {"private": str(path), "public": public.decode()}
-    return keys
+def keys(tmp_path_factory) -> dict:
+    return minion_keys(tmp_path_factory.mktemp("minion-keys"), MINIONS)
 
 
 @pytest.fixture
-def pki_dir(tmp_path, minion_keys) -> str:
+def pki_dir(tmp_path, keys) -> str:
     """The master's pki_dir: every minion's key accepted."""
     accepted = tmp_path / "pki" / "minions"
     accepted.mkdir(parents=True)
-    for minion, key in minion_keys.items():
+    for minion, key in keys.items():
         (accepted / minion).write_text(key["public"])
     return str(tmp_path / "pki")
 
@@ -553,8 +536,8 @@ class Signer:
 
 
 @pytest.fixture
-def beacons(signing, minion_keys) -> dict:
-    return {member: Signer(signing, minion_keys[member]["private"], member) for member in FIVE}
+def beacons(signing, keys) -> dict:
+    return {member: Signer(signing, keys[member]["private"], member) for member in FIVE}
 
 
 @pytest.fixture
@@ -663,11 +646,9 @@ def test_an_unsigned_report_is_refused_recorded_and_never_acted_on(
     assert "etcd1" not in read(state_dir, "reports.json", {}).get("members", {})
 
 
-def test_a_report_signed_by_another_minion_is_refused(
-    runner, signing, minion_keys, probes, state_dir
-):
+def test_a_report_signed_by_another_minion_is_refused(runner, signing, keys, probes, state_dir):
     # worker1 signs, with its own key, a report that names etcd1.
-    forged = Signer(signing, minion_keys["worker1"]["private"], "etcd1").event("down")
+    forged = Signer(signing, keys["worker1"]["private"], "etcd1").event("down")
 
     decision = runner.react({**forged, "id": "worker1"}, tag="salt/beacon/etcd1/etcd_health/")
 

@@ -25,10 +25,9 @@ import textwrap
 import types
 
 import pytest
-import salt.crypt
 from salt.exceptions import CommandExecutionError
 
-from tests import tls
+from tests.conftest import utils_of
 from tests.functional import etcd_hosts
 
 ETCD1 = "https://198.18.1.21:2379"
@@ -45,74 +44,12 @@ def beacon_module(import_repo_module):
     return import_repo_module("_beacons/etcd_health.py", "etcd_health_beacon")
 
 
-@pytest.fixture(scope="module")
-def health_module(import_repo_module):
-    return import_repo_module("_modules/etcd_health.py", "etcd_health_module")
-
-
-@pytest.fixture(scope="module")
-def http_utils(import_repo_module):
-    return import_repo_module("_utils/paas_etcd_http.py", "paas_etcd_http_utils")
-
-
-@pytest.fixture(scope="module")
-def signed_report(import_repo_module):
-    return import_repo_module("_utils/paas_signed_report.py", "paas_signed_report_utils")
-
-
-def utils_of(module, name: str) -> dict:
-    """A utils module's public functions as Salt's loader puts them in ``__utils__``."""
-    return {
-        f"{name}.{function_name}": function
-        for function_name, function in vars(module).items()
-        if callable(function)
-        and not function_name.startswith("_")
-        and getattr(function, "__module__", None) == module.__name__
-    }
-
-
-@pytest.fixture(scope="module")
-def credentials(tmp_path_factory) -> dict:
-    """An etcd-healthcheck-client certificate, its key and its CA, as files."""
-    directory = tmp_path_factory.mktemp("pki")
-    ca = tls.authority("etcd-ca")
-    tls.write(directory / "etcd-ca.crt", ca[0])
-    tls.write(directory / "etcd-healthcheck-client.crt", *tls.issue(ca, "etcd1-healthcheck"))
-    return {
-        "ca": str(directory / "etcd-ca.crt"),
-        "cert": str(directory / "etcd-healthcheck-client.crt"),
-        "key": str(directory / "etcd-healthcheck-client.key"),
-    }
-
-
-@pytest.fixture(scope="module")
-def minion_key(tmp_path_factory) -> types.SimpleNamespace:
-    """A minion's Salt key in its pki_dir (``minion.pem``, ``minion.pub``), made as Salt
-    makes it."""
-    pki_dir = tmp_path_factory.mktemp("minion-pki")
-    private_pem, public_pem = salt.crypt.gen_keys(2048)
-    (pki_dir / "minion.pem").write_text(private_pem)
-    (pki_dir / "minion.pub").write_text(public_pem)
-    return types.SimpleNamespace(pki_dir=str(pki_dir), public=public_pem)
-
-
 @pytest.fixture
 def topology(lab_topology, topology_utils):
     return types.SimpleNamespace(
         dr=topology_utils.dr(lab_topology),
         member=topology_utils.etcd_member(lab_topology, "etcd1"),
     )
-
-
-@pytest.fixture
-def data_dir(tmp_path, topology):
-    """etcd1's data directory, with a member's store and log inside."""
-    topology.member["data_dir"] = str(tmp_path / "etcd-data")
-    for part in ("snap", "wal"):
-        (tmp_path / "etcd-data" / "member" / part).mkdir(parents=True)
-    (tmp_path / "etcd-data" / "member" / "snap" / "db").write_bytes(b"store")
-    (tmp_path / "etcd-data" / "member" / "wal" / "0000000000000000-0000000000000000.wal").touch()
-    return tmp_path / "etcd-data"
 
 
 @pytest.fixture

@@ -176,11 +176,15 @@ def master_opts(tmp_path) -> dict:
 
 
 @pytest.fixture
-def dunders(topology_utils, context, master_opts) -> dict:
-    """The runner's loader dunders: the topology's utils, the master's opts, a context."""
+def dunders(topology_utils, master_utils, context, master_opts) -> dict:
+    """The runner's loader dunders: the topology's and the master's utils, the master's
+    opts, a context."""
     utils = {
-        f"paas_topology.{name}": getattr(topology_utils, name)
-        for name in ("validate", "kubernetes")
+        **master_utils,
+        **{
+            f"paas_topology.{name}": getattr(topology_utils, name)
+            for name in ("validate", "kubernetes")
+        },
     }
     return {"__utils__": utils, "__opts__": master_opts, "__context__": context}
 
