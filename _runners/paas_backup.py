@@ -1206,11 +1206,20 @@ def summary() -> dict:
     drills = _read(dr["state_dir"], "drills.json", [])
     rejected = _read(dr["state_dir"], "rejected.json", [])
     members, problems = {}, []
+    pushed = _pushed(_pushes_dir())
     for member in dr["etcd"]["members"]:
         newest_entry = _newest_of(dr["receive_dir"], member)
         stale = newest_entry is None or newest_entry["age_seconds"] > limit
+        # A whole push waiting for the next collect (within a minute) is on its way: a
+        # platform just built has its first snapshots there.
+        arriving = [
+            name
+            for name in (pushed.get(member) or ("", []))[1]
+            if _snapshot_utils("snapshot_of_digest")(os.path.basename(name))
+        ]
         if newest_entry is None:
-            problems.append(f"{member}: no snapshot has reached the master")
+            if not arriving:
+                problems.append(f"{member}: no snapshot has reached the master")
         elif stale:
             problems.append(
                 f"{member}: the newest snapshot off the node is {newest_entry['age_seconds']} s "
@@ -1219,6 +1228,7 @@ def summary() -> dict:
         refusals = [entry for entry in rejected if entry.get("member") == member]
         members[member] = {
             "offsite": newest_entry,
+            "arriving": len(arriving),
             "stale": stale,
             "last_rejected": refusals[-1] if refusals else None,
         }

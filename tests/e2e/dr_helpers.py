@@ -55,8 +55,10 @@ def whole() -> dict:
 
 
 def healthy_now() -> bool:
+    """Every member of the topology a healthy voter, as paas.status sees it (a learner
+    left behind, or an unhealthy one, is not)."""
     status = paas_report("status")[1].get("etcd", {})
-    return status.get("healthy") is True and sorted(status.get("members", {})) == ETCD
+    return status.get("severity") == "ok" and sorted(status.get("members", {})) == ETCD
 
 
 def stored(prefix: str, address: str = ADDRESSES["etcd1"]) -> set[str]:

@@ -588,11 +588,28 @@ def test_summary_says_backups_are_stale_after_two_intervals_or_missing(runner, o
     assert summary["stale_after_seconds"] == 600
     assert summary["members"]["etcd1"]["stale"] is False
     assert summary["members"]["etcd2"]["stale"] is True
-    assert summary["members"]["etcd3"] == {"offsite": None, "stale": True, "last_rejected": None}
+    assert summary["members"]["etcd3"] == {
+        "offsite": None,
+        "arriving": 0,
+        "stale": True,
+        "last_rejected": None,
+    }
     assert summary["backups_stale"] is True
     assert summary["last_drill"] is None
     assert any(problem.startswith("etcd3: no snapshot") for problem in summary["problems"])
     assert any(problem.startswith("etcd2: the newest snapshot") for problem in summary["problems"])
+
+
+def test_a_first_snapshot_pushed_whole_and_not_yet_collected_is_on_its_way(runner, opts):
+    # A platform just built: the node pushed, the master's next collect is a minute away.
+    push(opts, "etcd3", f"etcd3-{stamp(5)}-r1.db", snapshot_bytes(1), digest=False)
+    assert any(p.startswith("etcd3: no snapshot") for p in runner.summary()["problems"])
+
+    push(opts, "etcd3", f"etcd3-{stamp(5)}-r1.db", snapshot_bytes(1))
+    summary = runner.summary()
+
+    assert summary["members"]["etcd3"]["arriving"] == 1
+    assert not any(p.startswith("etcd3: no snapshot") for p in summary["problems"])
 
 
 def test_summary_says_when_salt_would_refuse_the_largest_snapshot_the_quota_allows(runner, opts):
