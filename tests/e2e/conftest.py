@@ -4,6 +4,7 @@ PAAS_LAB_KEEP=1, for a developer re-running some e2e tests against a lab left up
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -13,6 +14,9 @@ from tests.e2e.dr_helpers import ETCD
 from tests.e2e.etcd_helpers import Writer
 from tests.e2e.lab_helpers import lab_command, leftovers, salt_json
 
+# How much of a failed lab up's output its error carries.
+LAB_UP_LINES = 15
+
 
 @pytest.fixture(scope="session")
 def lab():
@@ -20,8 +24,12 @@ def lab():
     to have left nothing behind."""
     keep = os.environ.get("PAAS_LAB_KEEP") == "1"
     try:
-        result = lab_command("up")
-        assert result.returncode == 0, "lab up failed; its output is above"
+        result = lab_command("up", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        print(result.stdout)
+        # The reason goes into the error itself: a log's tail (CI keeps only that) shows
+        # the error once per e2e test, and the captured output above it scrolls away.
+        last = "\n".join(result.stdout.splitlines()[-LAB_UP_LINES:])
+        assert result.returncode == 0, f"lab up failed (exit {result.returncode}):\n{last}"
         _dr_from_a_known_state()
         yield load_lab()
     finally:
