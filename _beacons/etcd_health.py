@@ -133,6 +133,7 @@ def _change_key(report: dict) -> list:
     return [
         report["state"],
         report["leader"],
+        report["learner"],
         report["alarms"],
         report["data_dir"],
         sorted(report["peers"].items()),

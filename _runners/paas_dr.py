@@ -117,6 +117,7 @@ REPORT_FIELDS = (
     "raft_term",
     "revision",
     "db_size",
+    "learner",
     "quota_bytes",
     "alarms",
     "data_dir",
@@ -315,6 +316,8 @@ def suspect(reports: dict, settings: dict, now: float) -> dict:
       reports (N = ``unhealthy_reports_before_action``) ``down`` or ``isolated``;
     - recover member X: X's own last N reports are all ``down`` or a ``CORRUPT`` alarm
       (a healthy report between resets the count), the newest within 3 beacon intervals;
+      or all healthy and a learner (a member added and never promoted: a join that
+      stopped half-way leaves it so, and nothing else would ever promote it);
     - anything else, or stale reports: none.
 
     CLI Example:
@@ -353,9 +356,11 @@ def suspect(reports: dict, settings: dict, now: float) -> dict:
             f"no member reports healthy: {', '.join(fresh)} down or isolated {needed} times in "
             f"a row" + (f"; {', '.join(silent)} silent" if silent else ""),
         )
-    waiting = []
+    waiting, learners = [], []
     for member, entry in fresh.items():
         if _state(entry) == "healthy":
+            if _streak(entry, needed, _healthy_learner):
+                learners.append(member)
             continue
         if _streak(entry, needed, _replaceable):
             return _decision(
@@ -365,6 +370,14 @@ def suspect(reports: dict, settings: dict, now: float) -> dict:
                 f"{member} reported {_state(entry)} {needed} times in a row",
             )
         waiting.append(f"{member} ({_state(entry)})")
+    if learners:
+        return _decision(
+            "recover",
+            learners[0],
+            "learner",
+            f"{learners[0]} reported itself a healthy learner {needed} times in a row: a "
+            "member added and never promoted",
+        )
     if waiting:
         return _decision("none", None, "debounce", f"waiting: {'; '.join(waiting)}")
     return _decision("none", None, "healthy", "every reporting member is healthy")
@@ -387,7 +400,9 @@ def decide(hint: dict, probe: dict, settings: dict) -> dict:
     does not see its member healthy either (a member the master alone cannot reach is a
     problem between the master and X), X is not isolated while the others hold quorum
     (a partition), X is down or corrupt, and the others that the master reaches healthy
-    under one leader hold quorum without X: never at the cost of quorum.
+    under one leader hold quorum without X: never at the cost of quorum. Or X is healthy
+    and a learner, by its own status or the others' member list: it is promoted, which
+    etcd allows only once it has caught up.
 
     restore, only when: the master reaches no member healthy, no etcd node's minion sees
     its member healthy, and every etcd node's minion answers; those that do not answer
@@ -416,6 +431,14 @@ def _decide_recover(member: str, probe: dict) -> dict:
     seen = probe["members"][member]
     node = probe["nodes"].get(member)
     if seen["state"] == "healthy":
+        group, _ = _quorum_group(probe, exclude=member)
+        if seen.get("learner") or member in _learners(probe, group):
+            return _decision(
+                "recover",
+                member,
+                "learner",
+                f"the master reaches {member} healthy and a learner still: it is promoted",
+            )
         return _decision(
             "none",
             member,
@@ -1169,6 +1192,10 @@ def _replaceable(report: dict) -> bool:
     )
 
 
+def _healthy_learner(report: dict) -> bool:
+    return report.get("state") == "healthy" and report.get("learner") is True
+
+
 def _quorum_lost(report: dict) -> bool:
     return report.get("state") in ("down", "isolated")
 
@@ -1204,7 +1231,7 @@ def _record_report(reports: dict, report: dict, now: float, needed: int) -> None
     entry = members.get(member) or {}
     recent = [
         *entry.get("recent", []),
-        {key: kept.get(key) for key in ("state", "alarms", "received")},
+        {key: kept.get(key) for key in ("state", "alarms", "learner", "received")},
     ][-max(RECENT, needed) :]
     seen = dict(entry.get("seen", {}))
     sequences = seen.pop(report["epoch"], [])

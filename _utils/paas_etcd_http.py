@@ -109,7 +109,8 @@ def member_view(name: str, url: str, answers: dict) -> dict:
     What the answers of ``member_requests(name, url)`` say of that member: ``serving``
     (its client URL answered), ``health`` (``/health`` true: it has a leader and a quorum
     read succeeded), its ``member_id``, the ``leader`` it follows, raft index and term,
-    ``revision``, ``db_size``, its own raised ``alarms``, ``others_alarmed`` (an alarm of
+    ``revision``, ``db_size``, ``learner`` (it says it is one; None when its status did
+    not answer), its own raised ``alarms``, ``others_alarmed`` (an alarm of
     another member, which makes every member's ``/health`` false), the ``members`` it
     lists when they were asked (name: id, learner), ``state`` (``down``, ``alarm``,
     ``isolated`` or ``healthy``) and ``error``.
@@ -145,6 +146,8 @@ def member_view(name: str, url: str, answers: dict) -> dict:
         "raft_term": None if isinstance(status, Exception) else integer(status.get("raftTerm")),
         "revision": integer(header.get("revision")),
         "db_size": None if isinstance(status, Exception) else integer(status.get("dbSize")),
+        # etcd's status says so itself (StatusResponse.isLearner, etcd 3.4 and later).
+        "learner": None if isinstance(status, Exception) else bool(status.get("isLearner")),
         "alarms": sorted(
             {
                 alarm.get("alarm", "NONE")

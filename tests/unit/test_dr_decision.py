@@ -83,7 +83,7 @@ def five_settings(topology_utils, topology) -> dict:
     return topology_utils.dr(topology)
 
 
-def report(member, state, at, *, alarms=()) -> dict:
+def report(member, state, at, *, alarms=(), learner=False) -> dict:
     """One report as the master records it: ``member`` in ``state`` received at ``at``."""
     return {
         "member": member,
@@ -91,6 +91,7 @@ def report(member, state, at, *, alarms=()) -> dict:
         "serving": state != "down",
         "health": state == "healthy",
         "leader": LEADER if state in ("healthy", "alarm") else None,
+        "learner": learner if state != "down" else None,
         "alarms": list(alarms),
         "epoch": "e",
         "sequence": 1,
@@ -183,6 +184,17 @@ def test_no_lost_quorum_is_suspected_while_one_member_reports_healthy(runner, se
     assert suspect(runner, settings, *reports)["action"] != "restore"
 
 
+def test_a_member_reporting_itself_a_healthy_learner_in_a_row_is_suspected(runner, settings):
+    # A join that stopped half-way: etcd3 started and caught up, and nobody promoted it.
+    learner = streak("etcd3", "healthy", 3, learner=True)
+
+    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *learner)
+
+    assert (hint["action"], hint["member"], hint["rule"]) == ("recover", "etcd3", "learner")
+    joining = streak("etcd3", "healthy", 2, learner=True)
+    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *joining)["action"] == "none"
+
+
 def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(runner, settings):
     # A report signed an hour in the future, received now: fresh now, stale later.
     members = record(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3))
@@ -198,13 +210,16 @@ def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(runner, se
 # What the probe confirms.
 
 
-def seen(state, *, leader=LEADER, members=THREE, learners=(), alarms=(), revision=42) -> dict:
+def seen(
+    state, *, leader=LEADER, members=THREE, learners=(), alarms=(), revision=42, learner=False
+) -> dict:
     """The master's view of one member (paas_etcd_http.member_view's shape)."""
     return {
         "state": state,
         "serving": state != "down",
         "health": state == "healthy",
         "leader": leader if state in ("healthy", "alarm") else None,
+        "learner": learner if state != "down" else None,
         "revision": revision if state != "down" else None,
         "alarms": list(alarms),
         "url": "https://198.18.1.2x:2379",
@@ -258,6 +273,26 @@ def test_a_member_the_master_reaches_healthy_contradicts_the_report(runner, sett
 
     assert (decision["action"], decision["rule"]) == ("none", "contradicted")
     assert "the master reaches etcd3 healthy" in decision["reason"]
+
+
+@pytest.mark.parametrize(
+    "etcd3",
+    [
+        pytest.param(seen("healthy", learner=True), id="by-its-own-status"),
+        pytest.param(seen("healthy", members=()), id="by-the-others-member-list"),
+    ],
+)
+def test_a_member_the_master_reaches_healthy_and_a_learner_is_promoted(runner, settings, etcd3):
+    others = seen("healthy", learners=("etcd3",))
+    probe = probe_of({"etcd1": others, "etcd2": others, "etcd3": etcd3})
+
+    decision = runner.decide(RECOVER, probe, settings)
+
+    assert (decision["action"], decision["member"], decision["rule"]) == (
+        "recover",
+        "etcd3",
+        "learner",
+    )
 
 
 def test_a_member_only_the_master_cannot_reach_is_not_recovered(runner, settings):

@@ -166,6 +166,7 @@ def test_a_healthy_member_is_reported_with_everything_etcd_said(health_module, e
         "raft_term": 3,
         "revision": 42,
         "db_size": 20480,
+        "learner": False,
         "quota_bytes": 2147483648,
         "alarms": [],
         "data_dir": True,
@@ -175,6 +176,16 @@ def test_a_healthy_member_is_reported_with_everything_etcd_said(health_module, e
         "error": "",
     }
     assert ports_asked == [{"client": 2379, "peer": 2380}]
+
+
+def test_a_learner_says_so_and_is_healthy(health_module, etcd):
+    # etcd answers a learner's /v3/maintenance/status with isLearner (and refuses it the
+    # alarm list: "rpc not supported for learner").
+    etcd.answers[ETCD1, "/v3/maintenance/status"]["isLearner"] = True
+
+    report = health_module.report()
+
+    assert (report["state"], report["learner"]) == ("healthy", True)
 
 
 def test_a_member_that_does_not_answer_is_down(health_module, etcd, data_dir):
