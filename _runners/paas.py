@@ -687,9 +687,11 @@ def _pillar_topology() -> tuple[dict | None, list[str]]:
 def _ask(minions: list[str], function: str, timeout: int) -> dict:
     """Each minion's answer; a minion that did not answer has the reason instead (asking
     only accepted minions also keeps Salt from printing "No minions matched the target"
-    on stdout, into the report)."""
+    on stdout, into the report). ``timeout`` bounds Salt's check of a late minion's job
+    too (the master's ``gather_job_timeout``, 30 s, is for orchestrations): a silent
+    minion costs a report twice the timeout per question, not half a minute more."""
     with __utils__["paas_master.minions"](__opts__) as asked:
-        return asked.ask(minions, function, timeout=timeout)
+        return asked.ask(minions, function, timeout=timeout, gather_job_timeout=timeout)
 
 
 def _master_pillar() -> dict:
