@@ -42,11 +42,6 @@ def runner(import_repo_module):
 
 
 @pytest.fixture(scope="module")
-def signing(import_repo_module):
-    return import_repo_module("_utils/paas_signed_report.py", "paas_signed_report_utils")
-
-
-@pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> dict:
     return minion_keys(tmp_path_factory.mktemp("minion-keys"), MINIONS)
 
@@ -519,7 +514,7 @@ def configure_loader_modules(
     runner,
     runner_utils,
     topology_utils,
-    signing,
+    signed_report,
     topology,
     orchestrations,
     probes,
@@ -531,7 +526,7 @@ def configure_loader_modules(
     utils = {
         **runner_utils,
         "paas_topology.node_ids": topology_utils.node_ids,
-        "paas_signed_report.verify": signing.verify,
+        "paas_signed_report.verify": signed_report.verify,
         "paas_master.minions": minions,
     }
     return {
@@ -551,8 +546,8 @@ def configure_loader_modules(
 class Signer:
     """A minion's beacon: reports signed with its key, one epoch, the sequence counted."""
 
-    def __init__(self, signing, key: str, member: str):
-        self.signing = signing
+    def __init__(self, signed_report, key: str, member: str):
+        self.signing = signed_report
         self.key = key
         self.member = member
         self.epoch = uuid.uuid4().hex
@@ -571,8 +566,8 @@ class Signer:
 
 
 @pytest.fixture
-def beacons(signing, keys) -> dict:
-    return {member: Signer(signing, keys[member]["private"], member) for member in FIVE}
+def beacons(signed_report, keys) -> dict:
+    return {member: Signer(signed_report, keys[member]["private"], member) for member in FIVE}
 
 
 @pytest.fixture
@@ -681,9 +676,11 @@ def test_an_unsigned_report_is_refused_recorded_and_never_acted_on(
     assert "etcd1" not in read(state_dir, "reports.json", {}).get("members", {})
 
 
-def test_a_report_signed_by_another_minion_is_refused(runner, signing, keys, probes, state_dir):
+def test_a_report_signed_by_another_minion_is_refused(
+    runner, signed_report, keys, probes, state_dir
+):
     # worker1 signs, with its own key, a report that names etcd1.
-    forged = Signer(signing, keys["worker1"]["private"], "etcd1").event("down")
+    forged = Signer(signed_report, keys["worker1"]["private"], "etcd1").event("down")
 
     decision = runner.react({**forged, "id": "worker1"}, tag="salt/beacon/etcd1/etcd_health/")
 
