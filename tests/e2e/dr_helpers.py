@@ -16,6 +16,9 @@ STATE_DIR = LAB_STATE / "dr/state"
 RECEIVE_DIR = LAB_STATE / "dr/snapshots"
 # A lost member is back well within this (the goal is 30 s; this host is shared).
 RECOVERY_TIMEOUT = 240
+# The lab's topology keeps paas:dr:unhealthy_reports_before_action's default: a member
+# reported down this many times in a row is suspected.
+UNHEALTHY_REPORTS = 3
 
 
 def records(name: str) -> list:

@@ -14,12 +14,16 @@ Each test leaves the cluster whole: three healthy voters, the same hash everywhe
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 
 import pytest
+import salt.config
+import salt.utils.event
 
+from lab.config import MASTER_CONFIG_DIR
 from lab.master import MASTER
 from lab.processes import wait_for
 from tests.e2e.dr_helpers import (
@@ -28,6 +32,7 @@ from tests.e2e.dr_helpers import (
     RECEIVE_DIR,
     RECOVERY_TIMEOUT,
     STATE_DIR,
+    UNHEALTHY_REPORTS,
     healthy_now,
     nothing_lost,
     remediation_after,
@@ -112,25 +117,46 @@ def _lock_owner(timeout: float = RECOVERY_TIMEOUT) -> str:
     return json.loads(lock.read_text())["owner"]
 
 
-def _report_down(member: str) -> None:
-    """A report that ``member`` is down, signed by its own minion (its beacon is silent
-    while a state runs there) and sent from it, as its beacon would."""
-    down = {"member": member, "state": "down", "serving": False, "peers": {}}
-    signed = salt_json(
-        "salt", member, "etcd_health.signed", json.dumps(down), f"e2e{time.time_ns()}", "1"
-    )[member]
-    on(
-        member,
-        f"salt-call event.send salt/beacon/{member}/etcd_health/ data='{json.dumps(signed)}'",
-    )
+def _signed_down(member: str, count: int) -> list[dict]:
+    """``count`` reports that ``member`` is down, signed by its own minion in a new epoch
+    (as a restarted beacon's), ready to be sent."""
+    down = json.dumps({"member": member, "state": "down", "serving": False, "peers": {}})
+    epoch = f"e2e{time.time_ns()}"
+    return [
+        salt_json("salt", member, "etcd_health.signed", down, epoch, str(sequence))[member]
+        for sequence in range(1, count + 1)
+    ]
+
+
+def _deliver(member: str, reports: list[dict]) -> None:
+    """The reports on the master's bus under ``member``'s beacon tag, as the master
+    publishes a beacon's events, each once the reactor recorded the one before (its
+    threads would take a burst in any order, and a report older than the latest of its
+    epoch does not count): within a second or two, so they reach the reactor while a
+    remediation that has just taken the lock still holds it (a salt-call on the node
+    takes seconds)."""
+    opts = salt.config.master_config(str(MASTER_CONFIG_DIR / "master"))
+    with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as bus:
+        for report in reports:
+            assert bus.fire_event(report, f"salt/beacon/{member}/etcd_health/")
+            assert wait_for(functools.partial(_recorded, report), timeout=30, interval=0.05), report
+
+
+def _recorded(report: dict) -> bool:
+    """Whether the reactor recorded ``report`` (its epoch and sequence seen)."""
+    reports = json.loads((STATE_DIR / "reports.json").read_text())
+    seen = reports.get("members", {}).get(report["member"], {}).get("seen", {})
+    return report["sequence"] in seen.get(report["epoch"], [])
 
 
 def test_a_wiped_member_is_replaced_unattended_and_a_second_event_is_dropped(writer):
+    # Enough reports for a suspicion on their own, whatever etcd3's beacon said last; its
+    # beacon is silent while the remediation's state runs there.
+    second = _signed_down("etcd3", UNHEALTHY_REPORTS)
     started = time.time()
     _wipe("etcd3")
     owner = _lock_owner()
-    # etcd3's own beacon is silent while the remediation's state runs there.
-    _report_down("etcd3")
+    _deliver("etcd3", second)
 
     remediation = remediation_after(started)
 
