@@ -5,18 +5,22 @@ A control plane's static Pods set aside while etcd is restored, and put back aft
 ``kube-scheduler`` manifests out of the kubelet's static Pod path (the kubelet then stops
 those Pods) and waits until this node's apiserver no longer accepts connections, so no
 apiserver writes to etcd or serves from its watch cache while the data under it is
-replaced. ``resumed`` puts them back and restarts the kubelet (which starts them afresh,
-with empty caches); on a worker it restarts the kubelet only. A node without
-Kubernetes (no kubelet configuration, no manifests) is left alone: a platform whose
-Kubernetes layer is not up yet is restored the same way.
+replaced. ``resumed`` puts them back and restarts a kubelet that has run since before the
+restore (Kubernetes' own advice after an etcd restore: nothing keeps serving from a cache
+of the data before it), a worker's too; on a control plane it waits until the apiserver
+says ``/readyz`` ok. What is already back and restarted is left alone, so a re-run
+changes nothing. A node without Kubernetes (no kubelet configuration, no manifests) is
+left alone: a platform whose Kubernetes layer is not up yet is restored the same way.
 
 :depends: the ``paas_topology`` module (the ``kubernetes_node`` view)
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import ssl
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -60,14 +64,13 @@ def _answers(address: str, port: int) -> bool:
         return False
 
 
-def _wait(node: dict, answering: bool, timeout: int) -> None:
+def _wait_gone(node: dict, timeout: int) -> None:
     port = node["endpoint"]["port"]
     deadline = time.monotonic() + timeout
-    while _answers(node["address"], port) != answering:
+    while _answers(node["address"], port):
         if time.monotonic() > deadline:
-            state = "still accepts" if not answering else "does not accept"
             raise CommandExecutionError(
-                f"the apiserver on {node['id']} {state} connections on "
+                f"the apiserver on {node['id']} still accepts connections on "
                 f"{node['address']}:{port} after {timeout}s"
             )
         time.sleep(0.5)
@@ -97,23 +100,31 @@ def paused(name: str, timeout: int = 120) -> dict:
             ret["comment"] = f"{', '.join(running)} would be stopped."
             return ret
         _move(node, running, "manifests_dir", "paused_manifests_dir")
-        _wait(node, answering=False, timeout=timeout)
+        _wait_gone(node, timeout)
     except (CommandExecutionError, SaltInvocationError, OSError) as err:
         return {**ret, "result": False, "comment": str(err)}
     ret["comment"] = f"{', '.join(running)} stopped: their manifests are set aside."
     return ret
 
 
-def resumed(name: str, timeout: int = 300) -> dict:
+def resumed(name: str, since: float = 0, timeout: int = 300) -> dict:
     """
-    Put back the static Pod manifests ``paused`` set aside, restart the kubelet (a worker's
-    too) and, on a control plane, wait until the apiserver accepts connections again.
+    Put back the static Pod manifests ``paused`` set aside and restart the kubelet (a
+    worker's too) when it has run since before ``since`` or when manifests were put back;
+    on a control plane, wait until the apiserver says ``/readyz`` ok. Nothing to put back
+    and a kubelet started after ``since``: nothing changes.
+
+    since
+        When the restore started (seconds since the epoch, the master's clock; the
+        nodes' clocks agree with it within seconds, and ``paas.dr`` says when one does
+        not). 0, by hand: only manifests put back restart the kubelet.
 
     .. code-block:: yaml
 
         kubernetes-resumed:
           paas_control_plane.resumed:
             - name: cp1
+            - since: 1796619480
     """
     ret = _ret(name)
     try:
@@ -122,19 +133,71 @@ def resumed(name: str, timeout: int = 300) -> dict:
             ret["comment"] = "This node has not joined Kubernetes: nothing to restart."
             return ret
         waiting = _manifests(node, "paused_manifests_dir")
+        started = _kubelet_started(node)
+        stale = since > 0 and (started is None or started < since)
+        if not waiting and not stale:
+            ret["comment"] = "Nothing is set aside and the kubelet started after the restore."
+            return ret
         ret["changes"] = {"kubelet": "restarted", **({"resumed": waiting} if waiting else {})}
         if __opts__["test"]:
             ret["result"] = None
-            ret["comment"] = "The kubelet would be restarted."
+            ret["comment"] = "The kubelet would be restarted" + (
+                f", and {', '.join(waiting)} started again." if waiting else "."
+            )
             return ret
         _move(node, waiting, "paused_manifests_dir", "manifests_dir")
         if not __salt__["service.restart"](node["services"]["kubelet"]):
             raise CommandExecutionError(f"systemctl restart {node['services']['kubelet']} failed")
         if node["role"] == "control-plane":
-            _wait(node, answering=True, timeout=timeout)
+            _wait_ready(node, timeout)
     except (CommandExecutionError, SaltInvocationError, OSError) as err:
         return {**ret, "result": False, "comment": str(err)}
     ret["comment"] = "The kubelet was restarted" + (
         f", and {', '.join(waiting)} started again." if waiting else "."
     )
     return ret
+
+
+def _kubelet_started(node: dict) -> float | None:
+    """When the kubelet's unit last became active (seconds since the epoch), or None
+    when it is not active."""
+    shown = __salt__["cmd.run_stdout"](
+        [
+            "systemctl", "show", "--timestamp=unix", "--property=ActiveEnterTimestamp",
+            "--value", node["services"]["kubelet"],
+        ],
+        python_shell=False,
+    ).strip()  # fmt: skip
+    return float(shown[1:]) if shown.startswith("@") else None
+
+
+def _wait_ready(node: dict, timeout: int) -> None:
+    """Until this node's apiserver answers ``/readyz`` with 200 over TLS checked against
+    the cluster's CA (anonymous, as kubeadm's apiserver allows for its health paths)."""
+    port = node["endpoint"]["port"]
+    context = ssl.create_default_context(cafile=os.path.join(node["pki_dir"], "ca.crt"))
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = _readyz(node["address"], port, context)
+        if answer == "ok":
+            return
+        if time.monotonic() > deadline:
+            raise CommandExecutionError(
+                f"the apiserver on {node['id']} is not ready at "
+                f"https://{node['address']}:{port}/readyz after {timeout}s: {answer}"
+            )
+        time.sleep(0.5)
+
+
+def _readyz(address: str, port: int, context: ssl.SSLContext) -> str:
+    """``ok``, or what the apiserver's ``/readyz`` said instead."""
+    connection = http.client.HTTPSConnection(address, port, timeout=2, context=context)
+    try:
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        body = response.read().decode("utf-8", errors="replace").strip()
+    except (OSError, http.client.HTTPException) as err:
+        return f"{type(err).__name__}: {err}"
+    finally:
+        connection.close()
+    return "ok" if response.status == 200 else f"HTTP {response.status}: {body[-200:]}"

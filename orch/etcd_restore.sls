@@ -21,14 +21,18 @@
     5. The other etcd nodes join again as new members, one at a time (the etcd formula);
        the cluster must then have the topology's voters (less the fenced), one leader,
        equal hashes.
-    6. The control planes' static Pods are put back and every kubelet restarts. Should a
-       step after 2 fail, the runner that started the restore (paas_dr) puts them back. #}
+    6. The control planes' static Pods are put back and every kubelet that has run since
+       before the restore restarts (kubernetes.resumed, told when the restore started).
+       Should a step after 2 fail, the runner that started the restore (paas_dr) puts
+       them back. #}
 {%- set etcd_nodes = salt["paas_topology.node_ids"]("etcd") %}
 {%- set fenced = salt["pillar.get"]("fenced", []) %}
 {%- set used = etcd_nodes | reject("in", fenced) | list %}
 {%- set control_planes = salt["paas_topology.node_ids"]("control-plane") %}
 {%- set kubernetes_nodes = (control_planes + salt["paas_topology.node_ids"]("worker")) | unique | list %}
 {%- set snapshot = salt["pillar.get"]("snapshot", "") %}
+{#- The master's time as the restore begins: a kubelet started before it restarts. #}
+{%- set restore_started = salt["status.time"]("%s") | int %}
 
 paas-etcd-restore-check:
   salt.runner:
@@ -109,6 +113,8 @@ paas-etcd-restore-kubernetes:
     - tgt: {{ kubernetes_nodes | join(",") }}
     - tgt_type: list
     - sls: kubernetes.resumed
+    - pillar:
+        restore_started: {{ restore_started }}
     - failhard: True
     - require:
       - paas-etcd-restore-verify
