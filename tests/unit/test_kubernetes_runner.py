@@ -505,6 +505,29 @@ def test_the_verify_step_changes_nothing_and_fails_with_the_problems(orchestrati
     assert "cp3 is not a Node of the cluster" in failed["comment"]
 
 
+def test_the_verify_step_checks_under_test_too_without_waiting(
+    orchestration, minions, runner, monkeypatch
+):
+    states, opts, runs = orchestration
+    verify, timeouts = runner.verify, []
+
+    def once(timeout):
+        timeouts.append(timeout)
+        return verify(timeout=timeout)
+
+    monkeypatch.setattr(runner, "verify", once)
+    opts["test"] = True
+    minions.ready |= {"cp2", "cp3", *WORKERS}
+    passes = states.verified("paas-kubernetes-verify")
+    assert (passes["result"], passes["changes"]) == (True, {}), passes
+    minions.ready.discard("cp3")
+    unknown = states.verified("paas-kubernetes-verify", timeout=600)
+    assert (unknown["result"], unknown["changes"]) == (None, {}), unknown
+    assert "cp3 is not a Node of the cluster" in unknown["comment"]
+    assert timeouts == [0, 0]
+    assert runs == ["paas_kubernetes.verify"] * 2
+
+
 def test_a_node_whose_key_is_not_accepted_gets_no_credentials(runner, minions, master_opts):
     os.remove(os.path.join(master_opts["pki_dir"], "minions", "worker4"))
     report = runner.join(role="worker")
