@@ -73,11 +73,12 @@ def write(path: Path, cert, key=None) -> None:
 
 
 class HttpsStandIn(http.server.ThreadingHTTPServer):
-    """An HTTPS server on 127.0.0.1 answering GETs from ``routes`` (path -> (status,
-    body)); client certificates of ``client_ca`` required when given. Call ``stop``."""
+    """An HTTPS server on 127.0.0.1 (``port``, or any free one) answering GETs from
+    ``routes`` (path -> (status, body)); client certificates of ``client_ca`` required
+    when given. Call ``stop``."""
 
-    def __init__(self, cert: Path, routes: dict, client_ca: Path | None = None):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, cert: Path, routes: dict, client_ca: Path | None = None, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.routes = routes
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, cert.with_suffix(".key"))

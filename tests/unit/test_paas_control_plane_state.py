@@ -9,8 +9,6 @@ a run changes, and a node without Kubernetes left alone.
 
 from __future__ import annotations
 
-import http.server
-import ssl
 import threading
 import time
 
@@ -19,37 +17,6 @@ import pytest
 from tests import tls
 
 COMPONENTS = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-
-
-class Apiserver(http.server.ThreadingHTTPServer):
-    """An HTTPS apiserver on 127.0.0.1 answering ``/readyz`` with ``node.readyz``."""
-
-    def __init__(self, node: Node, port: int):
-        super().__init__(("127.0.0.1", port), _Readyz)
-        self.node = node
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(node.pki / "apiserver.crt", node.pki / "apiserver.key")
-        self.socket = context.wrap_socket(self.socket, server_side=True)
-        self.thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join()
-
-
-class _Readyz(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        status, body = self.server.node.readyz
-        self.send_response(status if self.path == "/readyz" else 404)
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args):
-        pass
 
 
 class Node:
@@ -68,12 +35,16 @@ class Node:
         self.kubelet_conf.write_text("kubelet")
         for component in COMPONENTS:
             (self.manifests / f"{component}.yaml").write_text(component)
-        self.readyz = (200, "ok")
-        self.apiserver = Apiserver(self, 0)
-        self.port = self.apiserver.server_address[1]
+        self.routes = {"/readyz": (200, "ok")}
+        self.apiserver = self.serve()
+        self.port = self.apiserver.port
         self.restarts = []
         self.kubelet_started = time.time() - 3600
         self.role = "control-plane"
+
+    def serve(self, port: int = 0) -> tls.HttpsStandIn:
+        """The apiserver: HTTPS with the cluster CA's certificate for 127.0.0.1."""
+        return tls.HttpsStandIn(self.pki / "apiserver.crt", self.routes, port=port)
 
     def view(self, node_id):
         return {
@@ -106,7 +77,7 @@ class Node:
         self.restarts.append(service)
         self.kubelet_started = time.time()
         if (self.manifests / "kube-apiserver.yaml").exists() and self.apiserver is None:
-            self.apiserver = Apiserver(self, self.port)
+            self.apiserver = self.serve(self.port)
         return True
 
     def show(self, argv, python_shell):
@@ -159,7 +130,7 @@ def test_paused_sets_the_manifests_aside_and_waits_for_the_apiserver_to_go(state
     assert list(node.manifests.iterdir()) == []
     again = state_module.paused("cp1")
     assert again["result"] is True and again["changes"] == {}, again
-    node.apiserver = Apiserver(node, node.port)
+    node.apiserver = node.serve(node.port)
 
 
 def test_paused_fails_when_the_apiserver_keeps_answering(state_module, node):
@@ -190,7 +161,10 @@ def test_resumed_puts_them_back_restarts_the_kubelet_once_and_waits_for_readyz(s
 
 def test_resumed_fails_while_the_apiserver_answers_but_is_not_ready(state_module, node):
     _pause(state_module, node)
-    node.readyz = (500, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed")
+    node.routes["/readyz"] = (
+        500,
+        "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed",
+    )
     ret = state_module.resumed("cp1", timeout=1)
     assert ret["result"] is False, ret
     assert f"not ready at https://127.0.0.1:{node.port}/readyz" in ret["comment"]
