@@ -30,15 +30,11 @@ something failed (named in ``problems`` or ``failed``). The orchestration's
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 import urllib.error
 import urllib.request
 
-import salt.client
-import salt.utils.files
-import salt.utils.minions
 from salt.exceptions import SaltClientError, SaltRunnerError
 
 __virtualname__ = "paas_kubernetes"
@@ -117,9 +113,11 @@ def plan(role: str = "worker") -> dict:
     try:
         view = _view(role)
         nodes = candidates(view, role)
-        with _Minions() as minions:
+        with _minions() as minions:
             found = join_plan(
-                nodes, minions.ask(nodes, "paas_kubeadm.joined"), batch_size(view, role)
+                nodes,
+                minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT),
+                batch_size(view, role),
             )
     except (SaltRunnerError, SaltClientError) as err:
         report["problems"].append(str(err))
@@ -157,9 +155,11 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
     try:
         view = _view(role)
         nodes = candidates(view, role)
-        with _Minions() as minions:
+        with _minions() as minions:
             found = join_plan(
-                nodes, minions.ask(nodes, "paas_kubeadm.joined"), batch_size(view, role)
+                nodes,
+                minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT),
+                batch_size(view, role),
             )
             report["already_joined"] = found["already_joined"]
             if found["unanswered"]:
@@ -204,8 +204,8 @@ def verify(timeout: int = 120) -> dict:
         expected = {issuer: "control-plane", **expected}
         expected.update((node, "worker") for node in candidates(view, "worker"))
         deadline = time.monotonic() + int(timeout)
-        with _Minions() as minions:
-            ca = minions.call(issuer, "paas_kubeadm.ca_certificate")
+        with _minions() as minions:
+            ca = minions.call(issuer, "paas_kubeadm.ca_certificate", timeout=ASK_TIMEOUT)
             while True:
                 seen = _nodes(minions, issuer)
                 report.update(_checked(view, expected, seen, ca))
@@ -259,6 +259,7 @@ class _Joins:
             "paas_kubeadm.credentials",
             arg=[self.ttl_minutes],
             kwarg={"control_plane": self.control_plane, "recipients": self.recipients},
+            timeout=ASK_TIMEOUT,
         )
         if not isinstance(made, dict):
             raise SaltRunnerError(f"{self.issuer}: the join credentials could not be made: {made}")
@@ -273,7 +274,9 @@ class _Joins:
         return {JOIN_PILLAR: {"ca_hash": self.credentials["ca_hash"], "sealed": sealed}}
 
     def _join(self, batch: list[str]) -> bool:
-        replies = self.minions.apply(batch, JOIN_SLS, self._pillar(batch), self.timeout)
+        replies = self.minions.run(
+            batch, "state.apply", [JOIN_SLS], {"pillar": self._pillar(batch)}, timeout=self.timeout
+        )
         failed = {}
         for node in batch:
             failure = _state_failure(node, replies.get(node))
@@ -293,7 +296,9 @@ class _Joins:
         token_ids = list(self.live) if token_ids is None else token_ids
         if not token_ids:
             return
-        revoked = self.minions.call(self.issuer, "paas_kubeadm.revoke", arg=token_ids)
+        revoked = self.minions.call(
+            self.issuer, "paas_kubeadm.revoke", arg=token_ids, timeout=ASK_TIMEOUT
+        )
         if isinstance(revoked, dict):
             self.live = [token for token in self.live if token not in token_ids]
             done = self.report["revoked"] or {"tokens": [], "kubeadm_certs_secret": None}
@@ -312,7 +317,7 @@ class _Joins:
 def _nodes(minions, issuer: str):
     """The Nodes as the first control plane reads them with its admin kubeconfig
     (``paas_kubernetes.status``), or why they could not be read."""
-    status = minions.call(issuer, "paas_kubernetes.status")
+    status = minions.call(issuer, "paas_kubernetes.status", timeout=ASK_TIMEOUT)
     if not isinstance(status, dict):
         return f"{issuer} did not answer: {status}"
     if "nodes" not in status:
@@ -419,73 +424,17 @@ def _readyz(address: str, port: int, ca: str) -> str:
 # The master's side of Salt.
 
 
-class _Minions:
-    """One LocalClient for a run; every call asks only accepted minions."""
-
-    def __enter__(self):
-        self.client = salt.client.LocalClient(mopts=__opts__)
-        return self
-
-    def __exit__(self, *exc):
-        self.client.destroy()
-
-    def _accepted(self, minions: list[str]) -> list[str]:
-        return salt.utils.minions.CkMinions(__opts__).check_minions(minions, "list")["minions"]
-
-    def _run(self, minions, function, arg=(), kwarg=None, timeout=ASK_TIMEOUT) -> dict:
-        accepted = self._accepted(minions)
-        replies = {minion: "its key is not accepted on this master" for minion in minions}
-        if accepted:
-            found = self.client.cmd(
-                accepted,
-                function,
-                arg=list(arg),
-                kwarg=kwarg,
-                tgt_type="list",
-                timeout=timeout,
-                full_return=True,
-            )
-            for minion in accepted:
-                # LocalClient says False for a minion that did not return at all.
-                reply = found.get(minion)
-                replies[minion] = reply if isinstance(reply, dict) else "no reply"
-        return replies
-
-    def ask(self, minions: list[str], function: str) -> dict:
-        """Each minion's answer, or why there is none."""
-        answer = __utils__["paas_master.answer"]
-        return {minion: answer(reply) for minion, reply in self._run(minions, function).items()}
-
-    def call(self, minion: str, function: str, arg=(), kwarg=None, timeout=ASK_TIMEOUT):
-        """One minion's answer, or a string saying why there is none (its error)."""
-        reply = self._run([minion], function, arg, kwarg, timeout)[minion]
-        return __utils__["paas_master.answer"](reply)
-
-    def apply(self, minions: list[str], sls: str, pillar: dict, timeout: int) -> dict:
-        """Each minion's state run (``ret`` and ``retcode``), or why there is none."""
-        return self._run(minions, "state.apply", [sls], {"pillar": pillar}, timeout)
+def _minions():
+    """The master's client to the minions for one run (``paas_master.minions``: built
+    from the master's configuration file, decision 0005; asks only accepted minions)."""
+    return __utils__["paas_master.minions"](__opts__)
 
 
 def _view(role: str | None = None) -> dict:
     if role is not None and role not in ROLES:
         raise SaltRunnerError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    if "paas_topology.kubernetes" not in __utils__:
-        raise SaltRunnerError(
-            "paas_kubernetes: the paas_topology utils module is not loaded; the master's "
-            "utils_dirs must hold the repository's _utils (etc/salt/master)"
-        )
-    pillar = _master_pillar()
-    if pillar.get("_errors"):
-        raise SaltRunnerError(f"the pillar did not render: {'; '.join(pillar['_errors'])}")
-    topology = pillar.get("paas")
-    errors = [str(error) for error in __utils__["paas_topology.validate"](topology)]
-    if errors:
-        raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
+    topology = __utils__["paas_master.topology"](__opts__, __utils__.get("paas_topology.validate"))
     return __utils__["paas_topology.kubernetes"](topology)
-
-
-def _master_pillar() -> dict:
-    return __utils__["paas_master.pillar"](__opts__)
 
 
 def _public_keys(nodes: list[str]) -> dict:
@@ -493,15 +442,10 @@ def _public_keys(nodes: list[str]) -> dict:
     sealed to it, so only that node can read them."""
     keys = {}
     for node in nodes:
-        path = os.path.join(__opts__["pki_dir"], "minions", node)
         try:
-            with salt.utils.files.fopen(path) as key:
-                keys[node] = key.read()
-        except OSError as err:
-            raise SaltRunnerError(
-                f"{node}: its Salt key is not accepted on this master ({err.strerror}: "
-                f"{path}); the join credentials are sealed to it"
-            ) from err
+            keys[node] = __utils__["paas_master.public_key"](__opts__, node)
+        except SaltRunnerError as err:
+            raise SaltRunnerError(f"{err}; the join credentials are sealed to it") from err
     return keys
 
 

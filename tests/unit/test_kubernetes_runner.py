@@ -39,7 +39,7 @@ def _state(comment: str, result: bool = True) -> dict:
 
 
 class Minions:
-    """The minions as the runner's LocalClient sees them."""
+    """The minions as the runner's client to them (``paas_master.minions``) sees them."""
 
     def __init__(self, joined: dict):
         self.joined = dict(joined)
@@ -59,11 +59,11 @@ class Minions:
     def __exit__(self, *exc):
         return False
 
-    def ask(self, minions, function):
+    def ask(self, minions, function, *, timeout):
         self.calls.append(("ask", tuple(minions), function))
         return {minion: self.joined.get(minion, "no reply") for minion in minions}
 
-    def call(self, minion, function, arg=(), kwarg=None, timeout=30):
+    def call(self, minion, function, arg=(), kwarg=None, *, timeout):
         self.calls.append(("call", minion, function, tuple(arg), dict(kwarg or {})))
         if function == "paas_kubeadm.credentials":
             if self.credentials_error:
@@ -106,9 +106,12 @@ class Minions:
             return "-----BEGIN CERTIFICATE-----"
         raise AssertionError(f"unexpected call {function}")
 
-    def apply(self, minions, sls, pillar, timeout):
+    def run(self, minions, function, arg, kwarg, *, timeout):
+        """A state run: ``state.apply <sls>`` with the run's pillar."""
+        assert function == "state.apply", function
+        (sls,) = arg
         self.calls.append(("apply", tuple(minions), sls))
-        self.pillars.append(pillar)
+        self.pillars.append(kwarg["pillar"])
         replies = {}
         for minion in minions:
             if minion in self.failures:
@@ -176,23 +179,23 @@ def master_opts(tmp_path) -> dict:
 
 
 @pytest.fixture
-def dunders(topology_utils, master_utils, context, master_opts) -> dict:
-    """The runner's loader dunders: the topology's and the master's utils, the master's
-    opts, a context."""
+def dunders(topology_utils, master_utils, context, master_opts, minions) -> dict:
+    """The runner's loader dunders: the topology's and the master's utils (its client to
+    the minions the stand-in above), the master's opts, a context."""
     utils = {
         **master_utils,
         **{
             f"paas_topology.{name}": getattr(topology_utils, name)
             for name in ("validate", "kubernetes")
         },
+        "paas_master.minions": lambda opts: minions,
     }
     return {"__utils__": utils, "__opts__": master_opts, "__context__": context}
 
 
 @pytest.fixture
-def configure_loader_modules(runner, topology, minions, dunders, monkeypatch):
-    monkeypatch.setattr(runner, "_Minions", lambda: minions)
-    monkeypatch.setattr(runner, "_master_pillar", lambda: {"paas": topology})
+def configure_loader_modules(runner, topology, dunders, master_pillar, monkeypatch):
+    master_pillar({"paas": topology})
     monkeypatch.setattr(runner, "_readyz", lambda address, port, ca: "ok")
     monkeypatch.setattr(runner, "POLL_SECONDS", 0)
     return {runner: dunders}
