@@ -66,7 +66,7 @@ def validate(topology: str | None = None) -> dict:
     if missing:
         return _exit({"valid": None, "source": source, "errors": [missing]}, 3)
     if topology is None:
-        data, errors = _pillar_topology()
+        data, errors = __utils__["paas_master.pillar_topology"](__opts__)
     else:
         try:
             data, errors = _load_topology_file(topology), []
@@ -652,6 +652,8 @@ def _exit(report: dict, retcode: int) -> dict:
 
 
 def _missing_dependency() -> str | None:
+    # Said here, not by paas_master: without the repository's _utils there is no
+    # paas_master either.
     if "paas_topology.validate" in __utils__:
         return None
     utils_dirs = ", ".join(__opts__.get("utils_dirs") or []) or "none"
@@ -666,22 +668,7 @@ def _checked_topology() -> tuple[dict | None, list[str]]:
     missing = _missing_dependency()
     if missing:
         return None, [missing]
-    topology, errors = _pillar_topology()
-    if not errors:
-        errors = [
-            f"invalid topology (salt-run paas.validate): {error}"
-            for error in __utils__["paas_topology.validate"](topology)
-        ]
-    return topology, errors
-
-
-def _pillar_topology() -> tuple[dict | None, list[str]]:
-    pillar = _master_pillar()
-    if pillar.get("_errors"):
-        return None, [f"paas: the pillar did not render: {error}" for error in pillar["_errors"]]
-    if "paas" not in pillar:
-        return None, ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
-    return pillar["paas"], []
+    return __utils__["paas_master.checked_topology"](__opts__, __utils__["paas_topology.validate"])
 
 
 def _ask(minions: list[str], function: str, timeout: int) -> dict:
@@ -692,10 +679,6 @@ def _ask(minions: list[str], function: str, timeout: int) -> dict:
     minion costs a report twice the timeout per question, not half a minute more."""
     with __utils__["paas_master.minions"](__opts__) as asked:
         return asked.ask(minions, function, timeout=timeout, gather_job_timeout=timeout)
-
-
-def _master_pillar() -> dict:
-    return __utils__["paas_master.pillar"](__opts__)
 
 
 def _load_topology_file(path: str) -> dict:

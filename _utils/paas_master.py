@@ -51,29 +51,46 @@ def pillar(opts: dict) -> dict:
         compiler.destroy()
 
 
-def topology(opts: dict, validate=None) -> dict:
+def pillar_topology(opts: dict) -> tuple[dict | None, list[str]]:
+    """The ``paas`` key of the master's pillar, not validated, and ``[]``; or None and
+    why there is none (the pillar did not render: each of its errors; no ``paas`` key)."""
+    compiled = pillar(opts)
+    if compiled.get("_errors"):
+        return None, [f"paas: the pillar did not render: {error}" for error in compiled["_errors"]]
+    if "paas" not in compiled:
+        return None, ["paas: the pillar has no paas key (is pillar/top.sls assigning it?)"]
+    return compiled["paas"], []
+
+
+def checked_topology(opts: dict, validate=None) -> tuple[dict | None, list[str]]:
     """
-    The ``paas`` topology of the master's pillar, validated with ``validate`` (the
-    caller's ``__utils__.get("paas_topology.validate")``: a loader's dunder resolves in
-    the loader running the code that reads it, and a utils module has no ``__utils__``);
-    raises ``SaltRunnerError`` saying why there is none (the validator not loaded, the
-    pillar not rendered, no ``paas`` key, or each of the validator's errors).
+    The ``paas`` topology of the master's pillar and what keeps it from being a valid
+    one, a sentence each (``[]`` when it is valid): the validator not loaded
+    (``validate`` is the caller's ``__utils__.get("paas_topology.validate")``: a loader's
+    dunder resolves in the loader running the code that reads it, and a utils module has
+    no ``__utils__``), the pillar not rendered, no ``paas`` key, or each of the
+    validator's errors.
     """
     if validate is None:
         utils_dirs = ", ".join(opts.get("utils_dirs") or []) or "none"
-        raise SaltRunnerError(
-            "the paas_topology utils module is not loaded; the master's utils_dirs "
+        return None, [
+            "paas: the paas_topology utils module is not loaded; the master's utils_dirs "
             f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
-        )
-    compiled = pillar(opts)
-    if compiled.get("_errors"):
-        raise SaltRunnerError(f"the pillar did not render: {'; '.join(compiled['_errors'])}")
-    if "paas" not in compiled:
-        raise SaltRunnerError("the pillar has no paas key (is pillar/top.sls assigning it?)")
-    errors = [str(error) for error in validate(compiled["paas"])]
-    if errors:
-        raise SaltRunnerError(f"invalid topology (salt-run paas.validate): {'; '.join(errors)}")
-    return compiled["paas"]
+        ]
+    found, problems = pillar_topology(opts)
+    if problems:
+        return None, problems
+    invalid = [f"invalid topology (salt-run paas.validate): {error}" for error in validate(found)]
+    return found, invalid
+
+
+def topology(opts: dict, validate=None) -> dict:
+    """The valid ``paas`` topology of the master's pillar (``checked_topology``); raises
+    ``SaltRunnerError`` with every problem when there is none."""
+    found, problems = checked_topology(opts, validate)
+    if problems:
+        raise SaltRunnerError("; ".join(problems))
+    return found
 
 
 def local_client(opts: dict):

@@ -186,7 +186,7 @@ def pillar(lab_topology) -> dict:
 
 
 @pytest.fixture
-def asked(runner, monkeypatch, replies, pillar) -> list[tuple[list[str], str]]:
+def asked(runner, monkeypatch, replies, pillar, master_pillar) -> list[tuple[list[str], str]]:
     """The minions the runner asks, through the stand-in answers: what it asked whom."""
     calls = []
 
@@ -199,7 +199,7 @@ def asked(runner, monkeypatch, replies, pillar) -> list[tuple[list[str], str]]:
         }
 
     monkeypatch.setattr(runner, "_ask", ask)
-    monkeypatch.setattr(runner, "_master_pillar", lambda: pillar)
+    master_pillar(pillar)
     return calls
 
 
