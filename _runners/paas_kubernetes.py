@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import ssl
 import time
-import urllib.error
-import urllib.request
 
 from salt.exceptions import SaltClientError, SaltRunnerError
 
@@ -406,19 +404,9 @@ def _checked(view: dict, expected: dict, seen, ca) -> dict:
 
 def _readyz(address: str, port: int, ca: str) -> str:
     """``ok`` when the API answers /readyz at address:port over TLS the cluster's CA
-    vouches for (anonymous requests may read it), else what went wrong."""
+    vouches for, else what went wrong (``paas_apiserver.readyz``)."""
     context = ssl.create_default_context(cadata=ca)
-    url = f"https://{address}:{port}/readyz"
-    try:
-        with urllib.request.urlopen(url, context=context, timeout=HTTP_TIMEOUT):
-            return "ok"
-    except urllib.error.HTTPError as err:
-        # kube-apiserver lists the checks that failed ("[-]etcd failed: reason withheld").
-        body = err.read().decode("utf-8", "replace")
-        failed = [line for line in body.splitlines() if line.startswith("[-]")]
-        return f"HTTP {err.code}: {'; '.join(failed) or body.strip() or err.reason}"
-    except OSError as err:
-        return str(getattr(err, "reason", err))
+    return __utils__["paas_apiserver.readyz"](address, port, context, HTTP_TIMEOUT)
 
 
 # The master's side of Salt.

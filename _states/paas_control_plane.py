@@ -12,12 +12,12 @@ says ``/readyz`` ok. What is already back and restarted is left alone, so a re-r
 changes nothing. A node without Kubernetes (no kubelet configuration, no manifests) is
 left alone: a platform whose Kubernetes layer is not up yet is restored the same way.
 
-:depends: the ``paas_topology`` module (the ``kubernetes_node`` view)
+:depends: the ``paas_topology`` module (the ``kubernetes_node`` view) and the
+    ``paas_apiserver`` utils module
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import socket
 import ssl
@@ -31,6 +31,8 @@ __virtualname__ = "paas_control_plane"
 def __virtual__():
     if "paas_topology.kubernetes_node" not in __salt__:
         return (False, "paas_control_plane: the paas_topology module is not synced")
+    if "paas_apiserver.readyz" not in __utils__:
+        return (False, "paas_control_plane: the paas_apiserver utils module is not synced")
     return __virtualname__
 
 
@@ -173,12 +175,12 @@ def _kubelet_started(node: dict) -> float | None:
 
 def _wait_ready(node: dict, timeout: int) -> None:
     """Until this node's apiserver answers ``/readyz`` with 200 over TLS checked against
-    the cluster's CA (anonymous, as kubeadm's apiserver allows for its health paths)."""
+    the cluster's CA (``paas_apiserver.readyz``)."""
     port = node["endpoint"]["port"]
     context = ssl.create_default_context(cafile=os.path.join(node["pki_dir"], "ca.crt"))
     deadline = time.monotonic() + timeout
     while True:
-        answer = _readyz(node["address"], port, context)
+        answer = __utils__["paas_apiserver.readyz"](node["address"], port, context, 2)
         if answer == "ok":
             return
         if time.monotonic() > deadline:
@@ -187,17 +189,3 @@ def _wait_ready(node: dict, timeout: int) -> None:
                 f"https://{node['address']}:{port}/readyz after {timeout}s: {answer}"
             )
         time.sleep(0.5)
-
-
-def _readyz(address: str, port: int, context: ssl.SSLContext) -> str:
-    """``ok``, or what the apiserver's ``/readyz`` said instead."""
-    connection = http.client.HTTPSConnection(address, port, timeout=2, context=context)
-    try:
-        connection.request("GET", "/readyz")
-        response = connection.getresponse()
-        body = response.read().decode("utf-8", errors="replace").strip()
-    except (OSError, http.client.HTTPException) as err:
-        return f"{type(err).__name__}: {err}"
-    finally:
-        connection.close()
-    return "ok" if response.status == 200 else f"HTTP {response.status}: {body[-200:]}"

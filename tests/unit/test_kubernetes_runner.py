@@ -178,8 +178,13 @@ def master_opts(tmp_path) -> dict:
     return {"id": "paas-master", "pki_dir": str(tmp_path)}
 
 
+@pytest.fixture(scope="module")
+def apiserver_utils(import_repo_module):
+    return import_repo_module("_utils/paas_apiserver.py", "paas_apiserver_utils")
+
+
 @pytest.fixture
-def dunders(topology_utils, master_utils, context, master_opts, minions) -> dict:
+def dunders(topology_utils, master_utils, context, master_opts, minions, apiserver_utils) -> dict:
     """The runner's loader dunders: the topology's and the master's utils (its client to
     the minions the stand-in above), the master's opts, a context."""
     utils = {
@@ -189,6 +194,7 @@ def dunders(topology_utils, master_utils, context, master_opts, minions) -> dict
             for name in ("validate", "kubernetes")
         },
         "paas_master.minions": lambda opts: minions,
+        "paas_apiserver.readyz": apiserver_utils.readyz,
     }
     return {"__utils__": utils, "__opts__": master_opts, "__context__": context}
 

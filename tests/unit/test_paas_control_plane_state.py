@@ -104,14 +104,20 @@ def opts():
     return {"id": "cp1", "test": False}
 
 
+@pytest.fixture(scope="module")
+def apiserver_utils(import_repo_module):
+    return import_repo_module("_utils/paas_apiserver.py", "paas_apiserver_utils")
+
+
 @pytest.fixture
-def configure_loader_modules(state_module, node, opts):
+def configure_loader_modules(state_module, apiserver_utils, node, opts):
     salt = {
         "paas_topology.kubernetes_node": node.view,
         "service.restart": node.restart,
         "cmd.run_stdout": node.show,
     }
-    return {state_module: {"__salt__": salt, "__opts__": opts}}
+    utils = {"paas_apiserver.readyz": apiserver_utils.readyz}
+    return {state_module: {"__salt__": salt, "__utils__": utils, "__opts__": opts}}
 
 
 def _pause(state_module, node):
