@@ -22,7 +22,6 @@ kube-apiserver manifest and ``admin.conf`` exist.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -32,9 +31,8 @@ import ssl
 import tempfile
 import urllib.request
 
-import salt.crypt
 import yaml
-from salt.exceptions import CommandExecutionError, InvalidKeyError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "paas_kubeadm"
 
@@ -55,6 +53,8 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 def __virtual__():
     if "paas_topology.kubernetes_node" not in __salt__:
         return (False, "paas_kubeadm: the paas_topology module's Kubernetes views are not loaded")
+    if "paas_transfer.seal" not in __utils__:
+        return (False, "paas_kubeadm: the paas_transfer utils module is not synced")
     return __virtualname__
 
 
@@ -490,17 +490,12 @@ def credentials(ttl_minutes: int = 15, control_plane: bool = False, recipients=N
     return made
 
 
-def _seal(public_key: str, secret: str, recipient: str = "the recipient") -> str:
-    """``secret`` encrypted to a minion's Salt public key (RSA-OAEP, as Salt's own key
-    exchange), base64: only that minion's private key opens it (the ``kubeadm.joined``
-    state does, on the node)."""
+def _seal(public_key: str, secret: str, recipient: str) -> str:
+    # Only that minion's private key opens it (the kubeadm.joined state does, on the node).
     try:
-        key = salt.crypt.PublicKey.from_str(public_key)
-    except (InvalidKeyError, ValueError, TypeError) as err:
-        raise SaltInvocationError(
-            f"the public key given for {recipient} is unusable: {err}"
-        ) from err
-    return base64.b64encode(key.encrypt(secret.encode())).decode()
+        return __utils__["paas_transfer.seal"](public_key, secret.encode(), recipient)
+    except ValueError as err:
+        raise SaltInvocationError(str(err)) from err
 
 
 def _upload_certificates(node: dict, token: str) -> str:

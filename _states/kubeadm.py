@@ -22,10 +22,8 @@ Changes are recorded as each step commits: an init whose token clean-up failed r
 
 from __future__ import annotations
 
-import base64
 import os
 
-import salt.crypt
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "kubeadm"
@@ -196,10 +194,10 @@ def joined(name: str) -> dict:
 def _unseal(sealed: str) -> str:
     # Opened here, in the state, with this minion's own Salt key: a module function would
     # let any job return the secret.
-    key = salt.crypt.PrivateKey.from_file(os.path.join(__opts__["pki_dir"], "minion.pem"))
+    pem = os.path.join(__opts__["pki_dir"], "minion.pem")
     try:
-        return key.decrypt(base64.b64decode(sealed)).decode()
-    except (ValueError, TypeError) as err:
+        return __utils__["paas_transfer.unseal"](pem, sealed).decode()
+    except (ValueError, UnicodeDecodeError) as err:
         raise CommandExecutionError(
-            f"{__opts__['id']}: the join credentials were not sealed to this minion's key"
+            f"{__opts__['id']}: the join credentials do not open with this minion's key: {err}"
         ) from err

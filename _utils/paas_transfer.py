@@ -1,5 +1,6 @@
 """
-A file from the master to one node, readable by that node only.
+Secrets and files for one node only: the one way this platform seals anything to a
+minion's Salt key, and a file sent from the master to one node under it.
 
 Salt publishes every job to every minion under one AES key that they all hold, and the
 master keeps each job's arguments in its job cache and fires them on its event bus: a
@@ -15,9 +16,16 @@ the chunk's index as associated data: a chunk moved to another position, or take
 another transfer, fails authentication. The node checks the whole file's sha256 before
 it renames the file into place.
 
+A secret sealed with ``seal`` is one string, ``paas-sealed/1:`` and the base64 of the
+RSA-OAEP ciphertext: a join's bootstrap token and certificate key (sealed on the first
+control plane by ``paas_kubeadm.credentials``, opened on the joining node by the
+``kubeadm.joined`` state) and a transfer's key travel in that one format; ``unseal``
+names a value of another format or version instead of guessing at it.
+
 Plain Python used on both sides: ``send`` by the master's runners
-(``__utils__["paas_transfer.send"]``), ``unseal`` and ``open_chunk`` by ``paas_receive``
-on the node (``__utils__``, synced with ``saltutil.sync_utils`` or ``sync_all``).
+(``__utils__["paas_transfer.send"]``), ``seal`` by ``paas_kubeadm`` on the first control
+plane, ``unseal`` and ``open_chunk`` by ``paas_receive`` and ``kubeadm.joined`` on the
+node (``__utils__``, synced with ``saltutil.sync_utils`` or ``sync_all``).
 
 :depends: ``cryptography`` and ``salt.crypt`` (both Salt's own)
 """
@@ -43,31 +51,38 @@ NONCE_BYTES = 12
 # What every chunk's associated data starts with: a chunk of another scheme or version
 # never opens as one of these.
 FORMAT = b"paas-transfer/1"
+# What every sealed secret starts with (``seal``): its scheme and version.
+SEALED = "paas-sealed/1:"
 TRANSFER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def seal(public_key: str, secret: bytes, recipient: str = "the recipient") -> str:
     """
-    ``secret`` encrypted to a minion's Salt public key (PEM), base64: RSA-OAEP as Salt's
-    own key exchange, so only that minion's ``minion.pem`` opens it (``unseal``).
-    Raises ValueError naming ``recipient`` when the key is unusable.
+    ``secret`` encrypted to a minion's Salt public key (PEM): ``SEALED`` and the base64
+    of RSA-OAEP as Salt's own key exchange, so only that minion's ``minion.pem`` opens it
+    (``unseal``). Raises ValueError naming ``recipient`` when the key is unusable.
     """
     try:
         key = salt.crypt.PublicKey.from_str(public_key)
     except (InvalidKeyError, ValueError, TypeError) as err:
         raise ValueError(f"the public key given for {recipient} is unusable: {err}") from err
-    return base64.b64encode(key.encrypt(secret)).decode()
+    return SEALED + base64.b64encode(key.encrypt(secret)).decode()
 
 
 def unseal(private_key_path: str, sealed: str) -> bytes:
     """
     What ``seal`` sealed, opened with the private key at ``private_key_path`` (a minion's
-    ``<pki_dir>/minion.pem``). Raises ValueError when it was sealed to another key or is
-    not a sealed value at all.
+    ``<pki_dir>/minion.pem``). Raises ValueError when it is not of ``seal``'s format and
+    version, or was sealed to another key.
     """
+    if not isinstance(sealed, str) or not sealed.startswith(SEALED):
+        scheme = sealed.partition(":")[0] if isinstance(sealed, str) and ":" in sealed else None
+        raise ValueError(
+            f"it is not a {SEALED[:-1]} sealed value" + (f" (it says {scheme})" if scheme else "")
+        )
     key = salt.crypt.PrivateKey.from_file(private_key_path)
     try:
-        return key.decrypt(base64.b64decode(sealed, validate=True))
+        return key.decrypt(base64.b64decode(sealed[len(SEALED) :], validate=True))
     except (ValueError, TypeError) as err:
         raise ValueError(f"it was not sealed to the key {private_key_path}") from err
 

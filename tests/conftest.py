@@ -46,6 +46,12 @@ def topology_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def transfer_utils() -> ModuleType:
+    """``_utils/paas_transfer.py``: sealing to a minion's key and the sealed transfer."""
+    return _import_by_path("_utils/paas_transfer.py", "paas_transfer_utils")
+
+
+@pytest.fixture(scope="session")
 def master_utils_module() -> ModuleType:
     """``_utils/paas_master.py``, plain Python."""
     return _import_by_path("_utils/paas_master.py", "paas_master_utils")

@@ -9,7 +9,6 @@ checks and the kubernetes client are real.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import ssl
@@ -23,7 +22,6 @@ from pathlib import Path
 import etcd3
 import kubernetes
 import pytest
-import salt.crypt
 import salt.payload
 
 from lab.apt_repo import SERVER as REPOSITORY_SERVER
@@ -277,7 +275,7 @@ def test_the_api_through_the_vip_answers_again_after_a_hard_gateway_failover(lab
     )
 
 
-def _run_credentials() -> list[dict]:
+def _run_credentials(transfer) -> list[dict]:
     """The join credentials that the runs so far passed to the joining nodes, oldest
     first, as the master's job cache keeps them (a state.apply job's inline pillar), and
     opened with each node's own Salt key, as only that node can."""
@@ -288,25 +286,21 @@ def _run_credentials() -> list[dict]:
             pillar = argument.get("pillar") if isinstance(argument, dict) else None
             if isinstance(pillar, dict) and "kubeadm_join" in pillar:
                 for node, sealed in pillar["kubeadm_join"]["sealed"].items():
-                    key = salt.crypt.PrivateKey.from_file(
-                        str(LAB_STATE / f"nodes/{node}/root/etc/salt/pki/minion/minion.pem")
-                    )
+                    pem = str(LAB_STATE / f"nodes/{node}/root/etc/salt/pki/minion/minion.pem")
                     found.append(
                         {
-                            name: value and key.decrypt(base64.b64decode(value)).decode()
+                            name: value and transfer.unseal(pem, value).decode()
                             for name, value in sealed.items()
                         }
                     )
     return found
 
 
-def _seal(node: str, secret: str) -> str:
+def _seal(transfer, node: str, secret: str) -> str:
     """``secret`` sealed to ``node``'s Salt key as the master accepted it, as the first
     control plane seals a run's credentials."""
-    public = salt.crypt.PublicKey.from_file(
-        str(LAB_STATE / f"master/etc/salt/pki/master/minions/{node}")
-    )
-    return base64.b64encode(public.encrypt(secret)).decode()
+    public = (LAB_STATE / f"master/etc/salt/pki/master/minions/{node}").read_text()
+    return transfer.seal(public, secret.encode(), node)
 
 
 def _secrets(credentials: list[dict]) -> set[str]:
@@ -367,10 +361,12 @@ def _status_with_bearer(token: str) -> int:
         return err.code
 
 
-def test_the_runs_join_credentials_are_in_no_pillar_file_or_log_and_dead_after_it(lab):
+def test_the_runs_join_credentials_are_in_no_pillar_file_or_log_and_dead_after_it(
+    lab, transfer_utils
+):
     # What the lab's converge passed to the joining nodes: Salt keeps it in the master's
     # job cache (the jobs' arguments), nowhere else, and it is dead.
-    credentials = _run_credentials()
+    credentials = _run_credentials(transfer_utils)
     assert credentials, "no join was given credentials: the test proves nothing"
     assert any(given.get("certificate_key") for given in credentials), credentials
     secrets = _secrets(credentials)
@@ -394,7 +390,9 @@ def test_the_runs_join_credentials_are_in_no_pillar_file_or_log_and_dead_after_i
         assert _status_with_bearer(given["token"]) == 401
 
 
-def test_a_worker_added_to_the_topology_joins_alone_once_a_broken_tokens_join_failed(worker2):
+def test_a_worker_added_to_the_topology_joins_alone_once_a_broken_tokens_join_failed(
+    worker2, transfer_utils
+):
     boot = lab_command("up", "--variant", "worker2", "--no-converge")
     assert boot.returncode == 0, "lab up --variant worker2 --no-converge failed; see above"
     # What orch.cluster's layers before the joins give a node: the modules, the
@@ -413,7 +411,10 @@ def test_a_worker_added_to_the_topology_joins_alone_once_a_broken_tokens_join_fa
     token_id = token.partition(".")[0]
     try:
         ca_hash = salt_json("salt", "cp1", "paas_kubeadm.ca_hash")["cp1"]
-        broken = {"token": _seal("worker2", f"{token_id}.{'0' * 16}"), "certificate_key": None}
+        broken = {
+            "token": _seal(transfer_utils, "worker2", f"{token_id}.{'0' * 16}"),
+            "certificate_key": None,
+        }
         pillar = json.dumps({"kubeadm_join": {"ca_hash": ca_hash, "sealed": {"worker2": broken}}})
         reply = salt_json(
             "salt", "-t", "300", "worker2", "state.apply", "kubernetes.join", f"pillar={pillar}"

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from tests import tls
+from tests.conftest import utils_of
 
 TOKEN = "abcdef.0123456789abcdef"
 TOKEN_SECRET = "0123456789abcdef"
@@ -47,8 +48,11 @@ def _minion_key():
 
 
 def _open(key, sealed: str) -> str:
+    # The one sealed format (paas_transfer.seal): its version, then RSA-OAEP as Salt's.
+    scheme, _, body = sealed.partition(":")
+    assert scheme == "paas-sealed/1", sealed
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-    return key.decrypt(base64.b64decode(sealed), oaep).decode()
+    return key.decrypt(base64.b64decode(body), oaep).decode()
 
 
 CP2_KEY, CP2_PUBLIC = _minion_key()
@@ -259,12 +263,13 @@ def runtime_dir(tmp_path, module, monkeypatch):
 
 
 @pytest.fixture
-def configure_loader_modules(module, nodes, tools, opts, runtime_dir):
+def configure_loader_modules(module, nodes, tools, opts, runtime_dir, transfer_utils):
     salt = {
         "paas_topology.kubernetes_node": lambda: nodes[opts["id"]],
         "cmd.run_all": tools.run_all,
     }
-    return {module: {"__salt__": salt, "__opts__": opts}}
+    utils = utils_of(transfer_utils, "paas_transfer")
+    return {module: {"__salt__": salt, "__opts__": opts, "__utils__": utils}}
 
 
 def _initialize(view: dict) -> None:

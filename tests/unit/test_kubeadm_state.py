@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from salt.exceptions import CommandExecutionError
 
+from tests.conftest import utils_of
+
 TOKEN = "abcdef.0123456789abcdef"
 CERTIFICATE_KEY = "0123456789abcdef" * 4
 CA_HASH = "sha256:" + "ab" * 32
@@ -46,7 +48,9 @@ _OTHER_KEY, OTHER_PUBLIC = _key_pair()
 
 
 def _seal(public: str, secret: str) -> str:
-    return base64.b64encode(salt.crypt.PublicKey.from_str(public).encrypt(secret)).decode()
+    # The one sealed format (paas_transfer.seal): its version, then RSA-OAEP as Salt's.
+    encrypted = salt.crypt.PublicKey.from_str(public).encrypt(secret)
+    return "paas-sealed/1:" + base64.b64encode(encrypted).decode()
 
 
 def credentials(node: str, public: str = OWN_PUBLIC) -> dict:
@@ -138,8 +142,15 @@ def pillar() -> dict:
 
 
 @pytest.fixture
-def configure_loader_modules(state_module, kubeadm, opts, pillar):
-    return {state_module: {"__salt__": kubeadm.salt(opts), "__opts__": opts, "__pillar__": pillar}}
+def configure_loader_modules(state_module, kubeadm, opts, pillar, transfer_utils):
+    return {
+        state_module: {
+            "__salt__": kubeadm.salt(opts),
+            "__opts__": opts,
+            "__pillar__": pillar,
+            "__utils__": utils_of(transfer_utils, "paas_transfer"),
+        }
+    }
 
 
 def _no_secret(*texts) -> None:
@@ -288,7 +299,27 @@ def test_credentials_sealed_to_another_node_are_not_used(state_module, kubeadm, 
     pillar["kubeadm_join"] = credentials("cp2", public=OTHER_PUBLIC)
     ret = state_module.joined("cp2")
     assert ret["result"] is False
-    assert ret["comment"] == "cp2: the join credentials were not sealed to this minion's key"
+    assert ret["comment"].startswith(
+        "cp2: the join credentials do not open with this minion's key: it was not sealed to "
+        "the key "
+    )
+    assert kubeadm.calls == []
+
+
+def test_credentials_of_another_format_are_refused_by_name(state_module, kubeadm, opts, pillar):
+    opts["id"] = "worker1"
+    pillar["kubeadm_join"] = credentials("worker1")
+    sealed = pillar["kubeadm_join"]["sealed"]["worker1"]
+    # As the first control plane sealed them before the format had a version.
+    sealed["token"] = sealed["token"].partition(":")[2]
+    ret = state_module.joined("worker1")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == (
+        "worker1: the join credentials do not open with this minion's key: it is not a "
+        "paas-sealed/1 sealed value"
+    )
+    sealed["token"] = "paas-sealed/2:" + sealed["token"]
+    assert state_module.joined("worker1")["comment"].endswith("(it says paas-sealed/2)")
     assert kubeadm.calls == []
 
 
