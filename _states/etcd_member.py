@@ -34,24 +34,9 @@ PANIC_SECONDS = 120
 def __virtual__():
     if "etcd_cluster.lookup_member" not in __salt__:
         return (False, "etcd_member: the etcd_cluster execution module is not loaded")
+    if "paas_state.ret" not in __utils__:
+        return (False, "etcd_member: the paas_state utils module is not synced")
     return __virtualname__
-
-
-def _ret(name: str) -> dict:
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
-
-
-def _record(ret: dict, key: str, old, new) -> None:
-    ret["changes"][key] = {"old": old, "new": new}
-
-
-def _failed(ret: dict, comment: str) -> dict:
-    # The changes recorded so far stay: they happened.
-    return {**ret, "result": False, "comment": comment}
-
-
-def _predicted(ret: dict, comment: str) -> dict:
-    return {**ret, "result": None, "comment": comment}
 
 
 def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
@@ -75,9 +60,9 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
           etcd_member.present:
             - name: etcd1
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     if name != __opts__["id"]:
-        return _failed(
+        return __utils__["paas_state.failed"](
             ret,
             f"etcd_member.present manages the node it runs on ({__opts__['id']}), not {name}",
         )
@@ -85,7 +70,7 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
         member = __salt__["paas_topology.etcd_member"](name)
         return _present(ret, member, bootstrap, timeout)
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
 
 
 def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
@@ -106,8 +91,8 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
         return _replace(ret, member, mine, timeout)
     if not __salt__["service.status"](member["service"]):
         if __opts__["test"]:
-            _record(ret, "service", "stopped", "running")
-            return _predicted(ret, f"{name}'s etcd would be started.")
+            __utils__["paas_state.record"](ret, "service", "stopped", "running")
+            return __utils__["paas_state.predicted"](ret, f"{name}'s etcd would be started.")
         try:
             _service("start", member)
         except CommandExecutionError:
@@ -115,7 +100,7 @@ def _present(ret: dict, member: dict, bootstrap: bool, timeout: int) -> dict:
             # replaced below; any other failure to start is the run's error.
             if not _panic(member):
                 raise
-        _record(ret, "service", "stopped", "running")
+        __utils__["paas_state.record"](ret, "service", "stopped", "running")
         return _healthy_or_replaced(
             ret, member, mine, timeout, "was started and is a healthy voting member"
         )
@@ -136,8 +121,10 @@ def _healthy_or_replaced(ret: dict, member: dict, mine: dict, timeout: int, stat
         panic = _panic(member)
         if panic:
             if __opts__["test"]:
-                _record(ret, "member", f"voter {mine['id']} panicking", "voter")
-                return _predicted(
+                __utils__["paas_state.record"](
+                    ret, "member", f"voter {mine['id']} panicking", "voter"
+                )
+                return __utils__["paas_state.predicted"](
                     ret, f"{member['name']}'s etcd panics ({panic}): it would be replaced."
                 )
             ret["changes"]["reason"] = f"its etcd panics: {panic}"
@@ -169,20 +156,20 @@ def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
     just joined already runs with the new configuration. Run one node at a time (the
     orchestration's batch of 1), so that a restart never costs quorum.
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     try:
         member = __salt__["paas_topology.etcd_member"](name)
         if __opts__["test"]:
-            _record(ret, "service", "running", "restarted")
-            return _predicted(ret, f"{name}'s etcd would be restarted.")
+            __utils__["paas_state.record"](ret, "service", "running", "restarted")
+            return __utils__["paas_state.predicted"](ret, f"{name}'s etcd would be restarted.")
         _service("restart", member)
-        _record(ret, "service", "running", "restarted")
+        __utils__["paas_state.record"](ret, "service", "running", "restarted")
         ret["comment"] = _healthy(
             member, timeout, "was restarted with its new configuration and is healthy"
         )
         return ret
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
 
 
 def _service(action: str, member: dict) -> None:
@@ -226,15 +213,17 @@ def _bootstrap(ret: dict, member: dict, bootstrap: bool, timeout: int, error) ->
     elif _has_data(member):
         refused = f"{member['data_dir']} holds data: this member was part of a cluster"
     if refused:
-        return _failed(
+        return __utils__["paas_state.failed"](
             ret,
             f"No etcd member answers ({error}), and {name} does not start a new "
             f"cluster: {refused}.",
         )
     _start(ret, member, f"{name}={member['peer_url']}", "new")
-    _record(ret, "member", None, f"{name}, the first member of a new cluster")
+    __utils__["paas_state.record"](
+        ret, "member", None, f"{name}, the first member of a new cluster"
+    )
     if __opts__["test"]:
-        return _predicted(ret, f"{name} would start a new cluster.")
+        return __utils__["paas_state.predicted"](ret, f"{name} would start a new cluster.")
     ret["comment"] = _healthy(member, timeout, "started a new cluster and is healthy")
     return ret
 
@@ -244,16 +233,18 @@ def _join(ret: dict, member: dict, timeout: int) -> dict:
     if __opts__["test"]:
         health = __salt__["etcd_cluster.health"]()
         if not health["quorum"]:
-            return _failed(ret, f"{name} could not be added: the cluster has no quorum.")
-        _record(ret, "member", None, "voter")
+            return __utils__["paas_state.failed"](
+                ret, f"{name} could not be added: the cluster has no quorum."
+            )
+        __utils__["paas_state.record"](ret, "member", None, "voter")
         _start(ret, member, __salt__["etcd_cluster.initial_cluster"](name), "existing")
-        return _predicted(
+        return __utils__["paas_state.predicted"](
             ret,
             f"{name} would be added as a learner, its data directory wiped, "
             "started and promoted once caught up.",
         )
     added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
-    _record(ret, "member", None, f"learner {added['id']}")
+    __utils__["paas_state.record"](ret, "member", None, f"learner {added['id']}")
     return _start_and_promote(ret, member, added["id"], added["initial_cluster"], timeout)
 
 
@@ -264,16 +255,20 @@ def _finish_join(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
         initial = __salt__["etcd_cluster.initial_cluster"](name)
         if __opts__["test"]:
             _start(ret, member, initial, "existing")
-            _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
-            return _predicted(ret, f"{name} would be started and promoted.")
+            __utils__["paas_state.record"](
+                ret, "member", f"learner {mine['id']}", f"voter {mine['id']}"
+            )
+            return __utils__["paas_state.predicted"](ret, f"{name} would be started and promoted.")
         return _start_and_promote(ret, member, mine["id"], initial, timeout)
     if not __salt__["service.status"](member["service"]):
         if not __opts__["test"]:
             _service("start", member)
-        _record(ret, "service", "stopped", "running")
+        __utils__["paas_state.record"](ret, "service", "stopped", "running")
     if __opts__["test"]:
-        _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
-        return _predicted(ret, f"{name} would be promoted.")
+        __utils__["paas_state.record"](
+            ret, "member", f"learner {mine['id']}", f"voter {mine['id']}"
+        )
+        return __utils__["paas_state.predicted"](ret, f"{name} would be promoted.")
     return _promote(ret, member, mine["id"], timeout)
 
 
@@ -297,18 +292,20 @@ def _start(ret: dict, member: dict, initial_cluster: str, state: str) -> None:
     if entries:
         if not test:
             _wipe(member)
-        _record(ret, "data_dir", _entries(len(entries)), "empty")
+        __utils__["paas_state.record"](ret, "data_dir", _entries(len(entries)), "empty")
     elif not os.path.isdir(member["data_dir"]):
         # Removed whole (rm -rf): etcd, not root, could not make it again.
         if not test:
             _make_data_dir(member)
-        _record(ret, "data_dir", "missing", "empty")
+        __utils__["paas_state.record"](ret, "data_dir", "missing", "empty")
     _write_membership(ret, member, initial_cluster, state)
     if not test:
         _service("start", member)
     # A member that was running (say, restarting in a loop on stale data) is started
     # afresh all the same.
-    _record(ret, "service", "running" if was_running else "stopped", "running")
+    __utils__["paas_state.record"](
+        ret, "service", "running" if was_running else "stopped", "running"
+    )
 
 
 def _check_identity(member: dict, member_id: str, timeout: int) -> None:
@@ -337,7 +334,7 @@ def _check_identity(member: dict, member_id: str, timeout: int) -> None:
 def _promote(ret: dict, member: dict, member_id: str, timeout: int) -> dict:
     __salt__["etcd_cluster.member_promote"](member["name"], timeout=timeout)
     old = ret["changes"].get("member", {}).get("old", f"learner {member_id}")
-    _record(ret, "member", old, f"voter {member_id}")
+    __utils__["paas_state.record"](ret, "member", old, f"voter {member_id}")
     ret["comment"] = _healthy(member, timeout, "joined as a learner, caught up and was promoted")
     return ret
 
@@ -346,13 +343,15 @@ def _replace(ret: dict, member: dict, mine: dict, timeout: int) -> dict:
     name = member["name"]
     gone = f"voter {mine['id']} without its data"
     if __opts__["test"]:
-        _record(ret, "member", gone, "voter")
+        __utils__["paas_state.record"](ret, "member", gone, "voter")
         _start(ret, member, __salt__["etcd_cluster.initial_cluster"](name), "existing")
-        return _predicted(ret, f"{name} has lost its data: it would be removed and added again.")
+        return __utils__["paas_state.predicted"](
+            ret, f"{name} has lost its data: it would be removed and added again."
+        )
     __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
-    _record(ret, "member", gone, None)
+    __utils__["paas_state.record"](ret, "member", gone, None)
     added = __salt__["etcd_cluster.member_add"](name, timeout=timeout)
-    _record(ret, "member", gone, f"learner {added['id']}")
+    __utils__["paas_state.record"](ret, "member", gone, f"learner {added['id']}")
     return _start_and_promote(ret, member, added["id"], added["initial_cluster"], timeout)
 
 
@@ -405,7 +404,7 @@ def _write_membership(ret: dict, member: dict, initial_cluster: str, state: str)
     if old == contents:
         return
     if __opts__["test"]:
-        _record(ret, "membership", _initial_cluster_of(old), initial_cluster)
+        __utils__["paas_state.record"](ret, "membership", _initial_cluster_of(old), initial_cluster)
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     partial = f"{path}.partial"
@@ -413,7 +412,7 @@ def _write_membership(ret: dict, member: dict, initial_cluster: str, state: str)
         handle.write(contents)
     os.chmod(partial, 0o644)
     os.replace(partial, path)
-    _record(ret, "membership", _initial_cluster_of(old), initial_cluster)
+    __utils__["paas_state.record"](ret, "membership", _initial_cluster_of(old), initial_cluster)
 
 
 def _initial_cluster_of(contents: str | None) -> str | None:
@@ -444,9 +443,9 @@ def replaced(name: str, timeout: int = 120) -> dict:
           etcd_member.replaced:
             - name: etcd3
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     if name != __opts__["id"]:
-        return _failed(
+        return __utils__["paas_state.failed"](
             ret,
             f"etcd_member.replaced manages the node it runs on ({__opts__['id']}), not {name}",
         )
@@ -456,8 +455,12 @@ def replaced(name: str, timeout: int = 120) -> dict:
         mine = __salt__["etcd_cluster.lookup_member"](name)
         if healthy and mine is not None and mine["learner"]:
             if __opts__["test"]:
-                _record(ret, "member", f"learner {mine['id']}", f"voter {mine['id']}")
-                return _predicted(ret, f"{name} is a healthy learner: it would be promoted.")
+                __utils__["paas_state.record"](
+                    ret, "member", f"learner {mine['id']}", f"voter {mine['id']}"
+                )
+                return __utils__["paas_state.predicted"](
+                    ret, f"{name} is a healthy learner: it would be promoted."
+                )
             return _promote(ret, member, mine["id"], timeout)
         if healthy:
             ret["comment"] = f"{name} is healthy: nothing to replace."
@@ -467,10 +470,10 @@ def replaced(name: str, timeout: int = 120) -> dict:
         if __opts__["test"]:
             refusal = __salt__["etcd_cluster.removal_refusal"](name)
             if refusal:
-                return _failed(ret, refusal)
+                return __utils__["paas_state.failed"](ret, refusal)
         return _replace(ret, member, mine, timeout)
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
 
 
 def absent(name: str, timeout: int = 120) -> dict:
@@ -488,7 +491,7 @@ def absent(name: str, timeout: int = 120) -> dict:
           etcd_member.absent:
             - name: etcd4
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     try:
         found = __salt__["etcd_cluster.lookup_member"](name)
         if found is None:
@@ -498,25 +501,27 @@ def absent(name: str, timeout: int = 120) -> dict:
         if test:
             refusal = __salt__["etcd_cluster.removal_refusal"](name)
             if refusal:
-                return _failed(ret, refusal)
+                return __utils__["paas_state.failed"](ret, refusal)
         else:
             __salt__["etcd_cluster.member_remove"](name, timeout=timeout)
-        _record(ret, "member", found["id"], None)
+        __utils__["paas_state.record"](ret, "member", found["id"], None)
         if name == __opts__["id"]:
             member = __salt__["paas_topology.etcd_member"](name)
             if __salt__["service.status"](member["service"]):
                 if not test:
                     _service("stop", member)
-                _record(ret, "service", "running", "stopped")
+                __utils__["paas_state.record"](ret, "service", "running", "stopped")
             entries = _data_entries(member)
             if entries:
                 if not test:
                     _wipe(member)
-                _record(ret, "data_dir", _entries(len(entries)), "empty")
+                __utils__["paas_state.record"](ret, "data_dir", _entries(len(entries)), "empty")
         if test:
-            return _predicted(ret, f"{name} would be removed from the cluster.")
+            return __utils__["paas_state.predicted"](
+                ret, f"{name} would be removed from the cluster."
+            )
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
     ret["comment"] = f"{name} was removed from the cluster."
     return ret
 
@@ -536,7 +541,7 @@ def pruned(name: str, timeout: int = 120) -> dict:
           etcd_member.pruned:
             - name: paas-prod
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     try:
         wanted = set(__salt__["etcd_cluster.endpoints"]())
         leaving = [
@@ -550,16 +555,18 @@ def pruned(name: str, timeout: int = 120) -> dict:
         if __opts__["test"]:
             refusal = __salt__["etcd_cluster.removal_refusal"](leaving[0])
             if refusal:
-                return _failed(ret, refusal)
-            _record(ret, "members", None, leaving)
-            return _predicted(ret, f"{', '.join(leaving)} would be removed from the cluster.")
+                return __utils__["paas_state.failed"](ret, refusal)
+            __utils__["paas_state.record"](ret, "members", None, leaving)
+            return __utils__["paas_state.predicted"](
+                ret, f"{', '.join(leaving)} would be removed from the cluster."
+            )
         removed = []
         for leaver in leaving:
             __salt__["etcd_cluster.member_remove"](leaver, timeout=timeout)
             removed.append(leaver)
-            _record(ret, "members", None, list(removed))
+            __utils__["paas_state.record"](ret, "members", None, list(removed))
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
     ret["comment"] = f"{', '.join(removed)} left the cluster: no longer etcd nodes of the topology."
     return ret
 
@@ -576,7 +583,7 @@ def cluster_healthy(name: str, voters: int | None = None, timeout: int = 120) ->
           etcd_member.cluster_healthy:
             - voters: 3
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -596,7 +603,7 @@ def cluster_healthy(name: str, voters: int | None = None, timeout: int = 120) ->
         ret["comment"] = f"The cluster is healthy: {report['voters']} voting members ({members})."
         return ret
     wanted = f"{voters} healthy voting members" if voters else "every voting member healthy"
-    return _failed(
+    return __utils__["paas_state.failed"](
         ret,
         f"The cluster is not whole: {wanted} wanted, {report['voters']} voting "
         f"({members or report.get('error')}).",

@@ -35,29 +35,14 @@ INIT_CREDENTIALS = "kubeadm init's bootstrap tokens and kube-system/kubeadm-cert
 def __virtual__():
     if "paas_kubeadm.joined" not in __salt__:
         return (False, "kubeadm: the paas_kubeadm execution module is not loaded")
+    if "paas_state.ret" not in __utils__:
+        return (False, "kubeadm: the paas_state utils module is not synced")
     return __virtualname__
-
-
-def _ret(name: str) -> dict:
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
-
-
-def _record(ret: dict, key: str, old, new) -> None:
-    ret["changes"][key] = {"old": old, "new": new}
-
-
-def _failed(ret: dict, comment: str) -> dict:
-    # The changes recorded so far stay: they happened.
-    return {**ret, "result": False, "comment": comment}
-
-
-def _predicted(ret: dict, comment: str) -> dict:
-    return {**ret, "result": None, "comment": comment}
 
 
 def _this_node(ret: dict, state: str) -> dict | None:
     if ret["name"] != __opts__["id"]:
-        return _failed(
+        return __utils__["paas_state.failed"](
             ret,
             f"kubeadm.{state} manages the node it runs on ({__opts__['id']}), not {ret['name']}",
         )
@@ -81,7 +66,7 @@ def initialized(name: str) -> dict:
           kubeadm.initialized:
             - name: cp1
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     wrong = _this_node(ret, "initialized")
     if wrong:
         return wrong
@@ -91,16 +76,16 @@ def initialized(name: str) -> dict:
             return ret
         refusal = __salt__["paas_kubeadm.init_refusal"]()
         if refusal:
-            return _failed(ret, f"{refusal}.")
+            return __utils__["paas_state.failed"](ret, f"{refusal}.")
         if __opts__["test"]:
             return _predict_init(ret)
         done = __salt__["paas_kubeadm.init"]()
-        _record(ret, "cluster", None, f"initialized on {name}")
+        __utils__["paas_state.record"](ret, "cluster", None, f"initialized on {name}")
         made = [token["id"] for token in __salt__["paas_kubeadm.tokens"]()]
         __salt__["paas_kubeadm.revoke"](*made)
-        _record(ret, "init_credentials", INIT_CREDENTIALS, "deleted")
+        __utils__["paas_state.record"](ret, "init_credentials", INIT_CREDENTIALS, "deleted")
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
     ret["comment"] = f"{name} initialized the cluster{_etcd_note(done['etcd'])}."
     return ret
 
@@ -121,9 +106,11 @@ def _predict_init(ret: dict) -> dict:
     # has not run) is only a caveat of the prediction.
     check = __salt__["paas_kubeadm.etcd_version_check"](reachable=False)
     name = ret["name"]
-    _record(ret, "cluster", None, f"initialized on {name}")
-    _record(ret, "init_credentials", INIT_CREDENTIALS, "deleted")
-    return _predicted(ret, f"{name} would initialize the cluster{_etcd_note(check)}.")
+    __utils__["paas_state.record"](ret, "cluster", None, f"initialized on {name}")
+    __utils__["paas_state.record"](ret, "init_credentials", INIT_CREDENTIALS, "deleted")
+    return __utils__["paas_state.predicted"](
+        ret, f"{name} would initialize the cluster{_etcd_note(check)}."
+    )
 
 
 def joined(name: str) -> dict:
@@ -142,7 +129,7 @@ def joined(name: str) -> dict:
           kubeadm.joined:
             - name: worker1
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     wrong = _this_node(ret, "joined")
     if wrong:
         return wrong
@@ -152,15 +139,17 @@ def joined(name: str) -> dict:
             return ret
         node = __salt__["paas_topology.kubernetes_node"]()
         if node["first"]:
-            return _failed(
+            return __utils__["paas_state.failed"](
                 ret,
                 f"{name} is the first control plane: it initializes the cluster "
                 "(kubeadm.initialized), it does not join one.",
             )
         role = node["role"]
         if __opts__["test"]:
-            _record(ret, "node", None, f"joined as a {role}")
-            return _predicted(ret, f"{name} would join the cluster as a {role}.")
+            __utils__["paas_state.record"](ret, "node", None, f"joined as a {role}")
+            return __utils__["paas_state.predicted"](
+                ret, f"{name} would join the cluster as a {role}."
+            )
         given = __pillar__.get(JOIN_PILLAR) or {}
         sealed = (given.get("sealed") or {}).get(name) or {}
         missing = [
@@ -172,7 +161,7 @@ def joined(name: str) -> dict:
             if not sealed.get(key)
         ] + ([] if given.get("ca_hash") else ["ca_hash"])
         if missing:
-            return _failed(
+            return __utils__["paas_state.failed"](
                 ret,
                 f"{name} has not joined, and the pillar {JOIN_PILLAR} lacks "
                 f"{', '.join(missing)} for it: joins are run by salt-run "
@@ -184,9 +173,9 @@ def joined(name: str) -> dict:
             given["ca_hash"],
             _unseal(sealed["certificate_key"]) if role == "control-plane" else None,
         )
-        _record(ret, "node", None, f"joined as a {role}")
+        __utils__["paas_state.record"](ret, "node", None, f"joined as a {role}")
     except (CommandExecutionError, SaltInvocationError) as err:
-        return _failed(ret, str(err))
+        return __utils__["paas_state.failed"](ret, str(err))
     ret["comment"] = f"{name} joined the cluster as a {role}."
     return ret
 

@@ -33,11 +33,9 @@ def __virtual__():
         return (False, "paas_control_plane: the paas_topology module is not synced")
     if "paas_apiserver.readyz" not in __utils__:
         return (False, "paas_control_plane: the paas_apiserver utils module is not synced")
+    if "paas_state.ret" not in __utils__:
+        return (False, "paas_control_plane: the paas_state utils module is not synced")
     return __virtualname__
-
-
-def _ret(name: str) -> dict:
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
 def _manifests(node: dict, where: str) -> list[str]:
@@ -89,7 +87,7 @@ def paused(name: str, timeout: int = 120) -> dict:
           paas_control_plane.paused:
             - name: cp1
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     try:
         node = __salt__["paas_topology.kubernetes_node"](__opts__["id"])
         running = _manifests(node, "manifests_dir")
@@ -128,7 +126,7 @@ def resumed(name: str, since: float = 0, timeout: int = 300) -> dict:
             - name: cp1
             - since: 1796619480
     """
-    ret = _ret(name)
+    ret = __utils__["paas_state.ret"](name)
     try:
         node = __salt__["paas_topology.kubernetes_node"](__opts__["id"])
         if not os.path.isfile(node["kubelet_kubeconfig"]):

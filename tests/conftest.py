@@ -52,6 +52,12 @@ def transfer_utils() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def state_utils() -> dict:
+    """``_utils/paas_state.py`` (the states' returns) as the loader hands it to a state."""
+    return utils_of(_import_by_path("_utils/paas_state.py", "paas_state_utils"), "paas_state")
+
+
+@pytest.fixture(scope="session")
 def master_utils_module() -> ModuleType:
     """``_utils/paas_master.py``, plain Python."""
     return _import_by_path("_utils/paas_master.py", "paas_master_utils")

@@ -155,8 +155,8 @@ def opts():
 
 
 @pytest.fixture
-def configure_loader_modules(state_module, cluster, opts):
-    return {state_module: {"__salt__": cluster.salt(), "__opts__": opts}}
+def configure_loader_modules(state_module, cluster, opts, state_utils):
+    return {state_module: {"__salt__": cluster.salt(), "__opts__": opts, "__utils__": state_utils}}
 
 
 def test_a_healthy_member_changes_nothing(state_module, cluster, opts):

@@ -142,13 +142,13 @@ def pillar() -> dict:
 
 
 @pytest.fixture
-def configure_loader_modules(state_module, kubeadm, opts, pillar, transfer_utils):
+def configure_loader_modules(state_module, kubeadm, opts, pillar, transfer_utils, state_utils):
     return {
         state_module: {
             "__salt__": kubeadm.salt(opts),
             "__opts__": opts,
             "__pillar__": pillar,
-            "__utils__": utils_of(transfer_utils, "paas_transfer"),
+            "__utils__": {**utils_of(transfer_utils, "paas_transfer"), **state_utils},
         }
     }
 

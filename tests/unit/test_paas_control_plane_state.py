@@ -110,13 +110,13 @@ def apiserver_utils(import_repo_module):
 
 
 @pytest.fixture
-def configure_loader_modules(state_module, apiserver_utils, node, opts):
+def configure_loader_modules(state_module, apiserver_utils, state_utils, node, opts):
     salt = {
         "paas_topology.kubernetes_node": node.view,
         "service.restart": node.restart,
         "cmd.run_stdout": node.show,
     }
-    utils = {"paas_apiserver.readyz": apiserver_utils.readyz}
+    utils = {"paas_apiserver.readyz": apiserver_utils.readyz, **state_utils}
     return {state_module: {"__salt__": salt, "__utils__": utils, "__opts__": opts}}
 
 
