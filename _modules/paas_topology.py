@@ -312,6 +312,7 @@ def kubeadm_configuration(node_id: str | None = None) -> str:
         salt-call paas_topology.kubeadm_configuration
         salt-call paas_topology.kubeadm_configuration worker1
     """
-    if "paas_kubeadm.render" not in __utils__:
-        raise CommandExecutionError("the paas_kubeadm utils module is not synced")
-    return _view_of("paas_kubeadm.render", get(), node_id or __opts__["id"])
+    if "paas_kubeadm_config.render" not in __utils__:
+        raise CommandExecutionError("the paas_kubeadm_config utils module is not synced")
+    node = _view("kubernetes_node", get(), node_id or __opts__["id"])
+    return _view_of("paas_kubeadm_config.render", node)

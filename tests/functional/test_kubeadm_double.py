@@ -470,25 +470,28 @@ def test_init_goes_on_when_told_to_ignore_the_etcd_version(etcd_below_minimum):
 
 @pytest.fixture
 def kubeadm_configuration(import_repo_module):
-    """The platform's renderer of a node's kubeadm configuration (_utils/paas_kubeadm.py)."""
-    return import_repo_module("_utils/paas_kubeadm.py", "paas_kubeadm_utils_for_double")
+    """The platform's renderer of a node's kubeadm configuration
+    (_utils/paas_kubeadm_config.py)."""
+    return import_repo_module("_utils/paas_kubeadm_config.py", "paas_kubeadm_config_for_double")
 
 
 def test_the_platform_init_configuration_for_the_lab_passes_config_validate(
-    tmp_path, kubeadm_configuration, lab_topology
+    tmp_path, kubeadm_configuration, topology_utils, lab_topology
 ):
     path = tmp_path / "kubeadm.yaml"
-    path.write_text(kubeadm_configuration.render(lab_topology, "cp1"))
+    path.write_text(
+        kubeadm_configuration.render(topology_utils.kubernetes_node(lab_topology, "cp1"))
+    )
     result = kubeadm("config", "validate", "--config", str(path))
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
 
 
 @pytest.mark.parametrize("node", ["cp2", "worker1"])
 def test_the_platform_join_configurations_pass_config_validate_with_their_secrets(
-    tmp_path, kubeadm_configuration, lab_topology, node
+    tmp_path, kubeadm_configuration, topology_utils, lab_topology, node
 ):
     # As paas_kubeadm.join adds them to its temporary copy.
-    docs = kubeadm_configuration.documents(lab_topology, node)
+    docs = kubeadm_configuration.documents(topology_utils.kubernetes_node(lab_topology, node))
     discovery = docs[0]["discovery"]["bootstrapToken"]
     discovery.update(token="abcdef.0123456789abcdef", caCertHashes=["sha256:" + "ab" * 32])
     if "controlPlane" in docs[0]:
@@ -498,9 +501,9 @@ def test_the_platform_join_configurations_pass_config_validate_with_their_secret
 
 
 def test_the_platform_configuration_with_an_unknown_field_is_refused(
-    tmp_path, kubeadm_configuration, lab_topology
+    tmp_path, kubeadm_configuration, topology_utils, lab_topology
 ):
-    docs = kubeadm_configuration.documents(lab_topology, "cp1")
+    docs = kubeadm_configuration.documents(topology_utils.kubernetes_node(lab_topology, "cp1"))
     docs[1]["etcd"]["external"]["certificateFile"] = "/etc/paas/pki/x.crt"
     result = kubeadm("config", "validate", "--config", str(write_config(tmp_path, docs)))
     assert result.returncode == 1

@@ -1,8 +1,9 @@
 """
-The kubeadm configuration rendered from the topology (``_utils/paas_kubeadm.py``): what
-kubeadm ``v1beta4`` gets on the first control plane (Init and Cluster configurations) and
-on every other node (a Join configuration without secrets), and the topologies whose
-subnets kubeadm must never see.
+The kubeadm configuration rendered from the topology's views
+(``_utils/paas_kubeadm_config.py``, handed a node's ``kubernetes_node`` view): what kubeadm
+``v1beta4`` gets on the first control plane (Init and Cluster configurations) and on every
+other node (a Join configuration without secrets), and the topologies whose subnets
+kubeadm must never see.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ KUBEADM = "kubeadm.k8s.io/v1beta4"
 
 @pytest.fixture(scope="module")
 def kubeadm(import_repo_module):
-    return import_repo_module("_utils/paas_kubeadm.py", "paas_kubeadm_utils")
+    return import_repo_module("_utils/paas_kubeadm_config.py", "paas_kubeadm_config_utils")
 
 
-def test_first_control_plane_gets_init_and_cluster_configurations(kubeadm, lab_topology):
-    documents = kubeadm.documents(lab_topology, "cp1")
+@pytest.fixture
+def node(topology_utils, lab_topology):
+    """A node's ``kubernetes_node`` view of the test's topology, as the caller hands it."""
+    return lambda node_id: topology_utils.kubernetes_node(lab_topology, node_id)
+
+
+def test_first_control_plane_gets_init_and_cluster_configurations(kubeadm, node):
+    documents = kubeadm.documents(node("cp1"))
 
     assert [(doc["apiVersion"], doc["kind"]) for doc in documents] == [
         (KUBEADM, "InitConfiguration"),
@@ -27,10 +34,10 @@ def test_first_control_plane_gets_init_and_cluster_configurations(kubeadm, lab_t
     ]
 
 
-def test_cluster_configuration_runs_on_the_platforms_external_etcd(kubeadm, lab_topology):
+def test_cluster_configuration_runs_on_the_platforms_external_etcd(kubeadm, lab_topology, node):
     lab_topology["pki"]["dir"] = "/srv/pki"
 
-    cluster = kubeadm.cluster_configuration(lab_topology)
+    cluster = kubeadm.cluster_configuration(node("cp1"))
 
     # The etcd CA and the PKI's apiserver client certificate, never kubeadm's own CA.
     assert cluster["etcd"] == {
@@ -48,14 +55,14 @@ def test_cluster_configuration_runs_on_the_platforms_external_etcd(kubeadm, lab_
     assert "local" not in cluster["etcd"]
 
 
-def test_cluster_configuration_follows_the_etcd_nodes_of_the_topology(kubeadm, lab_topology):
-    lab_topology["nodes"] = [node for node in lab_topology["nodes"] if node["id"] != "etcd3"]
+def test_cluster_configuration_follows_the_etcd_nodes_of_the_topology(kubeadm, lab_topology, node):
+    lab_topology["nodes"] = [member for member in lab_topology["nodes"] if member["id"] != "etcd3"]
     lab_topology["nodes"][2]["roles"] = ["etcd", "control-plane"]  # etcd1
     lab_topology["nodes"].append(
         {"id": "etcd5", "roles": ["etcd"], "addresses": {"private": "198.18.1.25"}}
     )
 
-    endpoints = kubeadm.cluster_configuration(lab_topology)["etcd"]["external"]["endpoints"]
+    endpoints = kubeadm.cluster_configuration(node("cp1"))["etcd"]["external"]["endpoints"]
 
     assert endpoints == [
         "https://198.18.1.21:2379",
@@ -65,11 +72,11 @@ def test_cluster_configuration_follows_the_etcd_nodes_of_the_topology(kubeadm, l
 
 
 def test_cluster_configuration_names_the_api_vip_the_version_and_the_networks(
-    kubeadm, lab_topology
+    kubeadm, lab_topology, node
 ):
     lab_topology["gateway"] = {"api_port": 8443}
 
-    cluster = kubeadm.cluster_configuration(lab_topology)
+    cluster = kubeadm.cluster_configuration(node("cp1"))
 
     assert cluster["controlPlaneEndpoint"] == "198.18.1.10:8443"
     assert cluster["kubernetesVersion"] == "v1.34.2"
@@ -82,10 +89,8 @@ def test_cluster_configuration_names_the_api_vip_the_version_and_the_networks(
     }
 
 
-def test_apiserver_certificate_carries_both_vips_the_gateways_and_the_cluster_names(
-    kubeadm, lab_topology
-):
-    sans = kubeadm.cluster_configuration(lab_topology)["apiServer"]["certSANs"]
+def test_apiserver_certificate_carries_both_vips_the_gateways_and_the_cluster_names(kubeadm, node):
+    sans = kubeadm.cluster_configuration(node("cp1"))["apiServer"]["certSANs"]
 
     for name in (
         "198.18.1.10",
@@ -103,10 +108,12 @@ def test_apiserver_certificate_carries_both_vips_the_gateways_and_the_cluster_na
     assert "198.18.1.31" not in sans
 
 
-def test_init_configuration_advertises_the_node_and_limits_inits_own_token(kubeadm, lab_topology):
+def test_init_configuration_advertises_the_node_and_limits_inits_own_token(
+    kubeadm, lab_topology, node
+):
     lab_topology["kubernetes"]["token_ttl_minutes"] = 7
 
-    init = kubeadm.init_configuration(lab_topology, "cp1")
+    init = kubeadm.init_configuration(node("cp1"))
 
     assert init["localAPIEndpoint"] == {"advertiseAddress": "198.18.1.31", "bindPort": 6443}
     assert init["nodeRegistration"] == {
@@ -119,8 +126,8 @@ def test_init_configuration_advertises_the_node_and_limits_inits_own_token(kubea
     assert "token" not in token
 
 
-def test_control_plane_join_has_its_endpoint_and_no_secret(kubeadm, lab_topology):
-    (join,) = kubeadm.documents(lab_topology, "cp2")
+def test_control_plane_join_has_its_endpoint_and_no_secret(kubeadm, node):
+    (join,) = kubeadm.documents(node("cp2"))
 
     assert (join["apiVersion"], join["kind"]) == (KUBEADM, "JoinConfiguration")
     assert join["discovery"] == {"bootstrapToken": {"apiServerEndpoint": "198.18.1.10:6443"}}
@@ -133,42 +140,42 @@ def test_control_plane_join_has_its_endpoint_and_no_secret(kubeadm, lab_topology
     ]
 
 
-def test_worker_join_is_not_a_control_plane(kubeadm, lab_topology):
-    join = kubeadm.join_configuration(lab_topology, "worker1")
+def test_worker_join_is_not_a_control_plane(kubeadm, node):
+    join = kubeadm.join_configuration(node("worker1"))
 
     assert "controlPlane" not in join
     assert join["nodeRegistration"]["name"] == "worker1"
     assert "taints" not in join["nodeRegistration"]
 
 
-def test_a_control_plane_that_is_also_a_worker_is_not_tainted(kubeadm, lab_topology):
+def test_a_control_plane_that_is_also_a_worker_is_not_tainted(kubeadm, lab_topology, node):
     lab_topology["nodes"][6]["roles"] = ["control-plane", "worker"]  # cp2
 
-    join = kubeadm.join_configuration(lab_topology, "cp2")
+    join = kubeadm.join_configuration(node("cp2"))
 
     assert join["nodeRegistration"]["taints"] == []
     assert "controlPlane" in join
 
 
 @pytest.mark.parametrize("node_id", ["cp1", "cp2", "cp3", "worker1"])
-def test_rendered_file_is_the_documents_and_holds_no_secret(kubeadm, lab_topology, node_id):
-    text = kubeadm.render(lab_topology, node_id)
+def test_rendered_file_is_the_documents_and_holds_no_secret(kubeadm, node_id, node):
+    text = kubeadm.render(node(node_id))
 
     assert text.startswith("# Managed by Salt")
-    assert list(yaml.safe_load_all(text)) == kubeadm.documents(lab_topology, node_id)
+    assert list(yaml.safe_load_all(text)) == kubeadm.documents(node(node_id))
     for secret in ("token:", "caCertHashes", "certificateKey", "tlsBootstrapToken"):
         assert secret not in text
 
 
 def test_only_the_first_control_plane_inits_and_only_kubernetes_nodes_have_a_configuration(
-    kubeadm, lab_topology
+    kubeadm, node
 ):
     with pytest.raises(ValueError, match="cp2 is not the first control plane"):
-        kubeadm.init_configuration(lab_topology, "cp2")
+        kubeadm.init_configuration(node("cp2"))
     with pytest.raises(ValueError, match="cp1 is the first control plane"):
-        kubeadm.join_configuration(lab_topology, "cp1")
+        kubeadm.join_configuration(node("cp1"))
     with pytest.raises(ValueError, match="etcd1 is not a Kubernetes node"):
-        kubeadm.render(lab_topology, "etcd1")
+        node("etcd1")
 
 
 @pytest.mark.parametrize(

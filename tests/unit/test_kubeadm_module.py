@@ -174,7 +174,9 @@ def module(import_repo_module):
 @pytest.fixture(scope="module")
 def views(import_repo_module, topology_utils):
     """The topology's views and the formula's kubeadm configuration (``_utils``)."""
-    return topology_utils, import_repo_module("_utils/paas_kubeadm.py", "paas_kubeadm_config")
+    return topology_utils, import_repo_module(
+        "_utils/paas_kubeadm_config.py", "paas_kubeadm_config"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +230,8 @@ def nodes(tmp_path, views, lab_topology, pki, etcd) -> dict:
         root = tmp_path / node
         (root / "manifests").mkdir(parents=True)
         config = root / "kubeadm.yaml"
-        config.write_text(kubeadm_config.render(lab_topology, node))
         view = topology_utils.kubernetes_node(lab_topology, node)
+        config.write_text(kubeadm_config.render(view))
         view.update(
             config_file=str(config),
             admin_kubeconfig=str(root / "admin.conf"),

@@ -8,18 +8,15 @@ every other node a ``JoinConfiguration`` (``kubeadm join`` takes no
 configuration holds no secret: the bootstrap token, the CA's hash and the certificate
 key are added to a temporary copy at join time (``paas_kubeadm`` execution module).
 
-Everything comes from the topology's ``kubernetes_node`` view. Plain Python like
-``paas_topology``, so the same code serves the execution modules (``__utils__``) and the
-tests.
+Everything comes from the topology's views, handed in by the caller (the ``paas_topology``
+execution module): a node's ``kubernetes_node`` view, which holds the cluster's
+``kubernetes`` view too. Plain Python, so the same code serves the execution modules
+(``__utils__["paas_kubeadm_config.render"]``) and the tests.
 
 :depends: PyYAML (a dependency of Salt itself)
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 
 import yaml
 
@@ -29,29 +26,14 @@ HEADER = (
     "# of this node, without its secrets (those are added at join time, never kept here).\n"
 )
 
-_VIEWS: list[ModuleType] = []
-
-
-def _views() -> ModuleType:
-    # Salt's loader gives utils modules no __utils__, so the topology's views are read
-    # from the module beside this one (both are synced to the same directory).
-    if not _VIEWS:
-        path = Path(__file__).with_name("paas_topology.py")
-        spec = importlib.util.spec_from_file_location("paas_kubeadm_topology", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _VIEWS.append(module)
-    return _VIEWS[0]
-
-
-def cluster_configuration(topology: dict) -> dict:
+def cluster_configuration(cluster: dict) -> dict:
     """
-    The ``ClusterConfiguration`` of a valid ``topology``: the version, the API endpoint
-    (the private VIP through the gateways), the external etcd with the apiserver's
-    client certificate of the platform's PKI (the etcd CA, never kubeadm's own), the
-    apiserver's extra names, and the cluster's networks.
+    The ``ClusterConfiguration`` of the cluster (its ``kubernetes`` view, or any node's
+    ``kubernetes_node`` view, which holds it): the version, the API endpoint (the private
+    VIP through the gateways), the external etcd with the apiserver's client certificate
+    of the platform's PKI (the etcd CA, never kubeadm's own), the apiserver's extra
+    names, and the cluster's networks.
     """
-    cluster = _views().kubernetes(topology)
     endpoint = cluster["endpoint"]
     return {
         "apiVersion": API_VERSION,
@@ -77,17 +59,16 @@ def cluster_configuration(topology: dict) -> dict:
     }
 
 
-def init_configuration(topology: dict, node_id: str) -> dict:
+def init_configuration(node: dict) -> dict:
     """
-    The ``InitConfiguration`` of the first control plane ``node_id``: its apiserver's
-    address and port, its registration, and the token ``kubeadm init`` makes anyway
-    (kubeadm adds one valid for 24 h when none is configured) limited to the run's TTL.
-    Raises ``ValueError`` for a node that is not the first control plane.
+    The ``InitConfiguration`` of the first control plane (its ``kubernetes_node`` view):
+    its apiserver's address and port, its registration, and the token ``kubeadm init``
+    makes anyway (kubeadm adds one valid for 24 h when none is configured) limited to the
+    run's TTL. Raises ``ValueError`` for a node that is not the first control plane.
     """
-    node = _views().kubernetes_node(topology, node_id)
     if not node["first"]:
         raise ValueError(
-            f"{node_id} is not the first control plane ({node['first_control_plane']}): "
+            f"{node['id']} is not the first control plane ({node['first_control_plane']}): "
             "only that one runs kubeadm init; the others join"
         )
     return {
@@ -104,16 +85,15 @@ def init_configuration(topology: dict, node_id: str) -> dict:
     }
 
 
-def join_configuration(topology: dict, node_id: str) -> dict:
+def join_configuration(node: dict) -> dict:
     """
-    The ``JoinConfiguration`` of ``node_id`` (any Kubernetes node but the first control
-    plane), without its secrets: discovery through the API endpoint only, and for a
-    control plane its own apiserver's address and port. Raises ``ValueError`` for the
-    first control plane, which inits.
+    The ``JoinConfiguration`` of a node (its ``kubernetes_node`` view; any Kubernetes
+    node but the first control plane), without its secrets: discovery through the API
+    endpoint only, and for a control plane its own apiserver's address and port. Raises
+    ``ValueError`` for the first control plane, which inits.
     """
-    node = _views().kubernetes_node(topology, node_id)
     if node["first"]:
-        raise ValueError(f"{node_id} is the first control plane: it runs kubeadm init, not join")
+        raise ValueError(f"{node['id']} is the first control plane: it runs kubeadm init, not join")
     endpoint = node["endpoint"]
     configuration = {
         "apiVersion": API_VERSION,
@@ -128,19 +108,17 @@ def join_configuration(topology: dict, node_id: str) -> dict:
     return configuration
 
 
-def documents(topology: dict, node_id: str) -> list[dict]:
-    """The configuration documents of ``node_id``: Init and Cluster on the first control
-    plane, Join on every other Kubernetes node."""
-    if _views().kubernetes_node(topology, node_id)["first"]:
-        return [init_configuration(topology, node_id), cluster_configuration(topology)]
-    return [join_configuration(topology, node_id)]
+def documents(node: dict) -> list[dict]:
+    """The configuration documents of a node (its ``kubernetes_node`` view): Init and
+    Cluster on the first control plane, Join on every other Kubernetes node."""
+    if node["first"]:
+        return [init_configuration(node), cluster_configuration(node)]
+    return [join_configuration(node)]
 
 
-def render(topology: dict, node_id: str) -> str:
+def render(node: dict) -> str:
     """``documents`` as the multi-document YAML file kubeadm reads (``--config``)."""
-    body = yaml.safe_dump_all(
-        documents(topology, node_id), default_flow_style=False, sort_keys=False
-    )
+    body = yaml.safe_dump_all(documents(node), default_flow_style=False, sort_keys=False)
     return HEADER + body
 
 
