@@ -415,7 +415,7 @@ def _kubernetes(topology: dict, timeout: int) -> dict:
     run workloads; anything else a person must see is degraded."""
     view = __utils__["paas_topology.kubernetes"](topology)
     control_planes = [entry["id"] for entry in view["control_planes"]]
-    replies = _ask(control_planes, "paas_kubernetes.status", timeout)
+    replies = _ask(control_planes, "paas_control_plane.status", timeout)
     answers = {cp: replies[cp] for cp in control_planes if isinstance(replies.get(cp), dict)}
     seen = {
         "version": view["version"],
@@ -578,7 +578,7 @@ def _pki(topology: dict, timeout: int) -> dict:
     ]
     renew_days = __utils__["paas_topology.with_defaults"](topology)["pki"]["renew_days"]
     replies = _ask(minions, "paas_pki.certificates", timeout)
-    kubeadm = _ask(control_planes, "paas_kubernetes.certificates", timeout)
+    kubeadm = _ask(control_planes, "paas_control_plane.certificates", timeout)
     rows, problems = [], []
     for minion in minions:
         reply = replies.get(minion)

@@ -184,7 +184,7 @@ def verify(timeout: int = 120) -> dict:
     Ready, control planes labelled ``node-role.kubernetes.io/control-plane`` and
     workers not; the API answers ``/readyz`` through both VIPs, from the master, over
     TLS checked against the cluster's CA. Nodes are read on the first control plane
-    with its admin kubeconfig, which never leaves it (``paas_kubernetes.status``). Waits
+    with its admin kubeconfig, which never leaves it (``paas_control_plane.status``). Waits
     up to ``timeout`` seconds for all of it; exit code 1 with every problem named when
     it does not happen, 0 otherwise.
 
@@ -314,8 +314,8 @@ class _Joins:
 
 def _nodes(minions, issuer: str):
     """The Nodes as the first control plane reads them with its admin kubeconfig
-    (``paas_kubernetes.status``), or why they could not be read."""
-    status = minions.call(issuer, "paas_kubernetes.status", timeout=ASK_TIMEOUT)
+    (``paas_control_plane.status``), or why they could not be read."""
+    status = minions.call(issuer, "paas_control_plane.status", timeout=ASK_TIMEOUT)
     if not isinstance(status, dict):
         return f"{issuer} did not answer: {status}"
     if "nodes" not in status:

@@ -6,7 +6,7 @@ dunders, and the orchestration's ``paas_kubernetes`` states that run it
 The join plan and its batches are pure functions of the topology's view and the nodes'
 answers. The runs go through a stand-in for the minions (what each was asked, with
 which pillar, and what it answers: ``paas_kubeadm.joined``, ``paas_kubeadm.credentials``,
-``state.apply kubernetes.join``, ``paas_kubernetes.status``, ``paas_kubeadm.revoke``) on
+``state.apply kubernetes.join``, ``paas_control_plane.status``, ``paas_kubeadm.revoke``) on
 the lab's topology with more workers: who joins, in which order and batches, that the
 run's credentials are revoked whatever happened, that a failure stops the run naming
 the node and kubeadm's error, and that no secret is in what the runner returns.
@@ -88,7 +88,7 @@ class Minions:
             if self.revoke_error:
                 return self.revoke_error
             return {"tokens": list(arg), "kubeadm_certs_secret": "deleted"}
-        if function == "paas_kubernetes.status":
+        if function == "paas_control_plane.status":
             return {
                 "node": minion,
                 "initialized": True,
@@ -302,9 +302,9 @@ def test_control_planes_join_one_at_a_time_each_ready_before_the_next(runner, mi
     assert steps == [
         "paas_kubeadm.credentials",
         ("cp2",),
-        "paas_kubernetes.status",
+        "paas_control_plane.status",
         ("cp3",),
-        "paas_kubernetes.status",
+        "paas_control_plane.status",
         "paas_kubeadm.revoke",
     ]
     assert minions.pillars[0]["kubeadm_join"]["sealed"] == {

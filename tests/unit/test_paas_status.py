@@ -5,7 +5,7 @@ the severity and exit code it gives (0 ok, 1 degraded, 2 down, 3 unknown); repor
 are data whatever the output, and that name the ``paas`` outputter.
 
 The minions' answers stand in for ``paas_gateway.status``, ``etcd_cluster.overview``,
-``paas_kubernetes.status``, ``paas_pki.certificates`` and ``paas_kubernetes.certificates``;
+``paas_control_plane.status``, ``paas_pki.certificates`` and ``paas_control_plane.certificates``;
 the topology is the lab's.
 """
 
@@ -98,7 +98,7 @@ def certificate(node: str, profile: str, days_left: int = 364) -> dict:
 
 
 def kubernetes_node(name: str) -> dict:
-    """One Node as paas_kubernetes.status lists it: Ready, its Lease renewed 4 s ago."""
+    """One Node as paas_control_plane.status lists it: Ready, its Lease renewed 4 s ago."""
     return {
         "name": name,
         "ready": True,
@@ -112,7 +112,7 @@ def kubernetes_node(name: str) -> dict:
 
 
 def kubernetes_status(cp: str) -> dict:
-    """A control plane's paas_kubernetes.status: every Node Ready, every apiserver ready."""
+    """A control plane's paas_control_plane.status: every Node Ready, every apiserver ready."""
     return {
         "node": cp,
         "initialized": True,
@@ -129,7 +129,7 @@ def kubernetes_status(cp: str) -> dict:
 
 
 def kubeadm_certificate(node: str, name: str, days_left: int = 364) -> dict:
-    """One entry of paas_kubernetes.certificates."""
+    """One entry of paas_control_plane.certificates."""
     return {
         **certificate(node, name, days_left),
         "path": f"/etc/kubernetes/pki/{name}.crt",
@@ -144,12 +144,12 @@ def healthy_replies() -> dict:
     return {
         "paas_gateway.status": {"gw1": gateway(True), "gw2": gateway(False)},
         "etcd_cluster.overview": {name: overview() for name in ETCD},
-        "paas_kubernetes.status": {cp: kubernetes_status(cp) for cp in CPS},
+        "paas_control_plane.status": {cp: kubernetes_status(cp) for cp in CPS},
         "paas_pki.certificates": {
             node: [certificate(node, profile) for profile in PROFILES.get(node, ())]
             for node in nodes
         },
-        "paas_kubernetes.certificates": {
+        "paas_control_plane.certificates": {
             cp: [kubeadm_certificate(cp, name) for name in KUBEADM] for cp in CPS
         },
     }
@@ -272,7 +272,7 @@ def _certificate(node: str, profile: str, **changes) -> Callable[[dict], None]:
 
 def _kubernetes(cp: str, **changes) -> Callable[[dict], None]:
     def change(replies):
-        reply = replies["paas_kubernetes.status"][cp]
+        reply = replies["paas_control_plane.status"][cp]
         for key, value in changes.items():
             if value is None:
                 reply.pop(key, None)
@@ -295,7 +295,9 @@ def _not_initialized(*cps: str) -> Callable[[dict], None]:
 
 def _apiserver(cp: str, check: str, error: str = NOT_READY) -> Callable[[dict], None]:
     def change(replies):
-        replies["paas_kubernetes.status"][cp]["apiserver"][check].update(ready=False, error=error)
+        replies["paas_control_plane.status"][cp]["apiserver"][check].update(
+            ready=False, error=error
+        )
 
     return change
 
@@ -304,7 +306,7 @@ def _node(name: str, **changes) -> Callable[[dict], None]:
     """Change a Node as every control plane lists it; ``gone=True`` removes it."""
 
     def change(replies):
-        for reply in replies["paas_kubernetes.status"].values():
+        for reply in replies["paas_control_plane.status"].values():
             if "nodes" not in reply:
                 continue
             nodes = reply["nodes"]
@@ -321,7 +323,7 @@ def _node(name: str, **changes) -> Callable[[dict], None]:
 
 def _kubeadm(cp: str, name: str, **changes) -> Callable[[dict], None]:
     def change(replies):
-        (row,) = [r for r in replies["paas_kubernetes.certificates"][cp] if r["profile"] == name]
+        (row,) = [r for r in replies["paas_control_plane.certificates"][cp] if r["profile"] == name]
         row.update(changes)
         row["renewal_due"] = row["days_left"] <= 30
 
@@ -457,14 +459,16 @@ PROBLEMS = [
         "etcd's members do not agree on a leader",
     ),
     # Kubernetes.
-    (_silent("paas_kubernetes.status", "cp2"), "degraded", "cp2 did not answer: no reply"),
+    (_silent("paas_control_plane.status", "cp2"), "degraded", "cp2 did not answer: no reply"),
     (
-        _silent("paas_kubernetes.status", "cp1", "'paas_kubernetes.status' is not available."),
+        _silent(
+            "paas_control_plane.status", "cp1", "'paas_control_plane.status' is not available."
+        ),
         "degraded",
-        "cp1 did not answer: 'paas_kubernetes.status' is not available.",
+        "cp1 did not answer: 'paas_control_plane.status' is not available.",
     ),
     (
-        _both(*(_silent("paas_kubernetes.status", cp) for cp in CPS)),
+        _both(*(_silent("paas_control_plane.status", cp) for cp in CPS)),
         "down",
         "no control plane answered: cp1: no reply; cp2: no reply; cp3: no reply",
     ),
@@ -635,7 +639,7 @@ PROBLEMS = [
         "cp3 kubeadm admin.conf: it is not signed by kubeadm's ca",
     ),
     (
-        _silent("paas_kubernetes.certificates", "cp3"),
+        _silent("paas_control_plane.certificates", "cp3"),
         "degraded",
         "cp3 kubeadm: did not answer: no reply",
     ),
@@ -776,18 +780,18 @@ def test_the_runner_asks_the_gateways_the_etcd_nodes_the_control_planes_and_ever
     assert asked == [
         (["gw1", "gw2"], "paas_gateway.status"),
         (list(ETCD), "etcd_cluster.overview"),
-        (list(CPS), "paas_kubernetes.status"),
+        (list(CPS), "paas_control_plane.status"),
         (
             ["gw1", "gw2", *ETCD, "cp1", "cp2", "cp3", "worker1", "paas-master"],
             "paas_pki.certificates",
         ),
-        (list(CPS), "paas_kubernetes.certificates"),
+        (list(CPS), "paas_control_plane.certificates"),
     ]
 
 
 def test_the_nodes_are_those_the_first_control_plane_that_lists_them_sees(runner, asked, replies):
     _kubernetes("cp1", nodes=None, nodes_error="HTTP 403 Forbidden")(replies)
-    replies["paas_kubernetes.status"]["cp2"]["nodes"][0]["age_s"] = 7
+    replies["paas_control_plane.status"]["cp2"]["nodes"][0]["age_s"] = 7
 
     kubernetes = runner.status()["kubernetes"]
 
@@ -812,9 +816,9 @@ def test_a_cluster_not_initialized_reports_no_nodes_and_no_apiservers(runner, as
 
 
 def test_a_silent_control_plane_is_named_once_though_three_parts_ask_it(runner, asked, replies):
-    for function in ("paas_kubernetes.status", "paas_pki.certificates"):
+    for function in ("paas_control_plane.status", "paas_pki.certificates"):
         _silent(function, "cp2")(replies)
-    _silent("paas_kubernetes.certificates", "cp2")(replies)
+    _silent("paas_control_plane.certificates", "cp2")(replies)
 
     report = runner.status()
 
@@ -839,7 +843,7 @@ def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies
     ]
     assert [function for _, function in asked] == [
         "paas_pki.certificates",
-        "paas_kubernetes.certificates",
+        "paas_control_plane.certificates",
     ]
 
 

@@ -6,7 +6,9 @@ expiry, the ones ``kubeadm certs check-expiration`` lists.
 
 It runs on a control plane, where kubeadm wrote ``/etc/kubernetes/admin.conf``: the admin
 credentials are used on the node and never leave it; what returns is data, which
-``salt-run paas.status`` and ``paas.certs`` ask every control plane for.
+``salt-run paas.status`` and ``paas.certs`` ask every control plane for. The
+``paas_control_plane`` state manages the same control plane (paused and resumed around
+an etcd restore).
 
 :depends: ``kubernetes`` (the Python client) in the minion's Python; Salt's ``x509_v2``
     (cryptography); the ``paas_topology`` module
@@ -32,7 +34,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 # loader scans the module (see _library()).
 _lib = types.SimpleNamespace(client=None, urllib3=None)
 
-__virtualname__ = "paas_kubernetes"
+__virtualname__ = "paas_control_plane"
 
 # Seconds each request to an apiserver may take, so that a report comes back well
 # within salt-run's own timeout even when every address is silent.
@@ -59,11 +61,11 @@ ONLY_ON_THE_FIRST = ("super-admin.conf",)
 
 def __virtual__():
     if find_spec("kubernetes") is None:
-        return (False, "paas_kubernetes: the kubernetes Python client is not installed")
+        return (False, "paas_control_plane: the kubernetes Python client is not installed")
     if "x509.read_certificate" not in __salt__:
-        return (False, "paas_kubernetes: Salt's x509_v2 module (cryptography) is not available")
+        return (False, "paas_control_plane: Salt's x509_v2 module (cryptography) is not available")
     if "paas_topology.kubernetes_node" not in __salt__:
-        return (False, "paas_kubernetes: the paas_topology module is not synced")
+        return (False, "paas_control_plane: the paas_topology module is not synced")
     return __virtualname__
 
 
@@ -89,7 +91,7 @@ def status(timeout: float = TIMEOUT) -> dict:
 
     .. code-block:: bash
 
-        salt-call paas_kubernetes.status
+        salt-call paas_control_plane.status
     """
     view = __salt__["paas_topology.kubernetes_node"]()
     kubeconfig = view["admin_kubeconfig"]
@@ -138,7 +140,7 @@ def certificates() -> list[dict]:
 
     .. code-block:: bash
 
-        salt-call paas_kubernetes.certificates
+        salt-call paas_control_plane.certificates
     """
     view = __salt__["paas_topology.kubernetes_node"]()
     if not os.path.isfile(view["admin_kubeconfig"]):

@@ -1,5 +1,5 @@
 """
-``paas_kubernetes`` (``_modules/paas_kubernetes.py``) under Salt's loader, on a control
+``paas_control_plane`` (``_modules/paas_control_plane.py``) under Salt's loader, on a control
 plane of the lab's topology whose kubeadm files are made here: the Nodes, Leases and
 ``/readyz`` come through the real ``kubernetes`` client from small HTTPS stand-ins on
 loopback addresses (the node's own, the private VIP's and the public VIP's) that ask for
@@ -269,7 +269,7 @@ def routes() -> dict:
 
 @pytest.fixture(scope="module")
 def module(import_repo_module):
-    return import_repo_module("_modules/paas_kubernetes.py", "paas_kubernetes_module")
+    return import_repo_module("_modules/paas_control_plane.py", "paas_control_plane_module")
 
 
 @pytest.fixture
@@ -536,5 +536,5 @@ def test_the_module_loads_only_with_x509_and_the_topology_module(module):
 
     assert module.__virtual__() == (
         False,
-        "paas_kubernetes: Salt's x509_v2 module (cryptography) is not available",
+        "paas_control_plane: Salt's x509_v2 module (cryptography) is not available",
     )
