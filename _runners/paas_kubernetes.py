@@ -110,13 +110,8 @@ def plan(role: str = "worker") -> dict:
     report = {"role": role, "problems": []}
     try:
         view = _view(role)
-        nodes = candidates(view, role)
         with _minions() as minions:
-            found = join_plan(
-                nodes,
-                minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT),
-                batch_size(view, role),
-            )
+            found = _plan(minions, view, role)
     except (SaltRunnerError, SaltClientError) as err:
         report["problems"].append(str(err))
         return _exit(report, 1)
@@ -152,13 +147,8 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
     }
     try:
         view = _view(role)
-        nodes = candidates(view, role)
         with _minions() as minions:
-            found = join_plan(
-                nodes,
-                minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT),
-                batch_size(view, role),
-            )
+            found = _plan(minions, view, role)
             report["already_joined"] = found["already_joined"]
             if found["unanswered"]:
                 report["problems"] = _unanswered(found)
@@ -310,6 +300,13 @@ class _Joins:
             f"kubeadm token delete {' '.join(token_ids)}, and kubectl -n kube-system "
             "delete secret kubeadm-certs"
         )
+
+
+def _plan(minions, view: dict, role: str) -> dict:
+    """``join_plan`` of ``role``'s nodes, each asked whether it has joined."""
+    nodes = candidates(view, role)
+    answers = minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT)
+    return join_plan(nodes, answers, batch_size(view, role))
 
 
 def _nodes(minions, issuer: str):
