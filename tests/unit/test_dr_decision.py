@@ -25,7 +25,7 @@ import pytest
 import yaml
 from salt.exceptions import SaltRunnerError
 
-from tests.conftest import minion_keys
+from tests.conftest import minion_keys, utils_of
 
 NOW = 1_800_000_000.0
 INTERVAL = 5
@@ -39,6 +39,26 @@ MINIONS = (*FIVE, "worker1", "gw1")
 @pytest.fixture(scope="module")
 def runner(import_repo_module):
     return import_repo_module("_runners/paas_dr.py", "paas_dr_runner_module")
+
+
+@pytest.fixture(scope="module")
+def decisions(import_repo_module):
+    return import_repo_module("_utils/paas_dr_decide.py", "paas_dr_decide_utils")
+
+
+@pytest.fixture(scope="module")
+def records(import_repo_module):
+    return import_repo_module("_utils/paas_dr_records.py", "paas_dr_records_utils")
+
+
+@pytest.fixture(scope="module")
+def lock_utils(import_repo_module):
+    return import_repo_module("_utils/paas_lock.py", "paas_lock_utils")
+
+
+@pytest.fixture(scope="module")
+def state_returns(import_repo_module):
+    return import_repo_module("_utils/paas_state_returns.py", "paas_state_returns_utils")
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +114,11 @@ def report(member, state, at, *, alarms=(), learner=False) -> dict:
     }
 
 
-def record(runner, settings, *reports) -> dict:
+def record(decisions, records, settings, *reports) -> dict:
     """The reports as react records them, each received at its time."""
     recorded = {}
     for entry in reports:
-        runner._record_report(recorded, entry, entry["time"], runner._debounce(settings))
+        records.record_report(recorded, entry, entry["time"], decisions.debounce(settings))
     return recorded["members"]
 
 
@@ -111,94 +131,115 @@ def healthy(*members, at=NOW - 1) -> list[dict]:
     return [report(member, "healthy", at) for member in members]
 
 
-def suspect(runner, settings, *reports, now=NOW) -> dict:
-    return runner.suspect(record(runner, settings, *reports), settings, now)
+def suspect(decisions, records, settings, *reports, now=NOW) -> dict:
+    return decisions.suspect(record(decisions, records, settings, *reports), settings, now)
 
 
 # What the reports suspect.
 
 
-def test_a_members_own_down_reports_in_a_row_suspect_it(runner, settings):
-    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3))
+def test_a_members_own_down_reports_in_a_row_suspect_it(decisions, records, settings):
+    hint = suspect(
+        decisions, records, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3)
+    )
 
     assert (hint["action"], hint["member"]) == ("recover", "etcd3")
 
 
-def test_fewer_down_reports_than_the_debounce_suspect_nothing(runner, settings):
-    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 2))
+def test_fewer_down_reports_than_the_debounce_suspect_nothing(decisions, records, settings):
+    hint = suspect(
+        decisions, records, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 2)
+    )
 
     assert (hint["action"], hint["rule"]) == ("none", "debounce")
 
 
-def test_a_flapping_member_is_never_suspected(runner, settings):
+def test_a_flapping_member_is_never_suspected(decisions, records, settings):
     flapping = [
         report("etcd3", state, NOW - INTERVAL * (5 - i))
         for i, state in enumerate(["down", "down", "healthy", "down", "down", "healthy"])
     ]
 
-    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *flapping)["action"] == "none"
+    assert (
+        suspect(decisions, records, settings, *healthy("etcd1", "etcd2"), *flapping)["action"]
+        == "none"
+    )
 
 
-def test_an_isolated_member_beside_healthy_ones_is_not_suspected(runner, settings):
-    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "isolated", 5))
+def test_an_isolated_member_beside_healthy_ones_is_not_suspected(decisions, records, settings):
+    hint = suspect(
+        decisions, records, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "isolated", 5)
+    )
 
     assert hint["action"] == "none"
 
 
-def test_a_corrupt_member_is_suspected_and_a_full_one_is_not(runner, settings):
+def test_a_corrupt_member_is_suspected_and_a_full_one_is_not(decisions, records, settings):
     corrupt = streak("etcd3", "alarm", 3, alarms=("CORRUPT",))
     full = streak("etcd3", "alarm", 3, alarms=("NOSPACE",))
 
-    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *corrupt)["action"] == "recover"
-    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *full)["action"] == "none"
+    assert (
+        suspect(decisions, records, settings, *healthy("etcd1", "etcd2"), *corrupt)["action"]
+        == "recover"
+    )
+    assert (
+        suspect(decisions, records, settings, *healthy("etcd1", "etcd2"), *full)["action"] == "none"
+    )
 
 
-def test_stale_down_reports_suspect_nothing(runner, settings):
+def test_stale_down_reports_suspect_nothing(decisions, records, settings):
     old = streak("etcd3", "down", 3, end=NOW - 4 * INTERVAL)
 
-    assert suspect(runner, settings, *old)["rule"] == "stale"
+    assert suspect(decisions, records, settings, *old)["rule"] == "stale"
 
 
 def test_no_member_healthy_and_all_down_or_isolated_in_a_row_suspect_a_lost_quorum(
-    runner, settings
+    decisions, records, settings
 ):
     reports = [
         *streak("etcd1", "isolated", 3),
         *streak("etcd2", "down", 3),
     ]
 
-    hint = suspect(runner, settings, *reports)
+    hint = suspect(decisions, records, settings, *reports)
 
     assert (hint["action"], hint["rule"]) == ("restore", "restore")
     assert "etcd3 silent" in hint["reason"]
 
 
-def test_no_lost_quorum_is_suspected_while_one_member_reports_healthy(runner, settings):
+def test_no_lost_quorum_is_suspected_while_one_member_reports_healthy(decisions, records, settings):
     reports = [*healthy("etcd1"), *streak("etcd2", "down", 3), *streak("etcd3", "down", 3)]
 
-    assert suspect(runner, settings, *reports)["action"] != "restore"
+    assert suspect(decisions, records, settings, *reports)["action"] != "restore"
 
 
-def test_a_member_reporting_itself_a_healthy_learner_in_a_row_is_suspected(runner, settings):
+def test_a_member_reporting_itself_a_healthy_learner_in_a_row_is_suspected(
+    decisions, records, settings
+):
     # A join that stopped half-way: etcd3 started and caught up, and nobody promoted it.
     learner = streak("etcd3", "healthy", 3, learner=True)
 
-    hint = suspect(runner, settings, *healthy("etcd1", "etcd2"), *learner)
+    hint = suspect(decisions, records, settings, *healthy("etcd1", "etcd2"), *learner)
 
     assert (hint["action"], hint["member"], hint["rule"]) == ("recover", "etcd3", "learner")
     joining = streak("etcd3", "healthy", 2, learner=True)
-    assert suspect(runner, settings, *healthy("etcd1", "etcd2"), *joining)["action"] == "none"
+    assert (
+        suspect(decisions, records, settings, *healthy("etcd1", "etcd2"), *joining)["action"]
+        == "none"
+    )
 
 
-def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(runner, settings):
+def test_reports_are_aged_by_the_masters_receive_time_not_the_signers(decisions, records, settings):
     # A report signed an hour in the future, received now: fresh now, stale later.
-    members = record(runner, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3))
+    members = record(
+        decisions, records, settings, *healthy("etcd1", "etcd2"), *streak("etcd3", "down", 3)
+    )
     for entry in members["etcd3"]["recent"]:
         assert entry["received"] <= NOW
     members["etcd3"]["latest"]["signed_time"] = NOW + 3600
 
-    assert runner.suspect(members, settings, NOW)["action"] == "recover"
-    later = runner.suspect(members, settings, NOW + 3 * settings["beacon_interval_seconds"] + 1)
+    assert decisions.suspect(members, settings, NOW)["action"] == "recover"
+    later = decisions.suspect(members, settings, NOW + 3 * settings["beacon_interval_seconds"] + 1)
     assert (later["action"], later["rule"]) == ("none", "healthy")
 
 
@@ -252,19 +293,21 @@ RECOVER = {"action": "recover", "member": "etcd3", "rule": "recover", "reason": 
 RESTORE = {"action": "restore", "member": None, "rule": "restore", "reason": "reports"}
 
 
-def test_a_member_the_master_confirms_down_beside_a_healthy_quorum_is_recovered(runner, settings):
+def test_a_member_the_master_confirms_down_beside_a_healthy_quorum_is_recovered(
+    decisions, settings
+):
     probe = probe_of({"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")})
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["member"]) == ("recover", "etcd3")
     assert "etcd1, etcd2 hold quorum" in decision["reason"]
 
 
-def test_a_member_the_master_reaches_healthy_contradicts_the_report(runner, settings):
+def test_a_member_the_master_reaches_healthy_contradicts_the_report(decisions, settings):
     probe = probe_of({name: seen("healthy") for name in THREE})
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "contradicted")
     assert "the master reaches etcd3 healthy" in decision["reason"]
@@ -277,11 +320,11 @@ def test_a_member_the_master_reaches_healthy_contradicts_the_report(runner, sett
         pytest.param(seen("healthy", members=()), id="by-the-others-member-list"),
     ],
 )
-def test_a_member_the_master_reaches_healthy_and_a_learner_is_promoted(runner, settings, etcd3):
+def test_a_member_the_master_reaches_healthy_and_a_learner_is_promoted(decisions, settings, etcd3):
     others = seen("healthy", learners=("etcd3",))
     probe = probe_of({"etcd1": others, "etcd2": others, "etcd3": etcd3})
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["member"], decision["rule"]) == (
         "recover",
@@ -290,41 +333,41 @@ def test_a_member_the_master_reaches_healthy_and_a_learner_is_promoted(runner, s
     )
 
 
-def test_a_member_only_the_master_cannot_reach_is_not_recovered(runner, settings):
+def test_a_member_only_the_master_cannot_reach_is_not_recovered(decisions, settings):
     probe = probe_of(
         {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")},
         {"etcd1": node("healthy"), "etcd2": node("healthy"), "etcd3": node("healthy")},
     )
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert decision["rule"] == "contradicted"
     assert "a problem between the master and etcd3" in decision["reason"]
 
 
-def test_a_member_whose_minion_does_not_answer_blocks_its_recovery(runner, settings):
+def test_a_member_whose_minion_does_not_answer_blocks_its_recovery(decisions, settings):
     probe = probe_of(
         {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("down")},
         {"etcd1": node("healthy"), "etcd2": node("healthy"), "etcd3": "no reply"},
     )
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "blocked")
     assert "etcd3's minion does not answer (no reply)" in decision["reason"]
 
 
-def test_an_isolated_member_is_a_partition_never_recovered(runner, settings):
+def test_an_isolated_member_is_a_partition_never_recovered(decisions, settings):
     probe = probe_of(
         {"etcd1": seen("healthy"), "etcd2": seen("healthy"), "etcd3": seen("isolated")}
     )
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "partition")
 
 
-def test_others_under_different_leaders_do_not_make_a_quorum(runner, settings):
+def test_others_under_different_leaders_do_not_make_a_quorum(decisions, settings):
     probe = probe_of(
         {
             "etcd1": seen("healthy"),
@@ -333,30 +376,30 @@ def test_others_under_different_leaders_do_not_make_a_quorum(runner, settings):
         }
     )
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "quorum")
 
 
-def test_no_member_is_replaced_when_that_would_cost_quorum(runner, five_settings):
+def test_no_member_is_replaced_when_that_would_cost_quorum(decisions, five_settings):
     # Five voters, three down: removing one leaves four voters, whose quorum (three) the
     # two healthy ones do not make.
     members = {name: seen("healthy", members=FIVE) for name in ("etcd1", "etcd2")}
     members.update({name: seen("down", members=FIVE) for name in ("etcd3", "etcd4", "etcd5")})
 
-    decision = runner.decide(RECOVER, probe_of(members), five_settings)
+    decision = decisions.decide(RECOVER, probe_of(members), five_settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "quorum")
 
 
-def test_of_five_members_one_lost_beside_four_healthy_is_recovered(runner, five_settings):
+def test_of_five_members_one_lost_beside_four_healthy_is_recovered(decisions, five_settings):
     members = {name: seen("healthy", members=FIVE) for name in ("etcd1", "etcd2", "etcd4", "etcd5")}
     members["etcd3"] = seen("down", members=FIVE)
 
-    assert runner.decide(RECOVER, probe_of(members), five_settings)["action"] == "recover"
+    assert decisions.decide(RECOVER, probe_of(members), five_settings)["action"] == "recover"
 
 
-def test_a_member_no_longer_listed_comes_back_under_the_current_voters_quorum(runner, settings):
+def test_a_member_no_longer_listed_comes_back_under_the_current_voters_quorum(decisions, settings):
     # After a restore that fenced etcd2 and etcd3, etcd1 alone is the cluster; etcd3's
     # machine is back with the old data and etcd refuses it.
     probe = probe_of(
@@ -367,10 +410,10 @@ def test_a_member_no_longer_listed_comes_back_under_the_current_voters_quorum(ru
         }
     )
 
-    assert runner.decide(RECOVER, probe, settings)["action"] == "recover"
+    assert decisions.decide(RECOVER, probe, settings)["action"] == "recover"
 
 
-def test_a_learner_left_behind_is_promoted_before_a_lost_member_is_added(runner, settings):
+def test_a_learner_left_behind_is_promoted_before_a_lost_member_is_added(decisions, settings):
     # A restore that failed joining etcd3 left it a learner; etcd takes one at a time.
     probe = probe_of(
         {
@@ -380,7 +423,7 @@ def test_a_learner_left_behind_is_promoted_before_a_lost_member_is_added(runner,
         }
     )
 
-    decision = runner.decide({**RECOVER, "member": "etcd2"}, probe, settings)
+    decision = decisions.decide({**RECOVER, "member": "etcd2"}, probe, settings)
 
     assert (decision["action"], decision["member"], decision["rule"]) == (
         "recover",
@@ -389,50 +432,50 @@ def test_a_learner_left_behind_is_promoted_before_a_lost_member_is_added(runner,
     )
 
 
-def test_a_lost_quorum_confirmed_by_the_probe_is_restored(runner, settings):
+def test_a_lost_quorum_confirmed_by_the_probe_is_restored(decisions, settings):
     probe = probe_of({"etcd1": seen("isolated"), "etcd2": seen("down"), "etcd3": seen("down")})
 
-    decision = runner.decide(RESTORE, probe, settings)
+    decision = decisions.decide(RESTORE, probe, settings)
 
     assert (decision["action"], decision["silent"]) == ("restore", [])
 
 
-def test_a_restore_is_contradicted_by_any_member_the_master_reaches_healthy(runner, settings):
+def test_a_restore_is_contradicted_by_any_member_the_master_reaches_healthy(decisions, settings):
     probe = probe_of({"etcd1": seen("healthy"), "etcd2": seen("down"), "etcd3": seen("down")})
 
-    decision = runner.decide(RESTORE, probe, settings)
+    decision = decisions.decide(RESTORE, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "contradicted")
     assert "etcd1 healthy: quorum holds" in decision["reason"]
 
 
-def test_a_restore_is_contradicted_by_a_node_that_sees_its_member_healthy(runner, settings):
+def test_a_restore_is_contradicted_by_a_node_that_sees_its_member_healthy(decisions, settings):
     probe = probe_of(
         {name: seen("down") for name in THREE},
         {"etcd1": node("healthy"), "etcd2": node("down"), "etcd3": node("down")},
     )
 
-    decision = runner.decide(RESTORE, probe, settings)
+    decision = decisions.decide(RESTORE, probe, settings)
 
     assert decision["rule"] == "contradicted"
     assert "a problem between the master and etcd" in decision["reason"]
 
 
-def test_a_restore_names_the_nodes_whose_minion_is_silent(runner, settings):
+def test_a_restore_names_the_nodes_whose_minion_is_silent(decisions, settings):
     probe = probe_of(
         {"etcd1": seen("down"), "etcd2": seen("down"), "etcd3": seen("isolated")},
         {"etcd1": node("down"), "etcd2": node("down"), "etcd3": "no reply"},
     )
 
-    decision = runner.decide(RESTORE, probe, settings)
+    decision = decisions.decide(RESTORE, probe, settings)
 
     assert decision["silent"] == ["etcd3"]
 
 
-def test_a_probe_that_could_not_run_blocks_everything(runner, settings):
+def test_a_probe_that_could_not_run_blocks_everything(decisions, settings):
     probe = {"error": "the master's etcd-admin-client certificate cannot be loaded"}
 
-    decision = runner.decide(RECOVER, probe, settings)
+    decision = decisions.decide(RECOVER, probe, settings)
 
     assert (decision["action"], decision["rule"]) == ("none", "blocked")
 
@@ -513,6 +556,10 @@ def minions() -> Minions:
 def configure_loader_modules(
     runner,
     runner_utils,
+    decisions,
+    records,
+    lock_utils,
+    state_returns,
     topology_utils,
     signed_report,
     topology,
@@ -525,6 +572,10 @@ def configure_loader_modules(
     master_pillar({"paas": topology})
     utils = {
         **runner_utils,
+        **utils_of(decisions, "paas_dr_decide"),
+        **utils_of(records, "paas_dr_records"),
+        **utils_of(lock_utils, "paas_lock"),
+        **utils_of(state_returns, "paas_state_returns"),
         "paas_topology.node_ids": topology_utils.node_ids,
         "paas_signed_report.verify": signed_report.verify,
         "paas_master.minions": minions,
@@ -983,11 +1034,19 @@ def test_a_second_event_during_a_remediation_is_dropped_and_recorded(
 
 
 def test_the_lock_renewed_past_its_expiry_is_not_taken_over(
-    runner, beacons, orchestrations, probes, topology, master_pillar, monkeypatch, state_dir
+    lock_utils,
+    runner,
+    beacons,
+    orchestrations,
+    probes,
+    topology,
+    master_pillar,
+    monkeypatch,
+    state_dir,
 ):
     topology["dr"]["lock_expiry_minutes"] = 1
     master_pillar({"paas": topology})
-    monkeypatch.setattr(runner, "RENEW_S", 0.05)
+    monkeypatch.setattr(lock_utils, "RENEW_S", 0.05)
     real_time = time.time
     later = {"by": 0.0}
     monkeypatch.setattr(runner.time, "time", lambda: real_time() + later["by"])
@@ -998,7 +1057,7 @@ def test_the_lock_renewed_past_its_expiry_is_not_taken_over(
         later["by"] = 120.0
         time.sleep(0.5)
         held = read(state_dir, "lock.json")
-        seen_during["stale"] = runner._lock_is_stale(held, runner.time.time())
+        seen_during["stale"] = lock_utils.is_stale(held, runner.time.time())
         seen_during["renewed"] = held["renewed"]
         with pytest.raises(SaltRunnerError, match="a remediation holds the lock"):
             runner.remediate("recover", member="etcd2")
@@ -1055,8 +1114,8 @@ def test_the_lock_of_a_process_that_is_gone_is_cleared_at_the_masters_start_and_
     assert runner.summary()["problems"] == []
 
 
-def test_tidy_leaves_a_live_holders_lock(runner, state_dir):
-    lock_of(state_dir, os.getpid(), runner._process_started(os.getpid()))
+def test_tidy_leaves_a_live_holders_lock(lock_utils, runner, state_dir):
+    lock_of(state_dir, os.getpid(), lock_utils.process_started(os.getpid()))
 
     assert runner.tidy() == {"cleared": None}
     assert runner.lock()["owner"] == "holder"
@@ -1078,9 +1137,9 @@ def test_the_lock_of_a_process_that_is_gone_is_taken_over_and_named(
 
 
 def test_a_live_lock_drops_the_suspicion_before_any_probe(
-    runner, beacons, orchestrations, probes, state_dir
+    lock_utils, runner, beacons, orchestrations, probes, state_dir
 ):
-    lock_of(state_dir, os.getpid(), runner._process_started(os.getpid()))
+    lock_of(state_dir, os.getpid(), lock_utils.process_started(os.getpid()))
 
     decision = lose_etcd3(runner, beacons)[-1]
 
@@ -1093,8 +1152,8 @@ def test_a_live_lock_drops_the_suspicion_before_any_probe(
     assert read(state_dir, "dropped.json")[0]["held_by"] == "holder"
 
 
-def test_unlock_removes_only_the_named_owners_lock(runner, state_dir):
-    lock_of(state_dir, os.getpid(), runner._process_started(os.getpid()))
+def test_unlock_removes_only_the_named_owners_lock(lock_utils, runner, state_dir):
+    lock_of(state_dir, os.getpid(), lock_utils.process_started(os.getpid()))
 
     with pytest.raises(SaltRunnerError, match="held by 'holder', not 'someone'"):
         runner.unlock("someone")
@@ -1212,24 +1271,24 @@ def _failed_before(action, member, finished):
     return {"action": action, "member": member, "outcome": "failed", "finished": finished}
 
 
-def test_a_remediation_that_failed_waits_longer_after_each_failure_in_a_row(runner):
-    recover = runner._decision("recover", "etcd3", "recover", "etcd3 down")
+def test_a_remediation_that_failed_waits_longer_after_each_failure_in_a_row(decisions):
+    recover = decisions.new_decision("recover", "etcd3", "recover", "etcd3 down")
     now = 10_000.0
     once = [_failed_before("recover", "etcd3", now - 30)]
     twice = [_failed_before("recover", "etcd3", now - 500), *once]
 
-    assert runner.backoff(recover, once, now)["rule"] == "backoff"
-    assert runner.backoff(recover, once, now + 31)["action"] == "recover"
-    held = runner.backoff(recover, twice, now + 31)
+    assert decisions.backoff(recover, once, now)["rule"] == "backoff"
+    assert decisions.backoff(recover, once, now + 31)["action"] == "recover"
+    held = decisions.backoff(recover, twice, now + 31)
     assert held["action"] == "none" and "failed 2 time(s) in a row" in held["reason"]
-    assert runner.backoff(recover, twice, now + 91)["action"] == "recover"
+    assert decisions.backoff(recover, twice, now + 91)["action"] == "recover"
     # A success ends the run of failures; another member's failures do not count.
     succeeded = [*twice, {"action": "recover", "member": "etcd3", "outcome": "ok"}]
-    assert runner.backoff(recover, succeeded, now)["action"] == "recover"
+    assert decisions.backoff(recover, succeeded, now)["action"] == "recover"
     other = [_failed_before("recover", "etcd2", now - 1)]
-    assert runner.backoff(recover, other, now)["action"] == "recover"
+    assert decisions.backoff(recover, other, now)["action"] == "recover"
     # An operator acknowledged the failures: they mended the cause.
-    assert runner.backoff(recover, twice, now + 31, acknowledged=now - 1)["action"] == "recover"
+    assert decisions.backoff(recover, twice, now + 31, acknowledged=now - 1)["action"] == "recover"
 
 
 def test_react_does_not_run_a_failing_remediation_again_at_once(
