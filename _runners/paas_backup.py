@@ -30,8 +30,8 @@ removes it, and records the result in ``state_dir/drills.json`` (last 20).
 ``paas_backup.summary`` is what ``salt-run paas.dr`` reports. The master's
 ``schedule:`` (etc/salt/master) runs ``collect`` and, when due, ``drill`` every minute.
 
-:depends: the ``paas_topology``, ``paas_master`` and ``paas_snapshot`` utils modules
-    (``utils_dirs``); ``cryptography`` (Salt's own); etcd's binaries on this host to read
+:depends: the ``paas_topology``, ``paas_master``, ``paas_snapshot`` and
+    ``paas_etcd_binaries`` utils modules (``utils_dirs``); etcd's binaries on this host to read
     a snapshot's content and to drill: ``etcd``, ``etcdctl``, and ``etcdutl`` for etcd >=
     3.5, from the runner's ``bin_dir=``, the master option ``paas_dr_drill_bin_dir``, the
     topology's etcd ``bin_dir`` when etcd is there, or ``PATH``
@@ -40,27 +40,15 @@ removes it, and records the result in ``state_dir/drills.json`` (last 20).
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
-import json
 import os
 import re
 import shutil
-import socket
-import ssl
 import subprocess
-import tempfile
 import time
 import types
-import urllib.error
-import urllib.request
 
 import salt.utils.event
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from salt.exceptions import SaltRunnerError
+from salt.exceptions import CommandExecutionError, SaltRunnerError
 
 __virtualname__ = "paas_backup"
 
@@ -73,12 +61,6 @@ CONTENT_SUFFIX = ".json"
 PUSH_ABANDONED_SECONDS = 3600
 REJECTED_KEPT = 50
 DRILLS_KEPT = 20
-DRILL_CLIENT_PORT = 24379
-DRILL_PEER_PORT = 24380
-DRILL_NAME = "paas-drill"
-DRILL_START_SECONDS = 120
-# The drill's certificates outlive any drill; their keys are removed with it.
-DRILL_CERTIFICATE_DAYS = 1
 # The master's config key naming the directory of the drill's etcd binaries.
 BIN_DIR_OPTION = "paas_dr_drill_bin_dir"
 # Salt's file_recv writes with the process umask; this keeps other users out of them.
@@ -110,6 +92,10 @@ def _dr() -> dict:
 
 def _snapshot_utils(function: str):
     return __utils__[f"paas_snapshot.{function}"]
+
+
+def _etcd_binaries(function: str):
+    return __utils__[f"paas_etcd_binaries.{function}"]
 
 
 def _read(state_dir: str, name: str, default):
@@ -208,42 +194,6 @@ def _tools(dr: dict, bin_dir: str | None) -> types.SimpleNamespace:
     return types.SimpleNamespace(directory=directory, chosen=chosen, reader=reader)
 
 
-def _run(command: list[str], timeout: int = 300) -> str:
-    result = subprocess.run(
-        command,
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETCDCTL_API": "3"},
-        timeout=timeout,
-    )
-    if result.returncode != 0:
-        raise SaltRunnerError(
-            f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}"
-        )
-    return result.stdout
-
-
-def _content(path: str, tools: types.SimpleNamespace) -> dict:
-    """What etcd's ``snapshot status`` reads in ``path``; raises SaltRunnerError when
-    it cannot read it."""
-    output = _run([tools.reader, "snapshot", "status", path, "--write-out=json"])
-    try:
-        status = json.loads(output)
-        return {
-            "revision": int(status["revision"]),
-            "keys": int(status["totalKey"]),
-            "hash": int(status["hash"]),
-            "db_size": int(status["totalSize"]),
-            "read_by": os.path.basename(tools.reader),
-        }
-    except (ValueError, KeyError, TypeError) as err:
-        raise SaltRunnerError(
-            f"{tools.reader} snapshot status {path}: no status in its output ({err}): "
-            f"{output.strip()[:200]}"
-        ) from err
-
-
 def _disagreement(name_revision: int | None, content: dict, recorded: dict | None) -> str | None:
     """Why what a snapshot holds is not what its name and its content record say."""
     if name_revision is not None and content["revision"] != name_revision:
@@ -272,8 +222,8 @@ def _examine(path: str, tools: types.SimpleNamespace, recorded: dict | None = No
     if not checked["verified"]:
         return {"verified": False, "path": path, "error": checked["error"]}
     try:
-        content = _content(path, tools)
-    except SaltRunnerError as err:
+        content = _etcd_binaries("snapshot_content")(path, tools)
+    except CommandExecutionError as err:
         return {"verified": False, "path": path, "error": f"etcd cannot read it: {err}"}
     content["sha256"] = checked["sha256"]
     wrong = _disagreement(parsed and parsed["revision"], content, recorded)
@@ -580,8 +530,8 @@ def _receive(
         content = None
         if tools is not None:
             try:
-                content = _content(path, tools)
-            except SaltRunnerError as err:
+                content = _etcd_binaries("snapshot_content")(path, tools)
+            except CommandExecutionError as err:
                 return _refuse(record, both, f"{member}: {name}: etcd cannot read it: {err}")
             wrong = _disagreement(parsed["revision"], content, None)
             if wrong:
@@ -838,38 +788,11 @@ def _refused_received(member: str, path: str, error: str) -> dict:
 # Drills.
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As etcd binds: a port whose last connections are in TIME_WAIT is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _due(dr: dict) -> bool:
     drills = _read(dr["state_dir"], "drills.json", [])
     if not drills:
         return True
     return time.time() - drills[-1]["time"] >= dr["drill_interval_minutes"] * 60
-
-
-def _served_revision(content_revision: int, compact_revision: int) -> int:
-    """
-    The revision an etcd restored from a snapshot serves, given what ``snapshot
-    status`` read in it and the compaction the restored store reports.
-
-    ``snapshot status`` reads the main revision of the last key in the key bucket: 0
-    for a store with no key. etcd's restore of its store starts at revision 1 and takes
-    each key's revision, then raises it to the compaction's revision when the compaction
-    removed the newest ones (``restoreIntoIndex``'s ``currentRev := int64(1)`` and
-    ``restore``'s ``if s.currentRev < s.compactMainRev``, server/storage/mvcc/kvstore.go
-    in etcd 3.5+, mvcc/kvstore.go in 3.4). So a fresh cluster's snapshot says 0 and
-    is served at 1.
-    """
-    return max(int(content_revision), int(compact_revision), 1)
 
 
 def drill(snapshot: str | None = None, bin_dir: str | None = None, when_due: bool = False) -> dict:
@@ -955,15 +878,13 @@ def _drill(dr: dict, snapshot: str | None, bin_dir: str | None) -> dict:
             size=chosen["size"],
             sha256=chosen["sha256"],
         )
-        record["etcd_version"] = _version(os.path.join(tools.directory, "etcd"))
-        for port in (DRILL_CLIENT_PORT, DRILL_PEER_PORT):
-            if not _port_free(port):
-                raise SaltRunnerError(
-                    f"127.0.0.1:{port} is in use: the drill's scratch etcd needs it"
-                )
-        with _scratch_etcd(tools, chosen["path"], dr["etcd"]["quota_bytes"]) as scratch:
-            record.update(_read_back(scratch))
-        record["expected_revision"] = _served_revision(
+        record["etcd_version"] = _etcd_binaries("version")(os.path.join(tools.directory, "etcd"))
+        _etcd_binaries("check_drill_ports")()
+        with _etcd_binaries("scratch_etcd")(
+            tools, chosen["path"], dr["etcd"]["quota_bytes"]
+        ) as scratch:
+            record.update(_etcd_binaries("read_back")(scratch))
+        record["expected_revision"] = _etcd_binaries("served_revision")(
             record["snapshot_revision"], record["compact_revision"]
         )
         if record["revision"] != record["expected_revision"]:
@@ -973,212 +894,11 @@ def _drill(dr: dict, snapshot: str | None, bin_dir: str | None) -> dict:
                 f"{record['expected_revision']})"
             )
         record["passed"] = True
-    except (SaltRunnerError, OSError, subprocess.TimeoutExpired) as err:
+    except (SaltRunnerError, CommandExecutionError, OSError, subprocess.TimeoutExpired) as err:
         record["error"] = str(err)
     finally:
         record["seconds"] = round(time.time() - started, 2)
     return record
-
-
-def _version(etcd: str) -> str:
-    found = re.search(r"etcd Version: (\S+)", _run([etcd, "--version"]))
-    return found.group(1) if found else "unknown"
-
-
-def _certificate(subject: str, issuer: x509.Name, public_key, now: datetime.datetime):
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=DRILL_CERTIFICATE_DAYS))
-    )
-
-
-def _write_private(path: str, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-
-
-def _drill_certificates(directory: str) -> dict:
-    """
-    An authority made for one drill (its key is never written), the certificate its
-    scratch etcd serves and speaks to its peer with (127.0.0.1, serverAuth and
-    clientAuth: etcd's gateway dials etcd with it, decision 0004), and the drill's
-    client certificate (clientAuth); files 0600 in ``directory``.
-    """
-    now = datetime.datetime.now(datetime.UTC)
-    authority_key = ec.generate_private_key(ec.SECP256R1())
-    authority_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paas drill authority")])
-    authority = (
-        _certificate("paas drill authority", authority_name, authority_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(authority_key, hashes.SHA256())
-    )
-    paths = {"ca": os.path.join(directory, "ca.crt")}
-    _write_private(paths["ca"], authority.public_bytes(serialization.Encoding.PEM))
-    usages = {
-        "server": [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        "client": [ExtendedKeyUsageOID.CLIENT_AUTH],
-    }
-    for role, usage in usages.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = _certificate(f"{DRILL_NAME}-{role}", authority_name, key.public_key(), now)
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-        if role == "server":
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        certificate = builder.sign(authority_key, hashes.SHA256())
-        paths[f"{role}_cert"] = os.path.join(directory, f"{role}.crt")
-        paths[f"{role}_key"] = os.path.join(directory, f"{role}.key")
-        _write_private(paths[f"{role}_cert"], certificate.public_bytes(serialization.Encoding.PEM))
-        _write_private(
-            paths[f"{role}_key"],
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ),
-        )
-    return paths
-
-
-@contextlib.contextmanager
-def _scratch_etcd(tools: types.SimpleNamespace, snapshot: str, quota_bytes: int):
-    """
-    ``snapshot`` restored and served by an etcd of its own on 127.0.0.1, reachable only
-    with the drill's client certificate; yields what a client needs (``client_url``,
-    ``tls``, ``etcdctl``). The process is stopped and its directory removed on the way
-    out, whatever happened.
-    """
-    scratch = tempfile.mkdtemp(prefix="paas-dr-drill-")
-    process = None
-    try:
-        tls = _drill_certificates(scratch)
-        client = f"https://127.0.0.1:{DRILL_CLIENT_PORT}"
-        peer = f"https://127.0.0.1:{DRILL_PEER_PORT}"
-        data_dir = os.path.join(scratch, "data")
-        _run(
-            [
-                tools.reader,
-                "snapshot",
-                "restore",
-                snapshot,
-                f"--data-dir={data_dir}",
-                f"--name={DRILL_NAME}",
-                f"--initial-cluster={DRILL_NAME}={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster-token={DRILL_NAME}",
-            ]
-        )
-        os.chmod(data_dir, 0o700)
-        log_path = os.path.join(scratch, "etcd.log")
-        with open(log_path, "w", encoding="utf-8") as log:
-            process = subprocess.Popen(
-                [
-                    os.path.join(tools.directory, "etcd"),
-                    f"--name={DRILL_NAME}",
-                    f"--data-dir={data_dir}",
-                    f"--listen-client-urls={client}",
-                    f"--advertise-client-urls={client}",
-                    f"--listen-peer-urls={peer}",
-                    f"--initial-advertise-peer-urls={peer}",
-                    f"--initial-cluster={DRILL_NAME}={peer}",
-                    f"--quota-backend-bytes={quota_bytes}",
-                    f"--cert-file={tls['server_cert']}",
-                    f"--key-file={tls['server_key']}",
-                    f"--trusted-ca-file={tls['ca']}",
-                    "--client-cert-auth",
-                    f"--peer-cert-file={tls['server_cert']}",
-                    f"--peer-key-file={tls['server_key']}",
-                    f"--peer-trusted-ca-file={tls['ca']}",
-                    "--peer-client-cert-auth",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        _until_serving(process, client, log_path, tls)
-        yield types.SimpleNamespace(
-            client_url=client,
-            peer_url=peer,
-            scratch=scratch,
-            data_dir=data_dir,
-            tls=tls,
-            restored_by=os.path.basename(tools.reader),
-            etcdctl=[
-                os.path.join(tools.directory, "etcdctl"),
-                f"--endpoints={client}",
-                f"--cacert={tls['ca']}",
-                f"--cert={tls['client_cert']}",
-                f"--key={tls['client_key']}",
-            ],
-        )
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _read_back(scratch: types.SimpleNamespace) -> dict:
-    etcdctl = scratch.etcdctl
-    status = json.loads(_run([*etcdctl, "endpoint", "status", "--write-out=json"]))[0]
-    hashkv = json.loads(_run([*etcdctl, "endpoint", "hashkv", "--write-out=json"]))[0]
-    counted = json.loads(
-        _run([*etcdctl, "get", "", "--prefix", "--keys-only", "--limit=1", "-w", "json"])
-    )
-    return {
-        "revision": status["Status"]["header"]["revision"],
-        "db_size": status["Status"]["dbSize"],
-        "keys": counted.get("count", 0),
-        "hashkv": hashkv["HashKV"]["hash"],
-        "compact_revision": hashkv["HashKV"].get("compact_revision", 0),
-        "restored_by": scratch.restored_by,
-    }
-
-
-def _until_serving(process: subprocess.Popen, client: str, log_path: str, tls: dict) -> None:
-    context = ssl.create_default_context(cafile=tls["ca"])
-    context.load_cert_chain(tls["client_cert"], tls["client_key"])
-    deadline = time.monotonic() + DRILL_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            with open(log_path, encoding="utf-8", errors="replace") as log:
-                tail = log.read()[-1500:]
-            raise SaltRunnerError(
-                f"the scratch etcd exited ({process.returncode}) on the restored data: {tail}"
-            )
-        try:
-            with urllib.request.urlopen(f"{client}/health", timeout=2, context=context) as answer:
-                if json.loads(answer.read()).get("health") == "true":
-                    return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise SaltRunnerError(f"the scratch etcd did not serve within {DRILL_START_SECONDS} s")
 
 
 # What salt-run paas.dr reports.

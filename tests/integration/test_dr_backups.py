@@ -329,8 +329,14 @@ def test_a_drill_of_a_fresh_clusters_empty_snapshot_passes(run_cli, empty_store_
 
 @pytest.fixture(scope="module")
 def runner_module(import_repo_module):
-    """The runner's own code, for its scratch etcd (which needs no loader)."""
+    """The runner's own code, for the binaries it finds (which needs no loader)."""
     return import_repo_module("_runners/paas_backup.py", "paas_backup_runner_in_integration")
+
+
+@pytest.fixture(scope="module")
+def etcd_binaries(import_repo_module):
+    """The scratch etcd a drill serves (``_utils/paas_etcd_binaries.py``, plain Python)."""
+    return import_repo_module("_utils/paas_etcd_binaries.py", "paas_etcd_binaries_in_integration")
 
 
 def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
@@ -343,7 +349,7 @@ def _answers(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 @pytest.mark.usefixtures("no_drill_left_behind")
 def test_the_drills_etcd_serves_only_a_client_with_the_drills_certificate(
-    runner_module, salt_cli, workdir
+    runner_module, etcd_binaries, salt_cli, workdir
 ):
     taken = _snapshot(salt_cli)["snapshot"]
     bin_dir = os.path.dirname(shutil.which("etcd"))
@@ -361,7 +367,7 @@ def test_the_drills_etcd_serves_only_a_client_with_the_drills_certificate(
         )
     )
 
-    with runner_module._scratch_etcd(tools, taken["path"], 2**31) as scratch:
+    with etcd_binaries.scratch_etcd(tools, taken["path"], 2**31) as scratch:
         drill_tls = scratch.tls
         assert stat.S_IMODE(os.stat(scratch.scratch).st_mode) == 0o700
         assert stat.S_IMODE(os.stat(scratch.data_dir).st_mode) == 0o700
@@ -393,7 +399,7 @@ def test_the_drills_etcd_serves_only_a_client_with_the_drills_certificate(
         with_drills.load_cert_chain(drill_tls["client_cert"], drill_tls["client_key"])
         assert _answers(f"{scratch.client_url}/health", with_drills)
         assert not _answers(f"{scratch.client_url}/health", trusted)
-        assert not _answers(f"http://127.0.0.1:{runner_module.DRILL_CLIENT_PORT}/health")
+        assert not _answers(f"http://127.0.0.1:{etcd_binaries.DRILL_CLIENT_PORT}/health")
         assert _answers(f"{scratch.peer_url}/members", with_drills)
         assert not _answers(f"{scratch.peer_url}/members", trusted)
 

@@ -25,6 +25,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from salt.exceptions import SaltRunnerError
 
+from tests.conftest import utils_of
+
 MIB = 1024 * 1024
 
 # etcdutl snapshot status <path> --write-out=json, for the test snapshots: the revision
@@ -53,6 +55,11 @@ def snapshot_utils(import_repo_module) -> dict:
         for name, function in vars(module).items()
         if callable(function) and getattr(function, "__module__", None) == module.__name__
     }
+
+
+@pytest.fixture(scope="module")
+def etcd_binaries(import_repo_module):
+    return import_repo_module("_utils/paas_etcd_binaries.py", "paas_etcd_binaries_utils")
 
 
 @pytest.fixture
@@ -100,13 +107,24 @@ def opts(master) -> dict:
 
 @pytest.fixture
 def configure_loader_modules(
-    runner, runner_utils, snapshot_utils, topology, master, master_pillar, monkeypatch
+    runner,
+    runner_utils,
+    snapshot_utils,
+    etcd_binaries,
+    topology,
+    master,
+    master_pillar,
+    monkeypatch,
 ):
     master_pillar({"paas": topology})
     monkeypatch.setattr(runner, "_fire", lambda tag, data: master.events.append((tag, data)))
     return {
         runner: {
-            "__utils__": {**runner_utils, **snapshot_utils},
+            "__utils__": {
+                **runner_utils,
+                **snapshot_utils,
+                **utils_of(etcd_binaries, "paas_etcd_binaries"),
+            },
             "__opts__": master.opts,
             "__context__": master.context,
         }
@@ -658,7 +676,7 @@ def test_a_drill_of_a_snapshot_whose_name_claims_another_revision_fails_before_i
     def no_etcd(*args, **kwargs):
         raise AssertionError("the drill started etcd on a snapshot that is not what it says")
 
-    monkeypatch.setattr(runner, "_scratch_etcd", no_etcd)
+    monkeypatch.setitem(runner.__utils__, "paas_etcd_binaries.scratch_etcd", no_etcd)
     liar = tmp_path / f"etcd1-{stamp(60)}-r9.db"
     liar.write_bytes(snapshot_bytes(8))
     record = runner.drill(snapshot=str(liar))
@@ -666,19 +684,19 @@ def test_a_drill_of_a_snapshot_whose_name_claims_another_revision_fails_before_i
     assert record["error"] == f"{liar}: it holds revision 8, its name says 9"
 
 
-def test_a_restored_store_is_served_at_its_revision_at_least_1_and_its_compaction(runner):
-    assert runner._served_revision(42, -1) == 42
+def test_a_restored_store_is_served_at_its_revision_at_least_1_and_its_compaction(etcd_binaries):
+    assert etcd_binaries.served_revision(42, -1) == 42
     # An empty store's snapshot says 0; etcd serves revision 1.
-    assert runner._served_revision(0, -1) == 1
+    assert etcd_binaries.served_revision(0, -1) == 1
     # A compaction that removed the newest revisions' keys.
-    assert runner._served_revision(40, 45) == 45
+    assert etcd_binaries.served_revision(40, 45) == 45
 
 
-def test_the_drills_certificates_are_its_own_and_private(runner, tmp_path):
+def test_the_drills_certificates_are_its_own_and_private(etcd_binaries, tmp_path):
     directory = tmp_path / "drill"
     directory.mkdir(mode=0o700)
 
-    paths = runner._drill_certificates(str(directory))
+    paths = etcd_binaries.drill_certificates(str(directory))
 
     assert sorted(os.listdir(directory)) == [
         "ca.crt",
@@ -706,7 +724,7 @@ def test_the_drills_certificates_are_its_own_and_private(runner, tmp_path):
         certificate.verify_directly_issued_by(authority)
     other_directory = tmp_path / "other"
     other_directory.mkdir()
-    other = runner._drill_certificates(str(other_directory))
+    other = etcd_binaries.drill_certificates(str(other_directory))
     assert pathlib.Path(other["ca"]).read_bytes() != pathlib.Path(paths["ca"]).read_bytes()
 
 
