@@ -11,9 +11,11 @@ implementation refuses those generated modules. The platform runs Salt's Python 
 ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``
 (``docs/decisions/0001-protobuf-python-implementation.md``); this module says so plainly
 when that is not the case. Learners (etcd >= 3.4) are newer than the
-client's protocol files, so the few messages that carry ``isLearner`` are declared here.
+client's protocol files, so the few messages that carry ``isLearner`` are declared in
+``_utils/paas_etcd_grpc.py``.
 
-:depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules, the ``paas_snapshot`` utils
+:depends: etcd3, grpcio, the ``paas_topology`` and ``paas_pki`` modules, the
+    ``paas_snapshot``, ``paas_etcd_grpc`` and ``paas_etcd_binaries`` utils
 :configuration: the ``paas`` pillar key (``etcd`` and the etcd nodes)
 """
 
@@ -22,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import types
@@ -68,94 +69,8 @@ def _library() -> types.SimpleNamespace:
     return _lib
 
 
-# Messages of etcd's Cluster and Maintenance services that etcd3 0.12 predates. Only the
-# fields read or written here are declared; the header (a message) is kept as raw bytes.
-_FIELDS = {
-    "Member": [
-        ("ID", 1, "uint64", False),
-        ("name", 2, "string", False),
-        ("peerURLs", 3, "string", True),
-        ("clientURLs", 4, "string", True),
-        ("isLearner", 5, "bool", False),
-    ],
-    "MemberListRequest": [("linearizable", 1, "bool", False)],
-    "MemberListResponse": [("header", 1, "bytes", False), ("members", 2, "Member", True)],
-    "MemberAddRequest": [("peerURLs", 1, "string", True), ("isLearner", 2, "bool", False)],
-    "MemberAddResponse": [
-        ("header", 1, "bytes", False),
-        ("member", 2, "Member", False),
-        ("members", 3, "Member", True),
-    ],
-    "MemberPromoteRequest": [("ID", 1, "uint64", False)],
-    "MemberRemoveRequest": [("ID", 1, "uint64", False)],
-    "StatusRequest": [],
-    "StatusResponse": [
-        ("header", 1, "bytes", False),
-        ("version", 2, "string", False),
-        ("dbSize", 3, "int64", False),
-        ("leader", 4, "uint64", False),
-        ("raftIndex", 5, "uint64", False),
-        ("raftTerm", 6, "uint64", False),
-        ("raftAppliedIndex", 7, "uint64", False),
-        ("errors", 8, "string", True),
-        ("dbSizeInUse", 9, "int64", False),
-        ("isLearner", 10, "bool", False),
-    ],
-    "HashKVRequest": [("revision", 1, "int64", False)],
-    "HashKVResponse": [
-        ("header", 1, "bytes", False),
-        ("hash", 2, "uint32", False),
-        ("compact_revision", 3, "int64", False),
-    ],
-}
-_METHODS = {
-    "MemberList": ("Cluster", "MemberListRequest", "MemberListResponse"),
-    "MemberAdd": ("Cluster", "MemberAddRequest", "MemberAddResponse"),
-    "MemberPromote": ("Cluster", "MemberPromoteRequest", "MemberListResponse"),
-    "MemberRemove": ("Cluster", "MemberRemoveRequest", "MemberListResponse"),
-    "Status": ("Maintenance", "StatusRequest", "StatusResponse"),
-    "HashKV": ("Maintenance", "HashKVRequest", "HashKVResponse"),
-}
-
-
-def _messages() -> dict:
-    if "etcd_cluster.messages" not in __context__:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: PLC0415
-
-        scalar = descriptor_pb2.FieldDescriptorProto
-        proto = descriptor_pb2.FileDescriptorProto(
-            name="paas_etcd_cluster.proto", package="paas.etcdserverpb", syntax="proto3"
-        )
-        for message, fields in _FIELDS.items():
-            described = proto.message_type.add(name=message)
-            for field, number, kind, repeated in fields:
-                entry = described.field.add(name=field, number=number)
-                entry.label = scalar.LABEL_REPEATED if repeated else scalar.LABEL_OPTIONAL
-                if kind in _FIELDS:
-                    entry.type = scalar.TYPE_MESSAGE
-                    entry.type_name = f".paas.etcdserverpb.{kind}"
-                else:
-                    entry.type = getattr(scalar, f"TYPE_{kind.upper()}")
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(proto)
-        __context__["etcd_cluster.messages"] = {
-            name: message_factory.GetMessageClass(
-                pool.FindMessageTypeByName(f"paas.etcdserverpb.{name}")
-            )
-            for name in _FIELDS
-        }
-    return __context__["etcd_cluster.messages"]
-
-
 def _call(client, method: str, **fields):
-    service, request, response = _METHODS[method]
-    messages = _messages()
-    stub = client.channel.unary_unary(
-        f"/etcdserverpb.{service}/{method}",
-        request_serializer=lambda message: message.SerializeToString(),
-        response_deserializer=messages[response].FromString,
-    )
-    return stub(messages[request](**fields), timeout=TIMEOUT)
+    return __utils__["paas_etcd_grpc.call"](client, method, TIMEOUT, **fields)
 
 
 # Where the cluster is, and how to talk to it.
@@ -261,17 +176,6 @@ def _rpc_error(err) -> str:
     return f"{code.name if code else 'error'}: {details}"
 
 
-def _member(member) -> dict:
-    return {
-        "id": f"{member.ID:x}",
-        "name": member.name,
-        "peer_urls": list(member.peerURLs),
-        "client_urls": list(member.clientURLs),
-        "learner": member.isLearner,
-        "started": bool(member.name),
-    }
-
-
 # Reading the cluster.
 
 
@@ -292,7 +196,7 @@ def members(endpoint: str | None = None) -> list[dict]:
     # Linearizable (etcd >= 3.5; 3.4 ignores the field): a member that was removed or is
     # cut off from the leader fails instead of answering with what it last knew.
     reply = _first_answer(endpoint, lambda client: _call(client, "MemberList", linearizable=True))
-    return [_member(member) for member in reply.members]
+    return [__utils__["paas_etcd_grpc.member"](member) for member in reply.members]
 
 
 def member_health(endpoint: str) -> dict:
@@ -367,7 +271,7 @@ def member_status(endpoint: str) -> dict:
     reply = _first_answer(endpoint, lambda client: _call(client, "Status"))
     return {
         "endpoint": endpoint,
-        "id": f"{_header_member_id(reply.header):x}",
+        "id": f"{__utils__['paas_etcd_grpc.header'](reply.header).get(2, 0):x}",
         "version": reply.version,
         "db_size": reply.dbSize,
         "db_size_in_use": reply.dbSizeInUse,
@@ -378,32 +282,6 @@ def member_status(endpoint: str) -> dict:
         "learner": reply.isLearner,
         "errors": list(reply.errors),
     }
-
-
-def _header_member_id(header: bytes) -> int:
-    return _header(header).get(2, 0)
-
-
-def _header(header: bytes) -> dict:
-    # ResponseHeader: cluster_id = 1, member_id = 2, revision = 3, raft_term = 4 (varints).
-    position, fields = 0, {}
-    while position < len(header):
-        key, position = _varint(header, position)
-        if key & 7 != 0:
-            break
-        fields[key >> 3], position = _varint(header, position)
-    return fields
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, position
 
 
 def status(endpoint: str | None = None) -> dict:
@@ -452,7 +330,7 @@ def hashkv(revision: int | None = None) -> dict:
     listed = [member for member in members() if member["client_urls"]]
     if revision is None:
         first = _first_answer(None, lambda client: _call(client, "HashKV", revision=0))
-        revision = _header(first.header).get(3, 0)
+        revision = __utils__["paas_etcd_grpc.header"](first.header).get(3, 0)
     report = {}
     for member in listed:
         name = member["name"] or member["peer_urls"][0]
@@ -929,20 +807,7 @@ def _etcd_tool(*argv: str) -> str:
     # etcd 3.5 moved the offline snapshot commands from etcdctl to etcdutl.
     config = settings()
     tool = "etcdutl" if config["line"] != "3.4" else "etcdctl"
-    command = [os.path.join(config["bin_dir"], tool), *argv]
-    result = subprocess.run(
-        command,
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ETCDCTL_API": "3"},
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise CommandExecutionError(
-            f"{' '.join(command)} failed: {result.stderr.strip() or result.stdout.strip()}"
-        )
-    return result.stdout
+    return __utils__["paas_etcd_binaries.run"]([os.path.join(config["bin_dir"], tool), *argv])
 
 
 # Membership.
@@ -1004,8 +869,8 @@ def member_add(
         "unhealthy cluster",
         timeout,
     )
-    added = _member(reply.member)
-    listed = [_member(member) for member in reply.members]
+    added = __utils__["paas_etcd_grpc.member"](reply.member)
+    listed = [__utils__["paas_etcd_grpc.member"](member) for member in reply.members]
     return {**added, "name": name, "initial_cluster": _initial_cluster(listed, name)}
 
 
