@@ -66,31 +66,32 @@ def report(endpoint: str | None = None) -> dict:
         salt-call etcd_health.report
     """
     member = __salt__["paas_topology.etcd_member"]()
-    http = _http()
     endpoint = endpoint or member["client_url"]
     credentials = __salt__["paas_pki.profile"](CLIENT_PROFILE)
     try:
-        context = http["client_context"](credentials["ca"], credentials["cert"], credentials["key"])
+        context = __utils__["paas_etcd_http.client_context"](
+            credentials["ca"], credentials["cert"], credentials["key"]
+        )
     except (OSError, ValueError) as err:
         raise CommandExecutionError(
             f"etcd_health: cannot load the {CLIENT_PROFILE} certificate "
             f"({credentials['cert']}, {credentials['key']}, CA {credentials['ca']}): {err}"
         ) from err
     name = member["name"]
-    requests = http["member_requests"](name, endpoint)
+    requests = __utils__["paas_etcd_http.member_requests"](name, endpoint)
     peers = {peer: entry["client_url"] for peer, entry in member["members"].items() if peer != name}
     for peer, url in peers.items():
         requests[f"peer:{peer}"] = (url, "GET", "/health", None)
-    answers = http["ask_all"](context, requests)
+    answers = __utils__["paas_etcd_http.ask_all"](context, requests)
     for key in (f"{name}:health", f"{name}:status", f"{name}:alarms"):
         # A member that does not trust our certificate, or that we do not trust, still
         # answers: reporting it "down" could make the master replace a healthy member.
-        if http["credential_error"](answers[key]):
+        if __utils__["paas_etcd_http.credential_error"](answers[key]):
             raise CommandExecutionError(
                 f"etcd_health: {endpoint} and this node's {CLIENT_PROFILE} certificate do "
                 f"not trust each other: {answers[key]}"
             )
-    view = http["member_view"](name, endpoint, answers)
+    view = __utils__["paas_etcd_http.member_view"](name, endpoint, answers)
     view.pop("others_alarmed")
     view.pop("url")
     return {
@@ -100,7 +101,8 @@ def report(endpoint: str | None = None) -> dict:
         "service": _service(member["service"]),
         "listening": listeners({"client": member["client_port"], "peer": member["peer_port"]}),
         "peers": {
-            peer: http["answered_healthy"](answers[f"peer:{peer}"]) for peer in sorted(peers)
+            peer: __utils__["paas_etcd_http.answered_healthy"](answers[f"peer:{peer}"])
+            for peer in sorted(peers)
         },
     }
 
@@ -185,20 +187,6 @@ def _command(pid: str) -> str | None:
             return handle.read().strip()
     except OSError:
         return None
-
-
-def _http() -> dict:
-    return {
-        name: __utils__[f"paas_etcd_http.{name}"]
-        for name in (
-            "client_context",
-            "member_requests",
-            "ask_all",
-            "credential_error",
-            "member_view",
-            "answered_healthy",
-        )
-    }
 
 
 def has_log(data_dir: str | None = None) -> bool:
