@@ -38,7 +38,7 @@ and sequence), ``refused.json``, ``probes.json``, ``lock.json``, ``remediations.
 
 :depends: the ``paas_topology``, ``paas_master``, ``paas_etcd_http``,
     ``paas_signed_report``, ``paas_dr_decide`` (the pure decisions), ``paas_dr_records``
-    (the records as data), ``paas_lock`` and ``paas_state_returns`` utils modules
+    (the records as data), ``paas_lock`` and ``paas_orchestration`` utils modules
     (``utils_dirs`` in the master config); the
     ``etcd_health`` module on the etcd nodes; the master's ``etcd-admin-client``
     certificate (the master's own minion gets it from the PKI)
@@ -756,9 +756,9 @@ def _remediate(
     )
     try:
         result = __salt__["state.orchestrate"](orchestration, pillar=pillar)
-        failed = __utils__["paas_state_returns.failed_steps"](result)
-        returned = __utils__["paas_state_returns.runner_returns"](result)
-        steps = __utils__["paas_state_returns.step_seconds"](result)
+        failed = __utils__["paas_orchestration.failed_steps"](result)
+        returned = __utils__["paas_orchestration.runner_returns"](result)
+        steps = __utils__["paas_orchestration.step_seconds"](result)
         outcome = "ok" if not failed else "failed"
     # Whatever failed, the failure is recorded and the lock released.
     except Exception as err:
@@ -831,7 +831,7 @@ def _control_planes_back(owner: str) -> str:
     }
     if failed:
         return "; ".join(
-            f"{node}: {__utils__['paas_state_returns.state_failure'](reply)}"
+            f"{node}: {__utils__['paas_orchestration.state_failure'](reply)}"
             for node, reply in failed.items()
         )
     log.warning("paas_dr: the control planes were put back after the failed restore %s", owner)

@@ -26,6 +26,7 @@ HEADER = (
     "# of this node, without its secrets (those are added at join time, never kept here).\n"
 )
 
+
 def cluster_configuration(cluster: dict) -> dict:
     """
     The ``ClusterConfiguration`` of the cluster (its ``kubernetes`` view, or any node's

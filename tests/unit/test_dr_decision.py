@@ -58,7 +58,7 @@ def lock_utils(import_repo_module):
 
 @pytest.fixture(scope="module")
 def state_returns(import_repo_module):
-    return import_repo_module("_utils/paas_state_returns.py", "paas_state_returns_utils")
+    return import_repo_module("_utils/paas_orchestration.py", "paas_orchestration_utils")
 
 
 @pytest.fixture(scope="module")
@@ -575,7 +575,7 @@ def configure_loader_modules(
         **utils_of(decisions, "paas_dr_decide"),
         **utils_of(records, "paas_dr_records"),
         **utils_of(lock_utils, "paas_lock"),
-        **utils_of(state_returns, "paas_state_returns"),
+        **utils_of(state_returns, "paas_orchestration"),
         "paas_topology.node_ids": topology_utils.node_ids,
         "paas_signed_report.verify": signed_report.verify,
         "paas_master.minions": minions,
