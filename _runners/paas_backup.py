@@ -83,11 +83,9 @@ def __virtual__():
 
 
 def _dr() -> dict:
-    try:
-        topology = __utils__["paas_master.topology"](__opts__, __utils__.get(VALIDATE))
-    except SaltRunnerError as err:
-        raise SaltRunnerError(f"paas_backup: {err}") from err
-    return __utils__["paas_topology.dr"](topology)
+    return __utils__["paas_master.view"](
+        __opts__, "paas_backup", __utils__["paas_topology.dr"], __utils__.get(VALIDATE)
+    )
 
 
 def _snapshot_utils(function: str):

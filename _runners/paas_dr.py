@@ -954,13 +954,9 @@ def _cached_settings() -> dict:
 
 def _settings() -> dict:
     """The ``paas:dr`` view of the topology in the master's pillar."""
-    try:
-        topology = __utils__["paas_master.topology"](
-            __opts__, __utils__.get("paas_topology.validate")
-        )
-    except SaltRunnerError as err:
-        raise SaltRunnerError(f"paas_dr: {err}") from err
-    return __utils__["paas_topology.dr"](topology)
+    return __utils__["paas_master.view"](
+        __opts__, "paas_dr", __utils__["paas_topology.dr"], __utils__.get("paas_topology.validate")
+    )
 
 
 def _quiet_salt_run_teardown() -> None:

@@ -388,10 +388,9 @@ def _used(view: dict, fenced) -> list[str]:
 
 
 def _dr_view() -> dict:
-    try:
-        topology = __utils__["paas_master.topology"](
-            __opts__, __utils__.get("paas_topology.validate")
-        )
-    except SaltRunnerError as err:
-        raise SaltRunnerError(f"paas_restore: {err}") from err
-    return __utils__["paas_topology.dr"](topology)
+    return __utils__["paas_master.view"](
+        __opts__,
+        "paas_restore",
+        __utils__["paas_topology.dr"],
+        __utils__.get("paas_topology.validate"),
+    )

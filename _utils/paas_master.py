@@ -93,6 +93,16 @@ def topology(opts: dict, validate=None) -> dict:
     return found
 
 
+def view(opts: dict, runner: str, view_function, validate=None) -> dict:
+    """``view_function`` (one of ``paas_topology``'s views, e.g. ``dr``) of the master's
+    valid topology; raises ``SaltRunnerError`` naming ``runner`` and every problem when
+    there is none."""
+    try:
+        return view_function(topology(opts, validate))
+    except SaltRunnerError as err:
+        raise SaltRunnerError(f"{runner}: {err}") from err
+
+
 def local_client(opts: dict):
     """
     The runners' client for publishing to minions, built from the master's configuration
