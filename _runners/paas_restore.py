@@ -310,7 +310,7 @@ def _from_snapshot(asked, view: dict, nodes: list[str], chosen: dict, timeout: i
         )
         __utils__["paas_transfer.send"](
             asked.client,
-            __opts__,
+            __utils__["paas_master.public_key"](__opts__, node),
             node,
             chosen["path"],
             destination,

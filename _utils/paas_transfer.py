@@ -87,21 +87,6 @@ def unseal(private_key_path: str, sealed: str) -> bytes:
         raise ValueError(f"it was not sealed to the key {private_key_path}") from err
 
 
-def public_key(pki_dir: str, node: str) -> str:
-    """``node``'s Salt public key as the master accepted it (``<pki_dir>/minions/<node>``)."""
-    if not node or os.path.basename(node) != node or node in (".", ".."):
-        raise CommandExecutionError(f"{node!r} is not a minion id")
-    path = os.path.join(pki_dir, "minions", node)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as err:
-        raise CommandExecutionError(
-            f"{node}: its Salt key is not accepted on this master ({err.strerror}: {path}); "
-            "the file is sealed to it"
-        ) from err
-
-
 def _associated_data(transfer: str, index: int) -> bytes:
     return FORMAT + b"\0" + transfer.encode() + b"\0" + struct.pack(">Q", index)
 
@@ -139,7 +124,7 @@ def open_chunk(key: bytes, transfer: str, index: int, sealed: str) -> bytes:
 
 def send(
     local_client,
-    master_opts: dict,
+    recipient_key: str,
     node: str,
     source: str,
     destination: str,
@@ -152,8 +137,8 @@ def send(
     ``paas_receive`` allows: ``<snapshot_dir>/restore/<name>`` on an etcd node), readable
     on the way by that node only.
 
-    A fresh 256-bit key, sealed to the node's public key as this master accepted it
-    (``master_opts["pki_dir"]``); the file in chunks of ``chunk_bytes``, each
+    A fresh 256-bit key, sealed to ``recipient_key``, the node's Salt public key as this
+    master accepted it (``paas_master.public_key``); the file in chunks of ``chunk_bytes``, each
     AES-256-GCM encrypted, sent one at a time by ``local_client`` (a
     ``salt.client.LocalClient``), each call's return read from the master's job cache
     (memory stays at one chunk; ``timeout`` seconds for each call to answer); then
@@ -168,9 +153,8 @@ def send(
         raise CommandExecutionError(f"chunk_bytes must be a positive integer, not {chunk_bytes!r}")
     started = time.monotonic()
     try:
-        recipient = public_key(master_opts["pki_dir"], node)
         key = secrets.token_bytes(KEY_BYTES)
-        sealed_key = seal(recipient, key, node)
+        sealed_key = seal(recipient_key, key, node)
     except ValueError as err:
         raise CommandExecutionError(f"{node}: {err}") from err
     transfer = secrets.token_hex(16)

@@ -89,8 +89,9 @@ def send(master):
     utils = salt.loader.utils(opts)
     client = salt.client.LocalClient(mopts=opts)
     try:
+        key = utils["paas_master.public_key"](opts, "etcd1")
         yield lambda *args, **options: utils["paas_transfer.send"](
-            client, opts, "etcd1", *args, **{"timeout": 60, **options}
+            client, key, "etcd1", *args, **{"timeout": 60, **options}
         )
     finally:
         client.destroy()

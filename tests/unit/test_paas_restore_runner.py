@@ -153,6 +153,7 @@ def test_a_restore_from_a_snapshot_counts_its_loss_from_what_was_seen_before_it(
         "__utils__": {
             **runner_utils,
             "paas_master.minions": nodes,
+            "paas_master.public_key": lambda opts, node: f"{node}'s key",
             "paas_transfer.send": lambda *args, **kwargs: {},
         },
         "__salt__": {

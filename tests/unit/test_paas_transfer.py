@@ -69,15 +69,6 @@ def snapshot_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def master_opts(tmp_path) -> dict:
-    """The master's pki_dir, holding the node's public key as the master accepted it."""
-    minions = tmp_path / "master" / "pki" / "minions"
-    minions.mkdir(parents=True)
-    (minions / NODE).write_text(NODE_PUBLIC)
-    return {"pki_dir": str(minions.parent)}
-
-
-@pytest.fixture
 def configure_loader_modules(receive, transfer, tmp_path, snapshot_dir):
     pki = tmp_path / "node" / "pki"
     pki.mkdir()
@@ -148,10 +139,9 @@ class LocalClient:
 class Bench:
     """The master's side and the node's, with a source file of the master's."""
 
-    def __init__(self, transfer, receive, master_opts, restore_dir, tmp_path):
+    def __init__(self, transfer, receive, restore_dir, tmp_path):
         self.transfer = transfer
         self.receive = receive
-        self.master_opts = master_opts
         self.restore_dir = restore_dir
         self.source = tmp_path / "etcd1-20261126T120000Z-r42.db"
 
@@ -166,7 +156,8 @@ class Bench:
     def send(self, client, destination=None, **options) -> dict:
         return self.transfer.send(
             client,
-            self.master_opts,
+            # The node's key as the master accepted it (paas_master.public_key).
+            options.pop("recipient_key", NODE_PUBLIC),
             options.pop("node", NODE),
             str(self.source),
             destination or self.destination(),
@@ -190,8 +181,8 @@ class Bench:
 
 
 @pytest.fixture
-def bench(transfer, receive, master_opts, snapshot_dir, tmp_path) -> Bench:
-    return Bench(transfer, receive, master_opts, snapshot_dir / "restore", tmp_path)
+def bench(transfer, receive, snapshot_dir, tmp_path) -> Bench:
+    return Bench(transfer, receive, snapshot_dir / "restore", tmp_path)
 
 
 def _slices(data: bytes) -> list[bytes]:
@@ -291,9 +282,8 @@ def test_a_skipped_chunk_is_refused(bench):
 
 
 def test_a_key_sealed_to_another_node_opens_nothing(bench):
-    Path(bench.master_opts["pki_dir"], "minions", NODE).write_text(OTHER_PUBLIC)
     bench.write_source(5000)
-    error = bench.refused()
+    error = bench.refused(recipient_key=OTHER_PUBLIC)
     assert f"{NODE}: transfer " in error and "the transfer's key is not for this minion" in error
     assert bench.left_on_node() == []
 
@@ -354,11 +344,11 @@ def test_a_destination_outside_the_restore_directory_is_refused(bench, destinati
     assert bench.left_on_node() == []
 
 
-def test_a_node_whose_key_the_master_has_not_accepted_gets_nothing(bench):
+def test_a_node_whose_key_is_unusable_gets_nothing(bench):
     bench.write_source(100)
     client = LocalClient(bench.receive)
-    with pytest.raises(CommandExecutionError, match="etcd2: its Salt key is not accepted"):
-        bench.send(client, node="etcd2")
+    with pytest.raises(CommandExecutionError, match="etcd2: the public key given for etcd2"):
+        bench.send(client, node="etcd2", recipient_key="not a key")
     assert client.sent == []
 
 
