@@ -55,10 +55,31 @@ def test_the_three_packages_are_named_and_versioned_as_pkgs_k8s_io(built):
 
 def test_each_package_ships_its_program_and_wrapper_root_owned(built):
     kubeadm, kubelet, kubectl = (contents(deb) for deb in built)
+    kubeadm_modules = [
+        "kubeadm",
+        "kubeadm_api",
+        "kubeadm_certs",
+        "kubeadm_client",
+        "kubeadm_config",
+        "kubeadm_constants",
+        "kubeadm_controlplane",
+        "kubeadm_copycerts",
+        "kubeadm_discovery",
+        "kubeadm_init",
+        "kubeadm_join",
+        "kubeadm_kubeconfig",
+        "kubeadm_kubelet",
+        "kubeadm_pki",
+        "kubeadm_preflight",
+        "kubeadm_reset",
+        "kubeadm_token",
+        "kubeadm_util",
+        "kubeadm_validation",
+        "kube_common",
+    ]
     assert kubeadm == {
         "/usr/bin/kubeadm": "-rwxr-xr-x root/root",
-        "/usr/lib/paas-lab-kube/kubeadm.py": "-rw-r--r-- root/root",
-        "/usr/lib/paas-lab-kube/kubeadm_pki.py": "-rw-r--r-- root/root",
+        **{f"/usr/lib/paas-lab-kube/{name}.py": "-rw-r--r-- root/root" for name in kubeadm_modules},
     }
     assert kubelet == {
         "/usr/bin/kubelet": "-rwxr-xr-x root/root",
