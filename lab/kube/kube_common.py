@@ -51,6 +51,18 @@ def klog(severity: str, source: str, message: str) -> None:
     sys.stderr.flush()
 
 
+def run(main: Callable[[list[str]], None], source: str) -> None:
+    """Run a component's ``main`` on the command line: a SystemExit with a message is
+    logged as the real components log a failed command, then exits 1."""
+    try:
+        main(sys.argv[1:])
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            klog("E", source, f'"command failed" err="{exit_.code}"')
+            sys.exit(1)
+        raise
+
+
 def version_info(git_commit: str) -> dict[str, str]:
     """k8s.io/apimachinery's version.Info for 1.34.2, built where ``git_commit`` says."""
     return {

@@ -15,35 +15,24 @@ Test double of the lab (never imported by product code): python3 and python3-yam
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import os
 import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-VERSION = {
-    "major": "1",
-    "minor": "34",
-    "emulationMajor": "1",
-    "emulationMinor": "34",
-    "minCompatibilityMajor": "1",
-    "minCompatibilityMinor": "33",
-    "gitVersion": "v1.34.2",
-    # Not a real build: the double says so where a build would name its commit.
-    "gitCommit": "paas-lab-kubectl-double",
-    "gitTreeState": "clean",
-    "buildDate": "2025-11-11T00:00:00Z",
-    "goVersion": "go1.24.9",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
+try:
+    from lab.kube import kube_common
+except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+    import kube_common  # type: ignore[no-redef]
+
+# Not a real build: the double says so where a build would name its commit.
+VERSION = kube_common.version_info("paas-lab-kubectl-double")
 
 
 class KubectlError(Exception):
@@ -58,14 +47,6 @@ def _kubeconfig_path(flag: str) -> Path:
     return Path.home() / ".kube" / "config"
 
 
-def _pem(entry: dict, data_key: str, file_key: str) -> bytes | None:
-    if entry.get(data_key):
-        return base64.b64decode(entry[data_key])
-    if entry.get(file_key):
-        return Path(entry[file_key]).read_bytes()
-    return None
-
-
 def _connection(path: Path) -> tuple[str, ssl.SSLContext, dict]:
     """The current context's server, a TLS context with its CA and client certificate."""
     try:
@@ -74,23 +55,12 @@ def _connection(path: Path) -> tuple[str, ssl.SSLContext, dict]:
         raise KubectlError(
             f"stat {path}: {(err.strerror or '').lower()}" if not path.exists() else str(err)
         ) from None
-    contexts = {c["name"]: c["context"] for c in config.get("contexts") or []}
-    context = contexts.get(config.get("current-context"), {})
-    cluster = {c["name"]: c["cluster"] for c in config.get("clusters") or []}.get(
-        context.get("cluster"), {}
+    cluster, user = kube_common.current_cluster_and_user(config)
+    tls = kube_common.client_context(
+        kube_common.kubeconfig_pem(cluster, "certificate-authority-data", "certificate-authority"),
+        kube_common.kubeconfig_pem(user, "client-certificate-data", "client-certificate"),
+        kube_common.kubeconfig_pem(user, "client-key-data", "client-key"),
     )
-    user = {u["name"]: u["user"] for u in config.get("users") or []}.get(context.get("user"), {})
-    ca = _pem(cluster, "certificate-authority-data", "certificate-authority")
-    tls = ssl.create_default_context(cadata=ca.decode()) if ca else ssl.create_default_context()
-    cert = _pem(user, "client-certificate-data", "client-certificate")
-    key = _pem(user, "client-key-data", "client-key")
-    if cert and key:
-        with tempfile.TemporaryDirectory(prefix="kubectl-") as directory:
-            cert_file, key_file = Path(directory, "tls.crt"), Path(directory, "tls.key")
-            for file, data in ((cert_file, cert), (key_file, key)):
-                file.touch(mode=0o600)
-                file.write_bytes(data)
-            tls.load_cert_chain(cert_file, key_file)
     headers = {"Accept": "application/json"}
     if user.get("token"):
         headers["Authorization"] = f"Bearer {user['token']}"

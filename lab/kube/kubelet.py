@@ -28,10 +28,8 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +42,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-KUBELET_VERSION = "v1.34.2"
+try:
+    from lab.kube import kube_common
+except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+    import kube_common  # type: ignore[no-redef]
+
+KUBELET_VERSION = kube_common.KUBERNETES_VERSION
 APISERVER = Path(__file__).resolve().parent / "kube_apiserver.py"
 # KubeletConfiguration's defaults (pkg/kubelet/apis/config/v1beta1/defaults.go).
 DEFAULTS = {
@@ -65,31 +68,8 @@ API_TIMEOUT = 5.0
 
 
 def log(level: str, message: str) -> None:
-    """One klog-style line on stderr (journald keeps it for the unit)."""
-    stamp = datetime.datetime.now().strftime("%m%d %H:%M:%S.%f")
-    sys.stderr.write(f"{level}{stamp} {os.getpid():>7} kubelet.py] {message}\n")
-    sys.stderr.flush()
-
-
-def parse_flags(argv: list[str]) -> dict[str, str]:
-    """pflag's forms: ``--name=value``, ``--name value`` and a bare boolean ``--name``."""
-    flags: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        argument = argv[index]
-        index += 1
-        if not argument.startswith("-"):
-            continue
-        name = argument.lstrip("-")
-        if "=" in name:
-            name, value = name.split("=", 1)
-        elif index < len(argv) and not argv[index].startswith("-"):
-            value = argv[index]
-            index += 1
-        else:
-            value = "true"
-        flags[name] = value
-    return flags
+    """One klog line on stderr (journald keeps it for the unit)."""
+    kube_common.klog(level, "kubelet.py", message)
 
 
 def duration(text: str | int | float) -> float:
@@ -101,11 +81,6 @@ def duration(text: str | int | float) -> float:
     if not parts or "".join(a + b for a, b in parts) != text:
         raise ValueError(f"invalid duration {text!r}")
     return sum(float(amount) * units[unit] for amount, unit in parts)
-
-
-def now_rfc3339(micro: bool = False) -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def load_config(path: str) -> dict:
@@ -135,16 +110,6 @@ class ApiUnreachable(Exception):
     """The API server did not answer."""
 
 
-def _cluster_and_user(kubeconfig: dict) -> tuple[dict, dict]:
-    contexts = {c["name"]: c["context"] for c in kubeconfig.get("contexts") or []}
-    context = contexts.get(kubeconfig.get("current-context"), {})
-    clusters = {c["name"]: c["cluster"] for c in kubeconfig.get("clusters") or []}
-    users = {u["name"]: u.get("user") or {} for u in kubeconfig.get("users") or []}
-    cluster = clusters.get(context.get("cluster")) or next(iter(clusters.values()), {})
-    user = users.get(context.get("user")) or next(iter(users.values()), {})
-    return cluster, user
-
-
 def _relative(path: str, kubeconfig_path: Path) -> str:
     return str(kubeconfig_path.parent / path) if not os.path.isabs(path) else path
 
@@ -155,31 +120,24 @@ class Api:
 
     def __init__(self, kubeconfig_path: Path):
         kubeconfig = yaml.safe_load(kubeconfig_path.read_text())
-        cluster, user = _cluster_and_user(kubeconfig)
+        cluster, user = kube_common.current_cluster_and_user(kubeconfig)
         self.server = urlsplit(cluster["server"])
-        self.ca_data = cluster.get("certificate-authority-data")
-        self.ca_file = cluster.get("certificate-authority")
-        if self.ca_data:
-            cadata = base64.b64decode(self.ca_data).decode()
-            self.context = ssl.create_default_context(cadata=cadata)
-        else:
-            self.ca_file = _relative(self.ca_file, kubeconfig_path)
-            self.context = ssl.create_default_context(cafile=self.ca_file)
+
+        def path(name: str) -> Path:
+            return Path(_relative(name, kubeconfig_path))
+
+        cert_pem = kube_common.kubeconfig_pem(
+            user, "client-certificate-data", "client-certificate", path
+        )
+        self.context = kube_common.client_context(
+            kube_common.kubeconfig_pem(
+                cluster, "certificate-authority-data", "certificate-authority", path
+            ),
+            cert_pem,
+            # The kubelet's own kubeconfig names one file holding both.
+            kube_common.kubeconfig_pem(user, "client-key-data", "client-key", path) or cert_pem,
+        )
         self.token = user.get("token")
-        if user.get("client-certificate-data"):
-            with tempfile.TemporaryDirectory() as private:
-                pem = Path(private) / "client.pem"
-                pem.write_bytes(
-                    base64.b64decode(user["client-certificate-data"])
-                    + b"\n"
-                    + base64.b64decode(user["client-key-data"])
-                )
-                self.context.load_cert_chain(pem)
-        elif user.get("client-certificate"):
-            self.context.load_cert_chain(
-                _relative(user["client-certificate"], kubeconfig_path),
-                _relative(user.get("client-key") or user["client-certificate"], kubeconfig_path),
-            )
 
     @property
     def url(self) -> str:
@@ -244,7 +202,7 @@ def tls_bootstrap(bootstrap_path: Path, kubeconfig_path: Path, cert_dir: Path, n
     and a kubeconfig at ``kubeconfig_path`` that uses it. A valid current pair is reused."""
     current = cert_dir / "kubelet-client-current.pem"
     bootstrap = yaml.safe_load(bootstrap_path.read_text())
-    cluster, _ = _cluster_and_user(bootstrap)
+    cluster, _ = kube_common.current_cluster_and_user(bootstrap)
     if not _valid_pair(current):
         api = Api(bootstrap_path)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -520,12 +478,12 @@ class Node:
         self.uid: str | None = None
         self.lease: dict | None = None
         self.ready: bool | None = None
-        self.started = self.ready_since = now_rfc3339()
+        self.started = self.ready_since = kube_common.now_rfc3339()
         self.reported_at = 0.0
         self.runtime_version = containerd_version()
 
     def status(self, ready: bool) -> dict:
-        now = now_rfc3339()
+        now = kube_common.now_rfc3339()
         capacity = {"cpu": str(os.cpu_count() or 1), "memory": memory_kib(), "pods": "110",
                     "ephemeral-storage": "0"}  # fmt: skip
         pressure = [
@@ -609,7 +567,7 @@ class Node:
         if self.ready is not None:
             log("I", f"Node {self.name} {'Ready' if ready else 'NotReady'}: container runtime "
                      f"{'answers' if ready else 'is down'} on {self.runtime}")  # fmt: skip
-        self.ready, self.ready_since = ready, now_rfc3339()
+        self.ready, self.ready_since = ready, kube_common.now_rfc3339()
         return True
 
     def update_status(self, api: Api) -> None:
@@ -666,7 +624,7 @@ class Node:
             "spec": {
                 "holderIdentity": self.name,
                 "leaseDurationSeconds": self.lease_seconds,
-                "renewTime": now_rfc3339(micro=True),
+                "renewTime": kube_common.now_rfc3339(micro=True),
             },
         }
 
@@ -780,7 +738,7 @@ class Kubelet:
 
 
 def main(argv: list[str]) -> None:
-    flags = parse_flags(argv)
+    flags = kube_common.parse_flags(argv)
     kubelet = Kubelet(flags)
     signal.signal(signal.SIGTERM, kubelet.stop)
     signal.signal(signal.SIGINT, kubelet.stop)
@@ -789,10 +747,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except SystemExit as exit_:
-        if isinstance(exit_.code, str):
-            log("E", f'"command failed" err="{exit_.code}"')
-            sys.exit(1)
-        raise
+    kube_common.run(main, "kubelet.py")

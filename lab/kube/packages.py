@@ -64,7 +64,18 @@ PACKAGES = {
     },
     "kubelet": {
         "programs": {"kubelet": "kubelet.py"},
-        "libraries": ["kubelet.py", "kube_apiserver.py"],
+        "libraries": [
+            "kubelet.py",
+            "kube_apiserver.py",
+            "apiserver_api.py",
+            "apiserver_auth.py",
+            "apiserver_etcd.py",
+            "apiserver_handlers.py",
+            "apiserver_patch.py",
+            "apiserver_registry.py",
+            "apiserver_signer.py",
+            "kube_common.py",
+        ],
         "depends": "python3, python3-cryptography, python3-yaml",
         "summary": "Node agent for Kubernetes clusters (lab double)",
         "units": {
@@ -74,7 +85,7 @@ PACKAGES = {
     },
     "kubectl": {
         "programs": {"kubectl": "kubectl.py"},
-        "libraries": ["kubectl.py"],
+        "libraries": ["kubectl.py", "kube_common.py"],
         "depends": "python3, python3-yaml",
         "summary": "Command-line utility for interacting with a Kubernetes cluster (lab double)",
     },

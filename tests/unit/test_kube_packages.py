@@ -81,17 +81,54 @@ def test_each_package_ships_its_program_and_wrapper_root_owned(built):
         "/usr/bin/kubeadm": "-rwxr-xr-x root/root",
         **{f"/usr/lib/paas-lab-kube/{name}.py": "-rw-r--r-- root/root" for name in kubeadm_modules},
     }
+    kubelet_modules = [
+        "kubelet",
+        "kube_apiserver",
+        "apiserver_api",
+        "apiserver_auth",
+        "apiserver_etcd",
+        "apiserver_handlers",
+        "apiserver_patch",
+        "apiserver_registry",
+        "apiserver_signer",
+        "kube_common",
+    ]
     assert kubelet == {
         "/usr/bin/kubelet": "-rwxr-xr-x root/root",
-        "/usr/lib/paas-lab-kube/kubelet.py": "-rw-r--r-- root/root",
-        "/usr/lib/paas-lab-kube/kube_apiserver.py": "-rw-r--r-- root/root",
+        **{f"/usr/lib/paas-lab-kube/{name}.py": "-rw-r--r-- root/root" for name in kubelet_modules},
         "/usr/lib/systemd/system/kubelet.service": "-rw-r--r-- root/root",
         "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": "-rw-r--r-- root/root",
     }
     assert kubectl == {
         "/usr/bin/kubectl": "-rwxr-xr-x root/root",
         "/usr/lib/paas-lab-kube/kubectl.py": "-rw-r--r-- root/root",
+        "/usr/lib/paas-lab-kube/kube_common.py": "-rw-r--r-- root/root",
     }
+
+
+@pytest.mark.parametrize(
+    ("index", "program", "arguments", "says"),
+    [
+        (0, "kubeadm.py", ["version", "-o", "short"], "v1.34.2"),
+        (1, "kubelet.py", ["--config=/nonexistent/config.yaml"], "failed to load kubelet config"),
+        (1, "kube_apiserver.py", [], "--etcd-servers must be specified"),
+        (2, "kubectl.py", ["version"], "Client Version: v1.34.2"),
+    ],
+)
+def test_each_program_runs_from_what_its_package_ships(
+    built, tmp_path, index, program, arguments, says
+):
+    # Run where the package puts it, apart from the checkout: a module it imports and the
+    # package leaves out fails here.
+    subprocess.run(["dpkg-deb", "-x", str(built[index]), str(tmp_path)], check=True)
+    result = subprocess.run(
+        ["python3", "-B", str(tmp_path / "usr/lib/paas-lab-kube" / program), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert says in result.stdout + result.stderr, result.stderr
 
 
 def test_the_kubelet_unit_is_the_real_debs(built, tmp_path):
