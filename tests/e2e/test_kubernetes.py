@@ -167,7 +167,7 @@ def _tokens() -> list:
     return salt_json("salt", "cp1", "paas_kubeadm.tokens")["cp1"]
 
 
-def test_a_rerun_changes_nothing_and_joins_nobody(lab):
+def test_a_rerun_changes_nothing_and_joins_nobody_and_test_mode_says_so(lab):
     created, tokens = _node_creations(), _tokens()
     steps = orchestrate("orch.kubernetes")
     for name, step in steps.items():
@@ -178,6 +178,10 @@ def test_a_rerun_changes_nothing_and_joins_nobody(lab):
         assert step["comment"] == f"Every {role} has joined.", step
     assert _node_creations() == created
     # No credentials were made for a run that had nobody to join.
+    assert _tokens() == tokens
+    # Test mode predicts exactly that: every step passes and would change nothing.
+    for name, step in orchestrate("orch.kubernetes", "test=True").items():
+        assert (step["result"], step["changes"]) == (True, {}), (name, step["comment"])
     assert _tokens() == tokens
 
 
