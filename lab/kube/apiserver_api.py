@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 try:
     from lab.kube import kube_common
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
 
 

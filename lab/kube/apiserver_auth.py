@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 try:
     from lab.kube import apiserver_api, apiserver_registry
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import apiserver_api  # type: ignore[no-redef]
     import apiserver_registry  # type: ignore[no-redef]
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 try:
     from lab.kube import apiserver_api, apiserver_auth, apiserver_etcd, kube_common
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import apiserver_api  # type: ignore[no-redef]
     import apiserver_auth  # type: ignore[no-redef]
     import apiserver_etcd  # type: ignore[no-redef]

@@ -12,7 +12,7 @@ import copy
 
 try:
     from lab.kube import apiserver_api
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import apiserver_api  # type: ignore[no-redef]
 
 

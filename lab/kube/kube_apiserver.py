@@ -45,7 +45,7 @@ try:
         apiserver_signer,
         kube_common,
     )
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import apiserver_api  # type: ignore[no-redef]
     import apiserver_auth  # type: ignore[no-redef]
     import apiserver_etcd  # type: ignore[no-redef]

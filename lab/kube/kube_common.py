@@ -6,7 +6,7 @@ cluster and user with the TLS client context they make (client-go's clientcmd an
 transport).
 
 Test double of the lab (never imported by product code). Each package installs it beside
-its programs in /usr/lib/paas-lab-kube. Standard library only.
+its programs in /usr/lib/paas-lab-kube/<package>/. Standard library only.
 """
 
 from __future__ import annotations

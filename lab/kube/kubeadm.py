@@ -53,7 +53,7 @@ try:
         kubeadm_token,
         kubeadm_util,
     )
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
     import kubeadm_api  # type: ignore[no-redef]
     import kubeadm_certs  # type: ignore[no-redef]

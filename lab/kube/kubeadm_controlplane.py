@@ -18,7 +18,7 @@ import yaml
 
 try:
     from lab.kube import kube_common, kubeadm_client, kubeadm_constants, kubeadm_pki, kubeadm_util
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
     import kubeadm_client  # type: ignore[no-redef]
     import kubeadm_constants  # type: ignore[no-redef]

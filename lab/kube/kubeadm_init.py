@@ -26,7 +26,7 @@ try:
         kubeadm_token,
         kubeadm_util,
     )
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kubeadm_certs  # type: ignore[no-redef]
     import kubeadm_client  # type: ignore[no-redef]
     import kubeadm_config  # type: ignore[no-redef]

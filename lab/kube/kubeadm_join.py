@@ -28,7 +28,7 @@ try:
         kubeadm_preflight,
         kubeadm_util,
     )
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kubeadm_api  # type: ignore[no-redef]
     import kubeadm_certs  # type: ignore[no-redef]
     import kubeadm_client  # type: ignore[no-redef]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 try:
     from lab.kube import kubeadm_api, kubeadm_constants, kubeadm_kubelet, kubeadm_util
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kubeadm_api  # type: ignore[no-redef]
     import kubeadm_constants  # type: ignore[no-redef]
     import kubeadm_kubelet  # type: ignore[no-redef]

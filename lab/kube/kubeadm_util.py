@@ -18,7 +18,7 @@ from pathlib import Path
 
 try:
     from lab.kube import kube_common, kubeadm_api
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
     import kubeadm_api  # type: ignore[no-redef]
 

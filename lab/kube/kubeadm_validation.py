@@ -14,7 +14,7 @@ import re
 
 try:
     from lab.kube import kubeadm_api, kubeadm_constants, kubeadm_util
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kubeadm_api  # type: ignore[no-redef]
     import kubeadm_constants  # type: ignore[no-redef]
     import kubeadm_util  # type: ignore[no-redef]

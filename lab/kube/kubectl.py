@@ -28,7 +28,7 @@ import yaml
 
 try:
     from lab.kube import kube_common
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
 
 # Not a real build: the double says so where a build would name its commit.

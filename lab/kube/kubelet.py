@@ -44,7 +44,7 @@ from cryptography.x509.oid import NameOID
 
 try:
     from lab.kube import kube_common
-except ImportError:  # installed flat in /usr/lib/paas-lab-kube, beside this file
+except ImportError:  # installed in /usr/lib/paas-lab-kube/<package>/, beside this file
     import kube_common  # type: ignore[no-redef]
 
 KUBELET_VERSION = kube_common.KUBERNETES_VERSION

@@ -3,7 +3,9 @@ The lab's kubeadm, kubelet and kubectl packages: Debian packages named and versi
 pkgs.k8s.io's ("1.34.2-1.1", amd64), holding the lab's test doubles, so that the
 platform's repository, pin and hold go through apt for real.
 
-Each package ships its programs under /usr/lib/paas-lab-kube/ and a /usr/bin wrapper;
+Each package ships its programs and the modules they import under
+/usr/lib/paas-lab-kube/<package>/ (a directory of its own: dpkg refuses two packages that
+ship one path, and the doubles share kube_common.py) and a /usr/bin wrapper;
 kubelet ships the real deb's systemd unit and kubeadm drop-in (lab/kube/files/, from
 kubernetes/release's kubelet packaging) and the apiserver double the kubelet double runs,
 since the images it would run cannot be had here. They depend only on what the lab's
@@ -189,9 +191,9 @@ def _put(root: Path, relative: str, data: bytes, mode: int) -> None:
 
 def _stage(name: str, spec: dict, root: Path, full_version: str) -> None:
     for library in spec["libraries"]:
-        _put(root, f"{LIB}/{library}", _source(library).read_bytes(), 0o644)
+        _put(root, f"{LIB}/{name}/{library}", _source(library).read_bytes(), 0o644)
     for program, library in spec["programs"].items():
-        wrapper = WRAPPER.format(name=program, program=library, lib=LIB)
+        wrapper = WRAPPER.format(name=program, program=library, lib=f"{LIB}/{name}")
         _put(root, f"usr/bin/{program}", wrapper.encode(), 0o755)
     for relative, source in spec.get("units", {}).items():
         _put(root, relative, source.read_bytes(), 0o644)

@@ -79,7 +79,10 @@ def test_each_package_ships_its_program_and_wrapper_root_owned(built):
     ]
     assert kubeadm == {
         "/usr/bin/kubeadm": "-rwxr-xr-x root/root",
-        **{f"/usr/lib/paas-lab-kube/{name}.py": "-rw-r--r-- root/root" for name in kubeadm_modules},
+        **{
+            f"/usr/lib/paas-lab-kube/kubeadm/{name}.py": "-rw-r--r-- root/root"
+            for name in kubeadm_modules
+        },
     }
     kubelet_modules = [
         "kubelet",
@@ -95,24 +98,35 @@ def test_each_package_ships_its_program_and_wrapper_root_owned(built):
     ]
     assert kubelet == {
         "/usr/bin/kubelet": "-rwxr-xr-x root/root",
-        **{f"/usr/lib/paas-lab-kube/{name}.py": "-rw-r--r-- root/root" for name in kubelet_modules},
+        **{
+            f"/usr/lib/paas-lab-kube/kubelet/{name}.py": "-rw-r--r-- root/root"
+            for name in kubelet_modules
+        },
         "/usr/lib/systemd/system/kubelet.service": "-rw-r--r-- root/root",
         "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": "-rw-r--r-- root/root",
     }
     assert kubectl == {
         "/usr/bin/kubectl": "-rwxr-xr-x root/root",
-        "/usr/lib/paas-lab-kube/kubectl.py": "-rw-r--r-- root/root",
-        "/usr/lib/paas-lab-kube/kube_common.py": "-rw-r--r-- root/root",
+        "/usr/lib/paas-lab-kube/kubectl/kubectl.py": "-rw-r--r-- root/root",
+        "/usr/lib/paas-lab-kube/kubectl/kube_common.py": "-rw-r--r-- root/root",
     }
+
+
+def test_no_two_packages_ship_one_path(built):
+    # dpkg refuses to install a package that would overwrite another's file.
+    shipped = [set(contents(deb)) for deb in built]
+    for index, paths in enumerate(shipped):
+        for other in shipped[index + 1 :]:
+            assert not paths & other, sorted(paths & other)
 
 
 @pytest.mark.parametrize(
     ("index", "program", "arguments", "says"),
     [
-        (0, "kubeadm.py", ["version", "-o", "short"], "v1.34.2"),
-        (1, "kubelet.py", ["--config=/nonexistent/config.yaml"], "failed to load kubelet config"),
-        (1, "kube_apiserver.py", [], "--etcd-servers must be specified"),
-        (2, "kubectl.py", ["version"], "Client Version: v1.34.2"),
+        (0, "kubeadm/kubeadm.py", ["version", "-o", "short"], "v1.34.2"),
+        (1, "kubelet/kubelet.py", ["--config=/x/config.yaml"], "failed to load kubelet config"),
+        (1, "kubelet/kube_apiserver.py", [], "--etcd-servers must be specified"),
+        (2, "kubectl/kubectl.py", ["version"], "Client Version: v1.34.2"),
     ],
 )
 def test_each_program_runs_from_what_its_package_ships(
@@ -144,7 +158,7 @@ def test_the_kubelet_unit_is_the_real_debs(built, tmp_path):
         "$KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS"
     ) in dropin
     wrapper = (tmp_path / "usr/bin/kubelet").read_text()
-    assert 'exec /usr/bin/python3 -B /usr/lib/paas-lab-kube/kubelet.py "$@"' in wrapper
+    assert 'exec /usr/bin/python3 -B /usr/lib/paas-lab-kube/kubelet/kubelet.py "$@"' in wrapper
 
 
 def test_builds_are_byte_identical(built, tmp_path):
