@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from salt.exceptions import SaltRunnerError
 
 MEMBERS = ["etcd1", "etcd2", "etcd3"]
 
@@ -173,3 +174,18 @@ def test_a_restore_from_a_snapshot_counts_its_loss_from_what_was_seen_before_it(
     assert (seeded["source"], seeded["snapshot_revision"]) == ("snapshot", 1200)
     assert (seeded["seen_revision"], seeded["lost_revisions"]) == (1327, 127)
     assert nodes.calls.count("service.start") == 1
+
+
+def test_an_invalid_topology_stops_a_step_naming_the_runner_and_each_problem(
+    runner, lab_topology, runner_utils, master_pillar, monkeypatch
+):
+    lab_topology["dr"] = {"receive_dir": "relative/snapshots"}
+    master_pillar({"paas": lab_topology})
+    monkeypatch.setattr(runner, "__utils__", runner_utils, raising=False)
+    monkeypatch.setattr(runner, "__opts__", {"id": "paas-master"}, raising=False)
+
+    with pytest.raises(SaltRunnerError) as refused:
+        runner.seed()
+
+    assert str(refused.value).startswith("paas_restore: ")
+    assert "paas:dr:receive_dir" in str(refused.value)
