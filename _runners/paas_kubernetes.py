@@ -5,95 +5,35 @@ Kubernetes joins and their check, run from the master.
 topology that have not joined yet, one at a time, each Ready before the next;
 ``role=worker`` joins the workers, ``paas:kubernetes:worker_batch`` at a time. Nodes
 that have joined are never joined again; when none is left, nothing is made or changed.
-Otherwise the run's credentials are made on the first control plane (a bootstrap token
-living ``paas:kubernetes:token_ttl_minutes``, the CA hash and, for control planes, a
-certificate key for the control-plane certificates uploaded again), the token and key
-sealed there to each joining node's Salt public key (so the master, its job cache and
-event bus, and the other minions only ever hold ciphertext), passed inline to
-``state.apply kubernetes.join`` (pillar ``kubeadm_join``), made again when half their
-life has passed, and revoked when the run ends, whatever happened: every token it made
-deleted and the ``kube-system/kubeadm-certs`` Secret removed. A failed join stops the run
-and names the node and kubeadm's error (the node was cleaned by ``kubeadm reset -f``); a
-re-run resumes.
+Otherwise the run's credentials are made on the first control plane, sealed there to
+each joining node's Salt public key, and revoked when the run ends, whatever happened:
+every token it made deleted and the ``kube-system/kubeadm-certs`` Secret removed. A
+failed join stops the run and names the node and kubeadm's error (the node was cleaned
+by ``kubeadm reset -f``); a re-run resumes.
 
 ``salt-run paas_kubernetes.plan role=...`` says what ``join`` would do;
 ``salt-run paas_kubernetes.verify`` checks that every node of the topology is a Node,
 Ready, with its role's labels, and that the API answers through both VIPs.
 
 Each returns data, without any secret, with a ``retcode``: 0 when all is well, 1 when
-something failed (named in ``problems`` or ``failed``). The orchestration's
-``paas_kubernetes`` states run them.
+something failed (named in ``problems`` or ``failed``). The work is the
+``paas_kubernetes`` utils module's, which the orchestration's ``paas_kubernetes`` states
+call too.
 
-:depends: the ``paas_topology`` utils module (``utils_dirs``); ``paas_kubeadm`` on the
-    Kubernetes nodes and ``paas_kubernetes`` on the first control plane
+:depends: the ``paas_kubernetes``, ``paas_topology``, ``paas_master`` and
+    ``paas_apiserver`` utils modules (``utils_dirs``); ``paas_kubeadm`` and
+    ``paas_control_plane`` on the Kubernetes nodes
 """
 
 from __future__ import annotations
 
-import ssl
-import time
-
-from salt.exceptions import SaltClientError, SaltRunnerError
-
 __virtualname__ = "paas_kubernetes"
-
-ROLES = ("control-plane", "worker")
-CONTROL_PLANE_LABEL = "control-plane"
-JOIN_SLS = "kubernetes.join"
-JOIN_PILLAR = "kubeadm_join"
-ASK_TIMEOUT = 30
-POLL_SECONDS = 2
-HTTP_TIMEOUT = 5
 
 
 def __virtual__():
+    if "paas_kubernetes.join" not in __utils__:
+        return (False, "paas_kubernetes: the paas_kubernetes utils module is not loaded")
     return __virtualname__
-
-
-# The plan: pure functions of the topology's view and the nodes' answers.
-
-
-def candidates(view: dict, role: str) -> list[str]:
-    """The nodes a join of ``role`` is for, in topology order: every control plane but
-    the first (which initializes the cluster), or every worker."""
-    if role == "control-plane":
-        return [
-            node["id"]
-            for node in view["control_planes"]
-            if node["id"] != view["first_control_plane"]
-        ]
-    return [node["id"] for node in view["workers"]]
-
-
-def batch_size(view: dict, role: str) -> int:
-    """Control planes join one at a time; workers ``worker_batch`` at a time."""
-    return 1 if role == "control-plane" else int(view["worker_batch"])
-
-
-def batches(nodes: list[str], size: int) -> list[list[str]]:
-    """``nodes`` in order, cut into lists of at most ``size``."""
-    if size < 1:
-        raise ValueError(f"a batch holds at least one node, not {size}")
-    return [nodes[start : start + size] for start in range(0, len(nodes), size)]
-
-
-def join_plan(nodes: list[str], answers: dict, size: int) -> dict:
-    """Which of ``nodes`` have joined, which are to join (in batches of ``size``) and
-    which did not say (their answer to ``paas_kubeadm.joined`` is not a boolean)."""
-    to_join = [node for node in nodes if answers.get(node) is False]
-    return {
-        "already_joined": [node for node in nodes if answers.get(node) is True],
-        "to_join": to_join,
-        "batches": batches(to_join, size),
-        "unanswered": {
-            node: str(answers.get(node, "no reply"))
-            for node in nodes
-            if not isinstance(answers.get(node), bool)
-        },
-    }
-
-
-# What an operator runs.
 
 
 def plan(role: str = "worker") -> dict:
@@ -107,17 +47,7 @@ def plan(role: str = "worker") -> dict:
 
         salt-run paas_kubernetes.plan role=worker
     """
-    report = {"role": role, "problems": []}
-    try:
-        view = _view(role)
-        with _minions() as minions:
-            found = _plan(minions, view, role)
-    except (SaltRunnerError, SaltClientError) as err:
-        report["problems"].append(str(err))
-        return _exit(report, 1)
-    report.update(found)
-    report["problems"] = _unanswered(found)
-    return _exit(report, 1 if report["problems"] else 0)
+    return _exit(__utils__["paas_kubernetes.plan"](__opts__, __utils__, role=role))
 
 
 def join(role: str = "worker", timeout: int = 600) -> dict:
@@ -136,36 +66,7 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
         salt-run paas_kubernetes.join role=control-plane
         salt-run paas_kubernetes.join role=worker
     """
-    report = {
-        "role": role,
-        "already_joined": [],
-        "joined": [],
-        "failed": {},
-        "not_joined": [],
-        "revoked": None,
-        "problems": [],
-    }
-    try:
-        view = _view(role)
-        with _minions() as minions:
-            found = _plan(minions, view, role)
-            report["already_joined"] = found["already_joined"]
-            if found["unanswered"]:
-                report["problems"] = _unanswered(found)
-                report["not_joined"] = [*found["to_join"], *found["unanswered"]]
-            elif found["to_join"]:
-                _Joins(
-                    view,
-                    role,
-                    timeout=int(timeout),
-                    minions=minions,
-                    report=report,
-                    recipients=_public_keys(found["to_join"]),
-                ).run(found["batches"])
-    except (SaltRunnerError, SaltClientError) as err:
-        report["problems"].append(str(err))
-    failed = bool(report["problems"] or report["failed"])
-    return _exit(report, 1 if failed else 0)
+    return _exit(__utils__["paas_kubernetes.join"](__opts__, __utils__, role=role, timeout=timeout))
 
 
 def verify(timeout: int = 120) -> dict:
@@ -184,258 +85,10 @@ def verify(timeout: int = 120) -> dict:
 
         salt-run paas_kubernetes.verify
     """
-    report = {"nodes": {}, "unknown_nodes": [], "api": {}, "problems": []}
-    try:
-        view = _view()
-        issuer = view["first_control_plane"]
-        expected = {node: "control-plane" for node in candidates(view, "control-plane")}
-        expected = {issuer: "control-plane", **expected}
-        expected.update((node, "worker") for node in candidates(view, "worker"))
-        deadline = time.monotonic() + int(timeout)
-        with _minions() as minions:
-            ca = minions.call(issuer, "paas_kubeadm.ca_certificate", timeout=ASK_TIMEOUT)
-            while True:
-                seen = _nodes(minions, issuer)
-                report.update(_checked(view, expected, seen, ca))
-                if not report["problems"] or time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_SECONDS)
-    except (SaltRunnerError, SaltClientError) as err:
-        report["problems"].append(str(err))
-    return _exit(report, 1 if report["problems"] else 0)
+    return _exit(__utils__["paas_kubernetes.verify"](__opts__, __utils__, timeout=timeout))
 
 
-# Joins, batch after batch, with the run's credentials.
-
-
-class _Joins:
-    def __init__(
-        self, view: dict, role: str, *, timeout: int, minions, report: dict, recipients: dict
-    ):
-        self.issuer = view["first_control_plane"]
-        self.ttl_minutes = int(view["token_ttl_minutes"])
-        self.control_plane = role == "control-plane"
-        self.timeout = timeout
-        self.minions = minions
-        self.report = report
-        self.recipients = recipients
-        self.credentials = None
-        self.made_at = 0.0
-        self.live: list[str] = []
-
-    def run(self, planned: list[list[str]]) -> None:
-        try:
-            for index, batch in enumerate(planned):
-                self._fresh_credentials()
-                if not self._join(batch):
-                    self.report["not_joined"] = [
-                        node
-                        for rest in planned[index:]
-                        for node in rest
-                        if node not in self.report["joined"]
-                    ]
-                    return
-        finally:
-            self._revoke()
-
-    def _fresh_credentials(self) -> None:
-        # A token made again when half its life has passed outlives any one batch.
-        if self.credentials and time.monotonic() - self.made_at < self.ttl_minutes * 30:
-            return
-        made = self.minions.call(
-            self.issuer,
-            "paas_kubeadm.credentials",
-            arg=[self.ttl_minutes],
-            kwarg={"control_plane": self.control_plane, "recipients": self.recipients},
-            timeout=ASK_TIMEOUT,
-        )
-        if not isinstance(made, dict):
-            raise SaltRunnerError(f"{self.issuer}: the join credentials could not be made: {made}")
-        self.live.append(made["token_id"])
-        previous, self.credentials, self.made_at = self.credentials, made, time.monotonic()
-        if previous:
-            self._revoke([previous["token_id"]])
-
-    def _pillar(self, batch: list[str]) -> dict:
-        # Each node of the batch gets only what is sealed to its own key.
-        sealed = {node: self.credentials["sealed"][node] for node in batch}
-        return {JOIN_PILLAR: {"ca_hash": self.credentials["ca_hash"], "sealed": sealed}}
-
-    def _join(self, batch: list[str]) -> bool:
-        replies = self.minions.run(
-            batch, "state.apply", [JOIN_SLS], {"pillar": self._pillar(batch)}, timeout=self.timeout
-        )
-        failed = {}
-        for node in batch:
-            failure = _state_failure(node, replies.get(node))
-            if failure:
-                failed[node] = failure
-            else:
-                self.report["joined"].append(node)
-        if not failed and self.control_plane:
-            for node in batch:
-                waited = _ready(self.minions, self.issuer, node, self.timeout)
-                if waited:
-                    failed[node] = f"{node} joined, but {waited}"
-        self.report["failed"].update(failed)
-        return not failed
-
-    def _revoke(self, token_ids: list[str] | None = None) -> None:
-        token_ids = list(self.live) if token_ids is None else token_ids
-        if not token_ids:
-            return
-        revoked = self.minions.call(
-            self.issuer, "paas_kubeadm.revoke", arg=token_ids, timeout=ASK_TIMEOUT
-        )
-        if isinstance(revoked, dict):
-            self.live = [token for token in self.live if token not in token_ids]
-            done = self.report["revoked"] or {"tokens": [], "kubeadm_certs_secret": None}
-            done["tokens"] += revoked["tokens"]
-            done["kubeadm_certs_secret"] = revoked["kubeadm_certs_secret"]
-            self.report["revoked"] = done
-            return
-        self.report["problems"].append(
-            f"{self.issuer}: the run's credentials could not be revoked ({revoked}); they "
-            f"die with their TTL ({self.ttl_minutes} minutes), or delete them there: "
-            f"kubeadm token delete {' '.join(token_ids)}, and kubectl -n kube-system "
-            "delete secret kubeadm-certs"
-        )
-
-
-def _plan(minions, view: dict, role: str) -> dict:
-    """``join_plan`` of ``role``'s nodes, each asked whether it has joined."""
-    nodes = candidates(view, role)
-    answers = minions.ask(nodes, "paas_kubeadm.joined", timeout=ASK_TIMEOUT)
-    return join_plan(nodes, answers, batch_size(view, role))
-
-
-def _nodes(minions, issuer: str):
-    """The Nodes as the first control plane reads them with its admin kubeconfig
-    (``paas_control_plane.status``), or why they could not be read."""
-    status = minions.call(issuer, "paas_control_plane.status", timeout=ASK_TIMEOUT)
-    if not isinstance(status, dict):
-        return f"{issuer} did not answer: {status}"
-    if "nodes" not in status:
-        return status.get("nodes_error") or status.get("error") or status.get("reason")
-    return status["nodes"]
-
-
-def _ready(minions, issuer: str, node: str, timeout: int) -> str | None:
-    """Wait until the Node ``node`` is Ready; None when it is, else what was seen last."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = _nodes(minions, issuer)
-        if isinstance(seen, list):
-            entry = next((entry for entry in seen if entry["name"] == node), None)
-            if entry and entry["ready"]:
-                return None
-            seen = "it is not a Node" if entry is None else f"not Ready: {entry['reason']}"
-        if time.monotonic() > deadline:
-            return f"its Node is not Ready after {timeout} s: {seen}"
-        time.sleep(POLL_SECONDS)
-
-
-def _state_failure(node: str, reply) -> str | None:
-    """Why ``state.apply kubernetes.join`` did not join ``node``, or None when it did."""
-    if not isinstance(reply, dict):
-        return f"{node} did not return: {reply or 'no reply'}"
-    states, retcode = reply.get("ret"), reply.get("retcode", 0)
-    if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
-        return f"{node}: state.apply {JOIN_SLS} did not run: {states}"
-    failed = [state.get("comment", "") for state in states.values() if state.get("result") is False]
-    if failed:
-        return "\n".join(failed)
-    if retcode:
-        return f"{node}: state.apply {JOIN_SLS} exited {retcode}"
-    return None
-
-
-def _unanswered(found: dict) -> list[str]:
-    return [
-        f"{node} did not say whether it has joined: {reply}"
-        for node, reply in found["unanswered"].items()
-    ]
-
-
-# The check.
-
-
-def _checked(view: dict, expected: dict, seen, ca) -> dict:
-    problems, nodes, unknown = [], {}, []
-    if isinstance(seen, list):
-        listed = {entry["name"]: entry for entry in seen}
-        for node, role in expected.items():
-            entry = listed.get(node)
-            if entry is None:
-                problems.append(f"{node} is not a Node of the cluster")
-                continue
-            nodes[node] = {**entry, "role": role}
-            if not entry["ready"]:
-                problems.append(f"Node {node} is not Ready: {entry['reason']}")
-            labelled = CONTROL_PLANE_LABEL in entry["roles"]
-            if role == "control-plane" and not labelled:
-                problems.append(
-                    f"Node {node} is a control plane without the "
-                    f"node-role.kubernetes.io/{CONTROL_PLANE_LABEL} label"
-                )
-            if role == "worker" and labelled:
-                problems.append(
-                    f"Node {node} is a worker with the "
-                    f"node-role.kubernetes.io/{CONTROL_PLANE_LABEL} label"
-                )
-        unknown = sorted(name for name in listed if name not in expected)
-    else:
-        problems.append(f"{view['first_control_plane']} could not list the Nodes: {seen}")
-    api = {}
-    port = view["endpoint"]["port"]
-    for network in ("private", "public"):
-        address = view["vips"][network]
-        api[network] = _readyz(address, port, ca) if isinstance(ca, str) else f"no CA: {ca}"
-        if api[network] != "ok":
-            problems.append(
-                f"the API does not answer through the {network} VIP {address}:{port}: "
-                f"{api[network]}"
-            )
-    return {"nodes": nodes, "unknown_nodes": unknown, "api": api, "problems": problems}
-
-
-def _readyz(address: str, port: int, ca: str) -> str:
-    """``ok`` when the API answers /readyz at address:port over TLS the cluster's CA
-    vouches for, else what went wrong (``paas_apiserver.readyz``)."""
-    context = ssl.create_default_context(cadata=ca)
-    return __utils__["paas_apiserver.readyz"](address, port, context, HTTP_TIMEOUT)
-
-
-# The master's side of Salt.
-
-
-def _minions():
-    """The master's client to the minions for one run (``paas_master.minions``: built
-    from the master's configuration file, decision 0005; asks only accepted minions)."""
-    return __utils__["paas_master.minions"](__opts__)
-
-
-def _view(role: str | None = None) -> dict:
-    if role is not None and role not in ROLES:
-        raise SaltRunnerError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    topology = __utils__["paas_master.topology"](__opts__, __utils__.get("paas_topology.validate"))
-    return __utils__["paas_topology.kubernetes"](topology)
-
-
-def _public_keys(nodes: list[str]) -> dict:
-    """Each node's Salt public key as this master accepted it: the join credentials are
-    sealed to it, so only that node can read them."""
-    keys = {}
-    for node in nodes:
-        try:
-            keys[node] = __utils__["paas_master.public_key"](__opts__, node)
-        except SaltRunnerError as err:
-            raise SaltRunnerError(f"{err}; the join credentials are sealed to it") from err
-    return keys
-
-
-def _exit(report: dict, retcode: int) -> dict:
-    # salt-run exits with the "retcode" of the returned dict; an orchestration's step
-    # (saltutil.runner's "success") follows __context__["retcode"].
-    __context__["retcode"] = retcode
-    return {**report, "retcode": retcode}
+def _exit(report: dict) -> dict:
+    # salt-run exits with the "retcode" of the returned dict.
+    __context__["retcode"] = report["retcode"]
+    return report

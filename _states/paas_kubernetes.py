@@ -1,16 +1,19 @@
 """
 The Kubernetes joins and their check as orchestration steps, on the master.
 
-``paas_kubernetes.joined`` runs ``salt-run paas_kubernetes.join`` for a role and reports
-the nodes that joined as its changes, so a run where every node had joined already
-changes nothing; under ``test=True`` it runs ``paas_kubernetes.plan`` instead and
-predicts the same change. ``paas_kubernetes.verified`` runs ``paas_kubernetes.verify``
-and changes nothing, in test mode too. Both fail with what the runner names (the node and kubeadm's
-error, or each problem), so the orchestration's ``failhard`` stops there. Salt's own
-``salt.runner`` step would report every run of a runner as a change and predict nothing.
+``paas_kubernetes.joined`` joins the nodes of a role that have not joined and reports
+them as its changes, so a run where every node had joined already changes nothing;
+under ``test=True`` it plans instead and predicts the same change.
+``paas_kubernetes.verified`` checks the cluster and changes nothing, in test mode too.
+Both fail with what the run names (the node and kubeadm's error, or each problem), so
+the orchestration's ``failhard`` stops there. The work is the ``paas_kubernetes`` utils
+module's, the one ``salt-run paas_kubernetes.*`` runs too, called here in the
+orchestration's own process with its master's opts; Salt's own ``salt.runner`` step
+would go back through ``saltutil.runner``, report every run as a change and predict
+nothing.
 
-:depends: ``saltutil.runner`` (the orchestration's master minion) and the
-    ``paas_kubernetes`` runner
+:depends: the ``paas_kubernetes`` utils module (the master's ``utils_dirs``), run by the
+    orchestration's master minion
 """
 
 from __future__ import annotations
@@ -19,17 +22,14 @@ __virtualname__ = "paas_kubernetes"
 
 
 def __virtual__():
-    if "saltutil.runner" not in __salt__:
-        return (False, "paas_kubernetes: saltutil.runner is not loaded")
+    if "paas_kubernetes.join" not in __utils__:
+        return (False, "paas_kubernetes: the paas_kubernetes utils module is not loaded")
     return __virtualname__
 
 
 def _run(function: str, **kwargs) -> tuple[bool, dict]:
-    out = __salt__["saltutil.runner"](f"paas_kubernetes.{function}", full_return=True, **kwargs)
-    report = out.get("return") if isinstance(out, dict) else out
-    if not isinstance(report, dict):
-        return False, {"problems": [f"salt-run paas_kubernetes.{function} failed: {report}"]}
-    return bool(out.get("success")) and report.get("retcode") == 0, report
+    report = __utils__[f"paas_kubernetes.{function}"](__opts__, __utils__, **kwargs)
+    return report["retcode"] == 0, report
 
 
 def _problems(report: dict) -> list[str]:
@@ -39,8 +39,8 @@ def _problems(report: dict) -> list[str]:
 def joined(name: str, role: str, timeout: int = 600) -> dict:
     """
     Every node of ``role`` (``control-plane``: all but the first; ``worker``) has
-    joined the cluster: those that had not are joined by ``salt-run
-    paas_kubernetes.join``, with credentials made and revoked within the run.
+    joined the cluster: those that had not are joined as ``salt-run
+    paas_kubernetes.join`` joins them, with credentials made and revoked within the run.
 
     name
         A label for the step.
@@ -92,7 +92,7 @@ def joined(name: str, role: str, timeout: int = 600) -> dict:
 def verified(name: str, timeout: int = 120) -> dict:
     """
     Every node of the topology is a Node of the cluster, Ready, with its role's labels,
-    and the API answers through both VIPs (``salt-run paas_kubernetes.verify``).
+    and the API answers through both VIPs (as ``salt-run paas_kubernetes.verify`` checks).
     Changes nothing, so under ``test=True`` it checks once without waiting: ``True``
     when the cluster passes now, ``None`` with the problems when it does not (the
     orchestration's steps before it may mend them).

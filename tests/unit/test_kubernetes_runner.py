@@ -1,7 +1,8 @@
 """
-``salt-run paas_kubernetes.*`` (``_runners/paas_kubernetes.py``) under Salt's loader
-dunders, and the orchestration's ``paas_kubernetes`` states that run it
-(``_states/paas_kubernetes.py``).
+The master's Kubernetes joins and their check (``_utils/paas_kubernetes.py``) through its
+two ways in, each under Salt's loader dunders: ``salt-run paas_kubernetes.*``
+(``_runners/paas_kubernetes.py``) and the orchestration's ``paas_kubernetes`` states
+(``_states/paas_kubernetes.py``), which call the utils module itself, not the runner.
 
 The join plan and its batches are pure functions of the topology's view and the nodes'
 answers. The runs go through a stand-in for the minions (what each was asked, with
@@ -21,6 +22,7 @@ import os
 import pytest
 
 from tests import tls
+from tests.conftest import utils_of
 
 TOKEN = "abcdef.0123456789abcdef"
 CERTIFICATE_KEY = "0123456789abcdef" * 4
@@ -130,6 +132,11 @@ class Minions:
 
 
 @pytest.fixture(scope="module")
+def joins(import_repo_module):
+    return import_repo_module("_utils/paas_kubernetes.py", "paas_kubernetes_utils_module")
+
+
+@pytest.fixture(scope="module")
 def runner(import_repo_module):
     return import_repo_module("_runners/paas_kubernetes.py", "paas_kubernetes_runner_module")
 
@@ -184,10 +191,14 @@ def apiserver_utils(import_repo_module):
 
 
 @pytest.fixture
-def dunders(topology_utils, master_utils, context, master_opts, minions, apiserver_utils) -> dict:
-    """The runner's loader dunders: the topology's and the master's utils (its client to
-    the minions the stand-in above), the master's opts, a context."""
+def dunders(
+    joins, topology_utils, master_utils, context, master_opts, minions, apiserver_utils
+) -> dict:
+    """The runner's and the states' loader dunders: the joins', the topology's and the
+    master's utils (its client to the minions the stand-in above), the master's opts, a
+    context."""
     utils = {
+        **utils_of(joins, "paas_kubernetes"),
         **master_utils,
         **{
             f"paas_topology.{name}": getattr(topology_utils, name)
@@ -200,21 +211,21 @@ def dunders(topology_utils, master_utils, context, master_opts, minions, apiserv
 
 
 @pytest.fixture
-def configure_loader_modules(runner, topology, dunders, master_pillar, monkeypatch):
+def configure_loader_modules(runner, joins, topology, dunders, master_pillar, monkeypatch):
     master_pillar({"paas": topology})
-    monkeypatch.setattr(runner, "_readyz", lambda address, port, ca: "ok")
-    monkeypatch.setattr(runner, "POLL_SECONDS", 0)
+    monkeypatch.setattr(joins, "_readyz", lambda utils, address, port, ca: "ok")
+    monkeypatch.setattr(joins, "POLL_SECONDS", 0)
     return {runner: dunders}
 
 
 @contextlib.contextmanager
-def patch_dunders(module, salt: dict, opts: dict):
+def patch_dunders(module, utils: dict, opts: dict):
     """Salt's loader dunders on a second module, for as long as a test runs."""
-    module.__salt__, module.__opts__ = salt, opts
+    module.__utils__, module.__opts__ = utils, opts
     try:
         yield
     finally:
-        del module.__salt__, module.__opts__
+        del module.__utils__, module.__opts__
 
 
 def _no_secret(report) -> None:
@@ -226,26 +237,26 @@ def _no_secret(report) -> None:
 # The plan.
 
 
-def test_workers_are_cut_into_batches_in_topology_order(runner):
-    assert runner.batches(WORKERS, 2) == [
+def test_workers_are_cut_into_batches_in_topology_order(joins):
+    assert joins.batches(WORKERS, 2) == [
         ["worker1", "worker2"],
         ["worker3", "worker4"],
         ["worker5"],
     ]
-    assert runner.batches(WORKERS, 10) == [WORKERS]
-    assert runner.batches([], 10) == []
+    assert joins.batches(WORKERS, 10) == [WORKERS]
+    assert joins.batches([], 10) == []
     with pytest.raises(ValueError, match="at least one node"):
-        runner.batches(WORKERS, 0)
+        joins.batches(WORKERS, 0)
 
 
-def test_control_planes_join_one_at_a_time_and_the_first_never_joins(runner, view):
-    assert runner.candidates(view, "control-plane") == ["cp2", "cp3"]
-    assert runner.batch_size(view, "control-plane") == 1
-    assert runner.candidates(view, "worker") == WORKERS
-    assert runner.batch_size(view, "worker") == 2
+def test_control_planes_join_one_at_a_time_and_the_first_never_joins(joins, view):
+    assert joins.candidates(view, "control-plane") == ["cp2", "cp3"]
+    assert joins.batch_size(view, "control-plane") == 1
+    assert joins.candidates(view, "worker") == WORKERS
+    assert joins.batch_size(view, "worker") == 2
 
 
-def test_the_plan_leaves_out_joined_nodes_and_names_those_that_did_not_answer(runner):
+def test_the_plan_leaves_out_joined_nodes_and_names_those_that_did_not_answer(joins):
     answers = {
         "worker1": True,
         "worker2": False,
@@ -253,7 +264,7 @@ def test_the_plan_leaves_out_joined_nodes_and_names_those_that_did_not_answer(ru
         "worker4": False,
         "worker5": False,
     }
-    plan = runner.join_plan(WORKERS, answers, 2)
+    plan = joins.join_plan(WORKERS, answers, 2)
     assert plan["already_joined"] == ["worker1"]
     assert plan["to_join"] == ["worker2", "worker4", "worker5"]
     assert plan["batches"] == [["worker2", "worker4"], ["worker5"]]
@@ -386,9 +397,11 @@ def test_credentials_that_cannot_be_revoked_fail_the_run_with_what_to_do(runner,
     assert "could not be revoked" in problem and "kubeadm token delete abcde1" in problem
 
 
-def test_credentials_are_made_again_when_half_their_life_has_passed(runner, minions, monkeypatch):
+def test_credentials_are_made_again_when_half_their_life_has_passed(
+    runner, joins, minions, monkeypatch
+):
     clock = iter(range(0, 100000, 500))
-    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(joins.time, "monotonic", lambda: next(clock))
     report = runner.join(role="worker")
     assert report["retcode"] == 0, report
     made = [call for call in minions.calls if call[2] == "paas_kubeadm.credentials"]
@@ -420,11 +433,15 @@ def test_verify_passes_when_every_node_is_ready_with_its_role(runner, minions):
     assert report["api"] == {"private": "ok", "public": "ok"}
 
 
-def test_verify_names_every_missing_unready_or_mislabelled_node(runner, minions, monkeypatch):
+def test_verify_names_every_missing_unready_or_mislabelled_node(
+    runner, joins, minions, monkeypatch
+):
     minions.ready |= {"cp2", "worker1", "worker2", "worker3", "worker4", "stranger"}
     minions.not_ready.add("worker2")
     monkeypatch.setattr(
-        runner, "_readyz", lambda address, port, ca: "ok" if address != "198.18.0.10" else "refused"
+        joins,
+        "_readyz",
+        lambda utils, address, port, ca: "ok" if address != "198.18.0.10" else "refused",
     )
     report = runner.verify(timeout=0)
     assert report["retcode"] == 1
@@ -438,9 +455,10 @@ def test_verify_names_every_missing_unready_or_mislabelled_node(runner, minions,
 
 
 @pytest.fixture(scope="module")
-def readyz(runner):
-    """The runner's own /readyz check (the other tests replace it)."""
-    return runner._readyz
+def readyz(joins, apiserver_utils):
+    """The joins' own /readyz check (the other tests replace it)."""
+    readyz, utils = joins._readyz, {"paas_apiserver.readyz": apiserver_utils.readyz}
+    return lambda address, port, ca: readyz(utils, address, port, ca)
 
 
 def test_the_api_is_ready_only_over_tls_the_clusters_ca_vouches_for(readyz, tmp_path):
@@ -464,18 +482,23 @@ def test_the_api_is_ready_only_over_tls_the_clusters_ca_vouches_for(readyz, tmp_
 
 
 @pytest.fixture
-def orchestration(orchestration_states, runner, configure_loader_modules):
-    """The paas_kubernetes states, with saltutil.runner calling the runner above as the
-    orchestration's master minion does (success from the runner's retcode): the
-    states, their opts, and the runner functions called."""
-    opts, runs = {"test": False}, []
+def orchestration(orchestration_states, dunders, configure_loader_modules):
+    """The paas_kubernetes states with the loader dunders of the orchestration's master
+    minion (its utils, the master's opts): the states, their opts, and each run of the
+    joins' utils they made (function, arguments)."""
+    opts, runs = {**dunders["__opts__"], "test": False}, []
+    utils = dict(dunders["__utils__"])
 
-    def saltutil_runner(name, full_return=False, **kwargs):
-        runs.append(name)
-        report = getattr(runner, name.split(".", 1)[1])(**kwargs)
-        return {"return": report, "success": report["retcode"] == 0}
+    def recorded(name, function):
+        def run(opts, utils, **kwargs):
+            runs.append((name, kwargs))
+            return function(opts, utils, **kwargs)
 
-    with patch_dunders(orchestration_states, {"saltutil.runner": saltutil_runner}, opts):
+        return run
+
+    for name in ("plan", "join", "verify"):
+        utils[f"paas_kubernetes.{name}"] = recorded(name, utils[f"paas_kubernetes.{name}"])
+    with patch_dunders(orchestration_states, utils, opts):
         yield orchestration_states, opts, runs
 
 
@@ -484,7 +507,7 @@ def test_the_step_reports_the_joined_nodes_as_changes_and_nothing_on_a_rerun(orc
     opts["test"] = True
     predicted = states.joined("paas-kubernetes-workers", role="worker")
     assert predicted["result"] is None
-    assert runs == ["paas_kubernetes.plan"]
+    assert runs == [("plan", {"role": "worker"})]
     opts["test"] = False
     ret = states.joined("paas-kubernetes-workers", role="worker")
     assert ret["result"] is True, ret
@@ -514,17 +537,8 @@ def test_the_verify_step_changes_nothing_and_fails_with_the_problems(orchestrati
     assert "cp3 is not a Node of the cluster" in failed["comment"]
 
 
-def test_the_verify_step_checks_under_test_too_without_waiting(
-    orchestration, minions, runner, monkeypatch
-):
+def test_the_verify_step_checks_under_test_too_without_waiting(orchestration, minions):
     states, opts, runs = orchestration
-    verify, timeouts = runner.verify, []
-
-    def once(timeout):
-        timeouts.append(timeout)
-        return verify(timeout=timeout)
-
-    monkeypatch.setattr(runner, "verify", once)
     opts["test"] = True
     minions.ready |= {"cp2", "cp3", *WORKERS}
     passes = states.verified("paas-kubernetes-verify")
@@ -533,8 +547,7 @@ def test_the_verify_step_checks_under_test_too_without_waiting(
     unknown = states.verified("paas-kubernetes-verify", timeout=600)
     assert (unknown["result"], unknown["changes"]) == (None, {}), unknown
     assert "cp3 is not a Node of the cluster" in unknown["comment"]
-    assert timeouts == [0, 0]
-    assert runs == ["paas_kubernetes.verify"] * 2
+    assert runs == [("verify", {"timeout": 0})] * 2
 
 
 def test_a_node_whose_key_is_not_accepted_gets_no_credentials(runner, minions, master_opts):
