@@ -47,7 +47,7 @@ def plan(role: str = "worker") -> dict:
 
         salt-run paas_kubernetes.plan role=worker
     """
-    return _exit(__utils__["paas_kubernetes.plan"](__opts__, __utils__, role=role))
+    return _exit(__utils__["paas_kubernetes.plan"](__opts__, _uses(), role=role))
 
 
 def join(role: str = "worker", timeout: int = 600) -> dict:
@@ -66,7 +66,7 @@ def join(role: str = "worker", timeout: int = 600) -> dict:
         salt-run paas_kubernetes.join role=control-plane
         salt-run paas_kubernetes.join role=worker
     """
-    return _exit(__utils__["paas_kubernetes.join"](__opts__, __utils__, role=role, timeout=timeout))
+    return _exit(__utils__["paas_kubernetes.join"](__opts__, _uses(), role=role, timeout=timeout))
 
 
 def verify(timeout: int = 120) -> dict:
@@ -85,10 +85,16 @@ def verify(timeout: int = 120) -> dict:
 
         salt-run paas_kubernetes.verify
     """
-    return _exit(__utils__["paas_kubernetes.verify"](__opts__, __utils__, timeout=timeout))
+    return _exit(__utils__["paas_kubernetes.verify"](__opts__, _uses(), timeout=timeout))
 
 
 def _exit(report: dict) -> dict:
     # salt-run exits with the "retcode" of the returned dict.
     __context__["retcode"] = report["retcode"]
     return report
+
+
+def _uses() -> dict:
+    # The utils functions the joins call, resolved here: in the utils module's own
+    # loader this module's __utils__ would not resolve.
+    return {name: __utils__[name] for name in __utils__["paas_kubernetes.uses"]()}

@@ -28,7 +28,7 @@ def __virtual__():
 
 
 def _run(function: str, **kwargs) -> tuple[bool, dict]:
-    report = __utils__[f"paas_kubernetes.{function}"](__opts__, __utils__, **kwargs)
+    report = __utils__[f"paas_kubernetes.{function}"](__opts__, _uses(), **kwargs)
     return report["retcode"] == 0, report
 
 
@@ -128,3 +128,9 @@ def verified(name: str, timeout: int = 120) -> dict:
         f"{len(report['nodes'])} Nodes Ready with their roles; the API answers through both VIPs."
     )
     return ret
+
+
+def _uses() -> dict:
+    # The utils functions the joins call, resolved here: in the utils module's own
+    # loader this module's __utils__ would not resolve.
+    return {name: __utils__[name] for name in __utils__["paas_kubernetes.uses"]()}

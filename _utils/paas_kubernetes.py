@@ -15,11 +15,12 @@ other minions only ever hold ciphertext), passed inline to ``state.apply kuberne
 the run ends, whatever happened. ``plan`` says what ``join`` would do; ``verify`` checks
 the cluster against the topology.
 
-Each takes the caller's ``__opts__`` (the master's) and ``__utils__`` (Salt's loader gives a
-utils module none: the topology's view and validator, ``paas_master``'s client and keys,
-``paas_apiserver.readyz`` come from it) and returns a report without any secret, with a
-``retcode``: 0 when all is well, 1 when something failed (named in ``problems`` or
-``failed``).
+Each takes the caller's ``__opts__`` (the master's) and the utils functions named by
+``uses``, resolved by the caller from its own ``__utils__``: Salt's loader gives a utils
+module none, and a loader's dunder resolves in the loader running the code that reads
+it, so a caller's ``__utils__`` handed in as it is would not resolve here. Each returns a
+report without any secret, with a ``retcode``: 0 when all is well, 1 when something
+failed (named in ``problems`` or ``failed``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ import time
 
 from salt.exceptions import SaltClientError, SaltRunnerError
 
+USES = (
+    "paas_master.minions",
+    "paas_master.public_key",
+    "paas_master.topology",
+    "paas_topology.validate",
+    "paas_topology.kubernetes",
+    "paas_apiserver.readyz",
+)
 ROLES = ("control-plane", "worker")
 CONTROL_PLANE_LABEL = "control-plane"
 JOIN_SLS = "kubernetes.join"
@@ -36,6 +45,12 @@ JOIN_PILLAR = "kubeadm_join"
 ASK_TIMEOUT = 30
 POLL_SECONDS = 2
 HTTP_TIMEOUT = 5
+
+
+def uses() -> tuple[str, ...]:
+    """The utils functions ``plan``, ``join`` and ``verify`` call, which the caller hands
+    in as ``{name: its __utils__[name]}``."""
+    return USES
 
 
 # The plan: pure functions of the topology's view and the nodes' answers.
@@ -381,7 +396,7 @@ def _readyz(utils, address: str, port: int, ca: str) -> str:
 def _view(opts: dict, utils, role: str | None = None) -> dict:
     if role is not None and role not in ROLES:
         raise SaltRunnerError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-    topology = utils["paas_master.topology"](opts, utils.get("paas_topology.validate"))
+    topology = utils["paas_master.topology"](opts, utils["paas_topology.validate"])
     return utils["paas_topology.kubernetes"](topology)
 
 
