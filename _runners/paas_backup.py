@@ -82,10 +82,9 @@ def __virtual__():
 # Settings and records.
 
 
-def _dr() -> dict:
-    return __utils__["paas_master.view"](
-        __opts__, "paas_backup", __utils__["paas_topology.dr"], __utils__.get(VALIDATE)
-    )
+def _dr(topology: dict | None = None) -> dict:
+    dr_view, validate = __utils__["paas_topology.dr"], __utils__.get(VALIDATE)
+    return __utils__["paas_master.view"](__opts__, "paas_backup", dr_view, validate, topology)
 
 
 def _snapshot_utils(function: str):
@@ -114,8 +113,7 @@ def _fire(tag: str, data: dict) -> None:
 
 
 def _exit(report: dict, retcode: int) -> dict:
-    # salt-run exits with the returned dict's "retcode"; a job's success follows
-    # __context__["retcode"].
+    # salt-run exits with the returned dict's "retcode", a job's success with the context's.
     __context__["retcode"] = retcode
     return {**report, "retcode": retcode}
 
@@ -697,7 +695,9 @@ def offsite(verify: bool = False, bin_dir: str | None = None) -> dict:
     return found
 
 
-def newest(path: str | None = None, bin_dir: str | None = None) -> dict | None:
+def newest(
+    path: str | None = None, bin_dir: str | None = None, topology: dict | None = None
+) -> dict | None:
     """
     The snapshot a restore should use, checked right now: of every received snapshot,
     the one whose content holds the highest revision (the newest by name among equals).
@@ -720,6 +720,9 @@ def newest(path: str | None = None, bin_dir: str | None = None) -> dict | None:
     bin_dir
         The directory of etcd's binaries that read the snapshots (as ``drill``).
 
+    topology
+        The ``paas`` topology a restore hands down (validated), instead of the pillar's.
+
     CLI Example:
 
     .. code-block:: bash
@@ -728,7 +731,7 @@ def newest(path: str | None = None, bin_dir: str | None = None) -> dict | None:
         salt-run paas_backup.newest path=/var/lib/paas/dr/snapshots/etcd1/<name>.db
     """
     _quiet_salt_run_teardown()
-    dr = _dr()
+    dr = _dr(topology)
     try:
         tools = _tools(dr, bin_dir)
     except SaltRunnerError as err:

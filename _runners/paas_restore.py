@@ -119,13 +119,17 @@ def lost(seen_revision: int | None, snapshot_revision: int) -> int | None:
 # The steps.
 
 
-def check(snapshot: str = "") -> dict:
+def check(snapshot: str = "", topology: dict | None = None) -> dict:
     """
     The snapshot a restore from backup would use, checked before anything is stopped:
     ``snapshot`` (a file on the master), or the off-node one holding the highest
     revision. Raises for a corrupt or truncated one, or one whose content is not what
     its name says. A run without any snapshot may still rebuild from a member that kept
     its data.
+
+    topology
+        The ``paas`` topology to use instead of the master's pillar compiled again: the
+        orchestration hands down the one it rendered with. Validated all the same.
 
     CLI Example:
 
@@ -134,17 +138,23 @@ def check(snapshot: str = "") -> dict:
         salt-run paas_restore.check
         salt-run paas_restore.check snapshot=/var/lib/paas/dr/snapshots/etcd1/x.db
     """
-    chosen = _snapshot(snapshot)
+    chosen = _snapshot(snapshot, topology)
     if chosen is None:
         return {"snapshot": None, "comment": "no off-node snapshot: a survivor's data only"}
     return {"snapshot": chosen}
 
 
-def stop(fenced: list | None = None, timeout: int = STOP_TIMEOUT) -> dict:
+def stop(
+    fenced: list | None = None, timeout: int = STOP_TIMEOUT, topology: dict | None = None
+) -> dict:
     """
     Stop etcd on every etcd node but the ``fenced`` ones, and go on only once each
     node's minion reports its unit inactive and nothing listening on etcd's client and
     peer ports; raises naming each node that does not, and why.
+
+    topology
+        The ``paas`` topology to use instead of the master's pillar compiled again: the
+        orchestration hands down the one it rendered with. Validated all the same.
 
     CLI Example:
 
@@ -152,7 +162,7 @@ def stop(fenced: list | None = None, timeout: int = STOP_TIMEOUT) -> dict:
 
         salt-run paas_restore.stop
     """
-    view = _dr_view()
+    view = _dr_view(topology)
     nodes = _used(view, fenced)
     with __utils__["paas_master.minions"](__opts__) as asked:
         stopping = asked.ask(nodes, "service.stop", [view["etcd"]["service"]], timeout=ASK_TIMEOUT)
@@ -184,6 +194,7 @@ def seed(
     fenced: list | None = None,
     unattended: bool = False,
     timeout: int = START_TIMEOUT,
+    topology: dict | None = None,
 ) -> dict:
     """
     With every member stopped: rebuild the cluster from the member whose store has the
@@ -191,17 +202,21 @@ def seed(
     The ``fenced`` nodes are left out; while any is, an ``unattended`` restore never
     restores from a snapshot (a fenced machine may hold newer data than any snapshot).
 
+    topology
+        The ``paas`` topology to use instead of the master's pillar compiled again: the
+        orchestration hands down the one it rendered with. Validated all the same.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run paas_restore.seed
     """
-    view = _dr_view()
+    view = _dr_view(topology)
     nodes = _used(view, fenced)
     # Before anything starts: the members are stopped, and what they reported last is
     # what the platform had seen of the data before it was lost.
-    seen = seen_revision()
+    seen = __utils__["paas_master.seen_revision"](view["state_dir"])
     with __utils__["paas_master.minions"](__opts__) as asked:
         answers = asked.ask(nodes, "etcd_cluster.local_data", timeout=ASK_TIMEOUT)
         best = survivor(answers)
@@ -231,7 +246,7 @@ def seed(
                 "what they held: "
                 + "; ".join(f"{node}: {reason}" for node, reason in _described(answers).items())
             )
-        chosen = _snapshot(snapshot)
+        chosen = _snapshot(snapshot, topology)
         if chosen is None:
             raise SaltRunnerError(
                 "no member has a store to rebuild from and there is no off-node snapshot: "
@@ -246,11 +261,15 @@ def seed(
         }
 
 
-def verify(fenced: list | None = None, timeout: int = 120) -> dict:
+def verify(fenced: list | None = None, timeout: int = 120, topology: dict | None = None) -> dict:
     """
     The restored cluster is whole: every etcd node of the topology but the ``fenced``
     ones a healthy voter, one leader, and the same hash of the store on every member at
     one revision.
+
+    topology
+        The ``paas`` topology to use instead of the master's pillar compiled again: the
+        orchestration hands down the one it rendered with. Validated all the same.
 
     CLI Example:
 
@@ -258,7 +277,7 @@ def verify(fenced: list | None = None, timeout: int = 120) -> dict:
 
         salt-run paas_restore.verify
     """
-    view = _dr_view()
+    view = _dr_view(topology)
     nodes = _used(view, fenced)
     deadline = time.monotonic() + timeout
     with __utils__["paas_master.minions"](__opts__) as asked:
@@ -358,12 +377,12 @@ def _described(answers: dict) -> dict:
     }
 
 
-def _snapshot(path: str) -> dict | None:
+def _snapshot(path: str, topology: dict | None) -> dict | None:
     """The snapshot to restore from, verified, its revision read from its content:
     ``path`` on the master, or the received snapshot holding the highest revision."""
     if path and not os.path.isfile(path):
         raise SaltRunnerError(f"{path} is not a file on the master")
-    chosen = __salt__["paas_backup.newest"](path=path or None)
+    chosen = __salt__["paas_backup.newest"](path=path or None, topology=topology)
     if chosen is None:
         return None
     if not chosen.get("verified"):
@@ -387,10 +406,11 @@ def _used(view: dict, fenced) -> list[str]:
     return used
 
 
-def _dr_view() -> dict:
+def _dr_view(topology: dict | None = None) -> dict:
     return __utils__["paas_master.view"](
         __opts__,
         "paas_restore",
         __utils__["paas_topology.dr"],
         __utils__.get("paas_topology.validate"),
+        topology,
     )

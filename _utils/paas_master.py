@@ -62,9 +62,10 @@ def pillar_topology(opts: dict) -> tuple[dict | None, list[str]]:
     return compiled["paas"], []
 
 
-def checked_topology(opts: dict, validate=None) -> tuple[dict | None, list[str]]:
+def checked_topology(opts: dict, validate=None, handed=None) -> tuple[dict | None, list[str]]:
     """
-    The ``paas`` topology of the master's pillar and what keeps it from being a valid
+    The ``paas`` topology of the master's pillar (or ``handed``, one an orchestration
+    handed down from the pillar it rendered with) and what keeps it from being a valid
     one, a sentence each (``[]`` when it is valid): the validator not loaded
     (``validate`` is the caller's ``__utils__.get("paas_topology.validate")``: a loader's
     dunder resolves in the loader running the code that reads it, and a utils module has
@@ -77,28 +78,34 @@ def checked_topology(opts: dict, validate=None) -> tuple[dict | None, list[str]]
             "paas: the paas_topology utils module is not loaded; the master's utils_dirs "
             f"({utils_dirs}) must hold the repository's _utils (etc/salt/master)"
         ]
-    found, problems = pillar_topology(opts)
-    if problems:
-        return None, problems
+    if handed is None:
+        found, problems = pillar_topology(opts)
+        if problems:
+            return None, problems
+    else:
+        found = handed
     invalid = [f"invalid topology (salt-run paas.validate): {error}" for error in validate(found)]
     return found, invalid
 
 
-def topology(opts: dict, validate=None) -> dict:
-    """The valid ``paas`` topology of the master's pillar (``checked_topology``); raises
-    ``SaltRunnerError`` with every problem when there is none."""
-    found, problems = checked_topology(opts, validate)
+def topology(opts: dict, validate=None, handed=None) -> dict:
+    """The valid ``paas`` topology of the master's pillar, or ``handed`` when valid
+    (``checked_topology``); raises ``SaltRunnerError`` with every problem when there is
+    none."""
+    found, problems = checked_topology(opts, validate, handed)
     if problems:
         raise SaltRunnerError("; ".join(problems))
     return found
 
 
-def view(opts: dict, runner: str, view_function, validate=None) -> dict:
+def view(opts: dict, runner: str, view_function, validate=None, handed=None) -> dict:
     """``view_function`` (one of ``paas_topology``'s views, e.g. ``dr``) of the master's
-    valid topology; raises ``SaltRunnerError`` naming ``runner`` and every problem when
-    there is none."""
+    valid topology: ``handed`` when an orchestration hands down the one it rendered with
+    (its master minion's pillar, compiled once for the whole run), else the master's
+    pillar compiled now; validated either way. Raises ``SaltRunnerError`` naming
+    ``runner`` and every problem when it is not valid."""
     try:
-        return view_function(topology(opts, validate))
+        return view_function(topology(opts, validate, handed))
     except SaltRunnerError as err:
         raise SaltRunnerError(f"{runner}: {err}") from err
 

@@ -25,6 +25,9 @@
        before the restore restarts (kubernetes.resumed, told when the restore started).
        Should a step after 2 fail, the runner that started the restore (paas_dr) puts
        them back. #}
+{#- The topology this run rendered with, handed down to every runner step: the master's
+    pillar is compiled once for the run, not again by each step. #}
+{%- set topology = salt["pillar.get"]("paas") | json %}
 {%- set etcd_nodes = salt["paas_topology.node_ids"]("etcd") %}
 {%- set fenced = salt["pillar.get"]("fenced", []) %}
 {%- set used = etcd_nodes | reject("in", fenced) | list %}
@@ -38,6 +41,7 @@ paas-etcd-restore-check:
   salt.runner:
     - name: paas_restore.check
     - snapshot: "{{ snapshot }}"
+    - topology: {{ topology }}
     - failhard: True
 
 {%- if control_planes %}
@@ -58,6 +62,7 @@ paas-etcd-restore-etcd-stopped:
   salt.runner:
     - name: paas_restore.stop
     - fenced: {{ fenced | json }}
+    - topology: {{ topology }}
     - failhard: True
     - require:
       - paas-etcd-restore-check
@@ -68,6 +73,7 @@ paas-etcd-restore-seed:
     - snapshot: "{{ snapshot }}"
     - fenced: {{ fenced | json }}
     - unattended: {{ salt["pillar.get"]("dr_unattended", False) | json }}
+    - topology: {{ topology }}
     - failhard: True
     - require:
       - paas-etcd-restore-etcd-stopped
@@ -102,6 +108,7 @@ paas-etcd-restore-verify:
   salt.runner:
     - name: paas_restore.verify
     - fenced: {{ fenced | json }}
+    - topology: {{ topology }}
     - failhard: True
     - require:
       - paas-etcd-restore-members

@@ -472,6 +472,19 @@ def test_the_snapshot_to_restore_holds_the_highest_revision_whatever_the_newest_
     assert master.events == []
 
 
+def test_newest_reads_a_topology_handed_down_without_compiling_the_pillar_again(
+    runner, opts, topology, master_pillar
+):
+    push(opts, "etcd1", f"etcd1-{stamp(60)}-r40.db", snapshot_bytes(40))
+    runner.collect()
+
+    def compiled(_opts):
+        raise AssertionError("the master's pillar was compiled though a topology was handed")
+
+    master_pillar(compiled)
+    assert runner.newest(topology=topology)["revision"] == 40
+
+
 def test_a_received_snapshot_whose_content_disagrees_is_refused_and_the_next_one_taken(
     runner, receive_dir, state_dir, master
 ):

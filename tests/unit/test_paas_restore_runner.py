@@ -5,6 +5,7 @@ whole.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -137,11 +138,18 @@ class Nodes:
         return {"revision": 1200 + self.runner.BUMP_REVISION}
 
 
+def _compiled(opts):
+    raise AssertionError("the master's pillar was compiled though the topology was handed down")
+
+
 def test_a_restore_from_a_snapshot_counts_its_loss_from_what_was_seen_before_it(
     runner, lab_topology, runner_utils, master_pillar, tmp_path, monkeypatch
 ):
+    """The orchestration hands its topology down: the step and paas_backup.newest use it
+    and the master's pillar is not compiled again."""
     lab_topology["dr"] = {"receive_dir": str(tmp_path / "dr" / "snapshots")}
-    master_pillar({"paas": lab_topology})
+    master_pillar(_compiled)
+    handed = []
     state_dir = tmp_path / "dr" / "state"
     state_dir.mkdir(parents=True)
     (state_dir / "reports.json").write_text(
@@ -158,34 +166,41 @@ def test_a_restore_from_a_snapshot_counts_its_loss_from_what_was_seen_before_it(
             "paas_transfer.send": lambda *args, **kwargs: {},
         },
         "__salt__": {
-            "paas_backup.newest": lambda path=None: {
-                "path": "/dr/etcd1/etcd1-20261206T000000Z-r1200.db",
-                "revision": 1200,
-                "verified": True,
-            }
+            "paas_backup.newest": lambda path=None, topology=None: (
+                handed.append(topology)
+                or {
+                    "path": "/dr/etcd1/etcd1-20261206T000000Z-r1200.db",
+                    "revision": 1200,
+                    "verified": True,
+                }
+            )
         },
         "__opts__": {"id": "paas-master"},
     }
     for name, value in dunders.items():
         monkeypatch.setattr(runner, name, value, raising=False)
 
-    seeded = runner.seed()
+    seeded = runner.seed(topology=lab_topology)
 
+    assert handed == [lab_topology]
     assert (seeded["source"], seeded["snapshot_revision"]) == ("snapshot", 1200)
     assert (seeded["seen_revision"], seeded["lost_revisions"]) == (1327, 127)
     assert nodes.calls.count("service.start") == 1
 
 
+@pytest.mark.parametrize("source", ["the master's pillar", "handed down"])
 def test_an_invalid_topology_stops_a_step_naming_the_runner_and_each_problem(
-    runner, lab_topology, runner_utils, master_pillar, monkeypatch
+    source, runner, lab_topology, runner_utils, master_pillar, monkeypatch
 ):
+    valid = copy.deepcopy(lab_topology)
     lab_topology["dr"] = {"receive_dir": "relative/snapshots"}
-    master_pillar({"paas": lab_topology})
+    handed = source == "handed down"
+    master_pillar({"paas": valid if handed else lab_topology})
     monkeypatch.setattr(runner, "__utils__", runner_utils, raising=False)
     monkeypatch.setattr(runner, "__opts__", {"id": "paas-master"}, raising=False)
 
     with pytest.raises(SaltRunnerError) as refused:
-        runner.seed()
+        runner.seed(topology=lab_topology if handed else None)
 
     assert str(refused.value).startswith("paas_restore: ")
     assert "paas:dr:receive_dir" in str(refused.value)
