@@ -824,16 +824,10 @@ def _control_planes_back(owner: str) -> str:
             )
     except Exception as err:  # The failure is recorded; the lock is released after.
         return f"{type(err).__name__}: {err}"
-    failed = {
-        node: reply
-        for node, reply in replies.items()
-        if not isinstance(reply, dict) or reply.get("retcode", 0) != 0
-    }
-    if failed:
-        return "; ".join(
-            f"{node}: {__utils__['paas_orchestration.state_failure'](reply)}"
-            for node, reply in failed.items()
-        )
+    why = __utils__["paas_orchestration.state_failure"]
+    failed = [why(node, reply, "kubernetes.resumed") for node, reply in replies.items()]
+    if any(failed):
+        return "; ".join(failure for failure in failed if failure)
     log.warning("paas_dr: the control planes were put back after the failed restore %s", owner)
     return "ok"
 

@@ -37,6 +37,7 @@ USES = (
     "paas_topology.validate",
     "paas_topology.kubernetes",
     "paas_apiserver.readyz",
+    "paas_orchestration.state_failure",
 )
 ROLES = ("control-plane", "worker")
 CONTROL_PLANE_LABEL = "control-plane"
@@ -151,6 +152,7 @@ def join(opts: dict, utils, role: str = "worker", timeout: int = 600) -> dict:
                     minions=minions,
                     report=report,
                     recipients=_public_keys(opts, utils, found["to_join"]),
+                    state_failure=utils["paas_orchestration.state_failure"],
                 ).run(found["batches"])
     except (SaltRunnerError, SaltClientError) as err:
         report["problems"].append(str(err))
@@ -194,7 +196,15 @@ def verify(opts: dict, utils, timeout: int = 120) -> dict:
 
 class _Joins:
     def __init__(
-        self, view: dict, role: str, *, timeout: int, minions, report: dict, recipients: dict
+        self,
+        view: dict,
+        role: str,
+        *,
+        timeout: int,
+        minions,
+        report: dict,
+        recipients: dict,
+        state_failure,
     ):
         self.issuer = view["first_control_plane"]
         self.ttl_minutes = int(view["token_ttl_minutes"])
@@ -203,6 +213,7 @@ class _Joins:
         self.minions = minions
         self.report = report
         self.recipients = recipients
+        self.state_failure = state_failure
         self.credentials = None
         self.made_at = 0.0
         self.live: list[str] = []
@@ -251,7 +262,7 @@ class _Joins:
         )
         failed = {}
         for node in batch:
-            failure = _state_failure(node, replies.get(node))
+            failure = self.state_failure(node, replies.get(node), JOIN_SLS)
             if failure:
                 failed[node] = failure
             else:
@@ -317,21 +328,6 @@ def _ready(minions, issuer: str, node: str, timeout: int) -> str | None:
         if time.monotonic() > deadline:
             return f"its Node is not Ready after {timeout} s: {seen}"
         time.sleep(POLL_SECONDS)
-
-
-def _state_failure(node: str, reply) -> str | None:
-    """Why ``state.apply kubernetes.join`` did not join ``node``, or None when it did."""
-    if not isinstance(reply, dict):
-        return f"{node} did not return: {reply or 'no reply'}"
-    states, retcode = reply.get("ret"), reply.get("retcode", 0)
-    if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
-        return f"{node}: state.apply {JOIN_SLS} did not run: {states}"
-    failed = [state.get("comment", "") for state in states.values() if state.get("result") is False]
-    if failed:
-        return "\n".join(failed)
-    if retcode:
-        return f"{node}: state.apply {JOIN_SLS} exited {retcode}"
-    return None
 
 
 def _unanswered(found: dict) -> list[str]:

@@ -2,7 +2,8 @@
 What Salt's state runs return, read by the runner that ran them: of a
 ``state.orchestrate``, the steps that failed and why, how long each step took and what
 each runner step returned; of a minion's ``state.apply``, why it failed. Pure functions
-of the return; the ``paas_dr`` runner records them with a remediation (``__utils__``).
+of the return; the ``paas_dr`` runner records them with a remediation, and the master's
+joins (``paas_kubernetes``) say why a node did not join.
 """
 
 from __future__ import annotations
@@ -61,11 +62,24 @@ def runner_returns(result) -> dict:
     return found
 
 
-def state_failure(reply) -> str:
-    """Why a minion's ``state.apply`` reply failed: its failed steps' comments, or the
-    reply itself when it holds no steps."""
-    if not isinstance(reply, dict) or not isinstance(reply.get("ret"), dict):
-        return str(reply if not isinstance(reply, dict) else reply.get("ret"))
-    return "; ".join(
-        str(step.get("comment")) for step in reply["ret"].values() if step.get("result") is False
-    )
+def state_failure(node: str, reply, sls: str) -> str | None:
+    """Why ``node``'s ``state.apply <sls>`` failed, named: it did not return, it ran no
+    states, its failed states' comments, or its exit code; None when it succeeded."""
+    if not isinstance(reply, dict):
+        return f"{node} did not return: {reply or 'no reply'}"
+    states, retcode = reply.get("ret"), reply.get("retcode", 0)
+    if not isinstance(states, dict) or not all(isinstance(s, dict) for s in states.values()):
+        return f"{node}: state.apply {sls} did not run: {states}"
+    failed = [
+        comment if comment.startswith(node) else f"{node}: {comment}"
+        for comment in (
+            str(state.get("comment", ""))
+            for state in states.values()
+            if state.get("result") is False
+        )
+    ]
+    if failed:
+        return "\n".join(failed)
+    if retcode:
+        return f"{node}: state.apply {sls} exited {retcode}"
+    return None

@@ -914,9 +914,11 @@ def test_a_failed_restore_says_when_the_control_planes_could_not_be_put_back(
     runner.remediate("restore")
 
     [remediation] = read(state_dir, "remediations.json")
-    assert remediation["control_planes_back"] == "cp2: no reply"
+    assert remediation["control_planes_back"] == "cp2 did not return: no reply"
     problems = runner.summary()["problems"]
-    assert any("the control planes were not put back: cp2: no reply" in p for p in problems)
+    assert any(
+        "the control planes were not put back: cp2 did not return: no reply" in p for p in problems
+    )
     runner.acknowledge(reason="cp2 checked by hand")
     assert runner.summary()["problems"] == []
 
@@ -1308,3 +1310,22 @@ def test_the_masters_schedule_tidies_the_lock_at_its_start_and_every_minute(repo
 
     assert jobs["paas-dr-tidy"] == {"function": "paas_dr.tidy", "minutes": 1, "run_on_start": True}
     assert callable(runner.tidy)
+
+
+def test_why_a_minions_state_run_failed_names_the_node_each_way_it_can_fail(state_returns):
+    why = state_returns.state_failure
+    ok = {"ret": {"a": {"result": True, "comment": "fine"}}, "retcode": 0}
+    assert why("cp2", ok, "kubernetes.resumed") is None
+    assert why("cp2", "no reply", "kubernetes.resumed") == "cp2 did not return: no reply"
+    assert why("cp2", {"ret": ["a render error"], "retcode": 1}, "x") == (
+        "cp2: state.apply x did not run: ['a render error']"
+    )
+    failed = {
+        "ret": {
+            "a": {"result": False, "comment": "the apiserver is not ready"},
+            "b": {"result": False, "comment": "cp2: kubeadm join failed"},
+        },
+        "retcode": 2,
+    }
+    assert why("cp2", failed, "x") == "cp2: the apiserver is not ready\ncp2: kubeadm join failed"
+    assert why("cp2", {**ok, "retcode": 5}, "x") == "cp2: state.apply x exited 5"

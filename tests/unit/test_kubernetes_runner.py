@@ -137,6 +137,11 @@ def joins(import_repo_module):
 
 
 @pytest.fixture(scope="module")
+def orchestration_utils(import_repo_module):
+    return import_repo_module("_utils/paas_orchestration.py", "paas_orchestration_utils")
+
+
+@pytest.fixture(scope="module")
 def runner(import_repo_module):
     return import_repo_module("_runners/paas_kubernetes.py", "paas_kubernetes_runner_module")
 
@@ -192,13 +197,21 @@ def apiserver_utils(import_repo_module):
 
 @pytest.fixture
 def dunders(
-    joins, topology_utils, master_utils, context, master_opts, minions, apiserver_utils
+    joins,
+    orchestration_utils,
+    topology_utils,
+    master_utils,
+    context,
+    master_opts,
+    minions,
+    apiserver_utils,
 ) -> dict:
     """The runner's and the states' loader dunders: the joins', the topology's and the
     master's utils (its client to the minions the stand-in above), the master's opts, a
     context."""
     utils = {
         **utils_of(joins, "paas_kubernetes"),
+        **utils_of(orchestration_utils, "paas_orchestration"),
         **master_utils,
         **{
             f"paas_topology.{name}": getattr(topology_utils, name)
