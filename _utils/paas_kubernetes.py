@@ -162,13 +162,10 @@ def join(opts: dict, utils, role: str = "worker", timeout: int = 600) -> dict:
 
 def verify(opts: dict, utils, timeout: int = 120) -> dict:
     """
-    Check the cluster against the topology: every control plane and worker is a Node,
-    Ready, control planes labelled ``node-role.kubernetes.io/control-plane`` and
-    workers not; the API answers ``/readyz`` through both VIPs, from the master, over
-    TLS checked against the cluster's CA. Nodes are read on the first control plane
-    with its admin kubeconfig, which never leaves it (``paas_control_plane.status``). Waits
-    up to ``timeout`` seconds for all of it; exit code 1 with every problem named when
-    it does not happen, 0 otherwise.
+    Every Node of the topology Ready with its role's label, and ``/readyz`` through both
+    VIPs over TLS the cluster's CA vouches for, waited for up to ``timeout`` seconds (the
+    Nodes as the first control plane reads them with its admin kubeconfig); retcode 1
+    with every problem named when that does not happen.
     """
     report = {"nodes": {}, "unknown_nodes": [], "api": {}, "problems": []}
     try:
