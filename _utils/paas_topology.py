@@ -66,6 +66,9 @@ MIN_EXTERNAL_ETCD_VERSION = {"1.34": "3.5.24"}
 # The only kubeadm preflight check the topology may ask to skip: Debian's etcd 3.5 can be
 # older than kubeadm's minimum while the platform works on it.
 IGNORABLE_PREFLIGHT_ERRORS = ("ExternalEtcdVersion",)
+# The etcd that etcd's source "package" installs: Debian 13 (trixie), the nodes' release,
+# ships etcd-server 3.5.16 (https://packages.debian.org/trixie/etcd-server).
+DISTRIBUTION_ETCD_VERSION = "3.5.16"
 KUBERNETES_REPOSITORY = {
     "url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/",
     "key_url": "https://pkgs.k8s.io/core:/stable:/v{line}/deb/Release.key",
@@ -542,6 +545,11 @@ def _check_scalar(value: Any, field: Field) -> str | None:
         return f"{value!r} is not an absolute path"
     elif field.kind == "sha256" and not _SHA256.match(value):
         return f"{value!r} is not a sha256 digest (64 lower-case hex digits)"
+    elif field.kind == "sha256" and len(set(value)) == 1:
+        return (
+            f"{value!r} is a placeholder, not a digest: put the file's own sha256 (for a "
+            "release, the line of its published SHA256SUMS)"
+        )
     elif field.kind == "url" and not _URL.match(value):
         return f"{value!r} is not an http(s)://, salt:// or file:// URL"
     elif field.kind == "version" and not _VERSION.match(value):
@@ -876,6 +884,7 @@ def _check_kubernetes_settings(topology: dict, errors: list) -> None:
             )
         )
     line = _line(topology["versions"]["kubernetes"])
+    _check_etcd_for_kubeadm(topology, line, errors)
     for key, url in settings["repository"].items():
         path = f"paas:kubernetes:repository:{key}"
         if not url.startswith(("http://", "https://")):
@@ -917,6 +926,39 @@ def _holders(topology: dict, network: str, subnet: ipaddress.IPv4Network, shown:
     if len(owners) > shown:
         owners = [*owners[:shown], f"{len(owners) - shown} more"]
     return ", ".join(owners)
+
+
+def _check_etcd_for_kubeadm(topology: dict, line: str, errors: list) -> None:
+    """kubeadm's ExternalEtcdVersion preflight refuses, at init, an etcd older than its
+    line's minimum: say so before any change, unless the topology ignores that check."""
+    if "ExternalEtcdVersion" in topology["kubernetes"]["ignore_preflight_errors"]:
+        return
+    minimum = MIN_EXTERNAL_ETCD_VERSION.get(line)
+    etcd = topology["etcd"]
+    if etcd["source"] == "archive":
+        path, version = "paas:etcd:archive:version", etcd["archive"].get("version")
+        what = str(version)
+        fix = f"pin a release of {minimum} or newer"
+    else:
+        path, version = "paas:etcd:source", DISTRIBUTION_ETCD_VERSION
+        what = f"package: the distribution's etcd-server, {version} on Debian 13,"
+        fix = f"use source: archive with an upstream release of {minimum} or newer"
+    if minimum is None or not version or not _VERSION.match(version):
+        return
+    if _numbers(version) < _numbers(minimum):
+        errors.append(
+            TopologyError(
+                path,
+                f"{what} is older than kubeadm {line} accepts for an external etcd "
+                f"({minimum} or newer; its ExternalEtcdVersion preflight stops kubeadm init): "
+                f"{fix}, or list ExternalEtcdVersion in "
+                "paas:kubernetes:ignore_preflight_errors to run on it anyway",
+            )
+        )
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def _line(version: str) -> str:

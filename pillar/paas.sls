@@ -83,8 +83,10 @@ paas:
     archive:
       version: 3.5.24
       url: https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz
-      # The digest from the release's SHA256SUMS; this one is a placeholder.
-      sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+      # The sha256 of etcd-v3.5.24-linux-amd64.tar.gz as kubespray pins it
+      # (roles/kubespray_defaults/vars/main/checksums.yml, etcd_binary_checksums, amd64);
+      # the release's own SHA256SUMS (same URL, file SHA256SUMS) must say the same.
+      sha256: "042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191"
     data_dir: /var/lib/paas-etcd
     snapshot_dir: /var/lib/paas-etcd-snapshots
     config_dir: /etc/paas/etcd

@@ -17,6 +17,8 @@ import yaml
 
 # The lab's nodes, by their index in paas:nodes.
 GW1, GW2, ETCD1, ETCD2, ETCD3, CP1, CP2, CP3, WORKER1 = range(9)
+# A digest that is no placeholder (the sha256 of "etcd").
+DIGEST = "c38cbd92fce41312f3fbdce60510013b7f0d4004a03b45c8e762f98f1ed4006c"
 
 
 def _entry(topology: dict, node_id: str) -> dict:
@@ -335,7 +337,7 @@ _BROKEN_RULES = [
             "etcd",
             {
                 "source": "archive",
-                "archive": {"version": "3.4.37", "url": "https://e.test/e.tgz", "sha256": "a" * 64},
+                "archive": {"version": "3.4.37", "url": "https://e.test/e.tgz", "sha256": DIGEST},
             },
         ),
         None,
@@ -658,6 +660,56 @@ def test_shipped_topologies_are_valid(topology_utils, repo_root, path):
     assert topology_utils.validate(topology) == []
 
 
+@pytest.mark.parametrize("path", ["pillar/paas.sls", "pillar.example"])
+def test_a_shipped_topology_with_a_zero_digest_is_refused_naming_the_field(
+    topology_utils, repo_root, path
+):
+    topology = yaml.safe_load((repo_root / path).read_text())["paas"]
+    topology["etcd"]["archive"]["sha256"] = "0" * 64
+
+    (error,) = topology_utils.validate(topology)
+    assert error.field == "paas:etcd:archive:sha256"
+    assert "is a placeholder, not a digest" in error.message
+    assert "SHA256SUMS" in error.message
+
+
+def test_debians_etcd_on_kubernetes_134_is_refused_naming_the_source_and_the_fix(
+    topology_utils, repo_root
+):
+    topology = yaml.safe_load((repo_root / "pillar/paas.sls").read_text())["paas"]
+    topology["etcd"] = {"source": "package"}
+
+    assert [str(error) for error in topology_utils.validate(topology)] == [
+        "paas:etcd:source: package: the distribution's etcd-server, 3.5.16 on Debian 13, is "
+        "older than kubeadm 1.34 accepts for an external etcd (3.5.24 or newer; its "
+        "ExternalEtcdVersion preflight stops kubeadm init): use source: archive with an "
+        "upstream release of 3.5.24 or newer, or list ExternalEtcdVersion in "
+        "paas:kubernetes:ignore_preflight_errors to run on it anyway"
+    ]
+    topology["kubernetes"]["ignore_preflight_errors"] = ["ExternalEtcdVersion"]
+    assert topology_utils.validate(topology) == []
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"), [("3.5.16", True), ("3.5.23", True), ("3.5.24", False)]
+)
+def test_an_archive_older_than_kubeadms_minimum_is_refused_unless_the_check_is_ignored(
+    topology_utils, lab_topology, version, refused
+):
+    lab_topology["kubernetes"]["ignore_preflight_errors"] = []
+    lab_topology["etcd"] = {
+        "source": "archive",
+        "archive": {"version": version, "url": "https://e.test/e.tgz", "sha256": DIGEST},
+    }
+
+    errors = topology_utils.validate(lab_topology)
+
+    assert [error.field for error in errors] == (["paas:etcd:archive:version"] if refused else [])
+    if refused:
+        assert errors[0].message.startswith(f"{version} is older than kubeadm 1.34 accepts")
+        assert "pin a release of 3.5.24 or newer" in errors[0].message
+
+
 def test_a_fencing_command_must_be_an_absolute_argv_that_names_the_node(
     topology_utils, lab_topology
 ):
@@ -683,7 +735,8 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
     del lab_topology["versions"]
     del lab_topology["kubernetes"]
     del lab_topology["dr"]
-    assert topology_utils.validate(lab_topology) == []
+    # Every default but one is valid: Debian's etcd, on Kubernetes 1.34, is refused.
+    assert [error.field for error in topology_utils.validate(lab_topology)] == ["paas:etcd:source"]
 
     filled = topology_utils.with_defaults(lab_topology)
 
