@@ -53,8 +53,10 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 def __virtual__():
     if "paas_topology.kubernetes_node" not in __salt__:
         return (False, "paas_kubeadm: the paas_topology module's Kubernetes views are not loaded")
-    if "paas_transfer.seal" not in __utils__:
-        return (False, "paas_kubeadm: the paas_transfer utils module is not synced")
+    for needed in ("paas_transfer.seal", "paas_kubeadm_config.upload_documents"):
+        if needed not in __utils__:
+            utils = needed.partition(".")[0]
+            return (False, f"paas_kubeadm: the {utils} utils module is not synced")
     return __virtualname__
 
 
@@ -300,12 +302,12 @@ def init_refusal() -> str | None:
 def init() -> dict:
     """
     Initialize the cluster on this node, the first control plane: the platform's checks
-    (``init_refusal``, ``etcd_version_check``), then ``kubeadm init --config <file>
-    --upload-certs`` (with ``--ignore-preflight-errors=ExternalEtcdVersion`` only when
-    the topology lists it). On failure the node is cleaned with ``kubeadm reset -f`` and
-    the error names the node and kubeadm's message. kubeadm's output, which holds a
-    bootstrap token and a certificate key, is never logged or returned; delete init's
-    tokens afterwards (``tokens``, ``revoke``).
+    (``init_refusal``, ``etcd_version_check``), then ``kubeadm init --config <file>``
+    (with ``--ignore-preflight-errors=ExternalEtcdVersion`` only when the topology lists
+    it; without ``--upload-certs``: each run of joins uploads for itself, ``credentials``).
+    On failure the node is cleaned with ``kubeadm reset -f`` and the error names the node
+    and kubeadm's message. kubeadm's output, which holds a bootstrap token, is never
+    logged or returned; delete init's tokens afterwards (``tokens``, ``revoke``).
 
     CLI Example:
 
@@ -323,7 +325,9 @@ def init() -> dict:
             "kubernetes role first (salt-call state.apply kubernetes)"
         )
     check = etcd_version_check()
-    args = ["init", "--config", node["config_file"], "--upload-certs"]
+    # No --upload-certs: the joins upload the certificates for their own run, without
+    # this node's etcd client key (_upload_certificates).
+    args = ["init", "--config", node["config_file"]]
     if not check["checked"]:
         args.append(f"--ignore-preflight-errors={ETCD_PREFLIGHT}")
     result = _kubeadm(*args)
@@ -431,10 +435,11 @@ def credentials(ttl_minutes: int = 15, control_plane: bool = False, recipients=N
     """
     Make what joins need, for one run only: a new bootstrap token living
     ``ttl_minutes``, the CA hash and, with ``control_plane``, a certificate key for the
-    control-plane certificates uploaded again (``kubeadm init phase upload-certs
-    --upload-certs --config <file>``: without ``--config`` the external etcd client files
-    would be missing from the ``kube-system/kubeadm-certs`` Secret). Runs on the first
-    control plane. Delete them with ``revoke`` when the joins are done.
+    control-plane certificates uploaded (``kubeadm init phase upload-certs
+    --upload-certs --config <file>``, the file naming the external etcd's CA but no client
+    certificate or key: each control plane keeps its own, and this node's key never goes
+    into the ``kube-system/kubeadm-certs`` Secret). Runs on the first control plane.
+    Delete them with ``revoke`` when the joins are done.
 
     recipients
         The joining nodes, ``{minion id: its Salt public key (PEM)}``. The token and the
@@ -499,9 +504,16 @@ def _seal(public_key: str, secret: str, recipient: str) -> str:
 
 
 def _upload_certificates(node: dict, token: str) -> str:
-    result = _kubeadm(
-        "init", "phase", "upload-certs", "--upload-certs", "--config", node["config_file"]
-    )
+    documents = __utils__["paas_kubeadm_config.upload_documents"](node)
+    directory = tempfile.mkdtemp(prefix="paas-kubeadm-upload-", dir=RUNTIME_DIR)
+    try:
+        path = os.path.join(directory, "kubeadm-upload-certs.yaml")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            yaml.safe_dump_all(documents, handle, sort_keys=False)
+        result = _kubeadm("init", "phase", "upload-certs", "--upload-certs", "--config", path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
     key = _last_line(result["stdout"])
     if result["retcode"] != 0 or not _CERTIFICATE_KEY.fullmatch(key):
         raise CommandExecutionError(

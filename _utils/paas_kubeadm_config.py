@@ -123,6 +123,21 @@ def render(node: dict) -> str:
     return HEADER + body
 
 
+def upload_documents(node: dict) -> list[dict]:
+    """
+    The first control plane's documents for ``kubeadm init phase upload-certs``: the
+    same, but the external etcd without a client certificate and key. kubeadm uploads the
+    files the configuration names (copycerts.go, certsToTransfer), and one it cannot read
+    goes up empty; a joining control plane writes no empty entry (DownloadCerts), so it
+    keeps the client certificate and key the platform issued it, made on that node,
+    instead of receiving the first control plane's. The etcd CA goes up as before.
+    """
+    init, cluster = documents(node)
+    external = cluster["etcd"]["external"]
+    external["certFile"] = external["keyFile"] = ""
+    return [init, cluster]
+
+
 def _local_api_endpoint(node: dict) -> dict:
     return {"advertiseAddress": node["address"], "bindPort": node["endpoint"]["port"]}
 

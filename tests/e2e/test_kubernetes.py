@@ -23,6 +23,8 @@ import etcd3
 import kubernetes
 import pytest
 import salt.payload
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from lab.apt_repo import SERVER as REPOSITORY_SERVER
 from tests.e2e.lab_helpers import (
@@ -136,6 +138,45 @@ def _renewed(node: str) -> str:
     with _etcd() as client:
         value, _meta = client.get(f"/registry/leases/kube-node-lease/{node}")
     return json.loads(value)["spec"]["renewTime"]
+
+
+def _public_der(key) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_each_control_plane_gives_etcd_its_own_client_certificate_and_none_is_uploaded(lab):
+    # The client certificate and key each apiserver hands etcd (its manifest's flags):
+    # three certificates, three key pairs, each pair matching, none of them cp1's.
+    given = {}
+    for node in CONTROL_PLANES:
+        manifest = on(node, f"cat {MANIFEST}")
+        files = dict(re.findall(r"--etcd-(certfile|keyfile)=(\S+)", manifest))
+        certificate = x509.load_pem_x509_certificate(on(node, f"cat {files['certfile']}").encode())
+        key = serialization.load_pem_private_key(on(node, f"cat {files['keyfile']}").encode(), None)
+        assert _public_der(key.public_key()) == _public_der(certificate.public_key()), node
+        given[node] = certificate
+    assert len({certificate.serial_number for certificate in given.values()}) == 3
+    assert len({_public_der(certificate.public_key()) for certificate in given.values()}) == 3
+    # A run of control-plane joins uploads the certificates again: the kubeadm-certs
+    # Secret holds the etcd CA and no client certificate or key (not cp1's).
+    public = (LAB_STATE / "master/etc/salt/pki/master/minions/cp2").read_text()
+    made = salt_json(
+        "salt",
+        "cp1",
+        "paas_kubeadm.credentials",
+        "15",
+        "control_plane=True",
+        f"recipients={json.dumps({'cp2': public})}",
+    )["cp1"]
+    assert isinstance(made, dict), made
+    try:
+        data = _api().read_namespaced_secret("kubeadm-certs", "kube-system").data
+    finally:
+        salt_json("salt", "cp1", "paas_kubeadm.revoke", made["token_id"])
+    assert data["external-etcd-ca.crt"]
+    assert (data["external-etcd.crt"], data["external-etcd.key"]) == ("", "")
 
 
 def test_kubelet_leases_renew_and_the_objects_are_in_etcd_under_registry(lab):

@@ -125,7 +125,7 @@ class Tools:
         self.options.append(options)
         if "--config" in cmd:
             path = cmd[cmd.index("--config") + 1]
-            if os.path.exists(path) and "paas-kubeadm-join-" in path:
+            if os.path.exists(path) and ("paas-kubeadm-join-" in path or "-upload-" in path):
                 self.configs.append(
                     {
                         "args": list(cmd),
@@ -265,12 +265,15 @@ def runtime_dir(tmp_path, module, monkeypatch):
 
 
 @pytest.fixture
-def configure_loader_modules(module, nodes, tools, opts, runtime_dir, transfer_utils):
+def configure_loader_modules(module, nodes, tools, opts, runtime_dir, transfer_utils, views):
     salt = {
         "paas_topology.kubernetes_node": lambda: nodes[opts["id"]],
         "cmd.run_all": tools.run_all,
     }
-    utils = utils_of(transfer_utils, "paas_transfer")
+    utils = {
+        **utils_of(transfer_utils, "paas_transfer"),
+        **utils_of(views[1], "paas_kubeadm_config"),
+    }
     return {module: {"__salt__": salt, "__opts__": opts, "__utils__": utils}}
 
 
@@ -336,7 +339,8 @@ def test_etcd_at_the_minimum_passes_and_init_is_not_told_to_ignore_the_check(mod
     assert set(check["versions"].values()) == {"3.5.24"}
     module.init()
     (init,) = [call for call in tools.calls if call[1] == "init"]
-    assert init[2:] == ["--config", module._node()["config_file"], "--upload-certs"]
+    # No --upload-certs: init uploads no certificate, so not cp1's etcd client key either.
+    assert init[2:] == ["--config", module._node()["config_file"]]
 
 
 def test_the_check_is_skipped_only_when_the_topology_lists_it(module, nodes, tools, etcd):
@@ -457,15 +461,18 @@ def test_credentials_for_control_planes_upload_the_certificates_with_the_config(
     assert TOKEN_SECRET not in said and CERTIFICATE_KEY not in said
     create, upload = tools.calls
     assert create[:5] == ["kubeadm", "token", "create", "--ttl", "15m"]
-    assert upload == [
-        "kubeadm",
-        "init",
-        "phase",
-        "upload-certs",
-        "--upload-certs",
-        "--config",
-        nodes["cp1"]["config_file"],
-    ]
+    assert upload[:6] == ["kubeadm", "init", "phase", "upload-certs", "--upload-certs", "--config"]
+    # The upload's configuration names the external etcd's CA and no client certificate
+    # or key (cp1's are not uploaded; every control plane keeps its own), in a 0600 file
+    # under a 0700 directory, gone after the call.
+    (config,) = tools.configs
+    assert (config["mode"], config["dir_mode"]) == (0o600, 0o700)
+    assert not os.path.exists(config["path"])
+    init, cluster = config["documents"]
+    assert init["kind"] == "InitConfiguration"
+    external = cluster["etcd"]["external"]
+    assert (external["certFile"], external["keyFile"]) == ("", "")
+    assert external["caFile"] == nodes["cp1"]["etcd"]["ca"]
     # The hash kubeadm's documentation computes with openssl.
     public_key = subprocess.run(
         ["openssl", "x509", "-pubkey", "-noout", "-in", str(pki / "kubernetes" / "ca.crt")],
