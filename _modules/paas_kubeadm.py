@@ -22,6 +22,7 @@ kube-apiserver manifest and ``admin.conf`` exist.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -503,17 +504,25 @@ def _seal(public_key: str, secret: str, recipient: str) -> str:
         raise SaltInvocationError(str(err)) from err
 
 
-def _upload_certificates(node: dict, token: str) -> str:
-    documents = __utils__["paas_kubeadm_config.upload_documents"](node)
-    directory = tempfile.mkdtemp(prefix="paas-kubeadm-upload-", dir=RUNTIME_DIR)
+@contextlib.contextmanager
+def _configuration_file(purpose: str, documents: list[dict]):
+    """``documents`` in a 0600 file of a 0700 directory under ``RUNTIME_DIR``, for one
+    kubeadm call; the directory is removed afterwards, whatever happened."""
+    directory = tempfile.mkdtemp(prefix=f"paas-kubeadm-{purpose}-", dir=RUNTIME_DIR)
     try:
-        path = os.path.join(directory, "kubeadm-upload-certs.yaml")
+        path = os.path.join(directory, f"kubeadm-{purpose}.yaml")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             yaml.safe_dump_all(documents, handle, sort_keys=False)
-        result = _kubeadm("init", "phase", "upload-certs", "--upload-certs", "--config", path)
+        yield path
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _upload_certificates(node: dict, token: str) -> str:
+    documents = __utils__["paas_kubeadm_config.upload_documents"](node)
+    with _configuration_file("upload-certs", documents) as path:
+        result = _kubeadm("init", "phase", "upload-certs", "--upload-certs", "--config", path)
     key = _last_line(result["stdout"])
     if result["retcode"] != 0 or not _CERTIFICATE_KEY.fullmatch(key):
         raise CommandExecutionError(
@@ -624,12 +633,7 @@ def join(token: str, ca_hash: str, certificate_key: str | None = None) -> dict:
     # The token's id is public (the name of its Secret): only its secret half goes.
     secrets = (token.partition(".")[2], certificate_key)
     documents = _join_configuration(node, token, ca_hash, certificate_key)
-    directory = tempfile.mkdtemp(prefix="paas-kubeadm-join-", dir=RUNTIME_DIR)
-    try:
-        path = os.path.join(directory, "kubeadm-join.yaml")
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            yaml.safe_dump_all(documents, handle, sort_keys=False)
+    with _configuration_file("join", documents) as path:
         result = _kubeadm("config", "validate", "--config", path)
         if result["retcode"] != 0:
             raise CommandExecutionError(
@@ -638,6 +642,4 @@ def join(token: str, ca_hash: str, certificate_key: str | None = None) -> dict:
         result = _kubeadm("join", "--config", path)
         if result["retcode"] != 0:
             raise _reset(_failure("kubeadm join", result, secrets))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
     return {"node": name, "role": node["role"]}

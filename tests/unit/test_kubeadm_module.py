@@ -125,7 +125,9 @@ class Tools:
         self.options.append(options)
         if "--config" in cmd:
             path = cmd[cmd.index("--config") + 1]
-            if os.path.exists(path) and ("paas-kubeadm-join-" in path or "-upload-" in path):
+            if os.path.exists(path) and os.path.basename(os.path.dirname(path)).startswith(
+                "paas-kubeadm-"
+            ):
                 self.configs.append(
                     {
                         "args": list(cmd),
