@@ -8,7 +8,7 @@ instead of going back through ``saltutil.runner``.
 ``join`` joins the nodes of a role that have not joined yet: the run's credentials are
 made on the first control plane (a bootstrap token living
 ``paas:kubernetes:token_ttl_minutes``, the CA hash and, for control planes, a certificate
-key for the control-plane certificates uploaded again), the token and key sealed there to
+key for the control-plane certificates uploaded for the run), the token and key sealed there to
 each joining node's Salt public key (so the master, its job cache and event bus, and the
 other minions only ever hold ciphertext), passed inline to ``state.apply kubernetes.join``
 (pillar ``kubeadm_join``), made again when half their life has passed, and revoked when
