@@ -513,10 +513,29 @@ def test_reset_keeps_etcds_data_and_an_etcd_below_kubeadms_minimum_is_refused_be
     _etcdctl("del", "--prefix", "/registry/")
     assert _etcdctl("get", "--prefix", "--keys-only", "/registry/").strip() == ""
 
-    # Debian 13's etcd is 3.5.16; kubeadm 1.34 wants 3.5.24: without the topology's
-    # explicit ExternalEtcdVersion, init is refused before kubeadm runs, with the fix.
-    strict = json.dumps({"paas": {"kubernetes": {"ignore_preflight_errors": []}}})
-    reply = salt_json("salt", "cp1", "state.apply", "kubernetes.init_cluster", f"pillar={strict}")
+    # Debian 13's etcd is 3.5.16; kubeadm 1.34 wants 3.5.24. Without the topology's
+    # explicit ExternalEtcdVersion, the validator refuses Debian's etcd before anything
+    # renders; a topology that claims a release kubeadm accepts while the members still
+    # run the older one passes it, and init is refused before kubeadm runs, with the fix.
+    strict = {"kubernetes": {"ignore_preflight_errors": []}}
+    reply = salt_json(
+        "salt", "cp1", "state.apply", "kubernetes.init_cluster",
+        f"pillar={json.dumps({'paas': strict})}",
+    )["cp1"]  # fmt: skip
+    assert isinstance(reply, list), reply
+    assert any("paas:etcd:source" in error and "3.5.24" in error for error in reply), reply
+    strict["etcd"] = {
+        "source": "archive",
+        "archive": {
+            "version": "3.5.24",
+            "url": "https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz",
+            "sha256": "042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191",
+        },
+    }
+    reply = salt_json(
+        "salt", "cp1", "state.apply", "kubernetes.init_cluster",
+        f"pillar={json.dumps({'paas': strict})}",
+    )  # fmt: skip
     (refused,) = reply["cp1"].values()
     assert refused["result"] is False and refused["changes"] == {}, refused
     for words in ("runs etcd 3.5.16", "older than 3.5.24", "paas:etcd:source: archive"):
