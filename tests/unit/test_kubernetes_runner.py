@@ -495,7 +495,7 @@ def test_the_api_is_ready_only_over_tls_the_clusters_ca_vouches_for(readyz, tmp_
 
 
 @pytest.fixture
-def orchestration(orchestration_states, dunders, configure_loader_modules):
+def orchestration(orchestration_states, joins, dunders, configure_loader_modules):
     """The paas_kubernetes states with the loader dunders of the orchestration's master
     minion (its utils, the master's opts): the states, their opts, and each run of the
     joins' utils they made (function, arguments)."""
@@ -504,6 +504,9 @@ def orchestration(orchestration_states, dunders, configure_loader_modules):
 
     def recorded(name, function):
         def run(opts, utils, **kwargs):
+            # Exactly the functions the joins name, resolved by the state: its own
+            # __utils__ would not resolve inside the utils module's loader.
+            assert set(utils) == set(joins.uses()), sorted(utils)
             runs.append((name, kwargs))
             return function(opts, utils, **kwargs)
 
