@@ -23,6 +23,7 @@ import etcd3
 import kubernetes
 import pytest
 import salt.payload
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -524,14 +525,8 @@ def test_reset_keeps_etcds_data_and_an_etcd_below_kubeadms_minimum_is_refused_be
     )["cp1"]  # fmt: skip
     assert isinstance(reply, list), reply
     assert any("paas:etcd:source" in error and "3.5.24" in error for error in reply), reply
-    strict["etcd"] = {
-        "source": "archive",
-        "archive": {
-            "version": "3.5.24",
-            "url": "https://github.com/etcd-io/etcd/releases/download/v3.5.24/etcd-v3.5.24-linux-amd64.tar.gz",
-            "sha256": "042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191",
-        },
-    }
+    shipped = yaml.safe_load((REPO / "pillar/paas.sls").read_text())["paas"]["etcd"]
+    strict["etcd"] = {"source": "archive", "archive": shipped["archive"]}
     reply = salt_json(
         "salt", "cp1", "state.apply", "kubernetes.init_cluster",
         f"pillar={json.dumps({'paas': strict})}",
