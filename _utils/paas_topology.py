@@ -162,6 +162,16 @@ SCHEMA = _mapping(
                 ),
             }
         ),
+        # Salt's own Python on every minion: the libraries the platform's modules import
+        # (requirements-minion.lock), from a package index or a wheelhouse.
+        "python": _mapping(
+            {
+                "index_url": Field("url", default="https://pypi.org/simple/"),
+                # A wheelhouse: an absolute directory on the nodes, or the http(s) URL of
+                # a page of links to the wheels. When set, no index is read.
+                "find_links": Field("string", default=""),
+            }
+        ),
         "etcd": _mapping(
             {
                 # package: the distribution's etcd-server; archive: an upstream release.
@@ -736,6 +746,7 @@ def _check_settings(topology: dict, errors: list) -> None:
     _check_gateway_settings(filled, errors)
     _check_kubernetes_settings(filled, errors)
     _check_fencing(filled["dr"]["fencing"], errors)
+    _check_python_settings(filled["python"], errors)
     pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
@@ -750,6 +761,25 @@ def _check_settings(topology: dict, errors: list) -> None:
             TopologyError(
                 "paas:pki:leaf_days",
                 f"{pki['leaf_days']} is longer than the CA's lifetime ca_days ({pki['ca_days']})",
+            )
+        )
+
+
+def _check_python_settings(python: dict, errors: list) -> None:
+    if not python["index_url"].startswith(("http://", "https://")):
+        errors.append(
+            TopologyError(
+                "paas:python:index_url",
+                f"{python['index_url']!r} is not an http(s):// URL of a package index",
+            )
+        )
+    find_links = python["find_links"]
+    if find_links and not find_links.startswith(("/", "http://", "https://")):
+        errors.append(
+            TopologyError(
+                "paas:python:find_links",
+                f"{find_links!r} is neither an absolute directory on the nodes nor the "
+                "http(s):// URL of a page of links to wheels",
             )
         )
 

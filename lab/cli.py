@@ -2,8 +2,9 @@
 The lab's command line: `python -m lab up|down|status`.
 
 up      build the image if its recipe changed, wire the network, build (when its
-        inputs changed) and serve the Kubernetes double's package repository on the
-        master's private address, start the master, boot every machine of the lab's
+        inputs changed) and serve the Kubernetes double's package repository and the
+        wheelhouse of the minions' libraries on the master's private address, start
+        the master, boot every machine of the lab's
         topology (lab/pillar/paas.sls), wait for their minions, converge the platform
         with orch.cluster (a line per step; Salt's output in
         /var/lib/paas-lab/converge.log). On a running lab it re-converges, then retires
@@ -29,7 +30,17 @@ import os
 import shutil
 from pathlib import Path
 
-from lab import apt_repo, converge, etcd_archive, image, machines, master, network, standins
+from lab import (
+    apt_repo,
+    converge,
+    etcd_archive,
+    image,
+    machines,
+    master,
+    network,
+    standins,
+    wheelhouse,
+)
 from lab.config import STATE_DIR, Lab, LabError, load_lab, topology_rules, variants
 from lab.processes import lab_cgroups, remove_cgroup, wait_for
 from lab.shell import fail, run, step
@@ -61,6 +72,8 @@ def up(lab: Lab, converge_platform: bool) -> None:
     master.write_pillar(lab, archive)
     kubernetes = topology_rules.kubernetes(lab.topology)
     apt_repo.up(kubernetes["version"], kubernetes["repository"]["url"], lab.master_address)
+    python = topology_rules.with_defaults(lab.topology)["python"]
+    wheelhouse.up(python["find_links"], kubernetes["repository"]["url"], lab.master_address)
     master.up(lab)
     master.master_minion_up(lab)
     machines.up(lab, rootfs)

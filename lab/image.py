@@ -1,6 +1,12 @@
 """
 The lab's machine image: Debian 13 with systemd, Salt in a venv, the role packages.
 
+Salt's venv holds Salt and nothing more: the libraries the platform's modules import
+(requirements-minion.lock) and protobuf's .pth file are installed by the platform's own
+first step (salt/salt_python) from the lab's wheelhouse (lab/wheelhouse.py), as on a
+real machine. The image build also makes those wheels, for the nodes' Python, into the
+wheel cache the wheelhouse is filled from.
+
 The image is built once per recipe and cached under CACHE_DIR/images/<hash>, where the
 hash covers everything that goes into it (this file, the package lists, the Python
 requirements and their pins), so a change to any of them builds a new image and an
@@ -24,8 +30,10 @@ MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 NODE_REQUIREMENTS = REPO / "lab" / "requirements-node.txt"
 CONSTRAINTS = REPO / "requirements.lock"
+MINION_LOCK = REPO / "requirements-minion.lock"
 MINION_UNIT = REPO / "lab" / "files" / "salt-minion.service"
-PROTOBUF_PTH = REPO / "etc" / "python" / "paas-protobuf-python.pth"
+# Wheels for the nodes' Python (3.13): Salt's, and the minion lock's for the wheelhouse.
+WHEELS = CACHE_DIR / "wheels" / "trixie"
 
 # A booting systemd, and what building Salt's wheels needs (timelib has no wheel).
 SYSTEM_PACKAGES = [
@@ -68,8 +76,8 @@ def recipe_hash() -> str:
         "builder": Path(__file__).read_text(),
         "requirements": NODE_REQUIREMENTS.read_text(),
         "constraints": CONSTRAINTS.read_text(),
+        "minion_lock": MINION_LOCK.read_text(),
         "minion_unit": MINION_UNIT.read_text(),
-        "protobuf_pth": PROTOBUF_PTH.read_text(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -90,7 +98,7 @@ def ensure_image() -> Path:
         "debootstrap", "--variant=minbase", f"--include={','.join(packages())}",
         SUITE, str(rootfs), MIRROR,
     )  # fmt: skip
-    step(f"image {digest}: Salt venv in /opt/salt (wheels built here, installed offline)")
+    step(f"image {digest}: Salt venv in /opt/salt, the wheelhouse's wheels (built here)")
     _install_salt(rootfs)
     step(f"image {digest}: configure")
     _configure(rootfs)
@@ -110,29 +118,27 @@ def _in_image(rootfs: Path, *argv: str, binds: tuple[str, ...] = ()) -> str:
 
 
 def _install_salt(rootfs: Path) -> None:
-    wheels = CACHE_DIR / "wheels" / "trixie"
-    wheels.mkdir(parents=True, exist_ok=True)
+    WHEELS.mkdir(parents=True, exist_ok=True)
     staging = rootfs / "var/tmp/lab"
     staging.mkdir(parents=True)
     shutil.copy(NODE_REQUIREMENTS, staging / "requirements.txt")
     shutil.copy(CONSTRAINTS, staging / "constraints.txt")
+    shutil.copy(MINION_LOCK, staging / "minion.lock")
     shutil.copy(HOST_CA_BUNDLE, staging / "ca-bundle.crt")
-    binds = (f"{wheels}:/var/cache/lab-wheels",)
+    binds = (f"{WHEELS}:/var/cache/lab-wheels",)
     requirements = ("-r", "/var/tmp/lab/requirements.txt", "-c", "/var/tmp/lab/constraints.txt")
-    _in_image(rootfs, "python3", "-m", "venv", "/opt/salt")
-    _in_image(
-        rootfs, "/opt/salt/bin/pip", "wheel", "--quiet", "--cert", "/var/tmp/lab/ca-bundle.crt",
-        "--wheel-dir", "/var/cache/lab-wheels", *requirements, binds=binds,
+    wheel = (
+        "/opt/salt/bin/pip", "wheel", "--quiet", "--cert", "/var/tmp/lab/ca-bundle.crt",
+        "--wheel-dir", "/var/cache/lab-wheels",
     )  # fmt: skip
+    _in_image(rootfs, "python3", "-m", "venv", "/opt/salt")
+    _in_image(rootfs, *wheel, *requirements, binds=binds)
+    _in_image(rootfs, *wheel, "--no-deps", "-r", "/var/tmp/lab/minion.lock", binds=binds)
     _in_image(
         rootfs, "/opt/salt/bin/pip", "install", "--quiet", "--no-index",
         "--find-links", "/var/cache/lab-wheels", *requirements, binds=binds,
     )  # fmt: skip
     shutil.rmtree(staging)
-    # Salt's Python runs protobuf's pure-Python implementation, for etcd3
-    # (docs/decisions/0001-protobuf-python-implementation.md).
-    site_packages = next((rootfs / "opt/salt/lib").glob("python3*/site-packages"))
-    shutil.copy(PROTOBUF_PTH, site_packages / PROTOBUF_PTH.name)
     for tool in ("salt-call", "salt-minion"):
         (rootfs / "usr/local/bin" / tool).symlink_to(f"/opt/salt/bin/{tool}")
 

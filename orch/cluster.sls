@@ -3,7 +3,7 @@
     topology, and a failure stops the run before any node changes. #}
 {%- from "orch/layers.jinja" import gate, common, gateways, pki, etcd, kubernetes with context %}
 {{ gate() }}
-{{ common(after="paas-cluster-sync-modules") }}
+{{ common(after="paas-cluster-salt-python") }}
 {{ gateways(after="paas-cluster-common") }}
 {{ pki(after="paas-cluster-gateways") }}
 {{ etcd(after="paas-cluster-pki") }}

@@ -3,5 +3,5 @@
     The certificates come first (no change when they are current). #}
 {%- from "orch/layers.jinja" import gate, pki, etcd with context %}
 {{ gate() }}
-{{ pki(after="paas-cluster-sync-modules") }}
+{{ pki(after="paas-cluster-salt-python") }}
 {{ etcd(after="paas-cluster-pki") }}

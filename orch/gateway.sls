@@ -1,4 +1,4 @@
 {#- The gateway pair alone: `salt-run state.orchestrate orch.gateway`. #}
 {%- from "orch/layers.jinja" import gate, gateways with context %}
 {{ gate() }}
-{{ gateways(after="paas-cluster-sync-modules") }}
+{{ gateways(after="paas-cluster-salt-python") }}

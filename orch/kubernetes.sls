@@ -6,5 +6,5 @@
     its etcd client certificate before it joins. #}
 {%- from "orch/layers.jinja" import gate, pki, kubernetes with context %}
 {{ gate() }}
-{{ pki(after="paas-cluster-sync-modules") }}
+{{ pki(after="paas-cluster-salt-python") }}
 {{ kubernetes(after="paas-cluster-pki") }}

@@ -72,6 +72,18 @@ paas:
     etcd: "3.5"
     kubernetes: "1.34.2"
 
+  # Optional. Salt's own Python on every minion (onedir or virtualenv): the first step
+  # of every orchestration installs what the platform's modules import beyond Salt
+  # (requirements-minion.lock, pinned, without dependencies) and protobuf's pure-Python
+  # setting (etc/python/paas-protobuf-python.pth), then restarts the minion once.
+  # index_url: the package index (an https:// mirror of PyPI). find_links: a wheelhouse
+  # for machines without a way to an index, an absolute directory on the nodes or the
+  # http(s):// URL of a page of links to the wheels (`pip wheel --no-deps -r
+  # requirements-minion.lock` on the nodes' Python makes one); when set, no index is read.
+  python:
+    index_url: https://pypi.org/simple/
+    find_links: ""
+
   # Optional. etcd. source: package (the distribution's etcd-server and etcd-client)
   # or archive (an upstream release, pinned: version of the line above, URL and sha256;
   # unpacked to /opt/etcd/etcd-v<version>-linux-amd64). Data and snapshot directories,

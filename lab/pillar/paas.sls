@@ -58,6 +58,11 @@ paas:
     # A healthy member reports its revision every 10 s: what a restore from a snapshot
     # counts its loss against is never far behind.
     heartbeat_seconds: 10
+  python:
+    # The lab's wheelhouse: the wheels of requirements-minion.lock for the nodes' Python,
+    # served by the lab beside its package repository (docs/lab.md). The machines' Salt
+    # has none of them until orch.cluster's first step installs them from here.
+    find_links: http://198.18.1.1:8081/wheels/
   versions:
     kubernetes: "1.34.2"
   kubernetes:

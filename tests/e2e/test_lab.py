@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import psutil
 import pytest
 import yaml
 
+from lab import apt_repo, image, wheelhouse
 from lab.processes import wait_for
 from tests.e2e.lab_helpers import (
     MASTER_PIDFILE,
@@ -24,6 +26,7 @@ from tests.e2e.lab_helpers import (
     leftovers,
     master_processes,
     node_python,
+    on,
     orchestrate,
     salt_json,
     step_of,
@@ -83,6 +86,61 @@ def test_baseline_gives_every_node_its_name_hosts_and_sysctls(lab):
         assert resolved[2].split()[0] == lab.master_address
         assert sysctls[machine.id] == "600"
         assert timesync[machine.id].split() == ["enabled", "inactive"]
+
+
+LOCK_URL = "salt://salt_python/requirements-minion.lock"
+
+
+def test_salt_python_gets_the_modules_libraries_from_the_wheelhouse_not_the_image(lab):
+    rootfs = image.CACHE_DIR / "images" / image.recipe_hash() / "rootfs"
+    site = next((rootfs / "opt/salt/lib").glob("python3*/site-packages"))
+    in_image = {path.name.lower() for path in site.iterdir()}
+    for library in ("etcd3", "kubernetes", "grpc", "tenacity", "paas-protobuf-python.pth"):
+        assert library not in in_image, f"the image's Salt already has {library}"
+
+    ids = [machine.id for machine in lab.machines]
+    ready = salt_json("salt", "-L", ",".join(ids), "paas_python.ready", LOCK_URL)
+    pinned = len(wheelhouse.pins())
+    assert ready == {node: {"python": "/opt/salt/bin/python3", "pins": pinned} for node in ids}
+    # Each machine fetched them from the lab's wheelhouse: its server's request log.
+    requests = apt_repo.SERVER.console.read_text()
+    for machine in lab.machines:
+        fetched = rf'^{re.escape(machine.address("private"))} .*"GET /wheels/etcd3-\S+\.whl HTTP'
+        assert re.search(fetched, requests, re.MULTILINE), machine.id
+
+
+def test_a_wheel_missing_from_the_wheelhouse_fails_naming_node_package_and_source(lab):
+    node = "worker1"
+    served_url = lab.topology["python"]["find_links"]
+    served = wheelhouse.directory(
+        served_url, lab.topology["kubernetes"]["repository"]["url"], lab.master_address
+    )
+    partial = served.with_name("wheels-without-tenacity")
+    url = served_url.replace(f"/{served.name}/", f"/{partial.name}/")
+    pinned = f"tenacity=={wheelhouse.pins()['tenacity']}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    for wheel in served.iterdir():
+        if not wheel.name.startswith("tenacity-"):
+            os.link(wheel, partial / wheel.name)
+    override = json.dumps({"paas": {"python": {"find_links": url}}})
+    try:
+        on(node, "/opt/salt/bin/python -m pip uninstall --quiet --yes tenacity")
+        reply = salt_json("salt", node, "state.apply", "salt_python", f"pillar={override}")
+        (result,) = reply[node].values()
+        assert result["result"] is False
+        assert result["changes"] == {}
+        assert result["comment"].startswith(f"{node}: {pinned} is not in the wheelhouse {url}")
+        differing = salt_json("salt", node, "paas_python.differing", LOCK_URL)[node]
+        assert list(differing) == ["tenacity"], "something was installed after all"
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        # Put back from the lab's own wheelhouse: the minion restarts on it.
+        repaired = salt_json("salt", node, "state.apply", "salt_python")[node]
+        assert salt_json("salt-run", "paas_python.ready", f"minions={node}") == {"ready": [node]}
+    (step,) = repaired.values()
+    assert step["result"] is True
+    assert step["changes"]["installed"] == {"tenacity": {"old": None, "new": pinned.split("==")[1]}}
 
 
 def test_bad_topology_stops_orchestration_before_any_node_changes(lab):

@@ -28,6 +28,8 @@ ORCHESTRATIONS = ("orch.cluster", "orch.gateway", "orch.etcd", "orch.kubernetes"
 CLUSTER_STEPS = [
     "paas-cluster-topology-valid",
     "paas-cluster-sync-modules",
+    "paas-cluster-salt-python-installed",
+    "paas-cluster-salt-python",
     "paas-cluster-common",
     "paas-cluster-gateway-first",
     "paas-cluster-gateways",
@@ -319,6 +321,10 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
         for role in ("gateway", "etcd", "control-plane", "worker")
     }
     targets = {step: shown[step]["args"].get("tgt") for step in CLUSTER_STEPS}
+    every_minion = [*(node["id"] for node in topology["nodes"]), topology["master"]["id"]]
+    assert targets["paas-cluster-salt-python-installed"] == ",".join(every_minion)
+    assert shown["paas-cluster-salt-python-installed"]["args"]["sls"] == "salt_python"
+    assert shown["paas-cluster-salt-python"]["args"]["minions"] == every_minion
     assert targets["paas-cluster-gateway-first"] == ids["gateway"][0]
     assert targets["paas-cluster-gateways"] == ",".join(ids["gateway"][1:])
     assert targets["paas-etcd-first"] == ids["etcd"][0]
@@ -333,9 +339,9 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
 @pytest.mark.parametrize(
     ("orchestration", "steps"),
     [
-        ("orch.gateway", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[3:5]]),
-        ("orch.etcd", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[5:10]]),
-        ("orch.kubernetes", [*CLUSTER_STEPS[:2], *CLUSTER_STEPS[5:7], *CLUSTER_STEPS[10:]]),
+        ("orch.gateway", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[5:7]]),
+        ("orch.etcd", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[7:12]]),
+        ("orch.kubernetes", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[7:9], *CLUSTER_STEPS[12:]]),
     ],
 )
 @pytest.mark.parametrize("topology_name", TOPOLOGIES)

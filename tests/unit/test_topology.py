@@ -577,6 +577,21 @@ _BROKEN_RULES = [
         "paas:lookup:kubernetes:config_file",
         "unknown key",
     ),
+    # Salt's Python's source.
+    (
+        "python_index_pip_cannot_read",
+        set_("python.index_url", "salt://wheels/"),
+        None,
+        "paas:python:index_url",
+        "'salt://wheels/' is not an http(s):// URL of a package index",
+    ),
+    (
+        "python_wheelhouse_neither_directory_nor_url",
+        set_("python.find_links", "wheels/"),
+        None,
+        "paas:python:find_links",
+        "'wheels/' is neither an absolute directory on the nodes nor the http(s):// URL",
+    ),
     # The master's own minion.
     (
         "master_minion_id_taken_by_a_node",
