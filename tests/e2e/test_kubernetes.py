@@ -441,9 +441,12 @@ def test_a_worker_added_to_the_topology_joins_alone_once_a_broken_tokens_join_fa
 ):
     boot = lab_command("up", "--variant", "worker2", "--no-converge")
     assert boot.returncode == 0, "lab up --variant worker2 --no-converge failed; see above"
-    # What orch.cluster's layers before the joins give a node: the modules, the
-    # baseline, the kubernetes role.
+    # What orch.cluster's layers before the joins give a node: the modules, their
+    # libraries in Salt's Python (the minion restarts on them), the baseline, the
+    # kubernetes role.
     salt_json("salt", "worker2", "saltutil.sync_all")
+    salt_json("salt", "worker2", "state.apply", "salt_python")
+    assert salt_json("salt-run", "paas_python.ready", "minions=worker2") == {"ready": ["worker2"]}
     prepared = salt_json("salt", "worker2", "state.apply", "common,kubernetes")["worker2"]
     assert isinstance(prepared, dict), prepared
     assert all(state["result"] is True for state in prepared.values()), [
