@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from lab.config import CACHE_DIR, REPO, LabError
+from lab.kube import packages as kube_packages
 from lab.shell import run, step
 
 SUITE = "trixie"
@@ -45,11 +46,12 @@ ROLE_PACKAGES = [
     "etcd-server", "etcd-client", "keepalived", "haproxy", "nftables",
     "conntrackd", "conntrack", "openssl", "curl", "containerd", "runc", "gnupg",
 ]  # fmt: skip
-# What the lab's Kubernetes doubles (lab/kube: kubeadm, kubelet, kube-apiserver), which
-# the machines install from the lab's package repository at converge time, run on.
+# What the packages of the lab's Kubernetes repository (lab/kube/packages.py: the real
+# packages' dependencies, and what the doubles run on) need from the distribution, which
+# the machines install from that repository at converge time and apt resolves there.
 # debootstrap resolves no virtual package: python3-cffi-backend provides the cffi API
 # that python3-cryptography depends on.
-DOUBLE_PACKAGES = ["python3-cryptography", "python3-cffi-backend", "python3-yaml"]
+DOUBLE_PACKAGES = [*kube_packages.distribution_depends(), "python3-cffi-backend"]
 # Daemons the packages enable; the platform's states decide when and where they run
 # (containerd only on Kubernetes nodes, once its configuration is written).
 DISABLED_SERVICES = ["etcd", "haproxy", "keepalived", "conntrackd", "nftables", "containerd"]

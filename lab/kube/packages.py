@@ -1,16 +1,22 @@
 """
-The lab's kubeadm, kubelet and kubectl packages: Debian packages named and versioned as
-pkgs.k8s.io's ("1.34.2-1.1", amd64), holding the lab's test doubles, so that the
-platform's repository, pin and hold go through apt for real.
+The lab's kubeadm, kubelet and kubectl packages, and the cri-tools and kubernetes-cni
+packages they depend on: Debian packages named and versioned as pkgs.k8s.io's
+("1.34.2-1.1", amd64), holding the lab's test doubles, with the real packages'
+dependency fields, so that the platform's repository, pin and hold, and apt's resolution
+of what they pull in, go through apt for real.
 
 Each package ships its programs and the modules they import under
 /usr/lib/paas-lab-kube/<package>/ (a directory of its own: dpkg refuses two packages that
 ship one path, and the doubles share kube_common.py) and a /usr/bin wrapper;
 kubelet ships the real deb's systemd unit and kubeadm drop-in (lab/kube/files/, from
 kubernetes/release's kubelet packaging) and the apiserver double the kubelet double runs,
-since the images it would run cannot be had here. They depend only on what the lab's
-image has (python3, python3-cryptography, python3-yaml): the real kubeadm and kubelet
-debs' dependencies (cri-tools, kubernetes-cni, iptables, ...) are left out.
+since the images it would run cannot be had here. Each package depends on what the real
+one depends on (``REAL_DEPENDS``), and the doubles on what they run on (python3,
+python3-cryptography, python3-yaml). kubernetes-cni holds the real CNI reference plugins:
+/opt/cni/bin/<plugin> links to Debian's containernetworking-plugins in /usr/lib/cni.
+cri-tools is a double without its program: crictl cannot be had here, and nothing the
+platform runs calls it. What these depend on from the distribution, the lab's image
+carries (``distribution_depends``), as a machine's mirror would give it.
 
 Builds are deterministic (fixed modes, owners and times), so an unchanged double makes
 byte-identical packages. Needs dpkg-deb; no network.
@@ -35,6 +41,30 @@ DEBIAN_REVISION = "1.1"
 # 2025-11-11T00:00:00Z: every file's time, and dpkg-deb's (SOURCE_DATE_EPOCH).
 FIXED_TIME = 1762819200
 MAINTAINER = "paas-salt lab <lab@paas-lab.invalid>"
+
+# What the real packages depend on: kubernetes/release, cmd/krel/templates/latest/
+# metadata.yaml (the packages of pkgs.k8s.io since 1.28) and its kubelet.spec.
+REAL_DEPENDS = {
+    "kubeadm": "cri-tools (>= 1.30.0)",
+    "kubelet": (
+        "iptables (>= 1.4.21), kubernetes-cni (>= 1.2.0), iproute2, mount, socat, "
+        "util-linux, ethtool, ebtables, conntrack"
+    ),
+    "kubectl": "",
+    "cri-tools": "",
+    "kubernetes-cni": "",
+}
+# The CNI reference plugins Debian 13's containernetworking-plugins (1.1.1) ships in
+# /usr/lib/cni, which the real kubernetes-cni ships in /opt/cni/bin.
+CNI_PLUGINS = (
+    "bandwidth", "bridge", "dhcp", "firewall", "host-device", "host-local", "ipvlan",
+    "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tuning", "vlan", "vrf",
+)  # fmt: skip
+CRI_TOOLS_README = """\
+The paas-salt lab's cri-tools package (a double): named, versioned and depended on as
+pkgs.k8s.io's, without crictl, which cannot be had on the lab's machines. Nothing the
+platform runs calls crictl.
+"""
 
 PACKAGES = {
     "kubeadm": {
@@ -90,6 +120,24 @@ PACKAGES = {
         "libraries": ["kubectl.py", "kube_common.py"],
         "depends": "python3, python3-yaml",
         "summary": "Command-line utility for interacting with a Kubernetes cluster (lab double)",
+    },
+    "cri-tools": {
+        # pkgs.k8s.io's v1.34 repository holds cri-tools of its own line.
+        "version": "1.34.0-1.1",
+        "programs": {},
+        "libraries": [],
+        "files": {"usr/share/doc/cri-tools/README.paas-lab": CRI_TOOLS_README},
+        "depends": "",
+        "summary": "Command-line utility for interacting with a container runtime (lab double)",
+    },
+    "kubernetes-cni": {
+        "version": "1.7.1-1.1",
+        "programs": {},
+        "libraries": [],
+        "links": {f"opt/cni/bin/{plugin}": f"/usr/lib/cni/{plugin}" for plugin in CNI_PLUGINS},
+        "depends": "containernetworking-plugins",
+        "summary": "Binaries required to provision kubernetes container networking "
+        "(Debian's reference plugins)",
     },
 }
 
@@ -160,16 +208,34 @@ def package_version(version: str) -> str:
     return version if "-" in version else f"{version}-{DEBIAN_REVISION}"
 
 
+def depends(name: str) -> str:
+    """A package's Depends field: the real package's, then what its double runs on."""
+    fields = [REAL_DEPENDS[name], PACKAGES[name]["depends"]]
+    return ", ".join(field for field in fields if field)
+
+
+def distribution_depends() -> list[str]:
+    """The packages these depend on that the lab's repository does not hold: the
+    distribution's, which the lab's image carries for want of a mirror."""
+    names = set()
+    for name in PACKAGES:
+        for alternative in depends(name).split(","):
+            names.add(alternative.split("(")[0].strip())
+    return sorted(names - set(PACKAGES) - {""})
+
+
 def build(version: str, out_dir: Path) -> list[Path]:
-    """Build kubeadm, kubelet and kubectl .deb files of ``version`` in ``out_dir``."""
+    """Build the .deb files in ``out_dir``: kubeadm, kubelet and kubectl of ``version``,
+    cri-tools and kubernetes-cni of the versions their line's repository has."""
     full_version = package_version(version)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []
     for name, spec in PACKAGES.items():
+        own_version = spec.get("version", full_version)
         with tempfile.TemporaryDirectory(prefix=f"paas-lab-{name}-") as scratch:
             root = Path(scratch) / name
-            _stage(name, spec, root, full_version)
-            deb = out_dir / f"{name}_{full_version}_amd64.deb"
+            _stage(name, spec, root, own_version)
+            deb = out_dir / f"{name}_{own_version}_amd64.deb"
             _dpkg_deb(root, deb)
             built.append(deb)
     return built
@@ -197,7 +263,12 @@ def _stage(name: str, spec: dict, root: Path, full_version: str) -> None:
         _put(root, f"usr/bin/{program}", wrapper.encode(), 0o755)
     for relative, source in spec.get("units", {}).items():
         _put(root, relative, source.read_bytes(), 0o644)
-    payload = sorted(p for p in root.rglob("*") if p.is_file())
+    for relative, text in spec.get("files", {}).items():
+        _put(root, relative, text.encode(), 0o644)
+    for relative, target in spec.get("links", {}).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).symlink_to(target)
+    payload = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     md5sums = "".join(
         f"{hashlib.md5(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n" for p in payload
     )
@@ -208,12 +279,12 @@ def _stage(name: str, spec: dict, root: Path, full_version: str) -> None:
         "Architecture: amd64\n"
         f"Maintainer: {MAINTAINER}\n"
         f"Installed-Size: {installed_kib}\n"
-        f"Depends: {spec['depends']}\n"
-        "Section: admin\n"
+        + (f"Depends: {depends(name)}\n" if depends(name) else "")
+        + "Section: admin\n"
         "Priority: optional\n"
         "Homepage: https://kubernetes.io\n"
         f"Description: {spec['summary']}\n"
-        + DESCRIPTION.format(name=name, version=DOUBLE_VERSION)
+        + DESCRIPTION.format(name=name, version=full_version.split("-", maxsplit=1)[0])
         + "\n"
     )
     _put(root, "DEBIAN/control", control.encode(), 0o644)

@@ -119,6 +119,17 @@ def test_nodes_run_the_repositorys_packages_pinned_held_and_containerd(lab):
         f"{VERSION}-1.1" * 3
     )
     assert sorted(on(node, "apt-mark showhold").split()) == ["kubeadm", "kubectl", "kubelet"]
+    # What the real kubeadm and kubelet depend on came with them, resolved by apt from the
+    # same repository: the CNI plugins where the kubelet looks for them, and they run.
+    assert on(node, "dpkg-query -W -f '${Version} ' cri-tools kubernetes-cni").split() == [
+        "1.34.0-1.1",
+        "1.7.1-1.1",
+    ]
+    assert on(node, "apt-mark showauto cri-tools kubernetes-cni").split() == [
+        "cri-tools",
+        "kubernetes-cni",
+    ]
+    assert '"cniVersion"' in on(node, "CNI_COMMAND=VERSION /opt/cni/bin/bridge")
     policy = on(node, "apt-cache policy kubelet")
     assert "http://198.18.1.1:8081/core:/stable:/v1.34/deb" in policy, policy
     assert re.search(rf"\*\*\* {re.escape(VERSION)}-1\.1 1001", policy), policy

@@ -1,7 +1,9 @@
 """
-The lab's kubeadm, kubelet and kubectl packages (lab/kube/packages.py): named and
-versioned as pkgs.k8s.io's, holding the doubles and the real kubelet unit, depending only
-on what the lab's image has, and byte-identical from one build to the next.
+The lab's Kubernetes packages (lab/kube/packages.py): kubeadm, kubelet and kubectl, and
+the cri-tools and kubernetes-cni they depend on, named and versioned as pkgs.k8s.io's,
+holding the doubles, the real kubelet unit and links to Debian's real CNI plugins, with
+the real packages' dependency fields (what they need from the distribution being in the
+lab's image), and byte-identical from one build to the next.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import subprocess
 
 import pytest
 
+from lab import image
 from lab.kube import packages
 
 
@@ -37,24 +40,56 @@ def contents(deb) -> dict[str, str]:
     return entries
 
 
-def test_the_three_packages_are_named_and_versioned_as_pkgs_k8s_io(built):
+def test_the_packages_are_named_and_versioned_as_pkgs_k8s_io(built):
     assert [deb.name for deb in built] == [
         "kubeadm_1.34.2-1.1_amd64.deb",
         "kubelet_1.34.2-1.1_amd64.deb",
         "kubectl_1.34.2-1.1_amd64.deb",
+        "cri-tools_1.34.0-1.1_amd64.deb",
+        "kubernetes-cni_1.7.1-1.1_amd64.deb",
     ]
     for deb in built:
-        assert field(deb, "Version") == "1.34.2-1.1"
         assert field(deb, "Architecture") == "amd64"
-        assert set(field(deb, "Depends").split(", ")) <= {
-            "python3",
-            "python3-cryptography",
-            "python3-yaml",
-        }
+
+
+def test_each_package_depends_on_what_the_real_one_does_then_what_its_double_runs_on(built):
+    kubeadm, kubelet, kubectl, cri_tools, cni = (field(deb, "Depends") for deb in built)
+    assert kubeadm == "cri-tools (>= 1.30.0), python3, python3-cryptography, python3-yaml"
+    assert kubelet == (
+        "iptables (>= 1.4.21), kubernetes-cni (>= 1.2.0), iproute2, mount, socat, util-linux, "
+        "ethtool, ebtables, conntrack, python3, python3-cryptography, python3-yaml"
+    )
+    assert kubectl == "python3, python3-yaml"
+    assert cri_tools == ""
+    assert cni == "containernetworking-plugins"
+
+
+def test_what_they_need_from_the_distribution_is_in_the_labs_image():
+    # The machines have no mirror: apt finds the rest only in the image.
+    needed = set(packages.distribution_depends())
+    assert {"containernetworking-plugins", "socat", "ebtables", "iptables"} <= needed
+    assert needed <= set(image.packages())
+
+
+def test_kubernetes_cni_links_debians_reference_plugins_where_the_real_one_puts_them(built):
+    listing = subprocess.run(
+        ["dpkg-deb", "--contents", str(built[4])], check=True, capture_output=True, text=True
+    ).stdout
+    links = {
+        line.split()[-3].removeprefix("."): line.split()[-1]
+        for line in listing.splitlines()
+        if line.startswith("l")
+    }
+    assert links["/opt/cni/bin/bridge"] == "/usr/lib/cni/bridge"
+    assert links["/opt/cni/bin/host-local"] == "/usr/lib/cni/host-local"
+    assert len(links) == len(packages.CNI_PLUGINS)
+    assert contents(built[3]) == {
+        "/usr/share/doc/cri-tools/README.paas-lab": "-rw-r--r-- root/root"
+    }
 
 
 def test_each_package_ships_its_program_and_wrapper_root_owned(built):
-    kubeadm, kubelet, kubectl = (contents(deb) for deb in built)
+    kubeadm, kubelet, kubectl = (contents(deb) for deb in built[:3])
     kubeadm_modules = [
         "kubeadm",
         "kubeadm_api",
