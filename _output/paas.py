@@ -42,6 +42,9 @@ def output(data: dict, **kwargs) -> str:
     elif data.get("kind") == "dr":
         title = "disaster recovery"
         parts = [_backups(data), _drill(data.get("last_drill")), _reactor(data)]
+    elif data.get("kind") == "preflight":
+        title = "preflight"
+        parts = [_preflight(data)]
     elif data.get("kind") == "restore":
         title = "restore"
         parts = [f"outcome: {data['outcome']} (remediation {data['owner']})"]
@@ -292,6 +295,19 @@ def _certificate_table(rows: list[dict]) -> str:
         for row in rows
     ]
     return _table(table)
+
+
+def _preflight(report: dict) -> str:
+    lines = [f"{report['nodes']} nodes checked"]
+    for key, what in (("failures", "failed"), ("ignored", "ignored (paas:preflight:ignore)")):
+        if report[key]:
+            rows = [("NODE", "CHECK", "FOUND", "WANTED", "FIX")]
+            rows += [
+                (row["node"], row["check"], row["found"], row["wanted"], row["fix"])
+                for row in report[key]
+            ]
+            lines.append(f"{what}:\n{_table(rows)}")
+    return "\n\n".join(lines)
 
 
 def _text(value) -> str:

@@ -4,8 +4,9 @@ What a platform engineer runs on the master.
 ``salt-run paas.validate`` checks the topology in the pillar, or in a YAML file;
 ``salt-run paas.status`` reports the platform's health (gateways, etcd, Kubernetes,
 certificates); ``salt-run paas.certs`` lists every certificate, kubeadm's included;
-``salt-run paas.dr`` reports etcd's backups, drills and remediations, and
-``salt-run paas.restore`` restores etcd after it lost quorum.
+``salt-run paas.dr`` reports etcd's backups, drills and remediations,
+``salt-run paas.restore`` restores etcd after it lost quorum, and
+``salt-run paas.preflight`` checks the machines before anything changes on them.
 
 The reports are data, the same whatever ``--out`` is: a verdict (``severity``: ok,
 degraded, down or unknown), the ``problems`` behind it, and what was seen. The tables
@@ -217,6 +218,44 @@ def certs(timeout: int = 30) -> dict:
         return _report(_pki(topology, timeout))
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
+
+
+def preflight(timeout: int = 60) -> dict:
+    """
+    Check every node of the topology before anything changes on it: OS release, Salt's
+    version, swap, cgroup v2, kernel modules, the roles' ports free (or held by the
+    role's own service), time synchronized and the clock's skew to the master's, etcd's
+    disk (fdatasync latency, free space), what every node's name resolves to, and the
+    package and wheel sources reachable from the node. Each failure names the node, the
+    check, what was found, what is wanted and the fix; ``paas:preflight:ignore`` lists
+    those the operator accepts (reported as ``ignored``). It changes nothing.
+
+    Exits 0 when every check passed, 1 when one failed, 3 when a node did not answer or
+    the topology is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.preflight
+    """
+    _quiet_salt_run_teardown()
+    topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    uses = {name: __utils__[name] for name in __utils__["paas_preflight.uses"]()}
+    try:
+        found = __utils__["paas_preflight.run"](__opts__, uses, topology, timeout=timeout)
+    except SaltClientError as err:
+        return _unknown([f"the master could not ask its minions: {err}"])
+    problems = [
+        ("degraded", f"{row['node']}: {row['check']}: {row['found']}; wanted {row['wanted']}")
+        for row in found["failures"]
+    ]
+    problems += [
+        ("unknown", f"{node}: did not answer: {why}") for node, why in found["silent"].items()
+    ]
+    return _report({"kind": "preflight", **found, **_verdict(problems)})
 
 
 def status(timeout: int = 30) -> dict:

@@ -29,6 +29,12 @@ _IMAGE = re.compile(
     r"^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[0-9a-f]{64})?$"
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What salt-run paas.preflight checks (_utils/paas_preflight.py), by the names that
+# paas:preflight:ignore may list.
+PREFLIGHT_CHECKS = (
+    "os", "salt", "swap", "cgroup", "modules", "ports", "time_sync", "clock_skew",
+    "etcd_disk", "disk_free", "names", "sources",
+)  # fmt: skip
 _URL = re.compile(r"^(https?|salt|file)://\S+$")
 
 
@@ -162,6 +168,9 @@ SCHEMA = _mapping(
                 ),
             }
         ),
+        # The machines checked before anything changes (salt-run paas.preflight): the
+        # checks the operator accepts, everywhere ("swap") or on one node ("etcd1:swap").
+        "preflight": _mapping({"ignore": Field("list", default=[], item=Field("string"))}),
         # Salt's own Python on every minion: the libraries the platform's modules import
         # (requirements-minion.lock), from a package index or a wheelhouse.
         "python": _mapping(
@@ -747,6 +756,7 @@ def _check_settings(topology: dict, errors: list) -> None:
     _check_kubernetes_settings(filled, errors)
     _check_fencing(filled["dr"]["fencing"], errors)
     _check_python_settings(filled["python"], errors)
+    _check_preflight_settings(filled, errors)
     pki = filled["pki"]
     if pki["renew_days"] >= pki["leaf_days"]:
         errors.append(
@@ -763,6 +773,24 @@ def _check_settings(topology: dict, errors: list) -> None:
                 f"{pki['leaf_days']} is longer than the CA's lifetime ca_days ({pki['ca_days']})",
             )
         )
+
+
+def _check_preflight_settings(topology: dict, errors: list) -> None:
+    ids = {entry["id"] for entry in topology["nodes"] if isinstance(entry, dict)}
+    for index, entry in enumerate(topology["preflight"]["ignore"]):
+        node, _, check = entry.rpartition(":")
+        problem = None
+        if check not in PREFLIGHT_CHECKS:
+            problem = f"{check!r} is not a preflight check ({', '.join(PREFLIGHT_CHECKS)})"
+        elif node and node not in ids:
+            problem = f"{node!r} is not a node of the topology"
+        if problem:
+            errors.append(
+                TopologyError(
+                    f"paas:preflight:ignore[{index}]",
+                    f"{entry!r}: {problem}; an entry is CHECK or NODE:CHECK",
+                )
+            )
 
 
 def _check_python_settings(python: dict, errors: list) -> None:

@@ -72,6 +72,13 @@ paas:
     etcd: "3.5"
     kubernetes: "1.34.2"
 
+  # Optional. The preflight checks (salt-run paas.preflight, and the first step after the
+  # module sync of every orchestration) that the operator accepts: CHECK on every node, or
+  # NODE:CHECK, of os, salt, swap, cgroup, modules, ports, time_sync, clock_skew,
+  # etcd_disk, disk_free, names, sources (docs/operations.md).
+  preflight:
+    ignore: []
+
   # Optional. Salt's own Python on every minion (onedir or virtualenv): the first step
   # of every orchestration installs what the platform's modules import beyond Salt
   # (requirements-minion.lock, pinned, without dependencies) and protobuf's pure-Python

@@ -201,4 +201,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    kube_common.run(main, "kube_apiserver.py")
+    kube_common.run(main, "kube_apiserver.py", name="kube-apiserver")

@@ -12,6 +12,7 @@ its programs in /usr/lib/paas-lab-kube/<package>/. Standard library only.
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime
 import os
 import ssl
@@ -21,6 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.34.2"
+
+
+# linux/prctl.h
+PR_SET_NAME = 15
 
 
 def parse_flags(argv: list[str]) -> dict[str, str]:
@@ -51,9 +56,13 @@ def klog(severity: str, source: str, message: str) -> None:
     sys.stderr.flush()
 
 
-def run(main: Callable[[list[str]], None], source: str) -> None:
-    """Run a component's ``main`` on the command line: a SystemExit with a message is
-    logged as the real components log a failed command, then exits 1."""
+def run(main: Callable[[list[str]], None], source: str, name: str | None = None) -> None:
+    """Run a component's ``main`` on the command line, under the real component's process
+    ``name`` when given (its /proc/<pid>/comm, which ps, ss and the platform's preflight
+    read; the real binary's name is its own): a SystemExit with a message is logged as
+    the real components log a failed command, then exits 1."""
+    if name:
+        set_process_name(name)
     try:
         main(sys.argv[1:])
     except SystemExit as exit_:
@@ -61,6 +70,13 @@ def run(main: Callable[[list[str]], None], source: str) -> None:
             klog("E", source, f'"command failed" err="{exit_.code}"')
             sys.exit(1)
         raise
+
+
+def set_process_name(name: str) -> None:
+    """This process's name (prctl PR_SET_NAME: /proc/self/comm, 15 bytes at most)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl(PR_SET_NAME, {name!r})")
 
 
 def version_info(git_commit: str) -> dict[str, str]:

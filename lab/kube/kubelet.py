@@ -747,4 +747,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    kube_common.run(main, "kubelet.py")
+    kube_common.run(main, "kubelet.py", name="kubelet")

@@ -28,6 +28,7 @@ ORCHESTRATIONS = ("orch.cluster", "orch.gateway", "orch.etcd", "orch.kubernetes"
 CLUSTER_STEPS = [
     "paas-cluster-topology-valid",
     "paas-cluster-sync-modules",
+    "paas-cluster-preflight",
     "paas-cluster-salt-python-installed",
     "paas-cluster-salt-python",
     "paas-cluster-common",
@@ -339,9 +340,9 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
 @pytest.mark.parametrize(
     ("orchestration", "steps"),
     [
-        ("orch.gateway", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[5:7]]),
-        ("orch.etcd", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[7:12]]),
-        ("orch.kubernetes", [*CLUSTER_STEPS[:4], *CLUSTER_STEPS[7:9], *CLUSTER_STEPS[12:]]),
+        ("orch.gateway", [*CLUSTER_STEPS[:5], *CLUSTER_STEPS[6:8]]),
+        ("orch.etcd", [*CLUSTER_STEPS[:5], *CLUSTER_STEPS[8:13]]),
+        ("orch.kubernetes", [*CLUSTER_STEPS[:5], *CLUSTER_STEPS[8:10], *CLUSTER_STEPS[13:]]),
     ],
 )
 @pytest.mark.parametrize("topology_name", TOPOLOGIES)

@@ -416,3 +416,33 @@ def test_a_restore_report_names_its_outcome(outputter):
         {"kind": "restore", "severity": "ok", "problems": [], "outcome": "ok", "owner": "2026"}
     )
     assert text == "restore: ok\n\noutcome: ok (remediation 2026)"
+
+
+def test_the_preflight_failures_and_what_was_excused_are_tables(outputter):
+    row = {
+        "node": "cp3",
+        "check": "ports",
+        "found": "port 10259 held by python3 (pid 4242)",
+        "wanted": "port 10259 free, or held by kube-scheduler",
+        "fix": "stop what holds port 10259 on the node",
+    }
+    excused = {**row, "node": "gw1", "check": "time_sync", "found": "NTPSynchronized=no"}
+    text = outputter.output(
+        {
+            "kind": "preflight",
+            "severity": "degraded",
+            "problems": ["cp3: ports: port 10259 held by python3 (pid 4242)"],
+            "failures": [row],
+            "ignored": [excused],
+            "silent": {},
+            "nodes": 9,
+        }
+    )
+    lines = text.splitlines()
+    assert lines[0] == "preflight: DEGRADED (1 problem)"
+    assert "9 nodes checked" in lines
+    failed = lines.index("failed:")
+    assert lines[failed + 1].split() == ["NODE", "CHECK", "FOUND", "WANTED", "FIX"]
+    assert lines[failed + 2].startswith("cp3   ports  port 10259 held by python3 (pid 4242)  ")
+    assert "ignored (paas:preflight:ignore):" in lines
+    assert any(line.startswith("gw1   time_sync  NTPSynchronized=no") for line in lines)
