@@ -143,6 +143,34 @@ def test_a_wheel_missing_from_the_wheelhouse_fails_naming_node_package_and_sourc
     assert step["changes"]["installed"] == {"tenacity": {"old": None, "new": pinned.split("==")[1]}}
 
 
+def test_preflight_passes_on_the_lab_and_a_taken_port_stops_the_run_naming_the_fix(lab):
+    report = salt_json("salt-run", "paas.preflight")
+    assert report["retcode"] == 0, report["problems"]
+    assert report["nodes"] == len(lab.machines)
+    # The kube-scheduler's port on cp3, held by something else.
+    unit = "paas-test-port-taken"
+    on("cp3", f"systemd-run --unit={unit} --collect python3 -m http.server 10259")
+    try:
+        assert wait_for(lambda: "10259" in on("cp3", "ss -Hltn 'sport = 10259'"), timeout=30)
+        report = salt_json("salt-run", "paas.preflight")
+        assert report["retcode"] == 1
+        (row,) = report["failures"]
+        assert row["node"] == "cp3" and row["check"] == "ports"
+        assert row["found"].startswith("port 10259 held by python3 (pid ")
+        assert row["wanted"] == "port 10259 free, or held by kube-scheduler"
+        assert row["fix"] == "stop what holds port 10259 on the node"
+
+        steps = _orchestrate_cluster()
+        gate = step_of(steps, "paas-cluster-preflight")
+        assert gate["result"] is False
+        assert "cp3: ports: found port 10259 held by python3" in gate["comment"]
+        assert not any("paas-cluster-salt-python" in key for key in steps)
+        assert not any("paas-cluster-common" in key for key in steps)
+    finally:
+        on("cp3", f"systemctl stop {unit}", check=False)
+    assert salt_json("salt-run", "paas.preflight")["retcode"] == 0
+
+
 def test_bad_topology_stops_orchestration_before_any_node_changes(lab):
     node = lab.machines[-1].id
     marker = "198.18.1.250 changed-by-hand"
