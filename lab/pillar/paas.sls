@@ -58,6 +58,12 @@ paas:
     # A healthy member reports its revision every 10 s: what a restore from a snapshot
     # counts its loss against is never far behind.
     heartbeat_seconds: 10
+  preflight:
+    # The lab's machines run on this host's clock (a container cannot set it), which the
+    # kernel here reports unsynchronized (adjtimex: STA_UNSYNC, no NTP daemon on the
+    # host): time_sync would fail for nothing the platform or the lab can change. Each
+    # node's clock_skew to the master is still checked.
+    ignore: [time_sync]
   python:
     # The lab's wheelhouse: the wheels of requirements-minion.lock for the nodes' Python,
     # served by the lab beside its package repository (docs/lab.md). The machines' Salt
