@@ -58,7 +58,10 @@ def facts(asked: dict) -> dict:
         "salt": salt.version.__version__,
         "swap": _swaps(),
         "cgroup_v2": os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
-        "modules": {module: _module_available(module) for module in mine["modules"]},
+        "modules": {
+            module: _module_available(module, shown_by)
+            for module, shown_by in mine["modules"].items()
+        },
         "listeners": _listeners({int(port) for port in mine["ports"]}),
         "time_sync": _time_sync(),
         "disk": _disk(mine["disk"]["path"]) if mine.get("disk") else None,
@@ -89,15 +92,26 @@ def _swaps() -> list[str]:
     return [line.split()[0] for line in lines if line.strip()]
 
 
-def _module_available(module: str) -> bool:
+def _module_available(module: str, shown_by: dict) -> bool:
+    """In the kernel (loaded, or built in as ``shown_by`` tells), or loadable."""
     if os.path.isdir(f"/sys/module/{module}"):
         return True
-    return (
-        subprocess.run(
+    if shown_by.get("path") and os.path.exists(shown_by["path"]):
+        return True
+    if shown_by.get("filesystem"):
+        try:
+            with open("/proc/filesystems", encoding="utf-8") as handle:
+                if shown_by["filesystem"] in handle.read().split():
+                    return True
+        except OSError:
+            pass
+    try:
+        probe = subprocess.run(
             ["modprobe", "--dry-run", "--quiet", module], check=False, capture_output=True
-        ).returncode
-        == 0
-    )
+        )
+    except FileNotFoundError:
+        return False
+    return probe.returncode == 0
 
 
 def _listeners(ports: set[int]) -> dict[str, list[dict]]:
@@ -125,12 +139,15 @@ def _listeners(ports: set[int]) -> dict[str, list[dict]]:
 
 
 def _time_sync() -> str:
-    result = subprocess.run(
-        ["timedatectl", "show", "--property=NTPSynchronized", "--value"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        result = subprocess.run(
+            ["timedatectl", "show", "--property=NTPSynchronized", "--value"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        return "unknown (no timedatectl)"
     return result.stdout.strip() or f"unknown ({result.stderr.strip() or 'no answer'})"
 
 

@@ -30,7 +30,13 @@ MAX_SKEW_S = 1.0
 FDATASYNC_P99_MS = 10.0
 # Room for etcd's database at its quota and a snapshot of it beside.
 ETCD_FREE_QUOTAS = 2
-KUBERNETES_MODULES = ("overlay", "br_netfilter")
+# The kernel modules the Kubernetes role loads (salt/kubernetes/defaults.yaml), each with
+# what shows it in the kernel already: loaded or built in (a module built in without
+# parameters has no /sys/module entry, and a container cannot load one).
+KUBERNETES_MODULES = {
+    "overlay": {"filesystem": "overlay"},
+    "br_netfilter": {"path": "/proc/sys/net/bridge"},
+}
 # The ports a role's own services hold, and the process names (as /proc/<pid>/comm
 # gives them) that may hold each: a port held by anything else is taken.
 KUBELET_PORT = 10250
@@ -92,7 +98,7 @@ def asks(topology: dict, node_id: str, utils: dict) -> dict:
         "roles": sorted(roles),
         "swap": kubernetes or "etcd" in roles,
         "cgroup": kubernetes,
-        "modules": list(KUBERNETES_MODULES) if kubernetes else [],
+        "modules": KUBERNETES_MODULES if kubernetes else {},
         "ports": {str(port): list(owners) for port, owners in sorted(ports.items())},
         "disk": disk,
         "names": names,
@@ -152,7 +158,7 @@ def judge(asked: dict, facts: dict, window: tuple[float, float], master_salt: st
             _failure(
                 "modules",
                 f"not available: {', '.join(missing)}",
-                f"kernel modules {', '.join(asked['modules'])} loaded or loadable",
+                f"kernel modules {', '.join(asked['modules'])} in the kernel or loadable",
                 "install the kernel's modules (linux-image) or use a kernel built with them",
             )
         )

@@ -80,14 +80,14 @@ def test_each_role_is_asked_for_its_own_ports_disk_modules_and_sources(
     worker1 = preflight.asks(lab_topology, "worker1", uses)
     assert etcd1["ports"] == {"2379": ["etcd"], "2380": ["etcd"], "2381": ["etcd"]}
     assert etcd1["disk"]["path"] == "/var/lib/paas-etcd" and etcd1["swap"] is True
-    assert etcd1["modules"] == [] and etcd1["cgroup"] is False
+    assert etcd1["modules"] == {} and etcd1["cgroup"] is False
     assert cp1["ports"] == {
         "6443": ["kube-apiserver"],
         "10250": ["kubelet"],
         "10257": ["kube-controller"],
         "10259": ["kube-scheduler"],
     }
-    assert cp1["modules"] == ["overlay", "br_netfilter"] and cp1["disk"] is None
+    assert sorted(cp1["modules"]) == ["br_netfilter", "overlay"] and cp1["disk"] is None
     assert gw1["ports"] == {
         "80": ["haproxy"],
         "443": ["haproxy"],
@@ -291,7 +291,10 @@ def test_the_node_measures_for_real_and_changes_nothing(node_module, tmp_path):
         facts = node_module.facts(
             {
                 "here": {
-                    "modules": [],
+                    "modules": {
+                        "overlay": {"filesystem": "overlay"},
+                        "no_such_module": {"path": str(tmp_path / "none")},
+                    },
                     "ports": {str(port): ["etcd"]},
                     "disk": {"path": str(data_dir), "quota_bytes": 2**20},
                     "names": {"localhost": ["127.0.0.1"], "no-such-node.invalid": []},
@@ -303,6 +306,8 @@ def test_the_node_measures_for_real_and_changes_nothing(node_module, tmp_path):
         held.close()
     assert facts["salt"] == MASTER_SALT
     assert facts["os"]["id"]
+    # This host's kernel has overlay (the lab's machines run on it); no module by that name.
+    assert facts["modules"] == {"overlay": True, "no_such_module": False}
     (holder,) = facts["listeners"][str(port)]
     assert holder["name"].startswith("python")
     assert facts["disk"]["path"] == str(tmp_path)
