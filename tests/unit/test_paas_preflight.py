@@ -201,6 +201,17 @@ def test_an_unreachable_source_is_named(preflight, uses, lab_topology):
     assert failure["found"] == f"{key_url}: [Errno 111] Connection refused"
 
 
+def test_a_machines_own_name_on_debians_loopback_line_is_no_fault(preflight, uses, lab_topology):
+    now = time.time()
+    asked = preflight.asks(lab_topology, "cp2", uses)
+    facts = healthy(asked, now)
+    facts["names"]["cp2"] = ["127.0.1.1"]
+    assert _judge(preflight, asked, facts, now) == []
+    facts["names"]["cp3"] = ["127.0.1.1"]
+    (failure,) = _judge(preflight, asked, facts, now)
+    assert failure["found"] == "cp3 resolves to 127.0.1.1"
+
+
 def test_the_port_held_by_the_roles_own_service_is_no_fault(preflight, uses, lab_topology):
     now = time.time()
     asked = preflight.asks(lab_topology, "etcd1", uses)
