@@ -27,6 +27,7 @@ __virtualname__ = "paas_python"
 RESTART_DELAY_SECONDS = 2
 # The minion's unit, as Salt's packages and the lab name it.
 UNIT = "salt-minion.service"
+PROTOBUF_SETTING = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
 NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 
 
@@ -109,7 +110,9 @@ def installed(
         }
     if pth_current != pth_text:
         planned["pth"] = pth_path
-    if planned:
+    # A daemon that started before the .pth was in place (or whose restart never came)
+    # runs without it: it restarts too, though nothing else changes.
+    if planned or os.environ.get(PROTOBUF_SETTING) != "python":
         planned["restart"] = f"{UNIT} in {RESTART_DELAY_SECONDS} s"
     if __opts__["test"]:
         ret["changes"] = planned
@@ -186,12 +189,19 @@ def installed(
             )
             return ret
     ret["changes"] = planned
-    ret["comment"] = (
-        f"Salt's Python got {', '.join(k for k in planned if k != 'restart')} from {source}; "
-        f"the minion restarts in {RESTART_DELAY_SECONDS} s to load them"
-        if planned
-        else "Salt's Python has every pin of the lock and the .pth file"
-    )
+    got = [key for key in planned if key != "restart"]
+    if got:
+        ret["comment"] = (
+            f"Salt's Python got {', '.join(got)} from {source}; the minion restarts in "
+            f"{RESTART_DELAY_SECONDS} s to load them"
+        )
+    elif planned:
+        ret["comment"] = (
+            f"The minion restarts in {RESTART_DELAY_SECONDS} s: it runs without "
+            f"{PROTOBUF_SETTING}=python (it started before the .pth was in place)"
+        )
+    else:
+        ret["comment"] = "Salt's Python has every pin of the lock and the .pth file"
     return ret
 
 

@@ -237,6 +237,17 @@ def test_a_difference_is_installed_without_dependencies_and_the_minion_restarted
     assert (minion.cachedir / "paas_python.restart").exists()
 
 
+def test_a_minion_that_started_without_the_pth_restarts_though_nothing_changed(
+    state_module, minion, monkeypatch
+):
+    minion.differing = {}
+    minion.pth.write_text(open(PTH).read())  # noqa: SIM115
+    monkeypatch.delenv("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", raising=False)
+    ret = _installed(state_module)
+    assert ret["changes"] == {"restart": "salt-minion.service in 2 s"}, ret
+    assert [call[0] for call in minion.calls] == ["cmd.run_all"]
+
+
 def test_without_a_wheelhouse_the_index_is_read(state_module, minion):
     _installed(state_module, find_links="")
     kwargs = minion.calls[0][1]
