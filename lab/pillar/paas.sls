@@ -59,11 +59,12 @@ paas:
     # counts its loss against is never far behind.
     heartbeat_seconds: 10
   preflight:
-    # The lab's machines run on this host's clock (a container cannot set it), which the
-    # kernel here reports unsynchronized (adjtimex: STA_UNSYNC, no NTP daemon on the
-    # host): time_sync would fail for nothing the platform or the lab can change. Each
-    # node's clock_skew to the master is still checked.
-    ignore: [time_sync]
+    # What the lab's machines get from this host and cannot change: its clock (a
+    # container cannot set it), which the kernel here reports unsynchronized (adjtimex:
+    # STA_UNSYNC, no NTP daemon on the host), and its cgroup v1 hierarchy (the kubelet
+    # 1.34 still runs on it, in maintenance mode). Each node's clock_skew to the master
+    # is still checked.
+    ignore: [time_sync, cgroup]
   python:
     # The lab's wheelhouse: the wheels of requirements-minion.lock for the nodes' Python,
     # served by the lab beside its package repository (docs/lab.md). The machines' Salt
