@@ -203,8 +203,9 @@ def ready(lock: str) -> dict:
     """
     Succeed when this running minion has the lock's libraries loaded: every pin
     installed, protobuf's pure-Python implementation in effect, the platform's modules
-    that need the libraries loaded, and the process started after the last restart the
-    ``paas_python.installed`` state asked for. Fails naming what is not yet so.
+    that need the libraries loaded, the process started after the last restart the
+    ``paas_python.installed`` state asked for, and its pillar fetched from the master as
+    a state run fetches it. Fails naming what is not yet so.
 
     CLI Example:
 
@@ -227,6 +228,14 @@ def ready(lock: str) -> dict:
         if function not in __salt__:
             reason = __salt__.missing_fun_string(function)
             problems.append(f"{function} (needs {library}) is not loaded: {reason}")
+    # What the next step's state runs do first: sign in to the master (again, after a
+    # restart) and fetch the pillar. A master that many restarted minions sign in to at
+    # once can refuse one for a moment (Salt 3008: "Corrupt or missing public key ...
+    # 'localfs_key.fetch'"); asked again, it answers.
+    try:
+        __salt__["pillar.items"]()
+    except Exception as err:  # whatever keeps this minion from its pillar
+        problems.append(f"cannot fetch its pillar from the master: {err}")
     if problems:
         raise CommandExecutionError(
             f"{__grains__['id']}: Salt's Python ({sys.executable}) is not ready: "

@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltClientError
 
 from tests.conftest import REPO_ROOT as REPO
 
@@ -91,8 +91,16 @@ class Minion:
         return self.site / "paas-protobuf-python.pth"
 
 
+def _refused_pillar():
+    raise SaltClientError("Attempt to authenticate with the salt master failed")
+
+
 class Loader(dict):
-    """A loader without the platform's modules, as Salt's answers for a missing one."""
+    """A loader without the platform's modules, as Salt's answers for a missing one, on a
+    minion the master does not let sign in yet."""
+
+    def __init__(self):
+        super().__init__({"pillar.items": _refused_pillar})
 
     def missing_fun_string(self, function: str) -> str:
         return f"'{function.split('.', maxsplit=1)[0]}' __virtual__ returned False"
@@ -200,6 +208,10 @@ def test_ready_names_what_the_running_minion_lacks(module, tmp_path):
     assert "has not restarted since its libraries changed" in said
     assert "etcd_cluster.settings (needs etcd3) is not loaded: 'etcd_cluster'" in said
     assert "paas_control_plane.status (needs kubernetes) is not loaded" in said
+    assert said.endswith(
+        "cannot fetch its pillar from the master: "
+        "Attempt to authenticate with the salt master failed"
+    )
 
 
 # The state
