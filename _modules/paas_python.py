@@ -204,8 +204,9 @@ def ready(lock: str) -> dict:
     Succeed when this running minion has the lock's libraries loaded: every pin
     installed, protobuf's pure-Python implementation in effect, the platform's modules
     that need the libraries loaded, the process started after the last restart the
-    ``paas_python.installed`` state asked for, and its pillar fetched from the master as
-    a state run fetches it. Fails naming what is not yet so.
+    ``paas_python.installed`` state asked for and, after that restart, its pillar fetched
+    from the master as a state run fetches it (the restart's marker is then removed).
+    Fails naming what is not yet so.
 
     CLI Example:
 
@@ -215,7 +216,8 @@ def ready(lock: str) -> dict:
     """
     problems = []
     marker = restart_marker()
-    if os.path.exists(marker) and _interpreter_started() <= os.path.getmtime(marker):
+    restarted = os.path.exists(marker)
+    if restarted and _interpreter_started() <= os.path.getmtime(marker):
         problems.append("this minion has not restarted since its libraries changed")
     for name, pin in differing(lock).items():
         problems.append(f"{name}: {pin['found'] or 'not installed'}, the lock pins {pin['wanted']}")
@@ -228,17 +230,21 @@ def ready(lock: str) -> dict:
         if function not in __salt__:
             reason = __salt__.missing_fun_string(function)
             problems.append(f"{function} (needs {library}) is not loaded: {reason}")
-    # What the next step's state runs do first: sign in to the master (again, after a
-    # restart) and fetch the pillar. A master that many restarted minions sign in to at
-    # once can refuse one for a moment (Salt 3008: "Corrupt or missing public key ...
+    # After a restart, what the next step's state runs do first: sign in to the master
+    # again and fetch the pillar. A master that many restarted minions sign in to at once
+    # can refuse one for a moment (Salt 3008: "Corrupt or missing public key ...
     # 'localfs_key.fetch'"); asked again, it answers.
-    try:
-        __salt__["pillar.items"]()
-    except Exception as err:  # whatever keeps this minion from its pillar
-        problems.append(f"cannot fetch its pillar from the master: {err}")
+    if restarted and not problems:
+        try:
+            __salt__["pillar.items"]()
+        except Exception as err:  # whatever keeps this minion from its pillar
+            problems.append(f"cannot fetch its pillar from the master: {err}")
     if problems:
         raise CommandExecutionError(
             f"{__grains__['id']}: Salt's Python ({sys.executable}) is not ready: "
             + "; ".join(problems)
         )
+    if restarted:
+        # The restart it asked for is done: later runs need not ask again.
+        os.remove(marker)
     return {"python": sys.executable, "pins": len(pins(lock))}
