@@ -30,14 +30,9 @@ def node_module(import_repo_module):
     return import_repo_module("_modules/paas_preflight.py", "paas_preflight_module")
 
 
-@pytest.fixture(scope="module")
-def master_utils(import_repo_module):
-    return import_repo_module("_utils/paas_master.py", "paas_master_utils_preflight")
-
-
 @pytest.fixture
 def uses(topology_utils, master_utils) -> dict:
-    return {**utils_of(topology_utils, "paas_topology"), **utils_of(master_utils, "paas_master")}
+    return {**utils_of(topology_utils, "paas_topology"), **master_utils}
 
 
 def healthy(asked: dict, now: float) -> dict:

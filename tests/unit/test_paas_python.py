@@ -367,35 +367,33 @@ def wait(import_repo_module):
     return module
 
 
-@pytest.fixture(scope="module")
-def master_utils(import_repo_module):
-    return import_repo_module("_utils/paas_master.py", "paas_master_utils")
+def _uses(asked: Asked, master_utils_module) -> dict:
+    return {
+        "paas_master.minions": lambda opts: asked,
+        "paas_master.answer": master_utils_module.answer,
+    }
 
 
-def _uses(asked: Asked, master_utils) -> dict:
-    return {"paas_master.minions": lambda opts: asked, "paas_master.answer": master_utils.answer}
-
-
-def test_the_master_asks_again_until_every_minion_is_ready(wait, master_utils):
+def test_the_master_asks_again_until_every_minion_is_ready(wait, master_utils_module):
     asked = Asked({"etcd1": [NOT_RESTARTED, "no reply", READY], "gw1": [READY]})
-    assert set(wait.uses()) == set(_uses(asked, master_utils))
-    assert wait.ready({}, _uses(asked, master_utils), "etcd1,gw1") == ["etcd1", "gw1"]
+    assert set(wait.uses()) == set(_uses(asked, master_utils_module))
+    assert wait.ready({}, _uses(asked, master_utils_module), "etcd1,gw1") == ["etcd1", "gw1"]
     assert [ask[0] for ask in asked.asks] == [("etcd1", "gw1"), ("etcd1",), ("etcd1",)]
     # Short timeouts: a job cut off by a restart must not hold the master for long.
     assert {ask[3:] for ask in asked.asks} == {(wait.ASK_TIMEOUT, wait.JOB_CHECK_TIMEOUT)}
 
 
-def test_a_minion_never_ready_is_named_with_its_last_answer(wait, master_utils):
+def test_a_minion_never_ready_is_named_with_its_last_answer(wait, master_utils_module):
     asked = Asked({"etcd1": [NOT_RESTARTED], "gw1": [READY]})
     with pytest.raises(CommandExecutionError) as raised:
-        wait.ready({}, _uses(asked, master_utils), ["etcd1", "gw1"], timeout=0)
+        wait.ready({}, _uses(asked, master_utils_module), ["etcd1", "gw1"], timeout=0)
     assert str(raised.value) == (
         "Salt's Python is not ready after 0 s on etcd1: " + NOT_RESTARTED["ret"]
     )
 
 
 def test_the_orchestration_step_reports_the_wait_and_changes_nothing(
-    state_module, wait, master_utils, monkeypatch
+    state_module, wait, master_utils_module, monkeypatch
 ):
     for replies, result in (({"gw1": [READY]}, True), ({"gw1": [NOT_RESTARTED]}, False)):
         asked = Asked(replies)
@@ -405,7 +403,7 @@ def test_the_orchestration_step_reports_the_wait_and_changes_nothing(
             {
                 "paas_python.uses": wait.uses,
                 "paas_python.ready": wait.ready,
-                **_uses(asked, master_utils),
+                **_uses(asked, master_utils_module),
             },
             raising=False,
         )
