@@ -340,6 +340,39 @@ def init() -> dict:
 # Bootstrap tokens, the certificate key and the CA hash, on the first control plane.
 
 
+def renew_certificates() -> dict:
+    """
+    Renew kubeadm's certificates on this control plane with ``kubeadm certs renew all``
+    (its local CAs sign them again, for the cluster's ``certificateValidityPeriod``;
+    kubeadm skips what the node does not have, the external etcd's files among them),
+    and return each certificate's serial before and after. The components that read them
+    must restart after (the ``paas_control_plane.certificates_loaded`` state).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_kubeadm.renew_certificates
+    """
+    node = _node()
+    if not initialized():
+        raise CommandExecutionError(f"{node['id']} holds no control plane of kubeadm's")
+    before = {row["profile"]: row.get("serial") for row in _kubeadm_certificates()}
+    result = _kubeadm("certs", "renew", "all")
+    if result["retcode"] != 0:
+        raise CommandExecutionError(_failure("kubeadm certs renew all", result))
+    after = {row["profile"]: row.get("serial") for row in _kubeadm_certificates()}
+    return {
+        name: {"old": before.get(name), "new": serial}
+        for name, serial in after.items()
+        if serial != before.get(name)
+    }
+
+
+def _kubeadm_certificates() -> list[dict]:
+    return __salt__["paas_control_plane.certificates"]()
+
+
 def _json_documents(text: str) -> list:
     """kubeadm token list -o json prints one JSON object per token, one after another."""
     decoder = json.JSONDecoder()

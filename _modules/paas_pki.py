@@ -22,6 +22,8 @@ import datetime
 import json
 import logging
 import os
+import socket
+import ssl
 import tempfile
 
 import salt.utils.files
@@ -378,6 +380,41 @@ def certificates() -> list[dict]:
         entry["problems"] = check(name)
         inventory.append(entry)
     return inventory
+
+
+def serves(profile_name: str, address: str, port: int, client: str) -> bool | None:
+    """
+    Whether the TLS server at ``address:port`` presents this node's certificate of
+    ``profile_name`` as it is on disk now; None when nothing listens there. The handshake
+    uses this node's ``client`` certificate (etcd asks every client for one) and checks
+    the server against the etcd CA.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_pki.serves etcd-server 198.18.1.21 2379 etcd-healthcheck-client
+    """
+    wanted, credentials = profile(profile_name), profile(client)
+    with salt.utils.files.fopen(wanted["cert"]) as handle:
+        on_disk = ssl.PEM_cert_to_DER_cert(handle.read())
+    context = ssl.create_default_context(cafile=credentials["ca"])
+    # The server is checked against the CA; its names are the profile's, not the address.
+    context.check_hostname = False
+    context.load_cert_chain(credentials["cert"], credentials["key"])
+    try:
+        with (
+            socket.create_connection((address, int(port)), timeout=5) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            presented = tls.getpeercert(binary_form=True)
+    except ConnectionRefusedError:
+        return None
+    except (OSError, ssl.SSLError) as err:
+        raise CommandExecutionError(
+            f"{__opts__['id']}: no TLS handshake with {address}:{port}: {err}"
+        ) from err
+    return presented == on_disk
 
 
 def renewal_due(profile_name: str) -> bool:

@@ -38,6 +38,7 @@ def output(data: dict, **kwargs) -> str:
         parts = [
             _certificate_table(data["certificates"])
             + f"\nrenewal window: the last {data['renew_days']} days"
+            + _renewal(data.get("renewal"))
         ]
     elif data.get("kind") == "dr":
         title = "disaster recovery"
@@ -282,7 +283,7 @@ def _pki(pki: dict) -> str:
 
 
 def _certificate_table(rows: list[dict]) -> str:
-    header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "PROBLEMS")
+    header = ("NODE", "PROFILE", "SERIAL", "NOT AFTER", "DAYS", "RENEWS", "PROBLEMS")
     table = [header] + [
         (
             row["node"],
@@ -290,11 +291,35 @@ def _certificate_table(rows: list[dict]) -> str:
             row.get("serial", "-")[:23],
             row.get("not_after", "-"),
             _text(row.get("days_left")),
+            _text(row.get("renews")),
             "; ".join(row["problems"]) or "ok",
         )
         for row in rows
     ]
     return _table(table)
+
+
+def _renewal(renewal: dict | None) -> str:
+    """The master's schedule: how often it renews, its last run, its next."""
+    if not renewal:
+        return ""
+    every = renewal["every_minutes"]
+    line = f"; the master renews every {'minute' if every == 1 else f'{every} minutes'}"
+    if renewal.get("stalled"):
+        line += f", but {renewal['stalled']}"
+    last = renewal["last_run"]
+    if last is None:
+        return line
+    outcome = (
+        f"failed: {last['failed']}"
+        if last["failed"]
+        else f"skipped: {last['skipped']}"
+        if last["skipped"]
+        else f"renewed {'; '.join(last['renewed'])}"
+        if last["renewed"]
+        else "nothing due"
+    )
+    return f"{line} (last {last['time']}: {outcome}; next {renewal['next_check']})"
 
 
 def _preflight(report: dict) -> str:

@@ -20,6 +20,10 @@ while the platform still serves), 2 down, 3 unknown (the report could not be mad
 
 from __future__ import annotations
 
+import datetime
+import time
+
+import salt.utils.event
 import salt.utils.files
 import salt.utils.yaml
 from salt.exceptions import SaltClientError, SaltRunnerError
@@ -37,6 +41,22 @@ KUBERNETES_FIX = "salt-run state.orchestrate orch.kubernetes"
 LEASE_GRACE_S = 50
 # The apiserver checks each control plane makes through a VIP, by the VIP's network.
 THROUGH_VIPS = {"private_vip": "private", "public_vip": "public"}
+# The renewals' record (in the master's state directory) and how many runs it keeps.
+RENEWALS = "renewals.json"
+RENEWALS_KEPT = 100
+# paas_dr's remediation lock (its LOCK): no renewal while a remediation runs.
+DR_LOCK = "lock.json"
+RENEWAL_FAILED_TAG = "paas/pki/renewal/failed"
+# Runs of the master's schedule that may be missed before the renewal counts as stalled,
+# and the seconds a run may take beyond them.
+RENEWAL_RUNS_MISSED = 2
+SCHEDULE_SLACK_S = 15
+RENEWAL_GRACE_S = 300
+# x509_v2's not_after, naive UTC.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# How long one node's renewal states may take (a restart waits for etcd's health or the
+# apiserver's readiness).
+RENEWAL_STEP_TIMEOUT = 600
 
 
 def __virtual__():
@@ -218,6 +238,116 @@ def certs(timeout: int = 30) -> dict:
         return _report(_pki(topology, timeout))
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
+
+
+def renew(when_due: bool = False, timeout: int = 30) -> dict:
+    """
+    Renew every certificate inside its renewal window (``paas:pki:renew_days``) or
+    expired: the platform's, on the nodes and the master's minion, and kubeadm's on the
+    control planes. The master's schedule runs it every minute with ``when_due`` (it then
+    acts every ``paas:pki:renew_check_minutes``); an operator may run it any time.
+
+    It reads the inventory ``paas.certs`` reads and renews node by node
+    (``_utils/paas_renewal.py``): the master's minion, then each etcd node (``pki``, then
+    ``etcd.certificates``: its etcd presents the new certificates, restarted if it does
+    not, healthy before the next node, and only while every member is healthy), then each
+    control plane (``pki`` and ``kubernetes.certificates``: kubeadm's renewed, the static
+    Pods restarted on their new files, the apiserver ready before the next). It stops at
+    the first failure, fires ``paas/pki/renewal/failed`` and exits 1. It does nothing
+    while a disaster recovery remediation holds its lock. Each run is recorded (the last
+    100) in the master's state directory, ``renewals.json``; ``paas.certs`` shows the
+    last and the next.
+
+    when_due
+        Only when the last run is older than ``paas:pki:renew_check_minutes``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run paas.renew
+    """
+    _quiet_salt_run_teardown()
+    topology, errors = _checked_topology()
+    if errors:
+        return _unknown(errors)
+    filled = __utils__["paas_topology.with_defaults"](topology)
+    state_dir = __utils__["paas_topology.dr"](topology)["state_dir"]
+    every_s = filled["pki"]["renew_check_minutes"] * 60
+    with __utils__["paas_master.records"](state_dir, "renewal", wait=False) as held:
+        if not held:
+            return _exit({"result": None, "reason": "another renewal is running"}, 0)
+        runs = __utils__["paas_master.read"](state_dir, RENEWALS, [])
+        # The schedule's ticks come a little early or late: a run due within the slack
+        # runs now, not a whole tick later.
+        if when_due and runs and time.time() - runs[-1]["time"] < every_s - SCHEDULE_SLACK_S:
+            return _exit({"result": None, "reason": "not due"}, 0)
+        record = _renewal(topology, state_dir, timeout)
+        __utils__["paas_master.append"](state_dir, RENEWALS, record, RENEWALS_KEPT)
+    if record["failed"]:
+        with salt.utils.event.get_master_event(
+            __opts__, __opts__["sock_dir"], listen=False
+        ) as event:
+            event.fire_event(record, RENEWAL_FAILED_TAG)
+    return _exit(record, 1 if record["failed"] else 0)
+
+
+def _renewal(topology: dict, state_dir: str, timeout: int) -> dict:
+    started = time.time()
+    record = {"time": started, "steps": [], "failed": None, "unseen": [], "skipped": None}
+    remediation = __utils__["paas_master.read"](state_dir, DR_LOCK, None)
+    if remediation is not None:
+        record["skipped"] = (
+            f"a disaster recovery remediation ({remediation.get('owner')}) holds its lock"
+        )
+        return record
+    try:
+        inventory = _pki(topology, timeout)
+    except SaltClientError as err:
+        record["failed"] = f"the master could not ask its minions: {err}"
+        return record
+    record["unseen"] = sorted(
+        {row["node"] for row in inventory["certificates"] if row.get("profile") == "-"}
+    )
+    roles = {
+        entry["id"]: list(entry["roles"]) for entry in __utils__["paas_topology.nodes"](topology)
+    }
+    steps = __utils__["paas_renewal.plan"](inventory["certificates"], roles)
+    master_minion = __utils__["paas_topology.master_id"](topology)
+    with __utils__["paas_master.minions"](__opts__) as asked:
+        for step in steps:
+            entry = {**step, "started": time.time()}
+            record["steps"].append(entry)
+            if step["turn"] == "etcd":
+                whole = asked.call(master_minion, "etcd_cluster.health", timeout=timeout)
+                if not (isinstance(whole, dict) and whole.get("healthy")):
+                    record["failed"] = (
+                        f"{step['node']}: not renewed while etcd is not whole "
+                        f"(etcd_cluster.health on {master_minion}: {_unhealthy(whole)})"
+                    )
+                    break
+            sls = ",".join(step["sls"])
+            reply = asked.run([step["node"]], "state.apply", [sls], timeout=RENEWAL_STEP_TIMEOUT)[
+                step["node"]
+            ]
+            entry["seconds"] = round(time.time() - entry["started"], 3)
+            failure = __utils__["paas_orchestration.state_failure"](step["node"], reply, sls)
+            if failure:
+                record["failed"] = failure
+                break
+    record["finished"] = time.time()
+    return record
+
+
+def _unhealthy(health) -> str:
+    if not isinstance(health, dict):
+        return str(health)
+    sick = [
+        f"{name}: {member.get('error')}"
+        for name, member in health.get("members", {}).items()
+        if not member.get("healthy")
+    ]
+    return "; ".join(sick) or f"{health.get('healthy_voters')} of {health.get('voters')} healthy"
 
 
 def preflight(timeout: int = 60) -> dict:
@@ -616,6 +746,7 @@ def _pki(topology: dict, timeout: int) -> dict:
         entry["id"] for entry in __utils__["paas_topology.kubernetes"](topology)["control_planes"]
     ]
     renew_days = __utils__["paas_topology.with_defaults"](topology)["pki"]["renew_days"]
+    renewal = _renewal_runs(topology)
     replies = _ask(minions, "paas_pki.certificates", timeout)
     kubeadm = _ask(control_planes, "paas_control_plane.certificates", timeout)
     rows, problems = [], []
@@ -638,7 +769,8 @@ def _pki(topology: dict, timeout: int) -> dict:
                 problems.append(("degraded", f"{minion} kubeadm: {problem}"))
                 continue
             for certificate in inventory:
-                row = {**certificate, "problems": _certificate_problems(certificate, renew_days)}
+                row = {**certificate, "renews": _renews(certificate, renew_days)}
+                row["problems"] = _certificate_problems(row, renew_days, renewal)
                 expired = row.get("days_left") is not None and row["days_left"] < 0
                 problems.extend(
                     (
@@ -648,19 +780,81 @@ def _pki(topology: dict, timeout: int) -> dict:
                     for text in row["problems"]
                 )
                 rows.append(row)
-    return {**_verdict(problems), "renew_days": renew_days, "certificates": rows}
+    return {
+        **_verdict(problems),
+        "renew_days": renew_days,
+        "renewal": renewal,
+        "certificates": rows,
+    }
 
 
-def _certificate_problems(certificate: dict, renew_days: int) -> list[str]:
-    """What paas_pki found wrong with a certificate, and whether it is due for renewal."""
+def _renews(certificate: dict, renew_days: int) -> str | None:
+    """When a certificate enters its renewal window (UTC), from which the master's next
+    check renews it; None for kubeadm's CAs (kubeadm renews no CA) and unread ones."""
+    if not certificate.get("not_after") or (
+        certificate.get("source") == "kubeadm" and not certificate.get("signed_by")
+    ):
+        return None
+    not_after = datetime.datetime.strptime(certificate["not_after"], TIME_FORMAT)
+    return (not_after - datetime.timedelta(days=renew_days)).strftime(TIME_FORMAT)
+
+
+def _renewal_runs(topology: dict) -> dict:
+    """How the master's schedule renews: every how many minutes, its last run, and
+    whether it works (``stalled``: why not), which decides whether a certificate inside
+    its renewal window is a problem."""
+    state_dir = __utils__["paas_topology.dr"](topology)["state_dir"]
+    runs = __utils__["paas_master.read"](state_dir, RENEWALS, [])
+    every = __utils__["paas_topology.with_defaults"](topology)["pki"]["renew_check_minutes"]
+    last = runs[-1] if runs else None
+    if last is None:
+        stalled = "the master's renewal has not run (salt-run paas.renew)"
+    elif last["failed"]:
+        stalled = f"the master's last renewal failed: {last['failed']}"
+    elif time.time() - last["time"] > every * 60 * RENEWAL_RUNS_MISSED + RENEWAL_GRACE_S:
+        stalled = (
+            f"the master's renewal last ran at {_stamp(last['time'])}, more than "
+            f"{RENEWAL_RUNS_MISSED * every} minutes ago (is its schedule on?)"
+        )
+    else:
+        stalled = None
+    return {
+        "every_minutes": every,
+        "stalled": stalled,
+        "last_run": None
+        if last is None
+        else {
+            "time": _stamp(last["time"]),
+            "renewed": [
+                f"{step['node']}: {', '.join(step['certificates'])}" for step in last["steps"]
+            ],
+            "failed": last["failed"],
+            "skipped": last["skipped"],
+        },
+        "next_check": _stamp(last["time"] + every * 60) if last else "within a minute",
+    }
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime(TIME_FORMAT)
+
+
+def _certificate_problems(certificate: dict, renew_days: int, renewal: dict) -> list[str]:
+    """What paas_pki found wrong with a certificate; inside its renewal window, a
+    problem only while the master's renewal does not work (else it is renewed at the
+    next run: nothing for a person to do)."""
     problems = list(certificate["problems"])
     days_left = certificate.get("days_left")
     if days_left is None:
         return problems
     if days_left < 0 and not problems:
         problems.append(f"it expired on {certificate['not_after']}")
-    if days_left >= 0 and certificate.get("renewal_due"):
-        problems.append(f"{days_left} days left, inside the renewal window ({renew_days} days)")
+    pending = days_left >= 0 and certificate.get("renewal_due")
+    if pending and (renewal["stalled"] or certificate.get("renews") is None):
+        why = renewal["stalled"] or "kubeadm does not renew its CAs"
+        problems.append(
+            f"{days_left} days left, inside the renewal window ({renew_days} days), and {why}"
+        )
     return problems
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from urllib.parse import urlparse
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -166,6 +167,55 @@ def mod_watch(name: str, timeout: int = 120, **kwargs) -> dict:
         __utils__["paas_state.record"](ret, "service", "running", "restarted")
         ret["comment"] = _healthy(
             member, timeout, "was restarted with its new configuration and is healthy"
+        )
+        return ret
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return __utils__["paas_state.failed"](ret, str(err))
+
+
+def certificates_served(name: str, timeout: int = 120) -> dict:
+    """
+    This member's etcd presents the server and peer certificates on its disk. etcd
+    reads its certificate files again for every new TLS connection (etcd's
+    ``client/pkg/transport/listener.go``, ``TLSInfo.baseConfig``), so a renewed
+    certificate is served at once and nothing restarts; an etcd that still presents the
+    old one is restarted and waited for until healthy. A stopped etcd (not started yet)
+    is left alone. Run one node at a time, as every restart of a member.
+
+    .. code-block:: yaml
+
+        etcd-certificates-served:
+          etcd_member.certificates_served:
+            - name: etcd1
+    """
+    ret = __utils__["paas_state.ret"](name)
+    try:
+        member = __salt__["paas_topology.etcd_member"](name)
+        stale = []
+        for profile, url in (("etcd-server", "client_url"), ("etcd-peer", "peer_url")):
+            listener = urlparse(member[url])
+            serves = __salt__["paas_pki.serves"](
+                profile, listener.hostname, listener.port, "etcd-healthcheck-client"
+            )
+            if serves is None:
+                ret["comment"] = f"{name}'s etcd is not running: it will start with its files."
+                return ret
+            if not serves:
+                stale.append(f"{profile} on {listener.hostname}:{listener.port}")
+        if not stale:
+            ret["comment"] = f"{name}'s etcd presents the certificates on its disk."
+            return ret
+        if __opts__["test"]:
+            __utils__["paas_state.record"](ret, "service", "running", "restarted")
+            return __utils__["paas_state.predicted"](
+                ret, f"{name}'s etcd would be restarted: it presents an old {', '.join(stale)}."
+            )
+        _service("restart", member)
+        __utils__["paas_state.record"](ret, "service", "running", "restarted")
+        ret["comment"] = _healthy(
+            member,
+            timeout,
+            f"was restarted (it presented an old {', '.join(stale)}) and is healthy",
         )
         return ret
     except (CommandExecutionError, SaltInvocationError) as err:

@@ -180,6 +180,57 @@ def joined(name: str) -> dict:
     return ret
 
 
+def certificates_renewed(name: str) -> dict:
+    """
+    kubeadm's certificates on this control plane are outside the renewal window
+    (``paas:pki:renew_days``): when one is inside it, or has expired, ``kubeadm certs
+    renew all`` renews them all. kubeadm's CAs are not renewed (kubeadm cannot; they last
+    ten years). Nothing happens on a node without a control plane of kubeadm's.
+
+    .. code-block:: yaml
+
+        kubernetes-certificates-renewed:
+          kubeadm.certificates_renewed:
+            - name: cp1
+    """
+    ret = __utils__["paas_state.ret"](name)
+    refused = _this_node(ret, "certificates_renewed")
+    if refused:
+        return refused
+    try:
+        if not __salt__["paas_kubeadm.initialized"]():
+            ret["comment"] = "No control plane of kubeadm's runs here: nothing to renew."
+            return ret
+        due = _due_certificates()
+        if not due:
+            ret["comment"] = "kubeadm's certificates are outside the renewal window."
+            return ret
+        if __opts__["test"]:
+            ret["changes"] = {"renew": due}
+            return __utils__["paas_state.predicted"](
+                ret, f"kubeadm certs renew all would run: {', '.join(due)} inside the window."
+            )
+        ret["changes"] = __salt__["paas_kubeadm.renew_certificates"]()
+        left = _due_certificates()
+        if left:
+            return __utils__["paas_state.failed"](
+                ret, f"kubeadm certs renew all left {', '.join(left)} inside the renewal window"
+            )
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return __utils__["paas_state.failed"](ret, str(err))
+    ret["comment"] = f"kubeadm certs renew all renewed {', '.join(due)} (and the rest)."
+    return ret
+
+
+def _due_certificates() -> list[str]:
+    """kubeadm's certificates inside the renewal window or expired, its CAs aside."""
+    return [
+        row["profile"]
+        for row in __salt__["paas_control_plane.certificates"]()
+        if row.get("signed_by") and (row.get("renewal_due") or row.get("days_left", 0) < 0)
+    ]
+
+
 def _unseal(sealed: str) -> str:
     # Opened here, in the state, with this minion's own Salt key: a module function would
     # let any job return the secret.

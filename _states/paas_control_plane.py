@@ -23,9 +23,13 @@ import socket
 import ssl
 import time
 
+import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "paas_control_plane"
+# A file written this soon after a process started counts as read by it: /proc gives
+# start times in clock ticks, rounded down.
+START_SLACK_S = 1
 
 
 def __virtual__():
@@ -156,6 +160,119 @@ def resumed(name: str, since: float = 0, timeout: int = 300) -> dict:
         f", and {', '.join(waiting)} started again." if waiting else "."
     )
     return ret
+
+
+def certificates_loaded(name: str, timeout: int = 300) -> dict:
+    """
+    This control plane's static Pods run with the certificate and kubeconfig files they
+    read now: a component whose process started before one of the files its manifest
+    names was written (a renewed etcd client certificate, ``kubeadm certs renew``) is
+    restarted as Kubernetes' documentation says (its manifest moved out of the kubelet's
+    path until its process is gone, then back), and the apiserver must answer
+    ``/readyz`` again. Components restart together, and the manifests always go back. A
+    component that does not run here is not judged (nothing to compare with).
+
+    .. code-block:: yaml
+
+        kubernetes-certificates-loaded:
+          paas_control_plane.certificates_loaded:
+            - name: cp1
+    """
+    ret = __utils__["paas_state.ret"](name)
+    try:
+        node = __salt__["paas_topology.kubernetes_node"](__opts__["id"])
+        stale = {}
+        for component in _manifests(node, "manifests_dir"):
+            processes = _processes(component)
+            if not processes:
+                continue
+            started = min(processes.values())
+            newer = [
+                path
+                for path in _files(node, component)
+                if os.path.getmtime(path) > started + START_SLACK_S
+            ]
+            if newer:
+                stale[component] = (processes, newer)
+        if not stale:
+            ret["comment"] = "Every control plane component runs with the files it reads now."
+            return ret
+        ret["changes"] = {
+            "restarted": {component: newer for component, (_, newer) in stale.items()}
+        }
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["comment"] = f"{', '.join(stale)} would be restarted on their new files."
+            return ret
+        _restart(node, stale, timeout)
+    except (CommandExecutionError, SaltInvocationError, OSError, yaml.YAMLError) as err:
+        return {**ret, "result": False, "comment": str(err)}
+    ret["comment"] = f"{', '.join(stale)} restarted on their new files."
+    return ret
+
+
+def _files(node: dict, component: str) -> list[str]:
+    """The files a component's manifest names in its command (``--flag=/path``)."""
+    with open(os.path.join(node["manifests_dir"], f"{component}.yaml"), encoding="utf-8") as f:
+        manifest = yaml.safe_load(f) or {}
+    found = []
+    for container in manifest.get("spec", {}).get("containers", []):
+        for argument in [*container.get("command", []), *container.get("args", [])]:
+            value = str(argument).partition("=")[2]
+            if value.startswith("/") and os.path.isfile(value):
+                found.append(value)
+    return sorted(set(found))
+
+
+def _processes(component: str) -> dict[int, float]:
+    """The running processes named ``component`` (``/proc/PID/comm``, which holds the
+    first 15 characters of a name), with when each started (seconds since the epoch)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        booted = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+                if handle.read().strip() != component[:15]:
+                    continue
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+                # Field 22, after the parenthesised name (which may hold spaces).
+                started = int(handle.read().rpartition(")")[2].split()[19])
+        except (OSError, IndexError, ValueError):
+            continue
+        found[int(pid)] = booted + started / ticks
+    return found
+
+
+def _restart(node: dict, stale: dict, timeout: int) -> None:
+    """Stop the stale components by moving their manifests out of the kubelet's path,
+    wait until their processes are gone, and put the manifests back, whatever happened;
+    then wait until each runs again and the apiserver is ready."""
+    components = list(stale)
+    deadline = time.monotonic() + timeout
+    _move(node, components, "manifests_dir", "restart_manifests_dir")
+    try:
+        for component, (processes, _) in stale.items():
+            while any(os.path.exists(f"/proc/{pid}") for pid in processes):
+                if time.monotonic() > deadline:
+                    raise CommandExecutionError(
+                        f"{component} on {node['id']} did not stop within {timeout}s of its "
+                        "manifest leaving the kubelet's static Pod path"
+                    )
+                time.sleep(0.5)
+    finally:
+        _move(node, components, "restart_manifests_dir", "manifests_dir")
+    restarted = time.time()
+    for component in components:
+        while not any(started >= restarted - 1 for started in _processes(component).values()):
+            if time.monotonic() > deadline:
+                raise CommandExecutionError(
+                    f"{component} on {node['id']} did not start again within {timeout}s"
+                )
+            time.sleep(0.5)
+    if "kube-apiserver" in stale:
+        _wait_ready(node, max(1, int(deadline - time.monotonic())))
 
 
 def _kubelet_started(node: dict) -> float | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import yaml
 
 API_VERSION = "kubeadm.k8s.io/v1beta4"
+KUBELET_API_VERSION = "kubelet.config.k8s.io/v1beta1"
 HEADER = (
     "# Managed by Salt (salt/kubernetes) from the paas topology: kubeadm's configuration\n"
     "# of this node, without its secrets (those are added at join time, never kept here).\n"
@@ -109,11 +110,26 @@ def join_configuration(node: dict) -> dict:
     return configuration
 
 
+def kubelet_configuration() -> dict:
+    """
+    The cluster's ``KubeletConfiguration`` (kubeadm keeps it in the ``kubelet-config``
+    ConfigMap, and every node's kubelet reads it from there): the kubelet renews its own
+    client certificate before it expires (``rotateCertificates``, kubeadm's default too,
+    said here so that no default of another version turns it off).
+    """
+    return {
+        "apiVersion": KUBELET_API_VERSION,
+        "kind": "KubeletConfiguration",
+        "rotateCertificates": True,
+    }
+
+
 def documents(node: dict) -> list[dict]:
-    """The configuration documents of a node (its ``kubernetes_node`` view): Init and
-    Cluster on the first control plane, Join on every other Kubernetes node."""
+    """The configuration documents of a node (its ``kubernetes_node`` view): Init,
+    Cluster and Kubelet on the first control plane, Join on every other Kubernetes
+    node."""
     if node["first"]:
-        return [init_configuration(node), cluster_configuration(node)]
+        return [init_configuration(node), cluster_configuration(node), kubelet_configuration()]
     return [join_configuration(node)]
 
 
@@ -132,10 +148,10 @@ def upload_documents(node: dict) -> list[dict]:
     keeps the client certificate and key the platform issued it, made on that node,
     instead of receiving the first control plane's. The etcd CA goes up as before.
     """
-    init, cluster = documents(node)
+    init, cluster, kubelet = documents(node)
     external = cluster["etcd"]["external"]
     external["certFile"] = external["keyFile"] = ""
-    return [init, cluster]
+    return [init, cluster, kubelet]
 
 
 def _local_api_endpoint(node: dict) -> dict:

@@ -233,6 +233,9 @@ SCHEMA = _mapping(
                 "ca_days": Field("integer", default=3650, minimum=1),
                 "leaf_days": Field("integer", default=365, minimum=1),
                 "renew_days": Field("integer", default=30, minimum=1),
+                # How often the master's schedule looks for certificates inside the
+                # renewal window and renews them (salt-run paas.renew).
+                "renew_check_minutes": Field("integer", default=60, minimum=1, maximum=1440),
             }
         ),
         "dr": _mapping(
@@ -367,6 +370,8 @@ KUBERNETES = {
     # Where a restore of etcd keeps the control plane's static Pod manifests meanwhile:
     # out of the kubelet's staticPodPath, so the kubelet stops those Pods.
     "paused_manifests_dir": "/etc/kubernetes/paas-paused-manifests",
+    # Where a restart on renewed certificates sets manifests for a moment.
+    "restart_manifests_dir": "/etc/kubernetes/paas-restart-manifests",
     "control_plane_components": ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
     "containerd_socket": "/run/containerd/containerd.sock",
     "services": {"containerd": "containerd", "kubelet": "kubelet"},
@@ -1267,6 +1272,7 @@ def kubernetes(topology: dict) -> dict:
         "pki_dir": KUBERNETES["pki_dir"],
         "manifests_dir": KUBERNETES["manifests_dir"],
         "paused_manifests_dir": KUBERNETES["paused_manifests_dir"],
+        "restart_manifests_dir": KUBERNETES["restart_manifests_dir"],
         "control_plane_components": list(KUBERNETES["control_plane_components"]),
         "containerd_socket": KUBERNETES["containerd_socket"],
         "cri_socket": f"unix://{KUBERNETES['containerd_socket']}",

@@ -49,6 +49,9 @@ paas:
   pki:
     # The lab's master is this host: its CA lives with the rest of the lab's state.
     ca_dir: /var/lib/paas-lab/ca
+    # The master looks for certificates to renew every minute (the e2e renewal run
+    # waits for it), not every hour.
+    renew_check_minutes: 1
   dr:
     # The snapshots the master receives and the reactor's records, with the rest of the
     # lab's state on this host.

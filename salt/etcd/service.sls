@@ -6,6 +6,7 @@
 
 include:
   - etcd.config
+  - etcd.certificates
 
 etcd-service-member:
   etcd_member.present:
@@ -22,3 +23,9 @@ etcd-service-enabled:
     - name: {{ member.service }}
     - require:
       - etcd_member: etcd-service-member
+
+extend:
+  etcd-certificates-served:
+    etcd_member.certificates_served:
+      - require:
+        - etcd_member: etcd-service-member

@@ -42,6 +42,7 @@ CLUSTER_STEPS = [
     "paas-kubernetes-nodes",
     "paas-kubernetes-init",
     "paas-kubernetes-control-planes",
+    "paas-kubernetes-certificates",
     "paas-kubernetes-workers",
     "paas-kubernetes-verify",
 ]

@@ -2,7 +2,8 @@
 The kubeadm configuration rendered from the topology's views
 (``_utils/paas_kubeadm_config.py``, handed a node's ``kubernetes_node`` view): what kubeadm
 ``v1beta4`` gets on the first control plane (Init and Cluster configurations) and on every
-other node (a Join configuration without secrets), and the topologies whose subnets
+other node (a Join configuration without secrets), the kubelets' rotating client
+certificates, and the topologies whose subnets
 kubeadm must never see.
 """
 
@@ -25,13 +26,16 @@ def node(topology_utils, lab_topology):
     return lambda node_id: topology_utils.kubernetes_node(lab_topology, node_id)
 
 
-def test_first_control_plane_gets_init_and_cluster_configurations(kubeadm, node):
+def test_first_control_plane_gets_init_cluster_and_kubelet_configurations(kubeadm, node):
     documents = kubeadm.documents(node("cp1"))
 
     assert [(doc["apiVersion"], doc["kind"]) for doc in documents] == [
         (KUBEADM, "InitConfiguration"),
         (KUBEADM, "ClusterConfiguration"),
+        ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
     ]
+    # Every kubelet renews its own client certificate (kubeadm's kubelet-config ConfigMap).
+    assert documents[2]["rotateCertificates"] is True
 
 
 def test_cluster_configuration_runs_on_the_platforms_external_etcd(kubeadm, lab_topology, node):

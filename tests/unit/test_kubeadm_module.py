@@ -470,8 +470,9 @@ def test_credentials_for_control_planes_upload_the_certificates_with_the_config(
     (config,) = tools.configs
     assert (config["mode"], config["dir_mode"]) == (0o600, 0o700)
     assert not os.path.exists(config["path"])
-    init, cluster = config["documents"]
+    init, cluster, kubelet = config["documents"]
     assert init["kind"] == "InitConfiguration"
+    assert kubelet["kind"] == "KubeletConfiguration"
     external = cluster["etcd"]["external"]
     assert (external["certFile"], external["keyFile"]) == ("", "")
     assert external["caFile"] == nodes["cp1"]["etcd"]["ca"]

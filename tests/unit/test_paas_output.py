@@ -94,6 +94,7 @@ CERTIFICATES = [
         "serial": "1A:2B:3C",
         "not_after": "2027-11-25 06:00:00",
         "days_left": 364,
+        "renews": "2027-10-26 06:00:00",
         "problems": [],
     },
     {
@@ -102,6 +103,7 @@ CERTIFICATES = [
         "serial": "0F:1E",
         "not_after": "2026-12-08 06:00:00",
         "days_left": 12,
+        "renews": "2026-11-08 06:00:00",
         "problems": ["12 days left, inside the renewal window (30 days)"],
     },
     {
@@ -112,6 +114,7 @@ CERTIFICATES = [
         "serial": "7A:01",
         "not_after": "2026-11-25 06:00:00",
         "days_left": 364,
+        "renews": "2026-10-26 06:00:00",
         "problems": [],
     },
     {"node": "cp3", "profile": "-", "problems": ["did not answer: no reply"]},
@@ -337,23 +340,37 @@ def test_status_sums_up_the_certificates_in_one_line(outputter, status):
     )
 
 
-def test_certs_lists_every_certificate_with_its_problems(outputter, status):
-    report = {**status["pki"], "retcode": 1, "outputter": "paas"}
+def test_certs_lists_every_certificate_with_its_problems_and_renewal(outputter, status):
+    renewal = {
+        "every_minutes": 60,
+        "last_run": {
+            "time": "2026-11-26 05:10:00",
+            "renewed": ["etcd2: etcd-server, etcd-peer"],
+            "failed": None,
+            "skipped": None,
+        },
+        "next_check": "2026-11-26 06:10:00",
+    }
+    report = {**status["pki"], "renewal": renewal, "retcode": 1, "outputter": "paas"}
 
     assert outputter.output(report).splitlines() == [
         "certificates: DEGRADED (3 problems)",
         *(f"  - {problem}" for problem in CERTIFICATE_PROBLEMS),
         "",
-        "NODE   PROFILE                     SERIAL    NOT AFTER            DAYS  PROBLEMS",
-        "etcd1  etcd-server                 1A:2B:3C  2027-11-25 06:00:00  364   ok",
+        "NODE   PROFILE                     SERIAL    NOT AFTER            DAYS  "
+        "RENEWS               PROBLEMS",
+        "etcd1  etcd-server                 1A:2B:3C  2027-11-25 06:00:00  364   "
+        "2027-10-26 06:00:00  ok",
         "cp1    kube-apiserver-etcd-client  0F:1E     2026-12-08 06:00:00  12    "
-        "12 days left, inside the renewal window (30 days)",
-        "cp1    kubeadm apiserver           7A:01     2026-11-25 06:00:00  364   ok",
+        "2026-11-08 06:00:00  12 days left, inside the renewal window (30 days)",
+        "cp1    kubeadm apiserver           7A:01     2026-11-25 06:00:00  364   "
+        "2026-10-26 06:00:00  ok",
         "cp3    -                           -         -                    -     "
-        "did not answer: no reply",
+        "-                    did not answer: no reply",
         "cp2    kubeadm                     -         -                    -     "
-        "did not answer: no reply",
-        "renewal window: the last 30 days",
+        "-                    did not answer: no reply",
+        "renewal window: the last 30 days; the master renews every 60 minutes (last "
+        "2026-11-26 05:10:00: renewed etcd2: etcd-server, etcd-peer; next 2026-11-26 06:10:00)",
     ]
 
 

@@ -12,12 +12,24 @@ the topology is the lab's.
 from __future__ import annotations
 
 import copy
+import json
+import os
+import time
 from collections.abc import Callable
 
 import pytest
 from salt.exceptions import SaltClientError
 
-UTILS_FUNCTIONS = ("validate", "with_defaults", "node_ids", "master_id", "kubernetes")
+NOT_RUN = "the master's renewal has not run (salt-run paas.renew)"
+UTILS_FUNCTIONS = (
+    "validate",
+    "with_defaults",
+    "node_ids",
+    "master_id",
+    "kubernetes",
+    "dr",
+    "nodes",
+)
 GATEWAYS = ("gw1", "gw2")
 ETCD = ("etcd1", "etcd2", "etcd3")
 CPS = ("cp1", "cp2", "cp3")
@@ -180,9 +192,20 @@ def replies() -> dict:
 
 
 @pytest.fixture
-def pillar(lab_topology) -> dict:
-    """The master's pillar; a test changes it before it asks for a report."""
+def pillar(lab_topology, tmp_path) -> dict:
+    """The master's pillar; a test changes it before it asks for a report. The master's
+    records (the renewals') in the test's own directory."""
+    lab_topology["dr"]["receive_dir"] = str(tmp_path / "dr" / "snapshots")
     return {"paas": lab_topology}
+
+
+def _renewal_ran(pillar: dict, ago_s: float, failed: str | None = None) -> None:
+    """The master's renewal ran ``ago_s`` seconds ago (renewals.json)."""
+    state = os.path.join(os.path.dirname(pillar["paas"]["dr"]["receive_dir"]), "state")
+    os.makedirs(state, exist_ok=True)
+    run = {"time": time.time() - ago_s, "steps": [], "failed": failed, "skipped": None}
+    with open(os.path.join(state, "renewals.json"), "w", encoding="utf-8") as handle:
+        json.dump([run], handle)
 
 
 @pytest.fixture
@@ -604,12 +627,14 @@ PROBLEMS = [
     (
         _certificate("cp1", "kube-apiserver-etcd-client", days_left=12),
         "degraded",
-        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)",
+        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days), "
+        f"and {NOT_RUN}",
     ),
     (
         _certificate("cp1", "kube-apiserver-etcd-client", days_left=30),
         "degraded",
-        "cp1 kube-apiserver-etcd-client: 30 days left, inside the renewal window (30 days)",
+        "cp1 kube-apiserver-etcd-client: 30 days left, inside the renewal window (30 days), "
+        f"and {NOT_RUN}",
     ),
     (
         _certificate("etcd1", "etcd-server", problems=["it is not signed by the platform's CA"]),
@@ -620,7 +645,7 @@ PROBLEMS = [
     (
         _kubeadm("cp1", "apiserver", days_left=12),
         "degraded",
-        "cp1 kubeadm apiserver: 12 days left, inside the renewal window (30 days)",
+        f"cp1 kubeadm apiserver: 12 days left, inside the renewal window (30 days), and {NOT_RUN}",
     ),
     (
         _kubeadm(
@@ -833,7 +858,8 @@ def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies
 
     assert report["severity"] == "degraded" and report["retcode"] == context["retcode"] == 1
     assert report["problems"] == [
-        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days)"
+        "cp1 kube-apiserver-etcd-client: 12 days left, inside the renewal window (30 days), "
+        f"and {NOT_RUN}"
     ]
     assert report["renew_days"] == 30 and report["outputter"] == "paas"
     assert [(row["node"], row["profile"]) for row in report["certificates"]] == [
@@ -845,6 +871,46 @@ def test_certs_reports_the_inventory_with_its_own_verdict(runner, asked, replies
         "paas_pki.certificates",
         "paas_control_plane.certificates",
     ]
+
+
+def test_a_certificate_inside_its_window_is_no_problem_while_the_renewal_runs(
+    runner, asked, replies, pillar
+):
+    _certificate("cp1", "kube-apiserver-etcd-client", days_left=12)(replies)
+    pillar["paas"]["pki"]["renew_check_minutes"] = 60
+    _renewal_ran(pillar, ago_s=600)
+
+    report = runner.certs()
+
+    assert (report["severity"], report["problems"], report["retcode"]) == ("ok", [], 0)
+    (row,) = [
+        row
+        for row in report["certificates"]
+        if (row["node"], row["profile"]) == ("cp1", "kube-apiserver-etcd-client")
+    ]
+    assert row["renewal_due"] is True and row["renews"] is not None
+    assert report["renewal"]["stalled"] is None and report["renewal"]["every_minutes"] == 60
+
+
+@pytest.mark.parametrize(
+    ("ago_s", "failed", "why"),
+    [
+        (600, "etcd2 did not return: no reply", "the master's last renewal failed: etcd2 did"),
+        (3 * 3600, None, "minutes ago (is its schedule on?)"),
+    ],
+)
+def test_a_certificate_inside_its_window_is_a_problem_when_the_renewal_fails_or_stops(
+    runner, asked, replies, pillar, ago_s, failed, why
+):
+    _certificate("cp1", "kube-apiserver-etcd-client", days_left=12)(replies)
+    pillar["paas"]["pki"]["renew_check_minutes"] = 60
+    _renewal_ran(pillar, ago_s=ago_s, failed=failed)
+
+    report = runner.certs()
+
+    assert report["severity"] == "degraded"
+    (problem,) = report["problems"]
+    assert problem.startswith("cp1 kube-apiserver-etcd-client: 12 days left") and why in problem
 
 
 def test_certs_of_a_healthy_platform_are_ok(runner, asked, context):

@@ -765,6 +765,7 @@ def test_with_defaults_fills_every_optional_key(topology_utils, lab_topology):
         "ca_days": 3650,
         "leaf_days": 365,
         "renew_days": 30,
+        "renew_check_minutes": 60,
     }
     assert filled["etcd"] == {
         "source": "package",
