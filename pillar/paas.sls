@@ -168,7 +168,8 @@ paas:
 
   # Optional. Certificates: where nodes keep theirs (dir) and where the master's minion
   # keeps the CA (ca_dir; its key never leaves it), key type (ec = ECDSA P-256, or
-  # rsa), lifetimes in days, and how many days before expiry a certificate is renewed.
+  # rsa), lifetimes in days, how many days before expiry a certificate is renewed, and
+  # how often the master's schedule looks for certificates to renew (salt-run paas.renew).
   pki:
     dir: /etc/paas/pki
     ca_dir: /etc/paas/ca
@@ -176,6 +177,7 @@ paas:
     ca_days: 3650
     leaf_days: 365
     renew_days: 30
+    renew_check_minutes: 60
 
   # Optional. Disaster recovery: the etcd snapshot interval (the most a restore from
   # backup loses) and how many to keep on each node and, per node, on the master; the
