@@ -177,6 +177,12 @@ def parser() -> argparse.ArgumentParser:
     expiration = common(certs_commands.add_parser("check-expiration", allow_abbrev=False), True)
     expiration.add_argument("--config", default="")
     expiration.add_argument("--cert-dir", default="")
+    # certs.go getRenewSubCommands: one subcommand per certificate and "all", each with
+    # --config, --cert-dir and --kubeconfig.
+    renew = common(certs_commands.add_parser("renew", allow_abbrev=False), True)
+    renew.add_argument("renew_name", nargs="?", default="")
+    renew.add_argument("--config", default="")
+    renew.add_argument("--cert-dir", default="")
 
     config = common(commands.add_parser("config", allow_abbrev=False), True)
     config_commands = config.add_subparsers(dest="config_command", parser_class=_Parser)
@@ -219,6 +225,7 @@ def dispatch(options) -> None:
         handlers = {
             "certificate-key": kubeadm_certs.run_certificate_key,
             "check-expiration": kubeadm_certs.run_check_expiration,
+            "renew": kubeadm_certs.run_renew,
         }
         if options.certs_command not in handlers:
             raise kubeadm_util.KubeadmError(

@@ -181,6 +181,102 @@ def new_signed_cert(
     return builder.sign(ca_key, hashes.SHA256())
 
 
+@dataclass
+class CertConfig:
+    """pkiutil.CertConfig: certutil.Config (subject, SANs, extended usages) with its
+    NotBefore and NotAfter, as certificate renewal fills it from the current certificate
+    (phases/certs/renewal/manager.go, certToConfig)."""
+
+    common_name: str
+    organizations: list[str]
+    dns_names: list[str]
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    usages: list[x509.ObjectIdentifier]
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+
+
+def cert_config_of(
+    cert: x509.Certificate, not_before: datetime.datetime, not_after: datetime.datetime
+) -> CertConfig:
+    """certToConfig: the common name, organizations, DNS and IP SANs and extended key
+    usages of ``cert`` (nothing else of its subject or extensions is kept)."""
+    subject = cert.subject
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = names.get_values_for_type(x509.DNSName)
+        ips = names.get_values_for_type(x509.IPAddress)
+    except x509.ExtensionNotFound:
+        dns_names, ips = [], []
+    try:
+        usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = []
+    return CertConfig(
+        common_name=next(
+            (str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)), ""
+        ),
+        organizations=[
+            str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        ],
+        dns_names=dns_names,
+        ips=ips,
+        usages=usages,
+        not_before=not_before,
+        not_after=not_after,
+    )
+
+
+def new_cert_and_key(config: CertConfig, algorithm: str, ca_cert: x509.Certificate, ca_key):
+    """pkiutil.NewCertAndKey: a new private key (never the old one) and NewSignedCert for
+    it, with the config's NotBefore and NotAfter as given (NewSignedCert does not bound
+    them by the CA's)."""
+    if not config.usages:
+        raise PKIError("must specify at least one ExtKeyUsage")
+    if not config.common_name:
+        raise PKIError("unable to sign certificate: must specify a CommonName")
+    key = generate_key(algorithm)
+    # RemoveDuplicateAltNames: DNS names as a sorted set, IPs deduplicated in order.
+    dns_names = sorted(set(config.dns_names))
+    ips = list(dict.fromkeys(config.ips))
+    try:
+        ca_key_id = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id)
+    except x509.ExtensionNotFound:
+        authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(config.common_name, config.organizations))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(config.not_before)
+        .not_valid_after(config.not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(config.usages), critical=False)
+        .add_extension(authority, critical=False)
+    )
+    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    alt_names += [x509.IPAddress(ip) for ip in ips]
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
 def write_file(path: Path, data: bytes, mode: int) -> None:
     """Write atomically with the mode kubeadm uses (0600 keys and kubeconfigs, 0644 certs)."""
     path.parent.mkdir(parents=True, exist_ok=True)

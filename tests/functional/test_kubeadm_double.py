@@ -4,7 +4,9 @@ its configuration checks and errors as kubeadm 1.34 words them, its version and
 certificate key, the copycerts encryption, what `kubeadm init` writes on a node (in a
 folder standing for the node's root, kubeadm's own --rootfs), its refusal of a second
 init and of an etcd below kubeadm's minimum (against an HTTPS stand-in answering
-/version as etcd does), and the platform's rendered configuration accepted as it is.
+/version as etcd does), `kubeadm certs renew` on what init wrote (the ClusterConfiguration
+from an HTTPS stand-in answering the kubeadm-config ConfigMap), and the platform's rendered
+configuration accepted as it is.
 No etcd, no namespace, no systemd: the integration with the apiserver and kubelet doubles
 is the lab's (tests/e2e).
 """
@@ -12,6 +14,7 @@ is the lab's (tests/e2e).
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import ssl
 import subprocess
@@ -466,6 +469,217 @@ def test_init_goes_on_when_told_to_ignore_the_etcd_version(etcd_below_minimum):
         "version >= 3.5.24-0. Current version: 3.5.16\n"
     ) in result.stderr
     assert (root / "etc/kubernetes/manifests/kube-apiserver.yaml").is_file()
+
+
+# `kubeadm certs renew` on what init wrote.
+
+RENEWED_LEAVES = ("apiserver", "apiserver-kubelet-client", "front-proxy-client")
+RENEWED_KUBECONFIGS = (
+    "admin.conf",
+    "super-admin.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+)
+RENEW_ALL_LINES = [
+    "certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself "
+    "renewed",
+    "certificate for serving the Kubernetes API renewed",
+    "certificate for the API server to connect to kubelet renewed",
+    "certificate embedded in the kubeconfig file for the controller manager to use renewed",
+    "certificate for the front proxy client renewed",
+    "certificate embedded in the kubeconfig file for the scheduler manager to use renewed",
+    "certificate embedded in the kubeconfig file for the super-admin renewed",
+    "",
+    "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
+    "kube-scheduler and etcd, so that they can use the new certificates.",
+]
+
+
+def _certificates(root: Path) -> dict[str, tuple[x509.Certificate, bytes]]:
+    """Each renewable certificate init wrote, with its key: the PKI's and the kubeconfigs'."""
+    found = {}
+    pki = root / "etc/kubernetes/pki"
+    for base in RENEWED_LEAVES:
+        found[base] = (
+            x509.load_pem_x509_certificate((pki / f"{base}.crt").read_bytes()),
+            (pki / f"{base}.key").read_bytes(),
+        )
+    for name in RENEWED_KUBECONFIGS:
+        path = root / "etc/kubernetes" / name
+        if path.exists():
+            user = yaml.safe_load(path.read_text())["users"][0]["user"]
+            found[name] = (
+                x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"])),
+                base64.b64decode(user["client-key-data"]),
+            )
+    return found
+
+
+def _config_of(cert: x509.Certificate) -> tuple:
+    """What renewal keeps: the subject, the SANs and the extended key usages."""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = (sorted(names.get_values_for_type(x509.DNSName)),
+                [str(ip) for ip in names.get_values_for_type(x509.IPAddress)])  # fmt: skip
+    except x509.ExtensionNotFound:
+        sans = ([], [])
+    usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    return cert.subject, sans, usages
+
+
+class _KubeadmConfigMap(BaseHTTPRequestHandler):
+    """The kubeadm-config ConfigMap, as the apiserver answers kubeadm for it."""
+
+    cluster_configuration = ""
+
+    def do_GET(self):
+        found = self.path == "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+        body = {
+            "kind": "ConfigMap",
+            "apiVersion": "v1",
+            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": self.cluster_configuration},
+        }
+        data = json.dumps(body if found else {"kind": "Status", "code": 404}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def initialized(node_root):
+    """A node kubeadm init set up, with a certificateValidityPeriod of 100 h, and an
+    HTTPS stand-in for its apiserver answering the kubeadm-config ConfigMap; the node's
+    /cluster.conf is admin.conf pointing at the stand-in."""
+    root = node_root["root"]
+    docs = documents()
+    docs[1]["certificateValidityPeriod"] = "100h0m0s"
+    write_config(root, docs)
+    result = init_files(root)
+    assert result.returncode == 0, result.stderr
+    pki = root / "etc/kubernetes/pki"
+    ca = kubeadm_pki.load_cert((pki / "ca.crt").read_bytes())
+    ca_key = kubeadm_pki.load_key((pki / "ca.key").read_bytes())
+    key = kubeadm_pki.generate_key()
+    cert = kubeadm_pki.new_signed_cert(
+        kubeadm_pki.CertSpec("kube-apiserver", server=True, ips=["127.0.0.1"]), key, ca, ca_key
+    )
+    (root / "standin.crt").write_bytes(kubeadm_pki.cert_pem(cert))
+    (root / "standin.key").write_bytes(kubeadm_pki.key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(root / "standin.crt", root / "standin.key")
+    handler = type(
+        "Handler", (_KubeadmConfigMap,), {"cluster_configuration": yaml.safe_dump(docs[1])}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        admin = yaml.safe_load((root / "etc/kubernetes/admin.conf").read_text())
+        admin["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{server.server_address[1]}"
+        (root / "cluster.conf").write_text(yaml.safe_dump(admin))
+        yield root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_certs_renew_all_reissues_each_certificate_with_a_new_key_for_the_cluster_validity(
+    initialized,
+):
+    root = initialized
+    before = _certificates(root)
+    kubelet_conf = (root / "etc/kubernetes/kubelet.conf").read_bytes()
+    cas = {name: (root / "etc/kubernetes/pki" / name).read_bytes() for name in ("ca.crt", "ca.key")}
+    started = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+    result = kubeadm(
+        "--rootfs", str(root), "certs", "renew", "all", "--kubeconfig", "/cluster.conf"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        '[renew] Reading configuration from the "kubeadm-config" ConfigMap in namespace '
+        '"kube-system"...',
+        "[renew] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to "
+        "re-upload it.",
+        "",
+        *RENEW_ALL_LINES,
+    ]
+    after = _certificates(root)
+    assert sorted(after) == sorted(before)
+    ca = x509.load_pem_x509_certificate(cas["ca.crt"])
+    front_proxy_ca = x509.load_pem_x509_certificate(
+        (root / "etc/kubernetes/pki/front-proxy-ca.crt").read_bytes()
+    )
+    for name, (cert, key) in after.items():
+        old_cert, old_key = before[name]
+        assert cert.serial_number != old_cert.serial_number, name
+        assert key != old_key, f"{name}: renewal makes a new key (pkiutil.NewCertAndKey)"
+        assert _config_of(cert) == _config_of(old_cert), name
+        cert.verify_directly_issued_by(front_proxy_ca if name == "front-proxy-client" else ca)
+        # The ClusterConfiguration's certificateValidityPeriod, from the start of the run.
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc == datetime.timedelta(
+            hours=100, minutes=5
+        ), name
+        assert abs(cert.not_valid_before_utc - (started - datetime.timedelta(minutes=5))) < (
+            datetime.timedelta(seconds=30)
+        ), name
+    admin = yaml.safe_load((root / "etc/kubernetes/admin.conf").read_text())
+    assert admin["clusters"][0]["cluster"]["server"] == "https://198.18.1.100:6443"
+    assert admin["current-context"] == "kubernetes-admin@kubernetes"
+    assert (root / "etc/kubernetes/admin.conf").stat().st_mode & 0o777 == 0o600
+    assert (root / "etc/kubernetes/pki/apiserver.key").stat().st_mode & 0o777 == 0o600
+    assert (root / "etc/kubernetes/kubelet.conf").read_bytes() == kubelet_conf
+    assert {n: (root / "etc/kubernetes/pki" / n).read_bytes() for n in cas} == cas
+
+
+def test_certs_renew_skips_a_missing_certificate_and_etcd_s_with_an_external_etcd(initialized):
+    root = initialized
+    (root / "etc/kubernetes/super-admin.conf").unlink()
+    before = _certificates(root)
+
+    missing = kubeadm("--rootfs", str(root), "certs", "renew", "super-admin.conf",
+                      "--config", "/kubeadm.yaml")  # fmt: skip
+    assert (missing.returncode, missing.stdout) == (
+        0,
+        "MISSING! certificate embedded in the kubeconfig file for the super-admin\n",
+    ), missing.stderr
+    etcd = kubeadm("--rootfs", str(root), "certs", "renew", "etcd-server",
+                   "--config", "/kubeadm.yaml")  # fmt: skip
+    assert (etcd.returncode, etcd.stdout) == (0, "MISSING! certificate for serving etcd\n")
+    assert not (root / "etc/kubernetes/super-admin.conf").exists()
+    assert not (root / "etc/kubernetes/pki/etcd").exists()
+
+    one = kubeadm("--rootfs", str(root), "certs", "renew", "apiserver", "--config", "/kubeadm.yaml")
+    assert (one.returncode, one.stdout) == (
+        0,
+        "certificate for serving the Kubernetes API renewed\n",
+    )
+    after = _certificates(root)
+    changed = [n for n in after if after[n][0].serial_number != before[n][0].serial_number]
+    assert changed == ["apiserver"]
+
+    every = kubeadm("--rootfs", str(root), "certs", "renew", "all", "--config", "/kubeadm.yaml")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.splitlines() == [
+        *RENEW_ALL_LINES[:-3],
+        "MISSING! certificate embedded in the kubeconfig file for the super-admin",
+        *RENEW_ALL_LINES[-2:],
+    ]
+
+
+def test_certs_renew_refuses_an_unknown_certificate(initialized):
+    result = kubeadm("--rootfs", str(initialized), "certs", "renew", "kubelet.conf")
+    assert result.returncode == 1
+    assert 'error: unknown command "kubelet.conf" for "kubeadm certs renew"' in result.stderr
 
 
 @pytest.fixture
