@@ -73,6 +73,27 @@ def allowed(user: apiserver_api.User, request: apiserver_api.Request) -> bool:
     return False
 
 
+# The ClusterRoleBindings kubeadm makes for the CSR approver
+# (cmd/kubeadm/app/phases/bootstraptoken/node/tlsbootstrap.go): kubeadm:node-autoapprove-
+# bootstrap gives the default node token's group create on certificatesigningrequests/
+# nodeclient, kubeadm:node-autoapprove-certificate-rotation gives system:nodes create on
+# certificatesigningrequests/selfnodeclient; cluster-admin (system:masters,
+# kubeadm:cluster-admins) may do anything.
+AUTO_APPROVAL_GROUPS = {
+    "nodeclient": "system:bootstrappers:kubeadm:default-node-token",
+    "selfnodeclient": "system:nodes",
+}
+
+
+def may_auto_approve(user: apiserver_api.User, subresource: str) -> bool:
+    """The SubjectAccessReview the CSR approver makes (sarapprove.go, authorize): may
+    ``user`` create ``certificatesigningrequests/<subresource>`` in certificates.k8s.io?
+    Answered from kubeadm's bindings above, the double having no RBAC objects."""
+    if any(group in user.groups for group in ADMIN_GROUPS):
+        return True
+    return AUTO_APPROVAL_GROUPS.get(subresource) in user.groups
+
+
 def forbidden(user: apiserver_api.User, request: apiserver_api.Request) -> apiserver_api.ApiError:
     resource = request.resource
     what = f'{resource.qualified()} "{request.name}"' if request.name else resource.qualified()

@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 
 from cryptography import x509
 
@@ -45,12 +46,18 @@ GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 class Store:
     """The generic store over etcd, for every resource the double serves, with what each
-    resource's strategy adds; a CSR is approved and signed as it is created."""
+    resource's strategy adds; a CSR is approved and signed as it is created, the approver's
+    SubjectAccessReview answered by ``subject_access_review(user, subresource)``."""
 
     def __init__(
-        self, etcd: apiserver_etcd.Etcd, prefix: str, signer: apiserver_signer.Signer
+        self,
+        etcd: apiserver_etcd.Etcd,
+        prefix: str,
+        signer: apiserver_signer.Signer,
+        subject_access_review: Callable[[apiserver_api.User, str], bool],
     ) -> None:
         self.etcd, self.prefix, self.signer = etcd, prefix, signer
+        self.subject_access_review = subject_access_review
 
     def key(self, resource: apiserver_api.Resource, namespace: str | None, name: str) -> str:
         if resource.namespaced:
@@ -226,9 +233,10 @@ class Store:
             ) from error
         if not spec.get("signerName"):
             raise apiserver_api.invalid(resource, name, "spec.signerName: Required value")
-        node = apiserver_signer.node_client_request(csr, spec)
-        requester_may = "system:bootstrappers" in user.groups or user.name == f"system:node:{node}"
-        if node is None or not requester_may:
+        message = apiserver_signer.approval(
+            csr, spec, lambda subresource: self.subject_access_review(user, subresource)
+        )
+        if message is None:
             return
         stamp = kube_common.now_rfc3339()
         obj["status"]["conditions"] = [
@@ -236,7 +244,7 @@ class Store:
                 "type": "Approved",
                 "status": "True",
                 "reason": "AutoApproved",
-                "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                "message": message,
                 "lastUpdateTime": stamp,
                 "lastTransitionTime": stamp,
             }

@@ -1,7 +1,8 @@
 """
 The cluster's CSR approver and signer, played by the apiserver double since no
 kube-controller-manager runs in the lab: a kubelet client certificate request is approved
-as pkg/controller/certificates/approver/sarapprove.go recognises one and signed by the
+as pkg/controller/certificates/approver/sarapprove.go recognises and authorizes one (a
+node's renewal of its own as selfnodeclient, a bootstrap as nodeclient) and signed by the
 cluster CA as pkg/controller/certificates/signer/signer.go signs.
 
 Part of the lab's kube-apiserver double (kube_apiserver.py); never imported by product code.
@@ -49,23 +50,63 @@ def _not_after(certificate: x509.Certificate) -> datetime.datetime:
     return utc or certificate.not_valid_after.replace(tzinfo=datetime.UTC)
 
 
+# pkg/apis/certificates/helpers.go: the usages a kubelet client CSR may ask for, with or
+# without key encipherment (that one for an RSA key).
+KUBELET_CLIENT_USAGES = (
+    {"digital signature", "key encipherment", "client auth"},
+    {"digital signature", "client auth"},
+)
+
+
 def node_client_request(csr: x509.CertificateSigningRequest, spec: dict) -> str | None:
     """The node's name if ``csr`` is a kubelet client certificate request as the approver
-    recognises one (pkg/controller/certificates/approver/sarapprove.go, isNodeClientCert)."""
+    recognises one (pkg/controller/certificates/approver/sarapprove.go isNodeClientCert,
+    pkg/apis/certificates/helpers.go ValidateKubeletClientCSR): the kubelet client signer,
+    O=system:nodes alone, CN=system:node:<name>, no SANs, exactly one of the two usage
+    sets."""
     if spec.get("signerName") != "kubernetes.io/kube-apiserver-client-kubelet":
         return None
     organizations = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     common_names = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    allowed_usages = {"digital signature", "key encipherment", "client auth"}
+    try:
+        csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        return None
+    except x509.ExtensionNotFound:
+        pass
     if (
         organizations != ["system:nodes"]
         or len(common_names) != 1
         or not common_names[0].startswith("system:node:")
-        or not set(spec.get("usages", [])) <= allowed_usages
-        or "client auth" not in spec.get("usages", [])
+        or set(spec.get("usages") or []) not in KUBELET_CLIENT_USAGES
     ):
         return None
-    return common_names[0].removeprefix("system:node:")
+    return common_names[0]
+
+
+def approval(csr: x509.CertificateSigningRequest, spec: dict, may) -> str | None:
+    """sarapprove.go's handle: the recognizers in their order, selfnodeclient (a node's
+    own client certificate, requested by the user the CSR names: its renewal) then
+    nodeclient (any node's, as TLS bootstrap asks), each approved only when the requester
+    may ``create`` ``certificatesigningrequests/<recognizer>`` (the SubjectAccessReview,
+    answered by ``may(subresource)``); the approval's message, or None (left pending)."""
+    common_name = node_client_request(csr, spec)
+    if common_name is None:
+        return None
+    recognizers = [
+        ("nodeclient", "Auto approving kubelet client certificate after SubjectAccessReview.")
+    ]
+    if spec.get("username") == common_name:
+        recognizers.insert(
+            0,
+            (
+                "selfnodeclient",
+                "Auto approving self kubelet client certificate after SubjectAccessReview.",
+            ),
+        )
+    for subresource, message in recognizers:
+        if may(subresource):
+            return message
+    return None
 
 
 class Signer:

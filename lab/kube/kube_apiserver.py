@@ -89,7 +89,9 @@ class ApiServer:
         self.client_ca = flags.get("client-ca-file")
         signing_cert = Path(self.client_ca or "/etc/kubernetes/pki/ca.crt")
         self.signer = apiserver_signer.Signer(signing_cert, signing_cert.with_suffix(".key"))
-        self.store = apiserver_registry.Store(self.etcd, self.prefix, self.signer)
+        self.store = apiserver_registry.Store(
+            self.etcd, self.prefix, self.signer, apiserver_auth.may_auto_approve
+        )
         self.authenticator = apiserver_auth.Authenticator(
             self.store,
             bootstrap_tokens=flags.get("enable-bootstrap-token-auth", "false") == "true",

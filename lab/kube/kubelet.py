@@ -4,13 +4,16 @@ one is (``kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM
 $KUBELET_EXTRA_ARGS``). It runs no containers: it runs the ``kube-apiserver`` static pod
 as the lab's apiserver double (kube_apiserver.py beside this file) with the manifest's
 flags, registers its Node, renews its Lease, reports Ready while containerd answers on its
-socket and serves ``/healthz``, through the API server its kubeconfig names.
+socket and serves ``/healthz``, through the API server its kubeconfig names. It gets its
+client certificate by TLS bootstrap and, with ``rotateCertificates: true``, rotates it as
+client-go's certificate manager does.
 
     kubelet.py --config=/var/lib/kubelet/config.yaml --kubeconfig=/etc/kubernetes/kubelet.conf
         [--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf] [--node-ip=ADDRESS]
         [--hostname-override=NAME] [--cert-dir=/var/lib/kubelet/pki]
         [--container-runtime-endpoint=unix:///run/containerd/containerd.sock]
-        [--node-labels=k=v,...] [--register-with-taints=k=v:Effect,...] [any other flag]
+        [--node-labels=k=v,...] [--register-with-taints=k=v:Effect,...] [--v=N]
+        [any other flag]
 
 Needs python3 with python3-cryptography and python3-yaml. lab/kube/README.md names the
 upstream source each behaviour copies.
@@ -24,6 +27,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -39,7 +43,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 try:
@@ -65,6 +69,15 @@ LEASE_RENEW_FRACTION = 0.25
 # CrashLoopBackOff: 10 s doubling to 5 min (pkg/kubelet/kubelet.go).
 BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 API_TIMEOUT = 5.0
+CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+# certificates.KubeAPIServerClientKubeletSignerName; also the certificate manager's name
+# in its log lines.
+SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+# certificate_manager.go: certificateWaitTimeout, and rotateCerts' retries: wait.Backoff
+# {Duration: 2s, Factor: 2, Jitter: 0.1, Steps: 5}, then wait.PollInfinite(32s).
+CERTIFICATE_WAIT_TIMEOUT = 15 * 60.0
+BACKOFF_DURATION, BACKOFF_FACTOR, BACKOFF_JITTER, BACKOFF_STEPS = 2.0, 2.0, 0.1, 5
+BACKOFF_POLL = 32.0
 
 
 def log(level: str, message: str) -> None:
@@ -116,9 +129,12 @@ def _relative(path: str, kubeconfig_path: Path) -> str:
 
 class Api:
     """A client of the API server a kubeconfig names: its CA, and a client certificate or
-    a bearer token."""
+    a bearer token. With ``pair``, the client certificate is that pair instead of the
+    kubeconfig's credentials (client rotation: server.go's AnonymousClientConfig with the
+    certificate manager's current pair, or none while it has none); ``use`` swaps it, and
+    every request after uses the new one (each request is a new connection)."""
 
-    def __init__(self, kubeconfig_path: Path):
+    def __init__(self, kubeconfig_path: Path, pair: Pair | None = None, *, rotated: bool = False):
         kubeconfig = yaml.safe_load(kubeconfig_path.read_text())
         cluster, user = kube_common.current_cluster_and_user(kubeconfig)
         self.server = urlsplit(cluster["server"])
@@ -126,18 +142,29 @@ class Api:
         def path(name: str) -> Path:
             return Path(_relative(name, kubeconfig_path))
 
+        self.ca_pem = kube_common.kubeconfig_pem(
+            cluster, "certificate-authority-data", "certificate-authority", path
+        )
+        if rotated or pair is not None:
+            self.token = None
+            self.use(pair)
+            return
         cert_pem = kube_common.kubeconfig_pem(
             user, "client-certificate-data", "client-certificate", path
         )
         self.context = kube_common.client_context(
-            kube_common.kubeconfig_pem(
-                cluster, "certificate-authority-data", "certificate-authority", path
-            ),
+            self.ca_pem,
             cert_pem,
             # The kubelet's own kubeconfig names one file holding both.
             kube_common.kubeconfig_pem(user, "client-key-data", "client-key", path) or cert_pem,
         )
         self.token = user.get("token")
+
+    def use(self, pair: Pair | None) -> None:
+        """Present ``pair`` from the next request on (nothing when None)."""
+        self.context = kube_common.client_context(
+            self.ca_pem, pair.cert_pem if pair else None, pair.key_pem if pair else None
+        )
 
     @property
     def url(self) -> str:
@@ -179,19 +206,165 @@ def write_private(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
+# The kubelet's client certificate: its CSR (k8s.io/client-go/util/certificate/csr), the
+# file store (certificate_store.go), TLS bootstrap (pkg/kubelet/certificate/bootstrap)
+# and rotation (certificate_manager.go, as pkg/kubelet/certificate/kubelet.go configures
+# it and cmd/kubelet/app/server.go runs it).
+
+
 class BootstrapFailed(Exception):
-    """The CSR was denied or failed."""
+    """The CSR was refused, denied or failed."""
 
 
-def _valid_pair(pem_path: Path) -> bool:
-    try:
-        certificate = x509.load_pem_x509_certificate(pem_path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    not_after = getattr(certificate, "not_valid_after_utc", None) or (
-        certificate.not_valid_after.replace(tzinfo=datetime.UTC)
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+class Pair:
+    """A client certificate and its key, as PEM (tls.X509KeyPair with its Leaf)."""
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes):
+        self.cert_pem, self.key_pem = cert_pem, key_pem
+        self.leaf = x509.load_pem_x509_certificate(cert_pem)
+        serialization.load_pem_private_key(key_pem, password=None)
+
+    @property
+    def not_before(self) -> datetime.datetime:
+        leaf = self.leaf
+        return getattr(leaf, "not_valid_before_utc", None) or _utc(leaf.not_valid_before)
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        leaf = self.leaf
+        return getattr(leaf, "not_valid_after_utc", None) or _utc(leaf.not_valid_after)
+
+    def valid(self) -> bool:
+        return datetime.datetime.now(datetime.UTC) < self.not_after
+
+
+PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n?", re.S)
+
+
+def _split_pem(data: bytes) -> tuple[bytes, bytes]:
+    """The certificates and the private key of PEM data holding both (a store's pair file,
+    or a certificate file and a key file read one after the other)."""
+    blocks = list(PEM_BLOCK.finditer(data))
+    certs = b"".join(m.group(0) for m in blocks if m.group(1) == b"CERTIFICATE")
+    keys = [m.group(0) for m in blocks if m.group(1).endswith(b"PRIVATE KEY")]
+    if not certs or not keys:
+        raise ValueError("no certificate and private key in the file")
+    return certs, keys[0]
+
+
+class FileStore:
+    """certificate_store.go's fileStore for ``kubelet-client`` (pkg/kubelet/certificate:
+    NewFileStore("kubelet-client", certDir, certDir, certFile, keyFile)): the current pair
+    is ``<dir>/kubelet-client-current.pem`` (certificate and key in one file), else the
+    kubeconfig's ``certFile``/``keyFile``, else ``<dir>/kubelet-client.crt``/``.key``; an
+    update writes ``kubelet-client-<time>.pem`` (0600) and moves the ``current`` symlink
+    to it through ``kubelet-client-updated.pem``."""
+
+    PREFIX = "kubelet-client"
+
+    def __init__(self, directory: Path, cert_file: str = "", key_file: str = ""):
+        self.directory, self.cert_file, self.key_file = directory, cert_file, key_file
+        self.recover()
+
+    @property
+    def current_path(self) -> Path:
+        return self.directory / f"{self.PREFIX}-current.pem"
+
+    @property
+    def updated_path(self) -> Path:
+        return self.directory / f"{self.PREFIX}-updated.pem"
+
+    def recover(self) -> None:
+        """An update cut short: the 'updated' link becomes 'current'."""
+        if not self.current_path.exists() and self.updated_path.is_symlink():
+            self.updated_path.replace(self.current_path)
+
+    def current(self) -> Pair | None:
+        """The current pair, or None (NoCertKeyError) when no file holds one; a file that
+        does not hold a pair is an error, as loading it is for the real store."""
+        if self.current_path.exists():
+            log("I", f'Loading cert/key pair from "{self.current_path}".')
+            return Pair(*_split_pem(self.current_path.read_bytes()))
+        fallback = self.directory / self.PREFIX
+        for cert_file, key_file in (
+            (self.cert_file, self.key_file),
+            (f"{fallback}.crt", f"{fallback}.key"),
+        ):
+            if cert_file and key_file and Path(cert_file).exists() and Path(key_file).exists():
+                log("I", f'Loading cert/key pair from ("{cert_file}", "{key_file}").')
+                return Pair(*_split_pem(Path(cert_file).read_bytes() + Path(key_file).read_bytes()))
+        return None
+
+    def update(self, cert_pem: bytes, key_pem: bytes) -> Pair:
+        """Write the pair to ``kubelet-client-<time>.pem`` and point 'current' at it."""
+        pair = Pair(cert_pem, key_pem)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        path = (self.directory / f"{self.PREFIX}-{stamp}.pem").absolute()
+        write_private(path, cert_pem.rstrip(b"\n") + b"\n" + key_pem)
+        if self.current_path.exists() and not self.current_path.is_symlink():
+            raise OSError(f'expected "{self.current_path}" to be a symlink but it is a file')
+        self.updated_path.unlink(missing_ok=True)
+        self.updated_path.symlink_to(path)
+        self.updated_path.replace(self.current_path)
+        return pair
+
+
+def client_usages(key) -> list[str]:
+    """certificate.DefaultKubeletClientGetUsages: key encipherment for an RSA key only."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return ["digital signature", "key encipherment", "client auth"]
+    return ["digital signature", "client auth"]
+
+
+def submit_client_csr(api: Api, node: str) -> tuple[dict, bytes]:
+    """A new ECDSA P-256 key (the certificate manager's generateCSR, and bootstrap's) and
+    its CSR for ``CN=system:node:<node>, O=system:nodes`` sent to the kubelet client
+    signer (csr.RequestCertificate); the created CSR and the key's PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
+        ]
     )
-    return not_after > datetime.datetime.now(datetime.UTC)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    status, created = api.request(
+        "POST", CSR_PATH,
+        {
+            "apiVersion": "certificates.k8s.io/v1",
+            "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "csr-"},
+            "spec": {
+                "request": base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode(),
+                "signerName": SIGNER,
+                "usages": client_usages(key),
+            },
+        },
+    )  # fmt: skip
+    if status != 201:
+        raise BootstrapFailed(f"creating the CSR: {status} {created.get('message')}")
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return created, key_pem
+
+
+def issued_certificate(csr: dict) -> bytes | None:
+    """csr.WaitForCertificate's check: the certificate once issued, None while pending,
+    BootstrapFailed when the CSR was denied or failed."""
+    status = csr.get("status") or {}
+    refused = [c for c in status.get("conditions") or [] if c.get("type") in ("Denied", "Failed")]
+    if refused:
+        name = csr.get("metadata", {}).get("name")
+        raise BootstrapFailed(f"CSR {name} {refused[0]['type']}: {refused[0].get('message')}")
+    certificate = status.get("certificate")
+    return base64.b64decode(certificate) if certificate else None
 
 
 def tls_bootstrap(bootstrap_path: Path, kubeconfig_path: Path, cert_dir: Path, node: str) -> None:
@@ -200,66 +373,26 @@ def tls_bootstrap(bootstrap_path: Path, kubeconfig_path: Path, cert_dir: Path, n
     kubeconfig's token, the signed certificate and its key in
     ``<cert-dir>/kubelet-client-<time>.pem`` linked from ``kubelet-client-current.pem``,
     and a kubeconfig at ``kubeconfig_path`` that uses it. A valid current pair is reused."""
-    current = cert_dir / "kubelet-client-current.pem"
+    store = FileStore(cert_dir)
     bootstrap = yaml.safe_load(bootstrap_path.read_text())
     cluster, _ = kube_common.current_cluster_and_user(bootstrap)
-    if not _valid_pair(current):
+    try:
+        current = store.current()
+    except (OSError, ValueError):
+        current = None
+    if current is None or not current.valid():
         api = Api(bootstrap_path)
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
-            ]
-        )
-        csr = (
-            x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-        )
-        request = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
-        base = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
-        status, created = api.request(
-            "POST", base,
-            {
-                "apiVersion": "certificates.k8s.io/v1",
-                "kind": "CertificateSigningRequest",
-                "metadata": {"generateName": "csr-"},
-                "spec": {
-                    "request": request,
-                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-                    "usages": ["digital signature", "client auth"],
-                },
-            },
-        )  # fmt: skip
-        if status != 201:
-            raise BootstrapFailed(f"creating the CSR: {status} {created.get('message')}")
+        created, key_pem = submit_client_csr(api, node)
         name = created["metadata"]["name"]
-        certificate = created.get("status", {}).get("certificate")
         deadline = time.monotonic() + 60
-        while not certificate:
-            conditions = created.get("status", {}).get("conditions") or []
-            refused = [c for c in conditions if c.get("type") in ("Denied", "Failed")]
-            if refused:
-                raise BootstrapFailed(
-                    f"CSR {name} {refused[0]['type']}: {refused[0].get('message')}"
-                )
+        while (certificate := issued_certificate(created)) is None:
             if time.monotonic() > deadline:
                 raise BootstrapFailed(f"CSR {name} not signed within 60 s")
             time.sleep(1)
-            _, created = api.request("GET", f"{base}/{name}")
-            certificate = created.get("status", {}).get("certificate")
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
-        pair = cert_dir / f"kubelet-client-{stamp}.pem"
-        write_private(pair, base64.b64decode(certificate) + key_pem)
-        link = cert_dir / ".kubelet-client-current.pem.tmp"
-        link.unlink(missing_ok=True)
-        link.symlink_to(pair)
-        link.replace(current)
-        log("I", f"TLS bootstrap: client certificate from CSR {name} in {pair}")
+            _, created = api.request("GET", f"{CSR_PATH}/{name}")
+        store.update(certificate, key_pem)
+        log("I", f"TLS bootstrap: client certificate from CSR {name} in "
+                 f"{os.readlink(store.current_path)}")  # fmt: skip
     ca = {
         key: cluster[key]
         for key in ("certificate-authority-data", "certificate-authority")
@@ -284,11 +417,200 @@ def tls_bootstrap(bootstrap_path: Path, kubeconfig_path: Path, cert_dir: Path, n
         "users": [
             {
                 "name": "default-auth",
-                "user": {"client-certificate": str(current), "client-key": str(current)},
+                "user": {
+                    "client-certificate": str(store.current_path),
+                    "client-key": str(store.current_path),
+                },
             }
         ],
     }
     write_private(kubeconfig_path, yaml.safe_dump(kubeconfig, sort_keys=False).encode())
+
+
+class ClientCertificateManager:
+    """The certificate manager of the kubelet's client certificate
+    (k8s.io/client-go/util/certificate/certificate_manager.go, configured as
+    pkg/kubelet/certificate/kubelet.go NewKubeletClientCertificateManager does), run when
+    the KubeletConfiguration says ``rotateCertificates: true``
+    (cmd/kubelet/app/server.go, buildKubeletClientConfig).
+
+    It starts from the store's current pair; when there is none, or it has expired, from
+    the certificate embedded in the kubeconfig (kubeadm's kubelet.conf on the first
+    control plane), which it writes to the store and rotates out at once. The rotation
+    deadline is the certificate's NotBefore plus 70 to 90 % (jittered) of its life; the
+    CSR is sent with the current certificate (the bootstrap kubeconfig only when there is
+    no valid one); after a failure it tries again after 2, 4, 8 and 16 s (10 % jitter),
+    then every 32 s. ``tick`` is called from the kubelet's loop: it does at most one API
+    request, so it never holds the loop for longer than a request's timeout; a CSR not
+    signed at once is looked at again on the next tick, for up to 15 minutes."""
+
+    def __init__(self, node: str, kubeconfig_path: Path, bootstrap_path: Path | None,
+                 cert_dir: Path, verbosity: int):  # fmt: skip
+        self.node, self.kubeconfig_path, self.bootstrap_path = node, kubeconfig_path, bootstrap_path
+        self.verbosity = verbosity
+        kubeconfig = yaml.safe_load(kubeconfig_path.read_text())
+        _, user = kube_common.current_cluster_and_user(kubeconfig)
+
+        def path(name: str) -> str:
+            return _relative(name, kubeconfig_path) if name else ""
+
+        self.store = FileStore(
+            cert_dir, path(user.get("client-certificate", "")), path(user.get("client-key", ""))
+        )
+        self.on_rotate: list = []
+        self.current: Pair | None = None
+        self.force = True
+        try:
+            current = self.store.current()
+        except (OSError, ValueError) as error:
+            log("E", f'"Unable to load the current client certificate" err="{error}"')
+            current = None
+        if current is not None and current.valid():
+            self.current, self.force = current, False
+        elif user.get("client-certificate-data") and user.get("client-key-data"):
+            # getCurrentCertificateOrBootstrap: the kubeconfig's own pair, rotated at once.
+            seed = Pair(
+                base64.b64decode(user["client-certificate-data"]),
+                base64.b64decode(user["client-key-data"]),
+            )
+            try:
+                self.store.update(seed.cert_pem, seed.key_pem)
+            except OSError as error:
+                self.error("Unable to set the cert/key pair to the bootstrap certificate", error)
+            self.current = seed
+        self.deadline: datetime.datetime | None = None
+        self.pending: dict | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def info(self, message: str, **values) -> None:
+        """One of the manager's structured lines, logged at V(2) (``--v=2`` or more)."""
+        if self.verbosity >= 2:
+            pairs = "".join(f' {key}="{value}"' for key, value in values.items())
+            log("I", f'"{message}"{pairs} logger="{SIGNER}"')
+
+    def error(self, message: str, error) -> None:
+        log("E", f'"{message}" err="{error}" logger="{SIGNER}"')
+
+    def tick(self) -> None:
+        """One step: look at a pending CSR, or rotate when the deadline has passed and no
+        retry is waiting."""
+        if self.pending is not None:
+            self.wait_for_certificate()
+            return
+        if time.monotonic() < self.retry_at:
+            return
+        if self.deadline is None:
+            self.deadline = self.next_rotation_deadline()
+        if datetime.datetime.now(datetime.UTC) >= self.deadline:
+            self.rotate()
+
+    def satisfies_template(self) -> bool:
+        """certSatisfiesTemplate: the template's common name and organization."""
+        if self.current is None:
+            return False
+        subject = self.current.leaf.subject
+        names = [a.value for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        organizations = [a.value for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+        return names == [f"system:node:{self.node}"] and "system:nodes" in organizations
+
+    def next_rotation_deadline(self) -> datetime.datetime:
+        """nextRotationDeadline: now when forced or the certificate does not satisfy the
+        template, else NotBefore + jitteryDuration(total): wait.Jitter(total, 0.2) - 0.3
+        total, 70 to 90 % of the certificate's life."""
+        now = datetime.datetime.now(datetime.UTC)
+        if self.force:
+            self.force = False
+            return now
+        if not self.satisfies_template():
+            return now
+        total = (self.current.not_after - self.current.not_before).total_seconds()
+        deadline = self.current.not_before + datetime.timedelta(
+            seconds=total + random.random() * 0.2 * total - 0.3 * total
+        )
+        self.info("Certificate rotation deadline determined", expiration=self.current.not_after,
+                  deadline=deadline)  # fmt: skip
+        return deadline
+
+    def csr_client(self) -> Api:
+        """The manager's ClientsetFn: the current certificate while it is valid, else the
+        bootstrap kubeconfig (its token), else the kubeconfig's own credentials."""
+        if self.current is not None and self.current.valid():
+            return Api(self.kubeconfig_path, self.current)
+        if self.bootstrap_path is not None and self.bootstrap_path.exists():
+            return Api(self.bootstrap_path)
+        return Api(self.kubeconfig_path)
+
+    def rotate(self) -> None:
+        """rotateCerts' first half: a new key and CSR sent; the certificate, when signed
+        at once, is taken in the same step."""
+        self.info("Rotating certificates")
+        try:
+            api = self.csr_client()
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self.failed("Unable to load a client to request certificates", error)
+            return
+        try:
+            created, key_pem = submit_client_csr(api, self.node)
+        except (ApiUnreachable, BootstrapFailed) as error:
+            self.failed("Failed while requesting a signed certificate from the control plane",
+                        error)  # fmt: skip
+            return
+        self.pending = {"api": api, "csr": created, "key_pem": key_pem,
+                        "until": time.monotonic() + CERTIFICATE_WAIT_TIMEOUT}  # fmt: skip
+        self.wait_for_certificate()
+
+    def wait_for_certificate(self) -> None:
+        """rotateCerts' second half (csr.WaitForCertificate): the issued certificate
+        stored and made current; a denied or failed CSR, or none within 15 minutes, is a
+        failure."""
+        pending = self.pending
+        name = pending["csr"].get("metadata", {}).get("name")
+        try:
+            certificate = issued_certificate(pending["csr"])
+            if certificate is None:
+                if time.monotonic() > pending["until"]:
+                    raise BootstrapFailed(f"CSR {name}: timed out waiting for the condition")
+                try:
+                    status, csr = pending["api"].request("GET", f"{CSR_PATH}/{name}")
+                except ApiUnreachable:
+                    return
+                if status == 200:
+                    pending["csr"] = csr
+                    certificate = issued_certificate(csr)
+                if certificate is None:
+                    return
+        except BootstrapFailed as error:
+            self.pending = None
+            self.failed("Certificate request was not signed", error)
+            return
+        self.pending = None
+        try:
+            pair = self.store.update(certificate, pending["key_pem"])
+        except (OSError, ValueError) as error:
+            self.failed("Unable to store the new cert/key pair", error)
+            return
+        self.current, self.deadline, self.failures, self.retry_at = pair, None, 0, 0.0
+        for callback in self.on_rotate:
+            callback(pair)
+        # pkg/kubelet/certificate/transport.go, when the manager's current pair changes.
+        log("I", '"Certificate rotation detected, shutting down client connections to start '
+                 'using new credentials"')  # fmt: skip
+        log("I", f"client certificate rotated: CSR {name}, {os.readlink(self.store.current_path)}"
+                 f" valid until {pair.not_after:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+
+    def failed(self, message: str, error) -> None:
+        """wait.ExponentialBackoff{2s, x2, jitter 0.1, 5 steps}, then PollInfinite(32s)."""
+        self.error(message, error)
+        self.failures += 1
+        if self.failures < BACKOFF_STEPS:
+            delay = BACKOFF_DURATION * BACKOFF_FACTOR ** (self.failures - 1)
+            delay += random.random() * BACKOFF_JITTER * delay
+        else:
+            if self.failures == BACKOFF_STEPS:
+                self.error("Reached backoff limit, still unable to rotate certs", error)
+            delay = BACKOFF_POLL
+        self.retry_at = time.monotonic() + delay
 
 
 # Static pods.
@@ -651,6 +973,7 @@ class Kubelet:
         self.pods = StaticPods(self.config["staticPodPath"], self.node.name)
         self.stopping = threading.Event()
         self.api_error: str | None = None
+        self.certificates: ClientCertificateManager | None = None
 
     def run(self) -> None:
         """Serve /healthz, run the static pods and keep the Node until stopped, then stop
@@ -679,6 +1002,8 @@ class Kubelet:
         renew_every = self.node.lease_seconds * LEASE_RENEW_FRACTION
         next_lease = next_status = 0.0
         while not self.stopping.is_set():
+            if self.certificates is not None:
+                self.certificates.tick()
             now = time.monotonic()
             try:
                 if not registered:
@@ -726,7 +1051,21 @@ class Kubelet:
                     self.stopping.wait(2)
         if not kubeconfig.exists():
             return None
-        return Api(kubeconfig)
+        if not self.config.get("rotateCertificates"):
+            return Api(kubeconfig)
+        # server.go buildKubeletClientConfig with client rotation: the API client presents
+        # the certificate manager's current pair, whatever the kubeconfig names.
+        log("I", '"Client rotation is on, will bootstrap in background"')
+        self.certificates = ClientCertificateManager(
+            self.node.name,
+            kubeconfig,
+            bootstrap if self.flags.get("bootstrap-kubeconfig") else None,
+            cert_dir,
+            int(self.flags.get("v", "0") or 0),
+        )
+        api = Api(kubeconfig, self.certificates.current, rotated=True)
+        self.certificates.on_rotate.append(api.use)
+        return api
 
     def run_pods(self) -> None:
         while not self.stopping.is_set():

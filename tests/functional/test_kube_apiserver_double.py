@@ -7,7 +7,10 @@ answers the ``kubernetes`` client; with an etcd client certificate of another CA
 ready. The apiserver runs in cp1's namespace from the flags kubeadm's static pod manifest
 gives it; the kubelet double runs in cp2's namespace, starts its apiserver from a static pod
 manifest, joins by TLS bootstrap with a bootstrap token, registers its Node and renews its
-Lease. Kubernetes' own certificates are made here as kubeadm makes them.
+Lease. The CSR approver approves a node's renewal of its own client certificate and no
+other node's; kubelets whose client certificate is past its rotation deadline (or is the
+one kubeadm embeds in kubelet.conf) rotate it when rotateCertificates is true, and keep it
+when it is false. Kubernetes' own certificates are made here as kubeadm makes them.
 """
 
 from __future__ import annotations
@@ -838,3 +841,249 @@ def test_kubelet_stops_its_static_pods_when_it_stops(kubelet):
     assert "stopped kube-system/kube-apiserver-cp2: the kubelet is stopping" in (
         kubelet["process"].output()
     )
+
+
+# The approver's SubjectAccessReview and the kubelet's client certificate rotation.
+
+
+def _csr_body(request: str) -> dict:
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "csr-"},
+        "spec": {
+            "request": request,
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        },
+    }
+
+
+def test_a_node_gets_its_own_client_certificate_renewed_and_no_other_node_s(apiserver, platform):
+    url, ca = apiserver["url"], apiserver["ca"]
+    node = platform["kube"]["node-cp1"]
+    as_cp1 = {"verify": ca, "cert": (node["cert"], node["key"]), "timeout": 5}
+    csrs = f"{url}/apis/certificates.k8s.io/v1/certificatesigningrequests"
+
+    own = requests.post(csrs, json=_csr_body(node_csr("cp1")[0]), **as_cp1)
+    assert own.status_code == 201, own.text
+    assert own.json()["spec"]["username"] == "system:node:cp1"
+    condition = own.json()["status"]["conditions"][0]
+    assert (condition["type"], condition["reason"], condition["message"]) == (
+        "Approved",
+        "AutoApproved",
+        "Auto approving self kubelet client certificate after SubjectAccessReview.",
+    )
+    assert own.json()["status"]["certificate"]
+
+    # Recognised as a node client certificate, but system:nodes may not create
+    # certificatesigningrequests/nodeclient: left pending, as sarapprove.go leaves it.
+    other = requests.post(csrs, json=_csr_body(node_csr("cp9")[0]), **as_cp1)
+    assert other.status_code == 201, other.text
+    assert other.json()["status"] == {}
+    wrong_usages = _csr_body(node_csr("cp1")[0])
+    wrong_usages["spec"]["usages"].append("server auth")
+    refused = requests.post(csrs, json=wrong_usages, **as_cp1)
+    assert refused.status_code == 201 and refused.json()["status"] == {}
+
+
+def _node_client_pair(platform, node: str, lived: float, left: float) -> tuple[bytes, bytes]:
+    """A kubelet client certificate of the cluster CA for ``node``, ``lived`` seconds old
+    with ``left`` seconds to go, and its key."""
+    ca = platform["kube"]["ca"]
+    ca_cert = x509.load_pem_x509_certificate(Path(ca["cert"]).read_bytes())
+    ca_key = serialization.load_pem_private_key(Path(ca["key"]).read_bytes(), password=None)
+    key = _key()
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"system:node:{node}", ("system:nodes",)))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(seconds=lived))
+        .not_valid_after(now + datetime.timedelta(seconds=left))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@pytest.fixture
+def node_kubelet(platform, apiserver, tmp_path):
+    """Start kubelet doubles in cp2's namespace against cp1's apiserver. Each has a
+    kubeconfig and no bootstrap kubeconfig, so a client certificate is its only
+    credential: ``stored`` (a pair file linked from ``kubelet-client-current.pem``, which
+    the kubeconfig names, as kubeadm's kubelet-finalize leaves it) or ``embedded`` in the
+    kubeconfig (kubeadm's kubelet.conf on the first control plane). No static pods, no
+    healthz port. Every kubelet is stopped by its PID at the end, also on failure."""
+    started: list[Process] = []
+
+    def start(node: str, rotate: bool, *, stored: bytes = b"", embedded: tuple = ()) -> dict:
+        directory = tmp_path / node
+        cert_dir = directory / "pki"
+        cert_dir.mkdir(parents=True)
+        current = cert_dir / "kubelet-client-current.pem"
+        if stored:
+            pair = cert_dir / "kubelet-client-2020-01-01-00-00-00.pem"
+            pair.write_bytes(stored)
+            pair.chmod(0o600)
+            current.symlink_to(pair)
+            user = {"client-certificate": str(current), "client-key": str(current)}
+        else:
+            user = {
+                "client-certificate-data": base64.b64encode(embedded[0]).decode(),
+                "client-key-data": base64.b64encode(embedded[1]).decode(),
+            }
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "rotateCertificates": rotate,
+            "healthzPort": 0,
+            "containerRuntimeEndpoint": f"unix://{directory / 'containerd.sock'}",
+            "nodeLeaseDurationSeconds": 4,
+            "nodeStatusUpdateFrequency": "1s",
+        }
+        (directory / "config.yaml").write_text(yaml.safe_dump(config))
+        kubeconfig_path = directory / "kubelet.conf"
+        kubeconfig_path.write_text(
+            yaml.safe_dump(kubeconfig(apiserver["url"], apiserver["ca"], user))
+        )
+        process = Process(
+            [
+                sys.executable, str(KUBELET), f"--kubeconfig={kubeconfig_path}",
+                f"--config={directory / 'config.yaml'}", f"--cert-dir={cert_dir}",
+                f"--hostname-override={node}",
+            ],
+            platform["hosts"].namespaces["cp2"],
+            directory / "kubelet.log",
+        )  # fmt: skip
+        started.append(process)
+        return {"process": process, "cert_dir": cert_dir, "current": current}
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+def _lease_renew_time(apiserver, platform, node: str):
+    leases = client.CoordinationV1Api(api_client(apiserver, platform))
+    try:
+        return leases.read_namespaced_lease(node, "kube-node-lease").spec.renew_time
+    except ApiException:
+        return None
+
+
+def _lease_renewed_after(apiserver, platform, node: str, process: Process, after=None):
+    """The Lease's renewTime once it is there (and later than ``after`` when given)."""
+
+    def renewed():
+        renew_time = _lease_renew_time(apiserver, platform, node)
+        return renew_time if renew_time and (after is None or renew_time > after) else None
+
+    return wait_until(renewed, f"{node}'s Lease renewed", process)
+
+
+def _csrs_of(apiserver, platform, user: str) -> list:
+    csrs = client.CertificatesV1Api(api_client(apiserver, platform))
+    return [c for c in csrs.list_certificate_signing_request().items if c.spec.username == user]
+
+
+def _pair_file(current: Path) -> tuple[x509.Certificate, bytes]:
+    data = current.read_bytes()
+    return x509.load_pem_x509_certificate(data), data
+
+
+def test_kubelet_rotates_a_client_certificate_past_its_deadline_and_uses_the_new_one(
+    node_kubelet, apiserver, platform
+):
+    # 95 % of its life gone (past any deadline the jitter draws, 70 to 90 %), 6 s left.
+    cert_pem, key_pem = _node_client_pair(platform, "rot1", lived=120, left=6)
+    old = x509.load_pem_x509_certificate(cert_pem)
+    expires = time.monotonic() + 6
+    kubelet = node_kubelet("rot1", rotate=True, stored=cert_pem + key_pem)
+    current, process = kubelet["current"], kubelet["process"]
+    first = current.resolve()
+
+    wait_until(lambda: current.resolve() != first, "rot1's client certificate rotated", process)
+    new, data = _pair_file(current)
+    assert current.is_symlink() and current.resolve().parent == kubelet["cert_dir"]
+    assert current.resolve().name.startswith("kubelet-client-20")
+    assert current.resolve().stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" in data
+    ca = x509.load_pem_x509_certificate(Path(apiserver["ca"]).read_bytes())
+    new.verify_directly_issued_by(ca)
+    assert new.subject == _name("system:node:rot1", ("system:nodes",))
+    assert new.serial_number != old.serial_number
+    assert new.public_key() != old.public_key()
+    # The signer's duration (a year, bounded by this test CA's one day), not the old one's.
+    assert new.not_valid_after_utc == min(
+        new.not_valid_before_utc + datetime.timedelta(days=365, minutes=5), ca.not_valid_after_utc
+    )
+    assert first.read_bytes() == cert_pem + key_pem, "the old pair file is kept as it was"
+
+    (csr,) = _csrs_of(apiserver, platform, "system:node:rot1")
+    assert csr.spec.signer_name == "kubernetes.io/kube-apiserver-client-kubelet"
+    assert csr.spec.usages == ["digital signature", "client auth"]
+    assert "system:nodes" in csr.spec.groups
+    assert csr.status.conditions[0].message == (
+        "Auto approving self kubelet client certificate after SubjectAccessReview."
+    )
+    assert (
+        '"Certificate rotation detected, shutting down client connections to start using new '
+        'credentials"'
+    ) in process.output()
+
+    # Once the old certificate has expired (the apiserver refuses it in the handshake),
+    # the kubelet still renews its Lease: its connections present the new one.
+    wait_until(lambda: time.monotonic() > expires + 1, "the old certificate expired", process)
+    seen = _lease_renewed_after(apiserver, platform, "rot1", process)
+    _lease_renewed_after(apiserver, platform, "rot1", process, after=seen)
+    assert "does not answer" not in process.output()
+
+
+def test_kubelet_keeps_its_client_certificate_when_rotation_is_off(
+    node_kubelet, apiserver, platform
+):
+    cert_pem, key_pem = _node_client_pair(platform, "rot2", lived=150, left=60)
+    kubelet = node_kubelet("rot2", rotate=False, stored=cert_pem + key_pem)
+    current, process = kubelet["current"], kubelet["process"]
+    first = current.resolve()
+    seen = _lease_renewed_after(apiserver, platform, "rot2", process)
+    for _ in range(2):
+        seen = _lease_renewed_after(apiserver, platform, "rot2", process, after=seen)
+    assert current.resolve() == first
+    assert current.read_bytes() == cert_pem + key_pem
+    assert sorted(p.name for p in kubelet["cert_dir"].iterdir()) == [
+        "kubelet-client-2020-01-01-00-00-00.pem",
+        "kubelet-client-current.pem",
+    ]
+    assert _csrs_of(apiserver, platform, "system:node:rot2") == []
+    assert "Certificate rotation detected" not in process.output()
+
+
+def test_kubelet_stores_the_certificate_its_kubeconfig_embeds_and_rotates_it_out_at_once(
+    node_kubelet, apiserver, platform
+):
+    # kubeadm init's kubelet.conf: a certificate and key in the kubeconfig, a year to go.
+    cert_pem, key_pem = _node_client_pair(platform, "rot3", lived=60, left=365 * 86400)
+    kubelet = node_kubelet("rot3", rotate=True, embedded=(cert_pem, key_pem))
+    current, process = kubelet["current"], kubelet["process"]
+    wait_until(
+        lambda: current.exists() and _pair_file(current)[1] != cert_pem + key_pem,
+        "rot3's embedded certificate stored and rotated out",
+        process,
+    )
+    new, _ = _pair_file(current)
+    assert new.subject == _name("system:node:rot3", ("system:nodes",))
+    assert new.public_key() != x509.load_pem_x509_certificate(cert_pem).public_key()
+    (csr,) = _csrs_of(apiserver, platform, "system:node:rot3")
+    assert csr.status.conditions[0].type == "Approved"
