@@ -1,7 +1,8 @@
 {#- This node as a voting member: a node that is not a member joins (added as a learner,
     started, promoted), a member that is stopped starts, and a member whose configuration
     changed restarts (etcd_member's mod_watch) and must be healthy again before the run
-    goes on. Only orch.etcd may let the first etcd node start a new cluster. #}
+    goes on; then it must present the certificates on its disk (etcd.certificates).
+    Only orch.etcd may let the first etcd node start a new cluster. #}
 {%- from "etcd/map.jinja" import member with context %}
 
 include:
@@ -17,15 +18,11 @@ etcd-service-member:
     - watch:
       - file: etcd-config-environment
       - file: etcd-config-unit
+    - require_in:
+      - etcd_member: etcd-certificates-served
 
 etcd-service-enabled:
   service.enabled:
     - name: {{ member.service }}
     - require:
       - etcd_member: etcd-service-member
-
-extend:
-  etcd-certificates-served:
-    etcd_member.certificates_served:
-      - require:
-        - etcd_member: etcd-service-member

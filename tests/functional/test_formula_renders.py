@@ -336,6 +336,10 @@ def test_orch_cluster_runs_the_layers_in_order_each_requiring_the_one_before(
     assert targets["paas-kubernetes-nodes"] == ",".join(ids["control-plane"] + ids["worker"])
     assert shown["paas-kubernetes-nodes"]["args"]["sls"] == "kubernetes"
     assert targets["paas-kubernetes-init"] == ids["control-plane"][0]
+    # Certificates loaded one control plane at a time, each apiserver ready before the next.
+    assert targets["paas-kubernetes-certificates"] == ",".join(ids["control-plane"])
+    assert shown["paas-kubernetes-certificates"]["args"]["sls"] == "kubernetes.certificates"
+    assert shown["paas-kubernetes-certificates"]["args"]["batch"] == 1
 
 
 @pytest.mark.parametrize(
@@ -463,7 +467,11 @@ def test_each_kubernetes_node_gets_its_kubeadm_configuration_checked_by_kubeadm(
         documents = list(yaml.safe_load_all(config["contents"]))
         kinds = [document["kind"] for document in documents]
         if node["id"] == first:
-            assert kinds == ["InitConfiguration", "ClusterConfiguration"]
+            assert kinds == [
+                "InitConfiguration",
+                "ClusterConfiguration",
+                "KubeletConfiguration",
+            ]
             assert (
                 documents[0]["localAPIEndpoint"]["advertiseAddress"]
                 == (node["addresses"]["private"])
