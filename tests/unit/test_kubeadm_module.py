@@ -11,7 +11,8 @@ skipped only when the topology lists it), a failed init or join cleaned by ``kub
 reset -f`` and named with kubeadm's words, the join's secrets only in a 0600 file of a
 0700 directory that is gone afterwards, never on a command line, in a log record, a
 return or an error, and the credentials (token, certificate key with ``--config``, CA
-hash) with their revocation.
+hash) with their revocation; and ``kubeadm certs renew all`` run once, its serials before
+and after, its failure named with kubeadm's words.
 """
 
 from __future__ import annotations
@@ -661,3 +662,85 @@ def test_a_joined_node_is_never_joined_again(module, nodes, opts, tools):
     with pytest.raises(CommandExecutionError, match="never joined again"):
         module.join(TOKEN, CA_HASH)
     assert tools.calls == []
+
+
+# kubeadm certs renew all.
+
+
+class Certificates:
+    """paas_control_plane.certificates on cp1: its answers in turn (before the renewal,
+    after it), and how often it was asked."""
+
+    def __init__(self, *answers: dict[str, str]):
+        self.answers = list(answers)
+        self.asked = 0
+
+    def __call__(self) -> list[dict]:
+        serials = self.answers[min(self.asked, len(self.answers) - 1)]
+        self.asked += 1
+        return [
+            {"node": "cp1", "profile": name, "source": "kubeadm", "serial": serial}
+            for name, serial in serials.items()
+        ]
+
+
+BEFORE = {"admin.conf": "0A", "apiserver": "0B", "ca": "C0"}
+
+
+def test_renew_certificates_runs_kubeadm_once_and_returns_the_serials_that_changed(
+    module, nodes, tools
+):
+    _initialize(nodes["cp1"])
+    certificates = Certificates(BEFORE, {**BEFORE, "admin.conf": "1A", "apiserver": "1B"})
+    module.__salt__["paas_control_plane.certificates"] = certificates
+
+    changes = module.renew_certificates()
+
+    assert changes == {
+        "admin.conf": {"old": "0A", "new": "1A"},
+        "apiserver": {"old": "0B", "new": "1B"},
+    }
+    assert tools.calls == [["kubeadm", "certs", "renew", "all"]]
+    assert tools.options[0]["python_shell"] is False
+    assert certificates.asked == 2
+
+
+def test_a_certificate_kubeadm_wrote_for_the_first_time_is_a_change_from_none(module, nodes, tools):
+    _initialize(nodes["cp1"])
+    module.__salt__["paas_control_plane.certificates"] = Certificates(
+        BEFORE, {**BEFORE, "super-admin.conf": "5A"}
+    )
+
+    assert module.renew_certificates() == {"super-admin.conf": {"old": None, "new": "5A"}}
+
+
+def test_renew_certificates_without_a_control_plane_runs_nothing(module, tools):
+    module.__salt__["paas_control_plane.certificates"] = Certificates(BEFORE)
+
+    with pytest.raises(CommandExecutionError, match="cp1 holds no control plane of kubeadm's"):
+        module.renew_certificates()
+
+    assert tools.calls == []
+
+
+def test_a_failed_renewal_raises_with_kubeadms_error(module, nodes, tools):
+    _initialize(nodes["cp1"])
+    module.__salt__["paas_control_plane.certificates"] = Certificates(BEFORE)
+    tools.answer(
+        "kubeadm",
+        "certs",
+        "renew",
+        result=_error(
+            "error execution phase: failed to load CA: open /etc/kubernetes/pki/ca.key: "
+            "no such file or directory\nTo see the stack trace of this error execute with "
+            "--v=5 or higher\n"
+        ),
+    )
+
+    with pytest.raises(CommandExecutionError) as failed:
+        module.renew_certificates()
+
+    message = str(failed.value)
+    assert message.startswith("cp1: kubeadm certs renew all failed (exit code 1)")
+    assert "open /etc/kubernetes/pki/ca.key: no such file or directory" in message
+    assert "--v=5" not in message

@@ -4,6 +4,8 @@ The ``kubeadm`` state module (``_states/kubeadm.py``) under Salt's loader dunder
 never joined again (not even asked for credentials), test mode predicts the changes a
 real run records without credentials and without changing anything, a failed step
 keeps what happened before it, and no secret reaches a comment, changes or a log record.
+And kubeadm's certificates renewed (``certificates_renewed``) only when one that kubeadm
+can renew is inside the renewal window or expired, and checked after.
 
 The module's own behaviour (kubeadm's calls, the temporary configuration) is in
 test_kubeadm_module.py; the runner that passes the credentials in
@@ -60,6 +62,31 @@ def credentials(node: str, public: str = OWN_PUBLIC) -> dict:
     return {"ca_hash": CA_HASH, "sealed": {node: sealed}}
 
 
+KUBEADM_CERTIFICATES = ("admin.conf", "apiserver", "front-proxy-client", "ca", "front-proxy-ca")
+
+
+def kubeadm_certificate(name: str, days_left: int = 364, serial: str = "01") -> dict:
+    """One row of paas_control_plane.certificates on cp1, 30 days its renewal window."""
+    ca = name in ("ca", "front-proxy-ca")
+    return {
+        "node": "cp1",
+        "profile": name,
+        "source": "kubeadm",
+        "signed_by": None if ca else ("front-proxy-ca" if name.startswith("front") else "ca"),
+        # The CAs are kubeadm's ten years; kubeadm certs renew all leaves them as they are.
+        "serial": f"{name}-ca" if ca else f"{name}-{serial}",
+        "days_left": days_left,
+        "renewal_due": days_left <= 30,
+        "problems": [],
+    }
+
+
+def _due(rows: list[dict], name: str, days_left: int) -> None:
+    """Row ``name`` of ``rows`` with ``days_left``, due as paas_control_plane decides it."""
+    (row,) = [row for row in rows if row["profile"] == name]
+    row.update(days_left=days_left, renewal_due=days_left <= 30)
+
+
 class Kubeadm:
     """What paas_kubeadm would answer on a node, and every call that would change it."""
 
@@ -71,6 +98,10 @@ class Kubeadm:
         self.failures: dict[str, str] = {}
         self.etcd = {"checked": True, "versions": {"https://e1:2379": "3.5.24"}, "unreachable": []}
         self.etcd_refusal: str | None = None
+        # kubeadm's certificates (paas_control_plane.certificates), before and after
+        # kubeadm certs renew all.
+        self.certificates = [kubeadm_certificate(name) for name in KUBEADM_CERTIFICATES]
+        self.renewed = [kubeadm_certificate(name, serial="02") for name in KUBEADM_CERTIFICATES]
 
     def view(self, node: str) -> dict:
         return {
@@ -113,6 +144,20 @@ class Kubeadm:
             "paas_kubeadm.join": record(
                 "paas_kubeadm.join", lambda *args: {"node": opts["id"], "role": "worker"}
             ),
+            "paas_control_plane.certificates": lambda: [dict(row) for row in self.certificates],
+            "paas_kubeadm.renew_certificates": record(
+                "paas_kubeadm.renew_certificates", self.renew
+            ),
+        }
+
+    def renew(self) -> dict:
+        """kubeadm certs renew all: every certificate but the CAs signed again."""
+        before = {row["profile"]: row["serial"] for row in self.certificates}
+        self.certificates = self.renewed
+        return {
+            row["profile"]: {"old": before.get(row["profile"]), "new": row["serial"]}
+            for row in self.renewed
+            if row["serial"] != before.get(row["profile"])
         }
 
     def changes(self) -> list[str]:
@@ -342,4 +387,127 @@ def test_the_first_control_plane_does_not_join(state_module, kubeadm, pillar):
     pillar["kubeadm_join"] = credentials("cp1")
     ret = state_module.joined("cp1")
     assert ret["result"] is False and "it initializes the cluster" in ret["comment"]
+    assert kubeadm.calls == []
+
+
+# kubeadm.certificates_renewed
+
+
+def _renewals(kubeadm: Kubeadm) -> list[tuple]:
+    return [call for call in kubeadm.calls if call[0] == "paas_kubeadm.renew_certificates"]
+
+
+def test_kubeadms_certificates_outside_the_window_are_not_renewed(state_module, kubeadm):
+    kubeadm.initialized = True
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert ret["comment"] == "kubeadm's certificates are outside the renewal window."
+    assert kubeadm.calls == []
+
+
+@pytest.mark.parametrize("days_left", [30, 3, 0, -2])
+def test_one_certificate_inside_the_window_or_expired_renews_them_all_once(
+    state_module, kubeadm, days_left
+):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, "apiserver", days_left)
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is True, ret
+    assert _renewals(kubeadm) == [("paas_kubeadm.renew_certificates",)]
+    assert ret["changes"] == {
+        name: {"old": f"{name}-01", "new": f"{name}-02"}
+        for name in ("admin.conf", "apiserver", "front-proxy-client")
+    }
+    assert ret["comment"] == "kubeadm certs renew all renewed apiserver (and the rest)."
+
+
+def test_an_expired_certificate_not_flagged_for_renewal_is_renewed(state_module, kubeadm):
+    kubeadm.initialized = True
+    (admin,) = [row for row in kubeadm.certificates if row["profile"] == "admin.conf"]
+    admin.update(days_left=-1, renewal_due=False)
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is True and _renewals(kubeadm), ret
+
+
+def test_a_certificate_still_inside_the_window_after_the_renewal_fails_the_state(
+    state_module, kubeadm
+):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, "apiserver", 12)
+    _due(kubeadm.certificates, "admin.conf", 12)
+    # kubeadm renewed for fewer days than the window (its certificateValidityPeriod).
+    _due(kubeadm.renewed, "apiserver", 20)
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is False
+    assert ret["comment"] == "kubeadm certs renew all left apiserver inside the renewal window"
+    assert "apiserver" in ret["changes"]
+    assert len(_renewals(kubeadm)) == 1
+
+
+@pytest.mark.parametrize("ca", ["ca", "front-proxy-ca"])
+def test_kubeadms_cas_inside_the_window_are_not_renewed(state_module, kubeadm, ca):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, ca, -3)
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert kubeadm.calls == []
+
+
+def test_a_node_without_a_control_plane_of_kubeadms_has_nothing_to_renew(state_module, kubeadm):
+    _due(kubeadm.certificates, "apiserver", 3)
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert ret["comment"] == "No control plane of kubeadm's runs here: nothing to renew."
+    assert kubeadm.calls == []
+
+
+def test_test_mode_names_what_would_be_renewed_and_renews_nothing(state_module, kubeadm, opts):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, "apiserver", 3)
+    _due(kubeadm.certificates, "front-proxy-client", 3)
+    opts["test"] = True
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is None, ret
+    assert ret["changes"] == {"renew": ["apiserver", "front-proxy-client"]}
+    assert "apiserver, front-proxy-client inside the window" in ret["comment"]
+    assert kubeadm.calls == []
+
+
+def test_a_failed_renewal_is_reported_with_kubeadms_error(state_module, kubeadm):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, "apiserver", 3)
+    kubeadm.failures["paas_kubeadm.renew_certificates"] = (
+        "cp1: kubeadm certs renew all failed (exit code 1) error reading the CA"
+    )
+
+    ret = state_module.certificates_renewed("cp1")
+
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == kubeadm.failures["paas_kubeadm.renew_certificates"]
+
+
+def test_certificates_renewed_manages_only_the_node_it_runs_on(state_module, kubeadm):
+    kubeadm.initialized = True
+    _due(kubeadm.certificates, "apiserver", 3)
+
+    ret = state_module.certificates_renewed("cp2")
+
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        "kubeadm.certificates_renewed manages the node it runs on (cp1), not cp2"
+    )
     assert kubeadm.calls == []
