@@ -316,7 +316,7 @@ def _renewal(topology: dict, state_dir: str, timeout: int) -> dict:
     master_minion = __utils__["paas_topology.master_id"](topology)
     with __utils__["paas_master.minions"](__opts__) as asked:
         for step in steps:
-            entry = {**step, "started": time.time()}
+            entry = {**step, "started": time.time(), "done": False}
             record["steps"].append(entry)
             if step["turn"] == "etcd":
                 whole = asked.call(master_minion, "etcd_cluster.health", timeout=timeout)
@@ -332,6 +332,7 @@ def _renewal(topology: dict, state_dir: str, timeout: int) -> dict:
             ]
             entry["seconds"] = round(time.time() - entry["started"], 3)
             failure = __utils__["paas_orchestration.state_failure"](step["node"], reply, sls)
+            entry["done"] = not failure
             if failure:
                 record["failed"] = failure
                 break
@@ -826,7 +827,9 @@ def _renewal_runs(topology: dict) -> dict:
         else {
             "time": _stamp(last["time"]),
             "renewed": [
-                f"{step['node']}: {', '.join(step['certificates'])}" for step in last["steps"]
+                f"{step['node']}: {', '.join(step['certificates'])}"
+                for step in last["steps"]
+                if step.get("done")
             ],
             "failed": last["failed"],
             "skipped": last["skipped"],

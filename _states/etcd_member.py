@@ -189,6 +189,12 @@ def certificates_served(name: str, timeout: int = 120) -> dict:
             - name: etcd1
     """
     ret = __utils__["paas_state.ret"](name)
+    if name != __opts__["id"]:
+        return __utils__["paas_state.failed"](
+            ret,
+            f"etcd_member.certificates_served manages the node it runs on ({__opts__['id']}), "
+            f"not {name}",
+        )
     try:
         member = __salt__["paas_topology.etcd_member"](name)
         stale = []

@@ -161,13 +161,15 @@ def test_short_lived_certificates_are_renewed_unattended_while_the_platform_stay
 
     assert wait_until(renewed, timeout=RENEWED_WITHIN_S, interval=5)
     runs = json.loads(Path(STATE_DIR, "renewals.json").read_text(encoding="utf-8"))
-    steps = [run for run in runs if run["steps"]][-1]["steps"]
+    run = [run for run in runs if run["steps"]][-1]
+    steps = run["steps"]
     writer.stopping.set()
     writer.join(timeout=30)
 
     # Healthy all along, by the platform's own report.
     assert codes and set(codes) == {0}, codes
     # One node at a time, etcd before the control planes, each with what it needed.
+    assert run["failed"] is None and all(step["done"] for step in steps), run
     assert [(step["node"], step["sls"]) for step in steps] == [
         ("etcd2", ["pki", "etcd.certificates"]),
         ("cp2", ["kubernetes.certificates"]),

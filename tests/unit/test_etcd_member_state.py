@@ -647,12 +647,6 @@ def test_a_handshake_that_fails_fails_the_state_without_a_restart(state_module, 
     assert cluster.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: certificates_served does not refuse another node's name; it "
-    "compares that node's listener with this node's certificate files and restarts "
-    "this node's etcd",
-)
 def test_certificates_served_manages_only_the_node_it_runs_on(state_module, cluster):
     # On etcd3 (opts), named etcd1: etcd1's listeners present etcd1's certificates, never
     # the files on etcd3's disk.

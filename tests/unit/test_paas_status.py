@@ -1406,12 +1406,6 @@ def test_renew_records_silent_minions_as_unseen_and_renews_the_rest(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="looks wrong in the product: a run's steps are recorded before they run, and "
-    "paas.certs' renewal.last_run.renewed lists every step, the failed one and the one "
-    "etcd's health kept from running among them",
-)
 def test_a_step_that_failed_is_not_reported_as_renewed(runner, asked, minions, replies):
     _certificate("etcd1", "etcd-server", days_left=10)(replies)
     minions.failures["etcd1"] = "etcd1 is a member but not healthy: connection refused"
