@@ -145,13 +145,31 @@ def new_signed_cert(
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
     if spec.client:
         usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in spec.dns_names]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in spec.ips]
+    return _signed_leaf(
+        _name(spec.common_name, spec.organizations),
+        key,
+        (now - CERTIFICATE_BACKDATE, not_after),
+        usages,
+        alt_names,
+        issuer=(ca_cert, ca_key, authority),
+    )
+
+
+def _signed_leaf(subject, key, validity, usages, alt_names, *, issuer) -> x509.Certificate:
+    """What NewSignedCert writes into every leaf: not a CA, digital signature and key
+    encipherment, the extended usages, the CA's key id and the alternative names."""
+    ca_cert, ca_key, authority = issuer
+    not_before, not_after = validity
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(spec.common_name, spec.organizations))
+        .subject_name(subject)
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CERTIFICATE_BACKDATE)
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -169,13 +187,8 @@ def new_signed_cert(
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
+        .add_extension(authority, critical=False)
     )
-    alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in spec.dns_names]
-    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in spec.ips]
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     return builder.sign(ca_key, hashes.SHA256())
@@ -244,37 +257,17 @@ def new_cert_and_key(config: CertConfig, algorithm: str, ca_cert: x509.Certifica
         authority = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_key_id)
     except x509.ExtensionNotFound:
         authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(config.common_name, config.organizations))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(config.not_before)
-        .not_valid_after(config.not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(config.usages), critical=False)
-        .add_extension(authority, critical=False)
-    )
     alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     alt_names += [x509.IPAddress(ip) for ip in ips]
-    if alt_names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-    return builder.sign(ca_key, hashes.SHA256()), key
+    cert = _signed_leaf(
+        _name(config.common_name, config.organizations),
+        key,
+        (config.not_before, config.not_after),
+        config.usages,
+        alt_names,
+        issuer=(ca_cert, ca_key, authority),
+    )
+    return cert, key
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:
