@@ -62,11 +62,9 @@ def present(name: str, bootstrap: bool = False, timeout: int = 120) -> dict:
             - name: etcd1
     """
     ret = __utils__["paas_state.ret"](name)
-    if name != __opts__["id"]:
-        return __utils__["paas_state.failed"](
-            ret,
-            f"etcd_member.present manages the node it runs on ({__opts__['id']}), not {name}",
-        )
+    refused = __utils__["paas_state.elsewhere"](ret, "etcd_member.present", __opts__["id"])
+    if refused:
+        return refused
     try:
         member = __salt__["paas_topology.etcd_member"](name)
         return _present(ret, member, bootstrap, timeout)
@@ -189,12 +187,11 @@ def certificates_served(name: str, timeout: int = 120) -> dict:
             - name: etcd1
     """
     ret = __utils__["paas_state.ret"](name)
-    if name != __opts__["id"]:
-        return __utils__["paas_state.failed"](
-            ret,
-            f"etcd_member.certificates_served manages the node it runs on ({__opts__['id']}), "
-            f"not {name}",
-        )
+    refused = __utils__["paas_state.elsewhere"](
+        ret, "etcd_member.certificates_served", __opts__["id"]
+    )
+    if refused:
+        return refused
     try:
         member = __salt__["paas_topology.etcd_member"](name)
         stale = []
@@ -500,11 +497,9 @@ def replaced(name: str, timeout: int = 120) -> dict:
             - name: etcd3
     """
     ret = __utils__["paas_state.ret"](name)
-    if name != __opts__["id"]:
-        return __utils__["paas_state.failed"](
-            ret,
-            f"etcd_member.replaced manages the node it runs on ({__opts__['id']}), not {name}",
-        )
+    refused = __utils__["paas_state.elsewhere"](ret, "etcd_member.replaced", __opts__["id"])
+    if refused:
+        return refused
     try:
         member = __salt__["paas_topology.etcd_member"](name)
         healthy = __salt__["etcd_cluster.member_health"](member["client_url"])["healthy"]

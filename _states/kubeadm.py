@@ -41,12 +41,7 @@ def __virtual__():
 
 
 def _this_node(ret: dict, state: str) -> dict | None:
-    if ret["name"] != __opts__["id"]:
-        return __utils__["paas_state.failed"](
-            ret,
-            f"kubeadm.{state} manages the node it runs on ({__opts__['id']}), not {ret['name']}",
-        )
-    return None
+    return __utils__["paas_state.elsewhere"](ret, f"kubeadm.{state}", __opts__["id"])
 
 
 def initialized(name: str) -> dict:

@@ -16,6 +16,16 @@ def ret(name: str) -> dict:
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
+def elsewhere(state_ret: dict, state: str, minion: str) -> dict | None:
+    """For a state that manages only the node it runs on (``minion``): its failure when
+    it is named for another node, else None."""
+    if state_ret["name"] == minion:
+        return None
+    return failed(
+        state_ret, f"{state} manages the node it runs on ({minion}), not {state_ret['name']}"
+    )
+
+
 def record(state_ret: dict, key: str, old, new) -> None:
     """``key`` changed from ``old`` to ``new`` (or would, in test mode)."""
     state_ret["changes"][key] = {"old": old, "new": new}
