@@ -187,7 +187,7 @@ def test_certs_without_the_minions_is_degraded_with_a_row_for_each(salt_master, 
     assert all(row["problems"] == [f"did not answer: {NOT_ACCEPTED}"] for row in rows)
     assert table.stdout.splitlines()[0] == f"certificates: DEGRADED ({len(rows)} problems)"
     assert table.stdout.splitlines()[len(rows) + 2].split() == [
-        "NODE", "PROFILE", "SERIAL", "NOT", "AFTER", "DAYS", "PROBLEMS"
+        "NODE", "PROFILE", "SERIAL", "NOT", "AFTER", "DAYS", "RENEWS", "PROBLEMS"
     ]  # fmt: skip
     assert table.stderr == ""
 
