@@ -1,5 +1,6 @@
 """
-Certificates renewed by nobody: certificates re-issued with a short life (each by its own
+Certificates renewed by nobody (this file sorts before test_lab.py, whose last tests
+take the lab down and up): certificates re-issued with a short life (each by its own
 CA, with its own key, subject, names and usages: a certificate near its end) are renewed
 by the master's schedule (``paas.renew``) and loaded by what uses them, while the
 platform stays healthy and no acknowledged etcd write is lost; a kubelet whose client
