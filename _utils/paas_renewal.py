@@ -18,6 +18,8 @@ from __future__ import annotations
 
 # The order of the roles' turns: nothing served, etcd members, apiservers.
 TURNS = ("other", "etcd", "control-plane")
+# The state that loads renewed certificates into each turn's service.
+LOADS = (("etcd", "etcd.certificates"), ("control-plane", "kubernetes.certificates"))
 
 
 def due(row: dict) -> bool:
@@ -54,15 +56,11 @@ def plan(rows: list[dict], roles: dict[str, list[str]]) -> list[dict]:
         if "control-plane" in held and "kubernetes.certificates" not in step["sls"]:
             step["sls"].append("kubernetes.certificates")
     for step in wanted.values():
-        held = roles.get(step["node"], [])
+        # A node's turn is that of the first service its step restarts.
         step["turn"] = next(
-            (turn for turn in ("etcd", "control-plane") if turn in held and _serves(step, turn)),
+            (turn for turn, sls in LOADS if sls in step["sls"]),
             "other",
         )
         # pki before the states that load what it renewed.
         step["sls"].sort(key=lambda sls: sls != "pki")
     return sorted(wanted.values(), key=lambda step: (TURNS.index(step["turn"]), step["node"]))
-
-
-def _serves(step: dict, turn: str) -> bool:
-    return f"{'etcd' if turn == 'etcd' else 'kubernetes'}.certificates" in step["sls"]
