@@ -357,20 +357,17 @@ def renew_certificates() -> dict:
     node = _node()
     if not initialized():
         raise CommandExecutionError(f"{node['id']} holds no control plane of kubeadm's")
-    before = {row["profile"]: row.get("serial") for row in _kubeadm_certificates()}
+    serials = __salt__["paas_control_plane.certificates"]
+    before = {row["profile"]: row.get("serial") for row in serials()}
     result = _kubeadm("certs", "renew", "all")
     if result["retcode"] != 0:
         raise CommandExecutionError(_failure("kubeadm certs renew all", result))
-    after = {row["profile"]: row.get("serial") for row in _kubeadm_certificates()}
+    after = {row["profile"]: row.get("serial") for row in serials()}
     return {
         name: {"old": before.get(name), "new": serial}
         for name, serial in after.items()
         if serial != before.get(name)
     }
-
-
-def _kubeadm_certificates() -> list[dict]:
-    return __salt__["paas_control_plane.certificates"]()
 
 
 def _json_documents(text: str) -> list:
