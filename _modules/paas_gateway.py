@@ -19,6 +19,8 @@ import socket
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "paas_gateway"
+# The states of haproxy's runtime API ("set server ... state") the platform uses.
+SERVER_STATES = ("ready", "drain")
 
 
 def __virtual__():
@@ -68,18 +70,7 @@ def backends(timeout: float = 2.0) -> list[dict]:
 
         salt-call paas_gateway.backends
     """
-    path = __salt__["paas_topology.gateway"]()["haproxy_socket"]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(timeout)
-            conn.connect(path)
-            conn.sendall(b"show stat\n")
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-    except OSError as error:
-        raise CommandExecutionError(f"haproxy's admin socket {path}: {error}") from error
-    lines = b"".join(chunks).decode().lstrip("# ").splitlines()
+    lines = _haproxy("show stat", timeout).lstrip("# ").splitlines()
     return [
         {
             "proxy": row["pxname"],
@@ -91,6 +82,51 @@ def backends(timeout: float = 2.0) -> list[dict]:
         for row in csv.DictReader(line for line in lines if line)
         if row["svname"] not in ("FRONTEND", "BACKEND")
     ]
+
+
+def server_state(proxy: str, server: str, state: str, timeout: float = 2.0) -> dict:
+    """
+    Put one of haproxy's servers in ``state``: ``drain`` (it gets no new connection, keeps
+    the ones it has, and its checks go on) or ``ready`` (back in the rotation once its
+    checks pass), through haproxy's admin socket. The master's certificate renewal drains
+    a control plane's apiserver before it restarts it. Return the server as ``backends``
+    shows it afterwards.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call paas_gateway.server_state kube-apiserver cp3 drain
+    """
+    if state not in SERVER_STATES:
+        raise CommandExecutionError(
+            f"a server's state is one of {', '.join(SERVER_STATES)}, not {state!r}"
+        )
+    known = {(row["proxy"], row["server"]) for row in backends(timeout)}
+    if (proxy, server) not in known:
+        raise CommandExecutionError(f"haproxy has no server {server} in {proxy}")
+    answer = _haproxy(f"set server {proxy}/{server} state {state}", timeout).strip()
+    if answer:
+        raise CommandExecutionError(f"haproxy refused to set {proxy}/{server} {state}: {answer}")
+    return next(
+        row for row in backends(timeout) if (row["proxy"], row["server"]) == (proxy, server)
+    )
+
+
+def _haproxy(command: str, timeout: float) -> str:
+    """haproxy's answer to one command on its admin socket."""
+    path = __salt__["paas_topology.gateway"]()["haproxy_socket"]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(path)
+            conn.sendall(f"{command}\n".encode())
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+    except OSError as error:
+        raise CommandExecutionError(f"haproxy's admin socket {path}: {error}") from error
+    return b"".join(chunks).decode()
 
 
 def status() -> dict:

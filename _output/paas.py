@@ -51,7 +51,7 @@ def output(data: dict, **kwargs) -> str:
         parts = [f"outcome: {data['outcome']} (remediation {data['owner']})"]
     else:
         title, parts = "paas", []
-    return "\n\n".join([_verdict(title, data), *parts])
+    return "\n\n".join([_verdict(title, data) + _maintenance(data.get("maintenance")), *parts])
 
 
 def _snapshot_cell(entry: dict | None) -> str:
@@ -129,6 +129,20 @@ def _verdict(title: str, report: dict) -> str:
     lines = [f"{title}: {report['severity'].upper()} ({count} problem{'s' * (count != 1)})"]
     lines.extend(f"  - {problem}" for problem in report["problems"])
     return "\n".join(lines)
+
+
+def _maintenance(maintenance: dict | None) -> str:
+    if not maintenance:
+        return ""
+    lines = ["maintenance:"]
+    lines.extend(
+        f"  {window['node']}: {window['why']}, since {window['since']}"
+        + (f", done {window['ended']}" if window["ended"] else ", going on")
+        for window in maintenance["nodes"]
+    )
+    lines.append("expected meanwhile, not counted:")
+    lines.extend(f"  - {problem}" for problem in maintenance["expected"] or ["nothing seen"])
+    return "\n" + "\n".join(lines)
 
 
 def _flag(section: dict) -> str:

@@ -57,6 +57,16 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # How long one node's renewal states may take (a restart waits for etcd's health or the
 # apiserver's readiness).
 RENEWAL_STEP_TIMEOUT = 600
+# The node the master's renewal works on now (in its state directory): while that
+# renewal runs, what its restarts make of the node is expected, not a problem.
+MAINTENANCE = "maintenance.json"
+# A control plane's renewal ends once the gateways' haproxy serves its apiserver again
+# (haproxy's rise checks), within this long; asked every ROTATION_POLL_S.
+API_PROXY = "kube-apiserver"
+ROTATION_WAIT_S = 60
+ROTATION_POLL_S = 1
+# The severity of a problem on the node under maintenance: shown, not counted.
+EXPECTED = "expected"
 
 
 def __virtual__():
@@ -315,6 +325,7 @@ def _renewal(topology: dict, state_dir: str, timeout: int) -> dict:
     steps = __utils__["paas_renewal.plan"](inventory["certificates"], roles)
     master_minion = __utils__["paas_topology.master_id"](topology)
     with __utils__["paas_master.minions"](__opts__) as asked:
+        _undrain_left(asked, topology, state_dir, timeout)
         for step in steps:
             entry = {**step, "started": time.time(), "done": False}
             record["steps"].append(entry)
@@ -326,18 +337,106 @@ def _renewal(topology: dict, state_dir: str, timeout: int) -> dict:
                         f"(etcd_cluster.health on {master_minion}: {_unhealthy(whole)})"
                     )
                     break
-            sls = ",".join(step["sls"])
-            reply = asked.run([step["node"]], "state.apply", [sls], timeout=RENEWAL_STEP_TIMEOUT)[
-                step["node"]
-            ]
+            failure = _renewal_step(asked, topology, state_dir, entry, timeout)
             entry["seconds"] = round(time.time() - entry["started"], 3)
-            failure = __utils__["paas_orchestration.state_failure"](step["node"], reply, sls)
             entry["done"] = not failure
             if failure:
                 record["failed"] = failure
                 break
     record["finished"] = time.time()
     return record
+
+
+def _renewal_step(asked, topology: dict, state_dir: str, step: dict, timeout: int) -> str | None:
+    """Apply one node's renewal states; why it failed, or None. A control plane's
+    apiserver is drained from the gateways' haproxy first (no new connection reaches it
+    while it restarts), put back after, and the step ends once haproxy serves it again.
+    The node is under maintenance meanwhile (a window in ``MAINTENANCE``)."""
+    node, sls = step["node"], ",".join(step["sls"])
+    drained = step["turn"] == "control-plane"
+    window = {
+        "node": node,
+        "why": f"the master renews its certificates ({', '.join(step['sls'])})",
+        "since": step["started"],
+        "until": step["started"] + RENEWAL_STEP_TIMEOUT + ROTATION_WAIT_S,
+        "ended": None,
+        "drained": drained,
+    }
+    windows = [*__utils__["paas_master.read"](state_dir, MAINTENANCE, []), window]
+    __utils__["paas_master.write"](state_dir, MAINTENANCE, windows)
+    try:
+        if drained:
+            # A gateway that cannot drain it still serves: recorded, not a failure.
+            step["not_drained"] = _server_state(asked, topology, node, "drain", timeout)
+        try:
+            reply = asked.run([node], "state.apply", [sls], timeout=RENEWAL_STEP_TIMEOUT)[node]
+            failure = __utils__["paas_orchestration.state_failure"](node, reply, sls)
+        finally:
+            if drained:
+                step["not_ready"] = _server_state(asked, topology, node, "ready", timeout)
+        if not failure and drained:
+            failure = _back_in_rotation(topology, node, timeout)
+    finally:
+        window["ended"] = time.time()
+        __utils__["paas_master.write"](state_dir, MAINTENANCE, windows)
+    return failure
+
+
+def _undrain_left(asked, topology: dict, state_dir: str, timeout: int) -> None:
+    """Put back in the gateways' rotation an apiserver a renewal drained and did not
+    live to put back (its window never ended), and start this run's windows."""
+    for window in __utils__["paas_master.read"](state_dir, MAINTENANCE, []):
+        if window["ended"] is None and window["drained"]:
+            _server_state(asked, topology, window["node"], "ready", timeout)
+    __utils__["paas_master.write"](state_dir, MAINTENANCE, [])
+
+
+def _server_state(asked, topology: dict, node: str, state: str, timeout: int) -> dict:
+    """Set ``node``'s apiserver server ``state`` in every gateway's haproxy; the
+    gateways that could not, with why (a gateway's haproxy the state does not reach
+    shows in ``paas.status``)."""
+    gateways = __utils__["paas_topology.node_ids"](topology, "gateway")
+    replies = asked.ask(
+        gateways, "paas_gateway.server_state", [API_PROXY, node, state], timeout=timeout
+    )
+    return {gateway: reply for gateway, reply in replies.items() if not isinstance(reply, dict)}
+
+
+def _back_in_rotation(topology: dict, node: str, timeout: int) -> str | None:
+    """None once every gateway that answers serves ``node``'s apiserver again (its
+    haproxy server UP after the restart); else why not, after ``ROTATION_WAIT_S``."""
+    gateways = __utils__["paas_topology.node_ids"](topology, "gateway")
+    deadline = time.monotonic() + ROTATION_WAIT_S
+    while gateways:
+        replies = _ask(gateways, "paas_gateway.status", timeout)
+        seen = {
+            gateway: [
+                backend["status"]
+                for backend in reply["backends"]
+                if backend["proxy"] == API_PROXY and backend["server"] == node
+            ]
+            for gateway, reply in replies.items()
+            if isinstance(reply, dict)
+        }
+        waiting = {
+            gateway: statuses or ["not a server"]
+            for gateway, statuses in seen.items()
+            if not statuses or not all(map(_serves, statuses))
+        }
+        if seen and not waiting:
+            return None
+        if time.monotonic() >= deadline:
+            why = "; ".join(
+                f"{gateway}: {', '.join(waiting.get(gateway, ['no answer']))}"
+                for gateway in gateways
+                if gateway in waiting or gateway not in seen
+            )
+            return (
+                f"{node}: its apiserver is not back in the gateways' haproxy "
+                f"{ROTATION_WAIT_S} s after its renewal ({why})"
+            )
+        time.sleep(ROTATION_POLL_S)
+    return None
 
 
 def _unhealthy(health) -> str:
@@ -417,6 +516,11 @@ def status(timeout: int = 30) -> dict:
     renewal window. Every problem is named in ``problems``; 3 means no report could
     be made.
 
+    While the master's renewal restarts things on a node (``maintenance``: which nodes,
+    why, since, and when done), what that makes of the node (its apiserver not ready or
+    drained from the gateways' haproxy, its etcd member unhealthy) is listed there as
+    ``expected`` instead of counted; anything down still is.
+
     CLI Example:
 
     .. code-block:: bash
@@ -429,28 +533,65 @@ def status(timeout: int = 30) -> dict:
     if errors:
         return _unknown(errors)
     node_ids = __utils__["paas_topology.node_ids"]
+    gateway_nodes, etcd_nodes = node_ids(topology, "gateway"), node_ids(topology, "etcd")
+    control_planes = [
+        entry["id"] for entry in __utils__["paas_topology.kubernetes"](topology)["control_planes"]
+    ]
+    asking = time.time()
     try:
-        gateway_nodes = node_ids(topology, "gateway")
-        gateways = _gateways(gateway_nodes, _ask(gateway_nodes, "paas_gateway.status", timeout))
-        etcd_nodes = node_ids(topology, "etcd")
-        etcd = _etcd(etcd_nodes, _ask(etcd_nodes, "etcd_cluster.overview", timeout))
-        kubernetes = _kubernetes(topology, timeout)
+        gateway_replies = _ask(gateway_nodes, "paas_gateway.status", timeout)
+        etcd_replies = _ask(etcd_nodes, "etcd_cluster.overview", timeout)
+        control_plane_replies = _ask(control_planes, "paas_control_plane.status", timeout)
         pki = _pki(topology, timeout)
     except SaltClientError as err:
         return _unknown([f"the master could not ask its minions: {err}"])
-    sections = {"gateways": gateways, "etcd": etcd, "kubernetes": kubernetes, "pki": pki}
+    # After the answers: a node the renewal took up while they came counts too.
+    maintenance = _maintenance(topology, asking)
+    planned = {window["node"] for window in maintenance}
+    sections = {
+        "gateways": _gateways(gateway_nodes, gateway_replies, planned),
+        "etcd": _etcd(etcd_nodes, etcd_replies, planned),
+        "kubernetes": _kubernetes(topology, control_plane_replies, planned),
+        "pki": pki,
+    }
     # A silent gateway or control plane is named by its part and the certificates': once here.
     problems = dict.fromkeys(text for part in sections.values() for text in part["problems"])
-    return _report(
-        {
-            "severity": _worst(section["severity"] for section in sections.values()),
-            "problems": list(problems),
-            **sections,
-        }
+    report = {
+        "severity": _worst(section["severity"] for section in sections.values()),
+        "problems": list(problems),
+        **sections,
+    }
+    if maintenance:
+        expected = (text for part in sections.values() for text in part.pop(EXPECTED, []))
+        report["maintenance"] = {"nodes": maintenance, EXPECTED: list(dict.fromkeys(expected))}
+    return _report(report)
+
+
+def _maintenance(topology: dict, asking: float) -> list[dict]:
+    """The nodes the master's renewal restarted things on while the minions were asked
+    (since ``asking``), as that renewal recorded them (``MAINTENANCE``): a node's step
+    that ended since, or one still going while the renewal that wrote it runs (it holds
+    its lock) and within the bound it set. A renewal that died leaves none."""
+    state_dir = __utils__["paas_topology.dr"](topology)["state_dir"]
+    windows = __utils__["paas_master.read"](state_dir, MAINTENANCE, [])
+    going = time.time()
+    running = any(window["ended"] is None for window in windows) and __utils__["paas_master.held"](
+        state_dir, "renewal"
     )
+    return [
+        {
+            "node": window["node"],
+            "why": window["why"],
+            "since": _stamp(window["since"]),
+            "ended": None if window["ended"] is None else _stamp(window["ended"]),
+        }
+        for window in windows
+        if (window["ended"] is None and running and going <= window["until"])
+        or (window["ended"] is not None and window["ended"] >= asking)
+    ]
 
 
-def _gateways(nodes: list[str], replies: dict) -> dict:
+def _gateways(nodes: list[str], replies: dict, planned: set[str]) -> dict:
     """Who holds each VIP, as the gateways themselves say, and what is wrong with them:
     exactly one gateway holding both VIPs is the healthy case; two holders is a split
     brain (VRRP between them is lost). The holder is named only when every gateway
@@ -479,7 +620,7 @@ def _gateways(nodes: list[str], replies: dict) -> dict:
         )
     for node in nodes:
         if node in answers:
-            problems.extend(_gateway_problems(node, answers[node], node in every_holder))
+            problems.extend(_gateway_problems(node, answers[node], node in every_holder, planned))
         else:
             problems.append(("degraded", f"{node} did not answer: {replies.get(node, NO_REPLY)}"))
     one_holder = len(every_holder) == 1 and all(holders.values()) and len(answers) == len(nodes)
@@ -492,9 +633,12 @@ def _gateways(nodes: list[str], replies: dict) -> dict:
     }
 
 
-def _gateway_problems(node: str, reply: dict, holds_a_vip: bool) -> list[tuple[str, str]]:
+def _gateway_problems(
+    node: str, reply: dict, holds_a_vip: bool, planned: set[str]
+) -> list[tuple[str, str]]:
     """What is wrong on one gateway. On a VIP holder, an haproxy that cannot serve a
-    service means the platform does not serve it: down; anywhere else, degraded."""
+    service means the platform does not serve it: down; anywhere else, degraded (a
+    server of a node under maintenance: expected)."""
     problems = [
         ("degraded", f"{node}: {service} is not active")
         for service, active in reply["services"].items()
@@ -510,7 +654,7 @@ def _gateway_problems(node: str, reply: dict, holds_a_vip: bool) -> list[tuple[s
             check = f" (check: {backend['check']})" if backend.get("check") else ""
             problems.append(
                 (
-                    "degraded",
+                    _degraded(backend["server"], planned),
                     f"{node}: haproxy's {backend['proxy']} server {backend['server']} "
                     f"is {backend['status']}{check}",
                 )
@@ -532,7 +676,7 @@ def _serves(haproxy_status: str) -> bool:
     return haproxy_status.startswith("UP") or haproxy_status == "no check"
 
 
-def _etcd(nodes: list[str], replies: dict) -> dict:
+def _etcd(nodes: list[str], replies: dict, planned: set[str]) -> dict:
     """The cluster as the first etcd node that answers sees it, and what is wrong with
     it: no quorum is down; anything else a person must see is degraded."""
     answers = {node: reply for node, reply in replies.items() if isinstance(reply, dict)}
@@ -559,7 +703,10 @@ def _etcd(nodes: list[str], replies: dict) -> dict:
     for name, member in sorted(etcd["members"].items()):
         if not member["healthy"]:
             problems.append(
-                ("degraded", f"etcd member {name} is unhealthy: {member['error'] or 'no reason'}")
+                (
+                    _degraded(name, planned),
+                    f"etcd member {name} is unhealthy: {member['error'] or 'no reason'}",
+                )
             )
         if member["learner"]:
             problems.append(("degraded", f"etcd member {name} is a learner, not yet promoted"))
@@ -577,7 +724,7 @@ def _etcd(nodes: list[str], replies: dict) -> dict:
     return {**_verdict(problems), **etcd, "seen_by": seen_by}
 
 
-def _kubernetes(topology: dict, timeout: int) -> dict:
+def _kubernetes(topology: dict, replies: dict, planned: set[str]) -> dict:
     """Kubernetes as its control planes see it: each reports its own apiserver's
     readiness, directly and through each VIP, and the Nodes are those the first control
     plane (in topology order) that can list them sees. Down when nobody can say, when
@@ -585,7 +732,6 @@ def _kubernetes(topology: dict, timeout: int) -> dict:
     run workloads; anything else a person must see is degraded."""
     view = __utils__["paas_topology.kubernetes"](topology)
     control_planes = [entry["id"] for entry in view["control_planes"]]
-    replies = _ask(control_planes, "paas_control_plane.status", timeout)
     answers = {cp: replies[cp] for cp in control_planes if isinstance(replies.get(cp), dict)}
     seen = {
         "version": view["version"],
@@ -626,10 +772,15 @@ def _kubernetes(topology: dict, timeout: int) -> dict:
                 )
             )
         elif "error" in answer:
-            problems.append(("degraded", f"{cp}: {answer['error']}"))
+            problems.append((_degraded(cp, planned), f"{cp}: {answer['error']}"))
         elif "nodes_error" in answer:
-            problems.append(("degraded", f"{cp} could not list the Nodes: {answer['nodes_error']}"))
-    problems.extend(_apiserver_problems(view, answers))
+            problems.append(
+                (
+                    _degraded(cp, planned),
+                    f"{cp} could not list the Nodes: {answer['nodes_error']}",
+                )
+            )
+    problems.extend(_apiserver_problems(view, answers, planned))
     seen_by = next((cp for cp in control_planes if "nodes" in answers.get(cp, {})), None)
     if seen_by is None:
         # Each control plane's reason is named above.
@@ -641,20 +792,23 @@ def _kubernetes(topology: dict, timeout: int) -> dict:
     return {**_verdict(problems), **seen, "initialized": True, "seen_by": seen_by, "nodes": nodes}
 
 
-def _apiserver_problems(view: dict, answers: dict) -> list[tuple[str, str]]:
+def _apiserver_problems(view: dict, answers: dict, planned: set[str]) -> list[tuple[str, str]]:
     """Each control plane's apiserver not ready, directly or through a VIP from that
-    node, is degraded; a VIP through which no control plane got a ready apiserver is
-    down: the API does not answer there."""
+    node, is degraded (expected on a node under maintenance); a VIP through which no
+    control plane got a ready apiserver is down: the API does not answer there."""
     checked = {cp: answer["apiserver"] for cp, answer in answers.items() if "apiserver" in answer}
     problems = []
     for cp, apiserver in checked.items():
         if not apiserver["direct"]["ready"]:
             problems.append(
-                ("degraded", f"{cp}: its apiserver is not ready: {apiserver['direct']['error']}")
+                (
+                    _degraded(cp, planned),
+                    f"{cp}: its apiserver is not ready: {apiserver['direct']['error']}",
+                )
             )
         problems.extend(
             (
-                "degraded",
+                _degraded(cp, planned),
                 f"{cp}: the apiserver through the {network} VIP is not ready: "
                 f"{apiserver[check]['error']}",
             )
@@ -861,11 +1015,23 @@ def _certificate_problems(certificate: dict, renew_days: int, renewal: dict) -> 
     return problems
 
 
+def _degraded(node: str, planned: set[str]) -> str:
+    """The severity of a problem that makes ``node`` less than whole."""
+    return EXPECTED if node in planned else "degraded"
+
+
 def _verdict(problems: list[tuple[str, str]]) -> dict:
-    return {
-        "severity": _worst(severity for severity, _ in problems),
-        "problems": [text for _, text in problems],
+    """The severity and the problems; the expected ones (a node under maintenance)
+    apart, counted in neither."""
+    counted = [(severity, text) for severity, text in problems if severity != EXPECTED]
+    verdict = {
+        "severity": _worst(severity for severity, _ in counted),
+        "problems": [text for _, text in counted],
     }
+    expected = [text for severity, text in problems if severity == EXPECTED]
+    if expected:
+        verdict[EXPECTED] = expected
+    return verdict
 
 
 def _worst(severities) -> str:

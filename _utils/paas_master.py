@@ -234,6 +234,22 @@ def records(state_dir: str, name: str = "records", wait: bool = True):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def held(state_dir: str, name: str) -> bool:
+    """Whether another process holds the lock ``state_dir/.<name>.lock`` now (as
+    ``records`` takes it), without waiting."""
+    try:
+        descriptor = os.open(os.path.join(state_dir, f".{name}.lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    with os.fdopen(descriptor, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def read(state_dir: str, name: str, default):
     """A record, or ``default`` when it is missing or unreadable (said in the log)."""
     path = os.path.join(state_dir, name)

@@ -463,3 +463,37 @@ def test_the_preflight_failures_and_what_was_excused_are_tables(outputter):
     assert lines[failed + 2].startswith("cp3   ports  port 10259 held by python3 (pid 4242)  ")
     assert "ignored (paas:preflight:ignore):" in lines
     assert any(line.startswith("gw1   time_sync  NTPSynchronized=no") for line in lines)
+
+
+def test_a_node_under_the_renewals_maintenance_is_named_with_what_is_expected(outputter, status):
+    report = _healthy(status)
+    report["maintenance"] = {
+        "nodes": [
+            {
+                "node": "cp2",
+                "why": "the master renews its certificates (kubernetes.certificates)",
+                "since": "2026-12-07 22:10:01",
+                "ended": "2026-12-07 22:10:12",
+            },
+            {
+                "node": "cp3",
+                "why": "the master renews its certificates (pki, kubernetes.certificates)",
+                "since": "2026-12-07 22:10:12",
+                "ended": None,
+            },
+        ],
+        "expected": ["cp3: its apiserver is not ready: connection refused"],
+    }
+
+    lines = outputter.output(report).splitlines()
+
+    assert lines[:6] == [
+        "paas: ok",
+        "maintenance:",
+        "  cp2: the master renews its certificates (kubernetes.certificates), "
+        "since 2026-12-07 22:10:01, done 2026-12-07 22:10:12",
+        "  cp3: the master renews its certificates (pki, kubernetes.certificates), "
+        "since 2026-12-07 22:10:12, going on",
+        "expected meanwhile, not counted:",
+        "  - cp3: its apiserver is not ready: connection refused",
+    ]

@@ -191,8 +191,9 @@ def etcd_health() -> dict:
 class Minions:
     """The master's client to the minions (``paas_master.minions``) as paas.renew uses it:
     what it asked whom, in order (``(minion, "etcd_cluster.health")``, ``(node,
-    "state.apply", sls)``); etcd's health as the master's minion sees it, and each node's
-    state run (a failed state's comment, or no return at all)."""
+    "state.apply", sls)``, ``("gw1,gw2", "paas_gateway.server_state", proxy, server,
+    state)``); etcd's health as the master's minion sees it, and each node's state run
+    (a failed state's comment, or no return at all)."""
 
     def __init__(self):
         self.calls: list[tuple] = []
@@ -210,6 +211,17 @@ class Minions:
         self.calls.append((minion, function))
         assert function == "etcd_cluster.health", function
         return copy.deepcopy(self.health)
+
+    def ask(self, minions, function, arg=(), kwarg=None, *, timeout=60, gather_job_timeout=None):
+        self.calls.append((",".join(minions), function, *arg))
+        assert function == "paas_gateway.server_state", function
+        proxy, server, state = arg
+        return {
+            minion: "haproxy's admin socket: connection refused"
+            if minion in self.silent
+            else {"proxy": proxy, "server": server, "status": state.upper(), "check": "L7OK"}
+            for minion in minions
+        }
 
     def run(self, minions, function, arg=(), kwarg=None, *, timeout=60, gather_job_timeout=None):
         (minion,) = minions
@@ -1206,7 +1218,9 @@ def test_renew_applies_each_nodes_states_in_turn_etcd_only_while_it_is_whole(
     assert minions.calls == [
         ("paas-master", "etcd_cluster.health"),
         ("etcd2", "state.apply", "pki,etcd.certificates"),
+        ("gw1,gw2", "paas_gateway.server_state", "kube-apiserver", "cp3", "drain"),
         ("cp3", "state.apply", "pki,kubernetes.certificates"),
+        ("gw1,gw2", "paas_gateway.server_state", "kube-apiserver", "cp3", "ready"),
     ]
     assert report["retcode"] == context["retcode"] == 0 and report["failed"] is None
     assert [(step["node"], step["certificates"]) for step in report["steps"]] == [
@@ -1235,7 +1249,9 @@ def test_renew_asks_for_etcds_health_before_each_etcd_node_and_not_before_others
         ("etcd1", "state.apply", "pki,etcd.certificates"),
         ("paas-master", "etcd_cluster.health"),
         ("etcd3", "state.apply", "pki,etcd.certificates"),
+        ("gw1,gw2", "paas_gateway.server_state", "kube-apiserver", "cp1", "drain"),
         ("cp1", "state.apply", "kubernetes.certificates"),
+        ("gw1,gw2", "paas_gateway.server_state", "kube-apiserver", "cp1", "ready"),
     ]
 
 
@@ -1415,3 +1431,246 @@ def test_a_step_that_failed_is_not_reported_as_renewed(runner, asked, minions, r
 
     assert last["failed"] == "etcd1 is a member but not healthy: connection refused"
     assert last["renewed"] == []
+
+
+def _under_maintenance(
+    pillar: dict, node: str, until_s: float = 600, ended_s: float | None = None, drained=True
+) -> None:
+    """The master's renewal recorded that it works on ``node`` (maintenance.json): a
+    window going on, or one that ended ``ended_s`` seconds ago."""
+    os.makedirs(_state_dir(pillar), exist_ok=True)
+    window = {
+        "node": node,
+        "why": "the master renews its certificates (pki, kubernetes.certificates)",
+        "since": time.time() - 60,
+        "until": time.time() + until_s,
+        "ended": None if ended_s is None else time.time() - ended_s,
+        "drained": drained,
+    }
+    with open(os.path.join(_state_dir(pillar), "maintenance.json"), "w", encoding="utf-8") as f:
+        json.dump([window], f)
+
+
+def _windows(pillar: dict) -> list[dict]:
+    with open(os.path.join(_state_dir(pillar), "maintenance.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+RESTARTING = _both(
+    _apiserver("cp3", "direct", "connection refused"),
+    _down_server("cp3", "gw1", "gw2"),
+)
+
+
+def test_what_the_renewal_makes_of_its_node_is_expected_not_counted(
+    runner, asked, replies, pillar, context, master_utils_module
+):
+    RESTARTING(replies)
+    _under_maintenance(pillar, "cp3")
+
+    with master_utils_module.records(_state_dir(pillar), "renewal"):
+        report = runner.status()
+
+    assert report["retcode"] == context["retcode"] == 0
+    assert (report["severity"], report["problems"]) == ("ok", [])
+    assert [window["node"] for window in report["maintenance"]["nodes"]] == ["cp3"]
+    assert report["maintenance"]["nodes"][0]["ended"] is None
+    assert report["maintenance"]["expected"] == [
+        "gw1: haproxy's kube-apiserver server cp3 is DOWN (check: L4CON)",
+        "gw2: haproxy's kube-apiserver server cp3 is DOWN (check: L4CON)",
+        "cp3: its apiserver is not ready: connection refused",
+    ]
+    assert all("expected" not in report[part] for part in ("gateways", "etcd", "kubernetes"))
+
+
+def test_an_etcd_member_restarted_by_the_renewal_is_expected_and_other_nodes_still_count(
+    runner, asked, replies, pillar, context, master_utils_module
+):
+    _etcd(_unhealthy("etcd2"))(replies)
+    _apiserver("cp1", "direct")(replies)
+    _under_maintenance(pillar, "etcd2", drained=False)
+
+    with master_utils_module.records(_state_dir(pillar), "renewal"):
+        report = runner.status()
+
+    assert report["retcode"] == 1
+    assert report["problems"] == [f"cp1: its apiserver is not ready: {NOT_READY}"]
+    assert report["maintenance"]["expected"] == [
+        "etcd member etcd2 is unhealthy: context deadline exceeded"
+    ]
+
+
+def test_a_down_problem_counts_even_on_the_node_under_maintenance(
+    runner, asked, replies, pillar, context, master_utils_module
+):
+    for cp in CPS:
+        _down_server(cp, "gw1", "gw2")(replies)
+    _under_maintenance(pillar, "cp3")
+
+    with master_utils_module.records(_state_dir(pillar), "renewal"):
+        report = runner.status()
+
+    assert report["retcode"] == 2
+    assert (
+        "gw1 holds a VIP and no server of its haproxy's kube-apiserver is UP"
+        in (report["problems"])
+    )
+    assert "gw1: haproxy's kube-apiserver server cp1 is DOWN (check: L4CON)" in report["problems"]
+
+
+def test_a_step_that_ended_while_the_minions_were_asked_is_still_expected(
+    runner, asked, replies, pillar, context, monkeypatch
+):
+    RESTARTING(replies)
+    ask = runner._ask
+
+    def ended_meanwhile(minions, function, timeout):
+        if function == "paas_control_plane.status":
+            _under_maintenance(pillar, "cp3", ended_s=0)
+        return ask(minions, function, timeout)
+
+    monkeypatch.setattr(runner, "_ask", ended_meanwhile)
+
+    report = runner.status()
+
+    assert report["retcode"] == 0, report["problems"]
+    assert report["maintenance"]["nodes"][0]["ended"] is not None
+
+
+@pytest.mark.parametrize(
+    "left", ["by-a-renewal-that-died", "past-its-bound", "ended-before-the-report"]
+)
+def test_a_maintenance_record_of_no_running_renewal_hides_nothing(
+    runner, asked, replies, pillar, context, master_utils_module, left
+):
+    RESTARTING(replies)
+    _under_maintenance(
+        pillar,
+        "cp3",
+        until_s=-1 if left == "past-its-bound" else 600,
+        ended_s=5 if left == "ended-before-the-report" else None,
+    )
+
+    if left == "by-a-renewal-that-died":
+        report = runner.status()
+    else:
+        with master_utils_module.records(_state_dir(pillar), "renewal"):
+            report = runner.status()
+
+    assert report["retcode"] == 1 and "maintenance" not in report
+    assert "cp3: its apiserver is not ready: connection refused" in report["problems"]
+
+
+def test_renew_says_which_node_it_works_on_while_it_does_and_not_after(
+    runner, asked, minions, replies, pillar
+):
+    _certificate("etcd2", "etcd-server", days_left=10)(replies)
+    _kubeadm("cp3", "apiserver", days_left=10)(replies)
+    seen = []
+    run = minions.run
+
+    def recording(targets, function, arg=(), **kwargs):
+        seen.append([(window["node"], window["ended"] is None) for window in _windows(pillar)])
+        return run(targets, function, arg, **kwargs)
+
+    minions.run = recording
+
+    runner.renew()
+
+    assert seen == [[("etcd2", True)], [("etcd2", False), ("cp3", True)]]
+    windows = _windows(pillar)
+    assert [(window["node"], window["why"], window["drained"]) for window in windows] == [
+        ("etcd2", "the master renews its certificates (pki, etcd.certificates)", False),
+        ("cp3", "the master renews its certificates (kubernetes.certificates)", True),
+    ]
+    assert all(
+        window["since"] <= window["ended"] < window["until"] == window["since"] + 660
+        for window in windows
+    )
+
+
+def test_a_control_planes_renewal_ends_once_the_gateways_serve_its_apiserver_again(
+    runner, asked, minions, replies, monkeypatch
+):
+    _kubeadm("cp3", "apiserver", days_left=10)(replies)
+    _down_server("cp3", "gw1", "gw2", status="DOWN 1/2")(replies)
+    monkeypatch.setattr(runner, "ROTATION_POLL_S", 0)
+    polls = []
+
+    def rising(_seconds):
+        polls.append(_seconds)
+        if len(polls) == 2:
+            for name in GATEWAYS:
+                for backend in replies["paas_gateway.status"][name]["backends"]:
+                    backend.update(status="UP", check="L7OK")
+
+    monkeypatch.setattr(runner.time, "sleep", rising)
+
+    report = runner.renew()
+
+    assert report["retcode"] == 0 and report["failed"] is None
+    assert len(polls) == 2
+    gateway_asks = [minions for minions, function in asked if function == "paas_gateway.status"]
+    assert gateway_asks == [["gw1", "gw2"]] * 3
+
+
+def test_a_control_plane_not_back_in_rotation_fails_the_renewal_naming_what_the_gateways_say(
+    runner, asked, minions, replies, pillar, monkeypatch, events
+):
+    _kubeadm("cp3", "apiserver", days_left=10)(replies)
+    _kubeadm("cp1", "apiserver", days_left=10)(replies)
+    _down_server("cp1", "gw2", status="DOWN 1/2")(replies)
+    monkeypatch.setattr(runner, "ROTATION_WAIT_S", 0)
+
+    report = runner.renew()
+
+    assert report["retcode"] == 1
+    assert report["failed"] == (
+        "cp1: its apiserver is not back in the gateways' haproxy 0 s after its renewal "
+        "(gw2: DOWN 1/2)"
+    )
+    assert [step["node"] for step in report["steps"]] == ["cp1"]
+    assert [tag for tag, _ in events] == ["paas/pki/renewal/failed"]
+
+
+def test_a_control_plane_is_drained_while_renewed_and_put_back_even_when_its_step_fails(
+    runner, asked, minions, replies
+):
+    _kubeadm("cp2", "apiserver", days_left=10)(replies)
+    minions.failures["cp2"] = "kubeadm certs renew all failed"
+
+    report = runner.renew()
+
+    assert report["failed"] and "cp2" in report["failed"]
+    assert [call[1:] for call in minions.calls] == [
+        ("paas_gateway.server_state", "kube-apiserver", "cp2", "drain"),
+        ("state.apply", "kubernetes.certificates"),
+        ("paas_gateway.server_state", "kube-apiserver", "cp2", "ready"),
+    ]
+
+
+def test_a_gateway_that_cannot_drain_is_recorded_and_the_renewal_goes_on(
+    runner, asked, minions, replies, pillar
+):
+    _kubeadm("cp2", "apiserver", days_left=10)(replies)
+    minions.silent.add("gw2")
+
+    report = runner.renew()
+
+    assert report["failed"] is None
+    (step,) = _runs(pillar)[0]["steps"]
+    assert step["done"]
+    assert step["not_drained"] == {"gw2": "haproxy's admin socket: connection refused"}
+
+
+def test_an_apiserver_left_drained_by_a_renewal_that_died_is_put_back_by_the_next(
+    runner, asked, minions, pillar
+):
+    _under_maintenance(pillar, "cp3")
+
+    runner.renew()
+
+    assert minions.calls == [
+        ("gw1,gw2", "paas_gateway.server_state", "kube-apiserver", "cp3", "ready")
+    ]
+    assert _windows(pillar) == []
