@@ -57,8 +57,8 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # How long one node's renewal states may take (a restart waits for etcd's health or the
 # apiserver's readiness).
 RENEWAL_STEP_TIMEOUT = 600
-# The node the master's renewal works on now (in its state directory): while that
-# renewal runs, what its restarts make of the node is expected, not a problem.
+# The nodes the master's renewal run worked on, each step a window (in its state
+# directory): what its restarts make of a node meanwhile is expected, not a problem.
 MAINTENANCE = "maintenance.json"
 # A control plane's renewal ends once the gateways' haproxy serves its apiserver again
 # (haproxy's rise checks), within this long; asked every ROTATION_POLL_S.
