@@ -1594,7 +1594,6 @@ def test_a_control_planes_renewal_ends_once_the_gateways_serve_its_apiserver_aga
 ):
     _kubeadm("cp3", "apiserver", days_left=10)(replies)
     _down_server("cp3", "gw1", "gw2", status="DOWN 1/2")(replies)
-    monkeypatch.setattr(runner, "ROTATION_POLL_S", 0)
     polls = []
 
     def rising(_seconds):
